@@ -1,0 +1,42 @@
+"""Value objects shared by the ingest path, the rules engine and the dispatcher."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+# Metrics a gateway may send (spec section 1) and their units.
+METRICS = {
+    "water_level": "m",
+    "rainfall": "mm",
+    "rain_tips": "count",
+    "battery": "V",
+    "signal": "dBm",
+}
+
+# rain_tips never reaches storage: it is turned into rainfall increments on ingest.
+STORED_METRICS = ("water_level", "rainfall", "battery", "signal")
+
+# Alert kinds (spec section 3); offline and battery are for staff only.
+ALERT_KINDS = ("water_level", "rainfall", "offline", "battery")
+PUBLIC_ALERT_KINDS = ("water_level", "rainfall")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sample:
+    """One measured value of one metric at one station, at measurement time ``ts`` (UTC)."""
+
+    station_id: str
+    metric: str
+    ts: datetime
+    value: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a sample or a whole payload was refused; becomes a dead letter."""
+
+    reason: str
+    detail: str = ""
+    metric: str | None = None
+    ts: str | None = None

@@ -1,0 +1,1 @@
+"""The wire side of field stations: MQTT topics, payload parsing, the simulator and the gateway agent."""

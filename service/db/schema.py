@@ -1,0 +1,296 @@
+"""Every table of the service, as SQLAlchemy Core.
+
+All timestamps are stored in UTC (``UTCDateTime``); the wire and the API speak
+RFC 3339 UTC, and only people-facing text converts to WITA.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for big tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as UTC and always returned timezone-aware (SQLite drops tzinfo)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite text from a bare query
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+stations = Table(
+    "stations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("river", String(120), nullable=True),
+    Column("kecamatan", String(120), nullable=True),
+    Column("desa", String(120), nullable=True),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("metrics", JSON, nullable=False),  # ["water_level", "battery", ...]
+    Column("areas", JSON, nullable=False),  # [{"kecamatan": .., "desa": ..}]
+    Column("mm_per_tip", Float, nullable=True),
+    Column("expected_interval_s", Integer, nullable=False, server_default="600"),
+    Column("plausible", JSON, nullable=False),  # {"water_level": [min, max]}
+    Column("downstream", JSON, nullable=False),  # [{"station_id": .., "travel_s": ..}]
+    Column("rules", JSON, nullable=False),  # spec section 3 document
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per station: what the dashboard shows and what the rules engine resumes from.
+station_state = Table(
+    "station_state",
+    metadata,
+    Column("station_id", String(64), ForeignKey("stations.id", ondelete="CASCADE"), primary_key=True),
+    Column("level", String(16), nullable=False, server_default="normal"),
+    Column("online", Boolean, nullable=False, server_default=text("true")),
+    Column("last_seen", UTCDateTime, nullable=True),  # receive time of the latest accepted sample
+    Column("latest", JSON, nullable=False),  # {metric: {"value": v, "ts": iso}}
+    Column("rain_counter", JSON, nullable=True),  # {"ts": iso, "count": n} of the newest rain_tips
+    Column("engine", JSON, nullable=True),  # opaque state of alerts.engine, survives restarts
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(64), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    # The identity of a sample (spec section 1): a redelivery is a no-op.
+    UniqueConstraint("station_id", "metric", "ts", name="uq_readings_sample"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(16), nullable=False),  # mqtt | http
+    Column("topic", String(512), nullable=False),
+    Column("station_id", String(64), nullable=True),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("payload", Text, nullable=False),  # first 4 KiB, undecodable bytes escaped
+    Index("ix_dead_letters_reason", "reason"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(120), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex; the token is shown once
+    Column("prefix", String(12), nullable=False),  # first characters, to recognise a token in a list
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(120), nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("station_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # water_level | rainfall | offline | battery
+    Column("level", String(16), nullable=False),
+    Column("peak_level", String(16), nullable=False),
+    Column("state", String(8), nullable=False),  # active | closed
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("ack_by", String(120), nullable=True),
+    Column("ack_at", UTCDateTime, nullable=True),
+    Column("ack_note", Text, nullable=True),
+    Column("exercise", Boolean, nullable=False, server_default=text("false")),
+    Column("last_notified_at", UTCDateTime, nullable=True),  # drives AWAS reminders
+    # One open alert per (station, kind), enforced by the database (a partial unique index).
+    Index(
+        "uq_alerts_one_open",
+        "station_id",
+        "kind",
+        unique=True,
+        sqlite_where=text("state = 'active'"),
+        postgresql_where=text("state = 'active'"),
+    ),
+    Index("ix_alerts_state_opened", "state", "opened_at"),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("alerts.id"), nullable=False),
+    Column("type", String(16), nullable=False),  # raised escalated deescalated acknowledged cleared reminded
+    Column("level", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),  # measurement time of the causing reading (or wall time)
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("reading", JSON, nullable=True),  # {"metric", "value", "ts"} that caused it
+    Column("by", String(120), nullable=True),
+    Column("note", Text, nullable=True),
+    # The outbox link to the dispatcher: written in the same transaction as the event.
+    # none = nobody to tell; pending = the dispatcher must expand it; done = expanded.
+    Column("dispatch", String(8), nullable=False, server_default="none"),
+    Index("ix_alert_events_alert", "alert_id"),
+    Index("ix_alert_events_dispatch", "dispatch"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("phone", String(20), nullable=False, unique=True),  # E.164
+    Column("name", String(200), nullable=True),
+    Column("language", String(2), nullable=False, server_default="id"),
+    Column("role", String(16), nullable=False, server_default="resident"),
+    Column("areas", JSON, nullable=False),  # [{"kecamatan": .., "desa": .. or null}]
+    Column("opted_out", Boolean, nullable=False, server_default=text("false")),
+    Column("opted_out_at", UTCDateTime, nullable=True),
+    Column("source", String(16), nullable=False, server_default="api"),  # api | csv | sms
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+broadcasts = Table(
+    "broadcasts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(120), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("areas", JSON, nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("dispatch", String(8), nullable=False, server_default="pending"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("alert_events.id"), nullable=True),
+    Column("broadcast_id", Integer, ForeignKey("broadcasts.id"), nullable=True),
+    Column("alert_id", BigInteger().with_variant(Integer(), "sqlite"), nullable=True),
+    Column("subscriber_id", Integer, nullable=True),
+    Column("phone", String(20), nullable=False),
+    Column("language", String(2), nullable=False),
+    Column("kind", String(16), nullable=False),  # warning reminder all_clear operational broadcast reply
+    Column("body", Text, nullable=False),
+    # pending -> sending -> sent -> delivered | undelivered | failed ; unknown = fate to reconcile
+    Column("status", String(12), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("provider", String(16), nullable=True),
+    Column("provider_sid", String(64), nullable=True),
+    Column("error_code", String(16), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # Never two messages for the same event to the same person, across restarts and retries.
+    UniqueConstraint("event_id", "subscriber_id", name="uq_notifications_event_subscriber"),
+    UniqueConstraint("broadcast_id", "subscriber_id", name="uq_notifications_broadcast_subscriber"),
+    Index("ix_notifications_status", "status", "next_attempt_at"),
+    Index("ix_notifications_alert", "alert_id"),
+    Index("ix_notifications_sid", "provider_sid"),
+)
+
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("phone", String(20), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("keyword", String(16), nullable=True),
+    Column("reply", Text, nullable=True),
+    Column("provider_sid", String(64), nullable=True, unique=True),  # dedupes webhook retries
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(120), nullable=False),  # token name (and id)
+    Column("action", String(32), nullable=False),  # create update delete ack broadcast revoke
+    Column("entity", String(32), nullable=False),  # station rules subscriber token alert broadcast
+    Column("entity_id", String(64), nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+)
+
+cap_messages = Table(
+    "cap_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("alerts.id"), nullable=False),
+    Column("identifier", String(200), nullable=False, unique=True),
+    Column("msg_type", String(8), nullable=False),  # Alert Update Cancel
+    Column("sent", UTCDateTime, nullable=False),
+    Column("xml", Text, nullable=False),
+    Index("ix_cap_messages_alert", "alert_id"),
+)
+
+# Leadership for scheduled jobs when several instances share one database.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,58 @@
+"""The ``ews`` command: one subcommand per entry point (spec section 8).
+
+Each subcommand lives in its own module, which provides ``configure_parser(parser)``
+and ``command(args) -> int``; modules are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "run": ("service.runtime", "run the whole service: MQTT ingest, rules, scheduler, SMS dispatch, API and dashboard"),
+    "db": ("service.db.migrate", "database migrations (ews db upgrade)"),
+    "token": ("service.tokens", "API tokens (ews token create --role ROLE --name NAME)"),
+    "simulate": ("sensors.simulator", "publish a realistic scenario from simulated gateways"),
+    "gateway": ("sensors.gateway", "store-and-forward gateway agent for a field station"),
+    "bench": ("service.bench", "the performance benchmark"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(prog="ews", description="EWS Luwu Timur: flood and heavy-rain early warning")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        module = _load(module_name)
+        if module is not None:
+            module.configure_parser(sub_parser)
+    return parser
+
+
+def _load(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``ews`` command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    module = _load(args._module)
+    if module is None:
+        print(f"ews {args.command}: not available in this build", file=sys.stderr)
+        return 2
+    return int(module.command(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Prometheus metrics of one process, in its own registry (nothing global at import time)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """The counters and histograms the service updates as it works."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.readings_accepted = Counter(
+            "ews_readings_accepted", "Samples stored (first time seen)", ["source"], registry=self.registry
+        )
+        self.readings_duplicate = Counter(
+            "ews_readings_duplicate", "Samples received again and ignored", ["source"], registry=self.registry
+        )
+        self.readings_rejected = Counter(
+            "ews_readings_rejected", "Samples or payloads rejected, by reason", ["reason"], registry=self.registry
+        )
+        self.ingest_lag = Histogram(
+            "ews_ingest_lag_seconds",
+            "Receive time minus measurement time of accepted samples",
+            buckets=(1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400),
+            registry=self.registry,
+        )
+        self.ingest_batch_seconds = Histogram(
+            "ews_ingest_batch_seconds", "Time to validate and commit one batch of MQTT messages", registry=self.registry
+        )
+        self.mqtt_connected = Gauge("ews_mqtt_connected", "1 when the ingest client is connected", registry=self.registry)
+        self.sms_sent = Counter("ews_sms_requests", "Provider send requests, by outcome", ["outcome"], registry=self.registry)
+        self.provider_latency = Histogram(
+            "ews_sms_provider_latency_seconds",
+            "Time the SMS provider took to answer a send request",
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )

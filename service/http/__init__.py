@@ -1,0 +1,162 @@
+"""The HTTP side: the staff API (``/api/v1``), CAP, operations endpoints and plugged-in blueprints.
+
+How to add a route (for the other modules)
+------------------------------------------
+1. Write a module exposing either ``blp`` (a module-level blueprint) or
+   ``create_blueprint(services) -> Blueprint``. Use a ``flask_smorest.Blueprint`` for
+   anything under ``/api/v1`` (it lands in the OpenAPI document); a plain ``flask.Blueprint``
+   for pages and webhooks (e.g. the dashboard, Twilio). Give API blueprints
+   ``url_prefix="/api/v1/..."``.
+2. ``create_app`` registers, if the module exists: ``service.http.alerts_api``,
+   ``service.http.sms_api``, ``service.web`` (see ``PLUGINS``). Add a new name there.
+3. In a view:
+   - the wired services: ``services()`` from this package (``current_app.extensions["ews"]``);
+   - auth: ``@require("viewer"|"operator"|"admin"|"gateway")`` from ``service.http.auth``,
+     placed *outermost* (above ``@blp.arguments``); the caller for audit: ``current_actor()``;
+   - errors: ``raise Problem(409, "why")`` or ``raise field_error("phone", "is not a number")``
+     from ``service.http.errors``; webargs validation failures become 422 problems with
+     ``errors: [{field, message}]`` by themselves;
+   - lists: ``PageArgs``, ``page_schema`` and ``keyset_page`` from ``service.http.pagination``;
+   - audit: ``service.audit.record(conn, current_actor(), "update", "subscriber", id, before, after, now)``
+     in the same transaction as the change.
+   - times: ``service.http.schemas.UTCDateTime`` field (RFC 3339 with ``Z``).
+
+Example::
+
+    from flask.views import MethodView
+    from flask_smorest import Blueprint
+    from service.http import services
+    from service.http.auth import require
+
+    blp = Blueprint("alerts", __name__, url_prefix="/api/v1/alerts", description="Alerts")
+
+    @blp.route("/<int:alert_id>")
+    class AlertView(MethodView):
+        @require("viewer")
+        @blp.response(200, AlertSchema)
+        def get(self, alert_id):
+            ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from flask import Flask, current_app
+from flask_smorest import Api
+
+from service.http.errors import ProblemErrorSchema, register_error_handlers
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+# Modules of other parts of the service that contribute routes, registered when present.
+PLUGINS = ("service.http.alerts_api", "service.http.sms_api", "service.web")
+# Our own route modules (each exposes ``blp``).
+OWN_API_MODULES = (
+    "service.http.stations",
+    "service.http.readings",
+    "service.http.dead_letters",
+    "service.http.tokens_api",
+    "service.http.audit_api",
+)
+OWN_PLAIN_MODULES = ("service.http.ops", "service.http.cap_routes")
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class EwsApi(Api):
+    """flask-smorest's Api, answering errors as RFC 9457 problem documents."""
+
+    ERROR_SCHEMA = ProblemErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = "DEFAULT_ERROR"
+
+    def _register_error_handlers(self):
+        register_error_handlers(self._app)
+
+    def _register_responses(self):
+        # The same components flask-smorest registers, with our error media type.
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = "application/problem+json"
+        try:
+            super()._register_responses()
+        finally:
+            self.DEFAULT_RESPONSE_CONTENT_TYPE = "application/json"
+
+
+def services():
+    """The ``Services`` of the running app (inside a request or app context)."""
+    return current_app.extensions["ews"]
+
+
+def create_app(services_) -> Flask:
+    """Build the Flask app serving the API, CAP, operations endpoints and plugged-in blueprints."""
+    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path=f"{API_PREFIX}/static")
+    app.extensions["ews"] = services_
+    app.json.sort_keys = False
+    app.config.update(
+        API_TITLE="EWS Luwu Timur",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_REDOC_PATH="/docs",
+        OPENAPI_REDOC_URL=f"{API_PREFIX}/static/redoc/redoc.standalone.js",
+        MAX_CONTENT_LENGTH=4 * 1024 * 1024,
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "Staff API of the BPBD Luwu Timur flood and heavy-rain early-warning service. "
+                "Every request carries `Authorization: Bearer <token>`; errors are "
+                "`application/problem+json` (RFC 9457).",
+            },
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            },
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    api = EwsApi(app)
+    app.extensions["ews_api"] = api
+    for name in OWN_API_MODULES:
+        module = _import(name)
+        if module is not None:
+            api.register_blueprint(module.blp)
+    for name in OWN_PLAIN_MODULES:
+        module = _import(name)
+        if module is not None:
+            app.register_blueprint(module.blp)
+    for name in PLUGINS:
+        _register_plugin(app, api, services_, name)
+    return app
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+def _register_plugin(app: Flask, api: Api, services_, name: str) -> None:
+    """Register the blueprint(s) of module ``name`` if it exists."""
+    module = _import(name)
+    if module is None:
+        return
+    if hasattr(module, "create_blueprint"):
+        blueprints = module.create_blueprint(services_)
+    elif hasattr(module, "blp"):
+        blueprints = module.blp
+    else:
+        log.warning("%s has neither create_blueprint(services) nor blp; not registered", name)
+        return
+    if not isinstance(blueprints, (list, tuple)):
+        blueprints = [blueprints]
+    from flask_smorest import Blueprint as ApiBlueprint
+
+    for blueprint in blueprints:
+        if isinstance(blueprint, ApiBlueprint):
+            api.register_blueprint(blueprint)
+        else:
+            app.register_blueprint(blueprint)

@@ -1,0 +1,97 @@
+"""Operations endpoints (spec section 6): ``/healthz``, ``/readyz``, ``/metrics``. No token needed."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from service.db import schema
+from service.http.errors import Problem
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint("ops", __name__)
+
+
+@blp.get("/healthz")
+def healthz():
+    """The process is alive (always 200)."""
+    return jsonify({"status": "ok"})
+
+
+def _database_ok(services) -> str | None:
+    """None when ``SELECT 1`` works, else a short reason."""
+    try:
+        with services.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return None
+    except Exception as exc:  # any driver error means "not ready"
+        return f"database unreachable ({type(exc).__name__})"
+
+
+@blp.get("/readyz")
+def readyz():
+    """200 when the database answers and MQTT is connected; 503 problem naming what is not."""
+    services = current_app.extensions["ews"]
+    problems = []
+    db_problem = _database_ok(services)
+    if db_problem:
+        problems.append(db_problem)
+    try:
+        mqtt_ok = bool(services.mqtt_connected())
+    except Exception:
+        mqtt_ok = False
+    if not mqtt_ok:
+        problems.append("MQTT not connected")
+    checks = {"database": db_problem is None, "mqtt": mqtt_ok}
+    if problems:
+        raise Problem(503, "Not ready: " + "; ".join(problems) + ".", title="Service Unavailable",
+                      headers={"Retry-After": "5"})
+    return jsonify({"status": "ready", "checks": checks})
+
+
+class DatabaseCollector:
+    """Gauges read from the database at scrape time: open alerts and notifications by state."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        alerts = GaugeMetricFamily("ews_alerts_active", "Open alerts, by level and kind", labels=["level", "kind"])
+        notifications = GaugeMetricFamily("ews_notifications", "SMS notifications, by status", labels=["status"])
+        up = GaugeMetricFamily("ews_database_up", "1 when the scrape could read the database")
+        try:
+            a, n = schema.alerts, schema.notifications
+            with self.engine.connect() as conn:
+                for level, kind, count in conn.execute(
+                    sa.select(a.c.level, a.c.kind, sa.func.count()).where(a.c.state == "active")
+                    .group_by(a.c.level, a.c.kind)
+                ):
+                    alerts.add_metric([level, kind], count)
+                for status, count in conn.execute(sa.select(n.c.status, sa.func.count()).group_by(n.c.status)):
+                    notifications.add_metric([status], count)
+            up.add_metric([], 1)
+        except Exception:
+            log.warning("metrics: database not readable", exc_info=True)
+            up.add_metric([], 0)
+        yield alerts
+        yield notifications
+        yield up
+
+
+@blp.get("/metrics")
+def metrics():
+    """Prometheus text: the process counters plus database gauges read now."""
+    services = current_app.extensions["ews"]
+    text = generate_latest(services.metrics.registry)
+    db_registry = CollectorRegistry(auto_describe=False)
+    db_registry.register(DatabaseCollector(services.engine))
+    text += generate_latest(db_registry)
+    return Response(text, mimetype=None, content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,48 @@
+"""Shared marshmallow fields and helpers for the API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import marshmallow as ma
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """A UTC time on the wire: ``2026-11-30T06:05:00Z`` (fractions kept when present)."""
+    if value is None:
+        return None
+    value = value.astimezone(timezone.utc)
+    text = value.isoformat()
+    return text.replace("+00:00", "Z")
+
+
+class UTCDateTime(ma.fields.DateTime):
+    """An RFC 3339 time: must carry an offset on input, always UTC ``Z`` on output."""
+
+    default_error_messages = {"naive": "must include a time zone offset (e.g. Z or +08:00)"}
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value
+        return rfc3339(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and len(value) > 64:
+            raise self.make_error("invalid", input=value[:64], obj_type="datetime")
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if result.tzinfo is None:
+            raise self.make_error("naive")
+        try:
+            return result.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise self.make_error("invalid", input=value, obj_type="datetime") from None
+
+
+class Strict(ma.Schema):
+    """A request body schema that refuses unknown fields (422 naming them)."""
+
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True

@@ -1,0 +1,104 @@
+"""``/api/v1/tokens`` (admin): create (the token is shown once), list, revoke."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service import audit
+from service.db import schema
+from service.http import services
+from service.http.auth import current_actor, require
+from service.http.errors import Problem
+from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.schemas import Strict, UTCDateTime
+from service.tokens import ROLES, create_token
+
+blp = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens", description="API tokens (admin)")
+
+
+class TokenSchema(ma.Schema):
+    """A token as listed: never the token itself."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    role = ma.fields.String()
+    prefix = ma.fields.String(metadata={"description": "first characters of the token, to recognise it"})
+    created_at = UTCDateTime()
+    created_by = ma.fields.String(allow_none=True)
+    revoked_at = UTCDateTime(allow_none=True)
+    last_used_at = UTCDateTime(allow_none=True, metadata={"description": "to the minute"})
+
+
+class NewTokenSchema(TokenSchema):
+    """A just-created token: ``token`` is shown this once."""
+
+    token = ma.fields.String()
+
+
+class TokenIn(Strict):
+    """What a new token is for."""
+
+    role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=120))
+
+
+def token_json(row) -> dict:
+    """The public view of an api_tokens row."""
+    m = row._mapping
+    return {k: m[k] for k in ("id", "name", "role", "prefix", "created_at", "created_by", "revoked_at", "last_used_at")}
+
+
+@blp.route("")
+class Tokens(MethodView):
+    @require("admin")
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, page_schema(TokenSchema))
+    def get(self, args):
+        """List tokens, newest first."""
+        t = schema.api_tokens
+        with services().engine.connect() as conn:
+            rows, next_cursor = keyset_page(conn, sa.select(t), (t.c.id,), args)
+        return {"items": [token_json(r) for r in rows], "next_cursor": next_cursor}
+
+    @require("admin")
+    @blp.arguments(TokenIn)
+    @blp.response(201, NewTokenSchema)
+    def post(self, data):
+        """Create a token; the answer holds the token, which is not shown again."""
+        svc = services()
+        name = data["name"].strip()
+        if not name:
+            raise Problem(422, "name: must not be blank", errors=[{"field": "name", "message": "must not be blank"}])
+        now = svc.clock()
+        token_id, token = create_token(svc.engine, data["role"], name, created_by=current_actor(), now=now)
+        t = schema.api_tokens
+        with svc.engine.begin() as conn:
+            row = conn.execute(sa.select(t).where(t.c.id == token_id)).first()
+            audit.record(conn, current_actor(), "create", "token", token_id, None, token_json(row), now)
+        return {**token_json(row), "token": token}
+
+
+@blp.route("/<int:token_id>")
+class TokenView(MethodView):
+    @require("admin")
+    @blp.response(204)
+    def delete(self, token_id):
+        """Revoke a token (it stays listed, with revoked_at)."""
+        svc = services()
+        t = schema.api_tokens
+        now = svc.clock()
+        with svc.engine.begin() as conn:
+            row = conn.execute(sa.select(t).where(t.c.id == token_id)).first()
+            if row is None:
+                raise Problem(404, f"No token #{token_id}.")
+            if row.revoked_at is None:
+                conn.execute(sa.update(t).where(t.c.id == token_id).values(revoked_at=now))
+                after = {**token_json(row), "revoked_at": now}
+                audit.record(conn, current_actor(), "revoke", "token", token_id, token_json(row), after, now)
+        return None

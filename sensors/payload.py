@@ -1,0 +1,157 @@
+"""Parse a gateway's reading payload (spec section 1) into samples and rejections.
+
+Pure: bytes and a station description in, ``Sample`` and ``Rejection`` values out.
+Nothing here raises on bad input; every problem becomes a ``Rejection`` with one of
+the reasons of spec section 1, so the ingest loop never stops on a bad payload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+
+from alerts.model import METRICS, Rejection, Sample
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_SAMPLES = 1000
+FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_AGE = timedelta(days=7)
+RAIN_METRICS = ("rainfall", "rain_tips")
+
+
+@dataclasses.dataclass(frozen=True)
+class StationInfo:
+    """What the parser needs to know about a station."""
+
+    id: str
+    metrics: tuple[str, ...]
+    plausible: Mapping[str, tuple[float, float]]
+
+
+@dataclasses.dataclass
+class Parsed:
+    """The outcome of parsing one payload."""
+
+    samples: list[Sample] = dataclasses.field(default_factory=list)
+    rejections: list[Rejection] = dataclasses.field(default_factory=list)
+    seqs: list[int] = dataclasses.field(default_factory=list)
+
+
+def parse_payload(payload: bytes, station: StationInfo | None, now: datetime) -> Parsed:
+    """Turn one payload into samples of ``station`` and the rejections of what could not be kept."""
+    result = Parsed()
+    whole = _check_whole(payload, station)
+    if isinstance(whole, Rejection):
+        result.rejections.append(whole)
+        return result
+    for item in whole:
+        _parse_item(item, station, now, result)
+    return result
+
+
+def _check_whole(payload: bytes, station: StationInfo | None) -> list | Rejection:
+    """Reject what is wrong with the payload as a whole; return its items otherwise."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return Rejection("too_large", f"{len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+    try:
+        document = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return Rejection("malformed_json", _short(str(exc)))
+    if isinstance(document, list):
+        if len(document) > MAX_SAMPLES:
+            return Rejection("too_many_samples", f"{len(document)} samples; the limit is {MAX_SAMPLES}")
+        if not document:
+            return Rejection("not_an_object", "an empty array holds no sample")
+        items = document
+    elif isinstance(document, dict):
+        items = [document]
+    else:
+        return Rejection("not_an_object", f"expected an object or an array, got {type(document).__name__}")
+    if station is None:
+        return Rejection("unknown_station", "no station with this id is registered")
+    return items
+
+
+def _reject_constant(name: str) -> float:
+    # NaN and Infinity are not JSON; keep parsing so the sample is rejected as not_a_number.
+    return math.nan
+
+
+def _parse_item(item, station: StationInfo, now: datetime, result: Parsed) -> None:
+    """Parse one sample object into ``result``."""
+    if not isinstance(item, dict):
+        result.rejections.append(Rejection("not_an_object", f"a sample must be an object, got {type(item).__name__}"))
+        return
+    ts = parse_timestamp(item.get("ts"))
+    if isinstance(ts, Rejection):
+        result.rejections.append(ts)
+        return
+    raw_ts = _short(str(item.get("ts")), 64)
+    if ts > now + FUTURE_TOLERANCE:
+        result.rejections.append(Rejection("ts_in_future", f"{raw_ts} is ahead of the service clock", ts=raw_ts))
+        return
+    if ts < now - MAX_AGE:
+        result.rejections.append(Rejection("ts_too_old", f"{raw_ts} is older than 7 days", ts=raw_ts))
+        return
+    seq = item.get("seq")
+    if isinstance(seq, int) and not isinstance(seq, bool):
+        result.seqs.append(seq)
+    values = item.get("values")
+    if not isinstance(values, dict) or not values:
+        result.rejections.append(Rejection("no_values", "'values' must be an object with at least one metric", ts=raw_ts))
+        return
+    for metric, value in values.items():
+        outcome = _parse_value(station, str(metric), value, ts, raw_ts)
+        (result.samples if isinstance(outcome, Sample) else result.rejections).append(outcome)
+
+
+def _parse_value(station: StationInfo, metric: str, value, ts: datetime, raw_ts: str) -> Sample | Rejection:
+    """Check one metric value against the station's configuration and plausible range."""
+    name = _short(metric, 64)
+    if metric not in METRICS:
+        return Rejection("unknown_metric", f"{name!r} is not one of {', '.join(METRICS)}", metric=name, ts=raw_ts)
+    if metric in RAIN_METRICS and metric not in station.metrics:
+        configured = next((m for m in RAIN_METRICS if m in station.metrics), None)
+        detail = f"this station is configured for {configured}" if configured else "this station has no rain gauge"
+        return Rejection("metric_not_configured", detail, metric=metric, ts=raw_ts)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return Rejection("not_a_number", f"{_short(repr(value), 64)} is not a finite number", metric=metric, ts=raw_ts)
+    bounds = station.plausible.get("rainfall" if metric == "rain_tips" else metric)
+    if metric == "rain_tips":
+        if value < 0 or value != int(value):
+            return Rejection("out_of_range", f"a tip counter must be a whole number >= 0, got {value}", metric=metric, ts=raw_ts)
+    elif bounds is not None and not bounds[0] <= value <= bounds[1]:
+        return Rejection("out_of_range", f"{value} is outside [{bounds[0]}, {bounds[1]}]", metric=metric, ts=raw_ts)
+    return Sample(station.id, metric, ts, float(value))
+
+
+def parse_timestamp(raw) -> datetime | Rejection:
+    """Parse RFC 3339 with an offset, or epoch seconds, into an aware UTC datetime."""
+    if isinstance(raw, bool) or raw is None:
+        return Rejection("bad_timestamp", "'ts' is required: RFC 3339 with an offset, or epoch seconds")
+    if isinstance(raw, (int, float)):
+        if not math.isfinite(raw):
+            return Rejection("bad_timestamp", "'ts' is not a finite number")
+        try:
+            return datetime.fromtimestamp(raw, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return Rejection("bad_timestamp", f"{_short(repr(raw), 64)} is not a usable epoch time")
+    if not isinstance(raw, str):
+        return Rejection("bad_timestamp", f"'ts' must be a string or a number, got {type(raw).__name__}")
+    text = raw.strip()
+    if len(text) < 20 or text[10] not in "Tt ":
+        return Rejection("bad_timestamp", f"{_short(raw, 64)!r} is not RFC 3339 (e.g. 2026-11-30T06:05:00Z)")
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+    except ValueError:
+        return Rejection("bad_timestamp", f"{_short(raw, 64)!r} is not RFC 3339 (e.g. 2026-11-30T06:05:00Z)")
+    if parsed.tzinfo is None:
+        return Rejection("bad_timestamp", f"{_short(raw, 64)!r} has no UTC offset (add Z or +08:00)")
+    return parsed.astimezone(timezone.utc)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,211 @@
+"""The MQTT side of ingest: a paho-mqtt 2.x client with a persistent session and manual acknowledgement.
+
+The paho network thread only queues each message (``on_message`` must stay fast and
+must never raise: an exception there silently kills paho's loop thread). A worker
+thread takes the queued messages in arrival order, commits them in one transaction
+and only then acknowledges them, in the same order. A crash before the commit
+leaves the messages unacknowledged in the broker's session, which redelivers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from config.settings import MqttUrl
+from service.ingest import Message
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 30
+MAX_BATCH = 500
+QUEUE_SIZE = 5000
+
+
+class MqttIngest:
+    """Subscribes to every station's readings topic and feeds batches to ``ingest``."""
+
+    def __init__(
+        self,
+        url: MqttUrl,
+        prefix: str,
+        client_id: str,
+        ingest: Callable[[list[Message]], object],
+        *,
+        on_connection_change: Callable[[bool], None] = lambda connected: None,
+        shared_group: str | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.client_id = client_id
+        self.ingest = ingest
+        self.on_connection_change = on_connection_change
+        self.max_batch = max_batch
+        topic = f"{prefix}/stations/+/readings"
+        self.readings_filter = f"$share/{shared_group}/{topic}" if shared_group else topic
+        self.exercise_topic = f"{prefix}/exercise"
+        self.exercise = False
+        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue(maxsize=QUEUE_SIZE)
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._client = self._make_client()
+        self._worker = threading.Thread(target=self._work, name="mqtt-ingest-worker", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="mqtt-ingest-watchdog", daemon=True)
+        self.db_healthy = True
+        self.last_commit_at: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        # MQTT 3.1.1 with clean_session=False and a fixed client id is a persistent session on
+        # Mosquitto and on amqtt alike (amqtt speaks no MQTT 5); see tech-notes section 1.2.
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        client.username_pw_set(self.url.username or "ews", self.url.password)
+        if self.url.tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.suppress_exceptions = True  # belt and braces: our callbacks already catch everything
+        return client
+
+    def start(self) -> None:
+        """Connect in the background (retrying until the broker answers) and start the worker."""
+        self._worker.start()
+        self._client.connect_async(self.url.host, self.url.port, keepalive=KEEPALIVE_S)
+        self._client.loop_start()
+        self._watchdog.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Finish the batch in hand, acknowledge it, then disconnect."""
+        self._stopping.set()
+        self._queue.put(None)
+        self._worker.join(timeout)
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the broker."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until the first connection is up."""
+        return self._connected.wait(timeout)
+
+    # -- paho callbacks (network thread: fast, never raise) -----------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        try:
+            if reason_code.is_failure:
+                log.error("MQTT broker refused the connection: %s", reason_code)
+                return
+            client.subscribe([(self.readings_filter, 1), (self.exercise_topic, 1)])
+            self._connected.set()
+            self.on_connection_change(True)
+            log.info("connected to MQTT %s:%s (session present: %s)", self.url.host, self.url.port, flags.session_present)
+        except Exception:
+            log.exception("error in MQTT on_connect")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        try:
+            self._connected.clear()
+            self.on_connection_change(False)
+            if not self._stopping.is_set():
+                log.warning("MQTT connection lost (%s); reconnecting", reason_code)
+        except Exception:
+            log.exception("error in MQTT on_disconnect")
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        try:
+            message.received_at = datetime.now(timezone.utc)  # type: ignore[attr-defined]
+            # The broker's in-flight window bounds the unacknowledged messages, so the queue
+            # never fills in practice; if it does, waiting here is the right back-pressure.
+            self._queue.put(message)
+        except Exception:
+            log.exception("error in MQTT on_message")
+
+    # -- worker ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """Take messages in arrival order, commit them in batches, acknowledge after commit."""
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._commit_then_ack(batch)
+
+    def _next_batch(self) -> list[mqtt.MQTTMessage] | None:
+        try:
+            first = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            return None if self._stopping.is_set() else []
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # keep the stop signal for the next round
+                break
+            batch.append(item)
+        return batch
+
+    def _commit_then_ack(self, batch: list[mqtt.MQTTMessage]) -> None:
+        readings = [m for m in batch if m.topic != self.exercise_topic]
+        for message in batch:
+            if message.topic == self.exercise_topic:
+                self.exercise = message.payload.strip().lower() in (b"on", b"1", b"true")
+        delay = 0.5
+        while readings:
+            try:
+                self.ingest([_to_message(m) for m in readings])
+                self.db_healthy = True
+                self.last_commit_at = time.monotonic()
+                break
+            except Exception:
+                # The database is unreachable (or failing): keep the messages unacknowledged,
+                # so the broker keeps them, and try again with backoff.
+                self.db_healthy = False
+                log.exception("could not store %d MQTT messages; retrying in %.1f s", len(readings), delay)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, 10.0) * random.uniform(0.8, 1.2)
+        for message in batch:
+            if message.qos > 0:
+                self._client.ack(message.mid, message.qos)
+
+    def _watch(self) -> None:
+        """Restart paho's loop thread if it ever died (a callback exception kills it silently)."""
+        while not self._stopping.wait(5.0):
+            thread = getattr(self._client, "_thread", None)
+            if thread is not None and not thread.is_alive() and not self._stopping.is_set():
+                log.error("paho network thread died; restarting it")
+                self._client.loop_start()
+
+
+def _to_message(message: mqtt.MQTTMessage) -> Message:
+    return Message(topic=message.topic, payload=message.payload, received_at=message.received_at, source="mqtt")

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def schedule_jobs(scheduler, services, period_s: int) -> None:
     """Register the periodic jobs on ``scheduler``."""
-    scheduler.add_job(run_rule_jobs, "interval", seconds=period_s, args=[services], id="rules", next_run_time=None)
+    scheduler.add_job(run_rule_jobs, "interval", seconds=period_s, args=[services], id="rules")
     # First run soon after start, not a whole period later.
     scheduler.add_job(run_rule_jobs, "date", args=[services], id="rules-first")
 

@@ -1,0 +1,251 @@
+"""SMS texts: pure rendering of a template (from ``config/templates/*.toml``) with a context.
+
+A template is a ``str.format`` string such as
+``"BPBD LUTIM: AWAS banjir. TMA {where} {value}{trend} {time} {tz}. ... Darurat: 112"``.
+``Templates`` holds the parsed files, one per language; ``render()`` fills a template and
+makes the result GSM-7 (``alerts.gsm7.sanitise``). ``warning_context()`` turns a station and a
+reading into the words the templates use, in the subscriber's language. No I/O except
+``load_templates()``, which reads the TOML files it is pointed at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+import tomllib
+from collections.abc import Mapping
+from datetime import datetime, tzinfo
+from pathlib import Path
+
+from alerts import gsm7
+
+DEFAULT_LANGUAGE = "id"
+LANGUAGES = ("id", "en")
+WARNING_LEVELS = ("waspada", "siaga", "awas")
+PUBLIC_KINDS = ("water_level", "rainfall")
+OPERATIONAL_KINDS = ("offline", "battery")
+# Every template key a language file must have (dotted paths into the TOML document).
+REQUIRED_KEYS = tuple(
+    [f"{kind}.{event}.{level}" for kind in PUBLIC_KINDS for event in ("raised", "escalated") for level in WARNING_LEVELS]
+    + [f"{kind}.{event}" for kind in PUBLIC_KINDS for event in ("reminder", "all_clear")]
+    + [f"{kind}.{event}" for kind in OPERATIONAL_KINDS for event in ("raised", "cleared")]
+    + ["broadcast.wrapper"]
+    + [f"reply.{name}" for name in ("opted_out", "opted_in", "registered", "register_unknown", "not_registered",
+                                    "info", "info_none", "info_line", "unknown")]
+    + [f"levels.{level}" for level in ("normal",) + WARNING_LEVELS]
+)
+# Time-zone abbreviations people in Indonesia use (the tz database has only "+08").
+_TZ_WORDS = {"Asia/Makassar": "WITA", "Asia/Jakarta": "WIB", "Asia/Pontianak": "WIB", "Asia/Jayapura": "WIT"}
+
+
+class TemplateError(ValueError):
+    """A template file is missing a key, or a template names an unknown placeholder."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Templates:
+    """The parsed template documents, by language code."""
+
+    documents: Mapping[str, Mapping]
+
+    def languages(self) -> tuple[str, ...]:
+        """The language codes there are templates for."""
+        return tuple(self.documents)
+
+    def get(self, key: str, language: str = DEFAULT_LANGUAGE) -> str:
+        """The template at dotted ``key`` in ``language`` (falling back to Bahasa Indonesia)."""
+        for lang in (language, DEFAULT_LANGUAGE):
+            value = _lookup(self.documents.get(lang, {}), key)
+            if isinstance(value, str):
+                return value
+        raise TemplateError(f"no template {key!r} for language {language!r}")
+
+    def has(self, key: str, language: str = DEFAULT_LANGUAGE) -> bool:
+        """True when ``key`` exists in ``language`` or in the default language."""
+        try:
+            self.get(key, language)
+        except TemplateError:
+            return False
+        return True
+
+
+def _lookup(document: Mapping, key: str):
+    node = document
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def parse_templates(texts: Mapping[str, str]) -> Templates:
+    """Parse TOML texts by language code; check that every required key is present."""
+    documents = {}
+    for language, text in texts.items():
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise TemplateError(f"templates for {language!r}: {exc}") from None
+        missing = [key for key in REQUIRED_KEYS if not isinstance(_lookup(document, key), str)]
+        if missing:
+            raise TemplateError(f"templates for {language!r} lack {', '.join(missing)}")
+        documents[language] = document
+    if DEFAULT_LANGUAGE not in documents:
+        raise TemplateError(f"there are no templates for the default language {DEFAULT_LANGUAGE!r}")
+    return Templates(documents)
+
+
+def load_templates(directory: str | Path) -> Templates:
+    """Read ``<language>.toml`` files from ``directory``."""
+    files = sorted(Path(directory).glob("*.toml"))
+    return parse_templates({f.stem: f.read_text(encoding="utf-8") for f in files})
+
+
+class _Context(dict):
+    def __missing__(self, key):
+        raise TemplateError(f"unknown placeholder {{{key}}}")
+
+
+def fill(template: str, context: Mapping) -> str:
+    """``template`` with its ``{placeholders}`` filled from ``context``, made GSM-7."""
+    try:
+        text = string.Formatter().vformat(template, (), _Context(context))
+    except (IndexError, ValueError) as exc:
+        raise TemplateError(f"bad template {template!r}: {exc}") from None
+    return gsm7.sanitise(text.strip())
+
+
+def render(templates: Templates, key: str, language: str, context: Mapping) -> str:
+    """The message ``key`` in ``language`` filled with ``context`` (GSM-7 only)."""
+    return fill(templates.get(key, language), context)
+
+
+# --- the words of a warning -------------------------------------------------------------------
+
+
+def tz_word(zone: tzinfo, when: datetime) -> str:
+    """``WITA`` for Asia/Makassar and the like; otherwise the zone's own abbreviation."""
+    key = getattr(zone, "key", None)
+    return _TZ_WORDS.get(key) or when.astimezone(zone).tzname() or "UTC"
+
+
+def number(value: float, decimals: int, decimal_mark: str = ".") -> str:
+    """``value`` with at most ``decimals`` decimals, trailing zeros dropped (3.20 -> 3.2)."""
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text.replace(".", decimal_mark)
+
+
+def river_short(river: str | None) -> str:
+    """``Sungai Kalaena`` -> ``S.Kalaena`` (SMS space is scarce)."""
+    if not river:
+        return ""
+    river = river.strip()
+    for prefix in ("Sungai ", "sungai ", "S. ", "S."):
+        if river.startswith(prefix):
+            return "S." + river[len(prefix):].strip()
+    return river
+
+
+def station_short(name: str) -> str:
+    """``Pos TMA Kalaena Wotu`` -> ``Kalaena Wotu``: the station's name without its kind."""
+    name = (name or "").strip()
+    for prefix in ("Pos TMA ", "Pos Hujan ", "Pos Duga Air ", "Pos ", "AWLR ", "ARR "):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):].strip()
+    return name
+
+
+def where(station: Mapping) -> str:
+    """River and place in few characters: ``S.Kalaena Wotu`` (not ``S.Kalaena Kalaena Wotu``)."""
+    short = station_short(station.get("name") or station.get("id") or "")
+    river = river_short(station.get("river"))
+    if not river:
+        return short
+    bare = river[2:] if river.startswith("S.") else river
+    if short.lower().startswith(bare.lower()):
+        return f"S.{short}" if river.startswith("S.") else short
+    return f"{river} {short}"
+
+
+def area_name(area: Mapping) -> str:
+    """``Laskap`` for a desa, ``Kec. Malili`` for a whole kecamatan."""
+    if area.get("desa"):
+        return str(area["desa"])
+    return f"Kec. {area.get('kecamatan', '')}"
+
+
+def level_word(templates: Templates, language: str, level: str) -> str:
+    """The level as people read it in ``language`` (``AWAS``; ``AWAS (danger)``)."""
+    return templates.get(f"levels.{level}", language)
+
+
+def _value_text(templates: Templates, language: str, metric: str, value, window: str | None) -> str:
+    mark = str(_lookup(templates.documents.get(language, {}), "format.decimal") or ".")
+    if value is None:
+        return "-"
+    value = float(value)
+    if metric == "water_level":
+        return f"{number(value, 2, mark)} m"
+    if metric == "rainfall":
+        window = window or "1h"
+        unit = templates.get(f"units.rain_{window}", language) if templates.has(f"units.rain_{window}", language) else window
+        return f"{number(value, 0, mark)} mm/{unit}"
+    if metric == "battery":
+        return f"{number(value, 1, mark)} V"
+    if metric == "signal":
+        return f"{number(value, 0, mark)} dBm"
+    return number(value, 2, mark)
+
+
+def trend_text(templates: Templates, language: str, metric: str, rate_per_hour: float | None) -> str:
+    """The trend words, e.g. `` (naik 40cm/jam)``; empty when unknown.
+
+    ``rate_per_hour`` is the change of the value per hour in the metric's unit (m/h for a
+    water level, mm/h change of the hourly sum for rain).
+    """
+    if rate_per_hour is None or metric not in PUBLIC_KINDS:
+        return ""
+    if metric == "water_level":
+        cm = round(abs(rate_per_hour) * 100)
+        direction = "steady" if cm < 5 else ("rising" if rate_per_hour > 0 else "falling")
+        return templates.get(f"trend.water_level_{direction}", language).replace("{rate}", str(cm))
+    direction = "steady" if abs(rate_per_hour) < 1 else ("rising" if rate_per_hour > 0 else "falling")
+    return templates.get(f"trend.rainfall_{direction}", language)
+
+
+def warning_context(
+    templates: Templates,
+    language: str,
+    *,
+    station: Mapping,
+    level: str,
+    metric: str,
+    value,
+    at: datetime,
+    zone: tzinfo,
+    rate_per_hour: float | None = None,
+    window: str | None = None,
+) -> dict:
+    """Everything a template may name, for one station, level and reading, in ``language``."""
+    local = at.astimezone(zone)
+    time_format = str(_lookup(templates.documents.get(language, {}), "format.time") or "%H:%M")
+    areas = station.get("areas") or []
+    return {
+        "level": level_word(templates, language, level),
+        "station": station_short(station.get("name") or station.get("id") or ""),
+        "station_id": station.get("id") or "",
+        "river": river_short(station.get("river")) or station_short(station.get("name") or ""),
+        "where": where(station),
+        "kecamatan": station.get("kecamatan") or "",
+        "desa": station.get("desa") or station.get("kecamatan") or "",
+        "areas": ", ".join(area_name(a) for a in areas[:3]),
+        "value": _value_text(templates, language, metric, value, window),
+        "trend": trend_text(templates, language, metric, rate_per_hour),
+        "time": local.strftime(time_format),
+        "date": local.strftime("%d/%m"),
+        "tz": tz_word(zone, at),
+    }

@@ -46,3 +46,23 @@ class Strict(ma.Schema):
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+
+_CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}
+
+
+def _no_control(value: str) -> None:
+    if any(ch in _CONTROL for ch in value):
+        raise ma.ValidationError("must not contain control characters")
+
+
+class Text(ma.fields.String):
+    """A one-line string without control characters (PostgreSQL refuses NUL in text)."""
+
+    def __init__(self, *args, max_length: int | None = None, min_length: int | None = None, **kwargs):
+        given = kwargs.pop("validate", None)
+        validators = list(given) if isinstance(given, (list, tuple)) else ([given] if given else [])
+        validators.insert(0, _no_control)
+        if max_length is not None or min_length is not None:
+            validators.append(ma.validate.Length(min=min_length, max=max_length))
+        super().__init__(*args, validate=validators, **kwargs)

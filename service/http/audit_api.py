@@ -1,0 +1,56 @@
+"""``/api/v1/audit``: who changed what (admin)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service.db import schema
+from service.http import services
+from service.http.auth import require
+from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.schemas import Text, UTCDateTime
+
+blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Audit trail (admin)")
+
+
+class AuditArgs(PageArgs):
+    entity = Text(max_length=32, metadata={"description": "station, rules, subscriber, token, alert, broadcast"})
+    entity_id = Text(max_length=64)
+    actor = Text(max_length=120, metadata={"description": "token name#id"})
+    action = Text(max_length=32)
+
+
+class AuditSchema(ma.Schema):
+    """One change: who, when, what, before and after."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.Integer()
+    at = UTCDateTime()
+    actor = ma.fields.String()
+    action = ma.fields.String()
+    entity = ma.fields.String()
+    entity_id = ma.fields.String(allow_none=True)
+    before = ma.fields.Raw(allow_none=True)
+    after = ma.fields.Raw(allow_none=True)
+
+
+@blp.route("")
+class Audit(MethodView):
+    @require("admin")
+    @blp.arguments(AuditArgs, location="query")
+    @blp.response(200, page_schema(AuditSchema))
+    def get(self, args):
+        """The audit trail, newest first."""
+        a = schema.audit_log
+        query = sa.select(a)
+        for key in ("entity", "entity_id", "actor", "action"):
+            if args.get(key):
+                query = query.where(a.c[key] == args[key])
+        with services().engine.connect() as conn:
+            rows, next_cursor = keyset_page(conn, query, (a.c.id,), args)
+        return {"items": [dict(r._mapping) for r in rows], "next_cursor": next_cursor}

@@ -1,0 +1,360 @@
+"""``/api/v1/stations``: the station registry (read: viewer; write: admin)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from alerts.model import METRICS
+from service import audit
+from service.db import schema
+from service.http import services
+from service.http.auth import current_actor, require
+from service.http.errors import VALIDATION_TYPE, Problem
+from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.schemas import Strict, Text, UTCDateTime
+
+blp = Blueprint("stations", __name__, url_prefix="/api/v1/stations", description="Station registry")
+
+STATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_INTERVAL_S = 7 * 86400
+EDITABLE = ("name", "river", "kecamatan", "desa", "lat", "lon", "metrics", "areas", "mm_per_tip",
+            "expected_interval_s", "plausible", "downstream")
+
+
+# ---------------------------------------------------------------- schemas
+
+class AreaSchema(Strict):
+    """A place a station warns: a desa, or a whole kecamatan when ``desa`` is omitted."""
+
+    kecamatan = Text(required=True, min_length=1, max_length=120)
+    desa = Text(load_default=None, allow_none=True, min_length=1, max_length=120)
+
+
+class DownstreamSchema(Strict):
+    """Where this river's water goes next and how long it takes."""
+
+    station_id = ma.fields.String(required=True, validate=ma.validate.Regexp(STATION_ID_RE))
+    travel_s = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=MAX_INTERVAL_S))
+
+
+def _range_list():
+    return ma.fields.List(
+        ma.fields.Float(allow_nan=False, validate=ma.validate.Range(min=-1e9, max=1e9)),
+        validate=ma.validate.Length(equal=2),
+        metadata={"description": "[min, max], min < max"},
+    )
+
+
+class StationPatchSchema(Strict):
+    """Fields of a station that may be changed (all optional)."""
+
+    name = Text(min_length=1, max_length=200)
+    river = Text(allow_none=True, max_length=120)
+    kecamatan = Text(allow_none=True, max_length=120)
+    desa = Text(allow_none=True, max_length=120)
+    lat = ma.fields.Float(allow_none=True, validate=ma.validate.Range(min=-90, max=90))
+    lon = ma.fields.Float(allow_none=True, validate=ma.validate.Range(min=-180, max=180))
+    metrics = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(list(METRICS))),
+        validate=ma.validate.Length(min=1, max=len(METRICS)),
+        metadata={"description": f"what the station sends: {', '.join(METRICS)} (rainfall or rain_tips, not both)"},
+    )
+    areas = ma.fields.List(ma.fields.Nested(AreaSchema), validate=ma.validate.Length(max=200))
+    mm_per_tip = ma.fields.Float(allow_none=True, validate=ma.validate.Range(min=0, max=100, min_inclusive=False))
+    expected_interval_s = ma.fields.Integer(validate=ma.validate.Range(min=1, max=MAX_INTERVAL_S))
+    plausible = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(list(METRICS))), values=_range_list())
+    downstream = ma.fields.List(ma.fields.Nested(DownstreamSchema), validate=ma.validate.Length(max=50))
+
+
+class StationCreateSchema(StationPatchSchema):
+    """A new station; ``rules`` (optional) are merged over config/rules/defaults.json."""
+
+    id = ma.fields.String(required=True, validate=ma.validate.Regexp(STATION_ID_RE),
+                          metadata={"description": "^[A-Za-z0-9_-]{1,64}$"})
+    name = Text(required=True, min_length=1, max_length=200)
+    metrics = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(list(METRICS))),
+        required=True,
+        validate=ma.validate.Length(min=1, max=len(METRICS)),
+    )
+    rules = ma.fields.Dict(keys=ma.fields.String(), metadata={"description": "thresholds (spec section 3), "
+                                                              "merged over the defaults"})
+
+
+class LatestSchema(ma.Schema):
+    value = ma.fields.Float()
+    ts = ma.fields.String()
+
+
+class StatusSchema(ma.Schema):
+    """What the station is doing now (from station_state)."""
+
+    class Meta:
+        ordered = True
+
+    level = ma.fields.String()
+    online = ma.fields.Boolean()
+    last_seen = UTCDateTime(allow_none=True)
+    latest = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(LatestSchema))
+
+
+class AreaOutSchema(ma.Schema):
+    kecamatan = ma.fields.String()
+    desa = ma.fields.String(allow_none=True)
+
+
+class DownstreamOutSchema(ma.Schema):
+    station_id = ma.fields.String()
+    travel_s = ma.fields.Integer()
+
+
+class StationSchema(ma.Schema):
+    """A station as the API returns it."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String()
+    name = ma.fields.String()
+    river = ma.fields.String(allow_none=True)
+    kecamatan = ma.fields.String(allow_none=True)
+    desa = ma.fields.String(allow_none=True)
+    lat = ma.fields.Float(allow_none=True)
+    lon = ma.fields.Float(allow_none=True)
+    metrics = ma.fields.List(ma.fields.String())
+    areas = ma.fields.List(ma.fields.Nested(AreaOutSchema))
+    mm_per_tip = ma.fields.Float(allow_none=True)
+    expected_interval_s = ma.fields.Integer()
+    plausible = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.Float()))
+    downstream = ma.fields.List(ma.fields.Nested(DownstreamOutSchema))
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+    status = ma.fields.Nested(StatusSchema)
+
+
+class StationListArgs(PageArgs):
+    kecamatan = Text(max_length=120, metadata={"description": "only stations in this kecamatan"})
+
+
+# ---------------------------------------------------------------- helpers
+
+def station_json(row, state=None) -> dict:
+    """The API view of a stations row and its station_state row (if any)."""
+    m = row._mapping
+    out = {k: m[k] for k in ("id",) + EDITABLE + ("created_at", "updated_at")}
+    out["areas"] = [{"kecamatan": a.get("kecamatan"), "desa": a.get("desa")} for a in (m["areas"] or [])]
+    if state is None:
+        out["status"] = {"level": "normal", "online": False, "last_seen": None, "latest": {}}
+    else:
+        s = state._mapping
+        out["status"] = {"level": s["level"], "online": bool(s["online"]), "last_seen": s["last_seen"],
+                         "latest": s["latest"] or {}}
+    return out
+
+
+def load_station(conn, station_id: str) -> dict:
+    """The station ``station_id`` with its status; 404 problem when there is none."""
+    if not STATION_ID_RE.match(station_id):
+        raise Problem(404, f"No station {station_id[:64]!r}.")
+    s, st = schema.stations, schema.station_state
+    row = conn.execute(sa.select(s).where(s.c.id == station_id)).first()
+    if row is None:
+        raise Problem(404, f"No station {station_id!r}.")
+    state = conn.execute(sa.select(st).where(st.c.station_id == station_id)).first()
+    return station_json(row, state)
+
+
+def _validation(errors: list[dict]) -> Problem:
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return Problem(422, detail, type=VALIDATION_TYPE, title="Validation failed", errors=errors)
+
+
+def check_station(doc: dict) -> list[dict]:
+    """Rules that span fields; returns ``[{field, message}]`` (empty when the station is consistent)."""
+    errors = []
+    metrics = doc.get("metrics") or []
+    if len(set(metrics)) != len(metrics):
+        errors.append({"field": "metrics", "message": "lists a metric twice"})
+    if "rainfall" in metrics and "rain_tips" in metrics:
+        errors.append({"field": "metrics", "message": "a station sends rainfall or rain_tips, not both"})
+    if "rain_tips" in metrics and not doc.get("mm_per_tip"):
+        errors.append({"field": "mm_per_tip", "message": "is required when the station sends rain_tips"})
+    for metric, bounds in (doc.get("plausible") or {}).items():
+        if len(bounds) == 2 and not bounds[0] < bounds[1]:
+            errors.append({"field": f"plausible.{metric}", "message": "min must be less than max"})
+    if (doc.get("lat") is None) != (doc.get("lon") is None):
+        errors.append({"field": "lat" if doc.get("lat") is None else "lon", "message": "give both lat and lon, or neither"})
+    for i, target in enumerate(doc.get("downstream") or []):
+        if target["station_id"] == doc.get("id"):
+            errors.append({"field": f"downstream.{i}.station_id", "message": "a station cannot flow into itself"})
+    return errors
+
+
+def default_rules() -> dict:
+    """config/rules/defaults.json without its comment keys."""
+    from config import load_json
+
+    return {k: v for k, v in load_json("rules", "defaults.json").items() if not k.startswith("_")}
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def station_rules(given: dict | None) -> dict:
+    """The rules a new station starts with: the defaults with ``given`` merged over them.
+
+    Uses ``alerts.rules.merge_rules``/``parse_rules`` (the rules engine's own) when present, so
+    a bad threshold document is refused here with the engine's message.
+    """
+    defaults = default_rules()
+    try:
+        from alerts import rules as rules_module
+    except ImportError:
+        rules_module = None
+    merge = getattr(rules_module, "merge_rules", None)
+    try:
+        merged = merge(defaults, given or {}) if merge else _deep_merge(defaults, given or {})
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _validation([{"field": "rules", "message": str(exc)[:300]}]) from None
+    try:
+        json.dumps(merged, allow_nan=False)
+    except ValueError:
+        raise _validation([{"field": "rules", "message": "numbers must be finite"}]) from None
+    parse = getattr(rules_module, "parse_rules", None)
+    if parse is not None:
+        try:
+            parse(merged)
+        except (ValueError, TypeError, KeyError) as exc:
+            fields = getattr(exc, "errors", None)
+            if fields:  # alerts.rules.RulesError: [(dotted field, message)]
+                raise _validation([{"field": f"rules.{f}".rstrip("."), "message": str(m)} for f, m in fields]) from None
+            raise _validation([{"field": "rules", "message": str(exc)[:300]}]) from None
+    return merged
+
+
+def _stations_changed(svc) -> None:
+    """Tell the ingest side its cached station list is stale (if it caches one)."""
+    for name in ("forget_stations", "invalidate_stations"):
+        hook = getattr(svc.ingestor, name, None)
+        if callable(hook):
+            hook()
+            return
+
+
+# ---------------------------------------------------------------- routes
+
+@blp.route("")
+class Stations(MethodView):
+    @require("viewer")
+    @blp.arguments(StationListArgs, location="query")
+    @blp.response(200, page_schema(StationSchema))
+    def get(self, args):
+        """List stations (by id), each with its current status."""
+        s, st = schema.stations, schema.station_state
+        query = sa.select(s)
+        if args.get("kecamatan"):
+            query = query.where(s.c.kecamatan == args["kecamatan"])
+        with services().engine.connect() as conn:
+            rows, next_cursor = keyset_page(conn, query, (s.c.id,), args, descending=False)
+            ids = [r.id for r in rows]
+            states = {r.station_id: r for r in conn.execute(sa.select(st).where(st.c.station_id.in_(ids)))} if ids else {}
+        return {"items": [station_json(r, states.get(r.id)) for r in rows], "next_cursor": next_cursor}
+
+    @require("admin")
+    @blp.arguments(StationCreateSchema)
+    @blp.response(201, StationSchema)
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, data):
+        """Register a station (admin); its rules are the defaults merged with ``rules``."""
+        svc = services()
+        doc = {"areas": [], "plausible": {}, "downstream": [], "expected_interval_s": 600, **data}
+        if not doc["areas"] and doc.get("kecamatan"):
+            doc["areas"] = [{"kecamatan": doc["kecamatan"], "desa": doc.get("desa")}]
+        errors = check_station(doc)
+        if errors:
+            raise _validation(errors)
+        rules = station_rules(doc.pop("rules", None))
+        now = svc.clock()
+        values = {k: doc.get(k) for k in EDITABLE}
+        s = schema.stations
+        with svc.engine.begin() as conn:
+            if conn.execute(sa.select(s.c.id).where(s.c.id == doc["id"])).first() is not None:
+                raise Problem(409, f"Station {doc['id']!r} already exists.")
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(s).values(id=doc["id"], rules=rules, created_at=now, updated_at=now,
+                                                     **values))
+            except sa.exc.IntegrityError:
+                raise Problem(409, f"Station {doc['id']!r} already exists.") from None
+            created = load_station(conn, doc["id"])
+            audit.record(conn, current_actor(), "create", "station", doc["id"], None, {**created, "rules": rules}, now)
+        _stations_changed(svc)
+        return created
+
+
+@blp.route("/<station_id>")
+class StationView(MethodView):
+    @require("viewer")
+    @blp.response(200, StationSchema)
+    def get(self, station_id):
+        """One station with its current status."""
+        with services().engine.connect() as conn:
+            return load_station(conn, station_id)
+
+    @require("admin")
+    @blp.arguments(StationPatchSchema)
+    @blp.response(200, StationSchema)
+    def patch(self, data, station_id):
+        """Change fields of a station (admin); rules are changed with PUT /stations/{id}/rules."""
+        svc = services()
+        now = svc.clock()
+        s = schema.stations
+        with svc.engine.begin() as conn:
+            before = load_station(conn, station_id)
+            doc = {**before, **data}
+            errors = check_station(doc)
+            if errors:
+                raise _validation(errors)
+            if data:
+                conn.execute(sa.update(s).where(s.c.id == station_id).values(updated_at=now, **data))
+            after = load_station(conn, station_id)
+            audit.record(conn, current_actor(), "update", "station", station_id, before, after, now)
+        _stations_changed(svc)
+        return after
+
+    @require("admin")
+    @blp.response(204)
+    @blp.alt_response(409, response="CONFLICT")
+    def delete(self, station_id):
+        """Remove a station (admin): refused with 409 while it has an active alert; readings and
+        closed alerts are kept for the record."""
+        svc = services()
+        now = svc.clock()
+        s, st, a = schema.stations, schema.station_state, schema.alerts
+        with svc.engine.begin() as conn:
+            before = load_station(conn, station_id)
+            active = conn.execute(
+                sa.select(sa.func.count()).select_from(a).where(a.c.station_id == station_id, a.c.state == "active")
+            ).scalar_one()
+            if active:
+                raise Problem(409, f"Station {station_id!r} has {active} active alert(s); "
+                                   "wait until they close before removing it.")
+            conn.execute(sa.delete(st).where(st.c.station_id == station_id))
+            conn.execute(sa.delete(s).where(s.c.id == station_id))
+            audit.record(conn, current_actor(), "delete", "station", station_id, before, None, now)
+        _stations_changed(svc)
+        return None

@@ -1,0 +1,134 @@
+"""Role matrix: every staff route with no token, a bad token, a revoked token and each role."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from service.db import schema
+from tests.support.api import make_harness
+
+READING = {"ts": "2026-01-01T00:00:00Z", "values": {"water_level": 1.0}}
+NEW_STATION = {"id": "NEW-1", "name": "Pos Baru", "metrics": ["water_level"], "kecamatan": "Malili"}
+
+# (method, path, body, the least role that may call it)
+ROUTES = [
+    ("GET", "/api/v1/stations", None, "viewer"),
+    ("POST", "/api/v1/stations", NEW_STATION, "admin"),
+    ("GET", "/api/v1/stations/PKR-LASKAP", None, "viewer"),
+    ("PATCH", "/api/v1/stations/PKR-LASKAP", {"name": "Pos TMA Laskap"}, "admin"),
+    ("DELETE", "/api/v1/stations/MLL-MALILI", None, "admin"),
+    ("GET", "/api/v1/stations/PKR-LASKAP/readings", None, "viewer"),
+    ("POST", "/api/v1/stations/PKR-LASKAP/readings", READING, "gateway"),
+    ("GET", "/api/v1/dead-letters", None, "viewer"),
+    ("GET", "/api/v1/tokens", None, "admin"),
+    ("POST", "/api/v1/tokens", {"role": "viewer", "name": "another"}, "admin"),
+    ("DELETE", "/api/v1/tokens/{victim}", None, "admin"),
+    ("GET", "/api/v1/audit", None, "admin"),
+]
+ALLOWED = {
+    "viewer": {"viewer", "operator", "admin"},
+    "operator": {"operator", "admin"},
+    "admin": {"admin"},
+    "gateway": {"gateway", "admin"},
+}
+CALLERS = ["viewer", "operator", "admin", "gateway"]
+
+
+@pytest.fixture
+def api(database_url):
+    return make_harness(database_url)
+
+
+def _body_kwargs(body):
+    return {} if body is None else {"json": body}
+
+
+def test_role_matrix(api):
+    from service.tokens import create_token
+
+    victim, _ = create_token(api.services.engine, "viewer", "to be revoked")
+    for method, path, body, least in ROUTES:
+        path = path.format(victim=victim)
+        for caller in [None, "revoked", "bogus"] + CALLERS:
+            if caller == "bogus":
+                response = api.client.open(path, method=method, headers={"Authorization": "Bearer nope"},
+                                           **_body_kwargs(body))
+            else:
+                response = api.call(method, path, caller, **_body_kwargs(body))
+            where = f"{method} {path} as {caller}: {response.status_code} {response.get_data(as_text=True)[:200]}"
+            if caller in (None, "revoked", "bogus"):
+                assert response.status_code == 401, where
+                assert response.headers["WWW-Authenticate"].startswith("Bearer"), where
+            elif caller not in ALLOWED[least]:
+                assert response.status_code == 403, where
+            else:
+                assert response.status_code not in (401, 403), where
+                assert response.status_code < 500, where
+            if response.status_code >= 400:
+                assert response.content_type == "application/problem+json", where
+                problem = response.get_json()
+                assert {"type", "title", "status", "detail"} <= problem.keys(), where
+                assert problem["status"] == response.status_code
+
+
+def test_malformed_authorization_headers_get_401(api):
+    for header in ["Basic abc", "Bearer", "Bearer ", "bearer  ", "Token x", "Bearer \u00e9\u00e9"]:
+        response = api.client.get("/api/v1/stations", headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert response.content_type == "application/problem+json"
+
+
+def test_last_used_is_recorded_at_most_once_a_minute(api):
+    t = schema.api_tokens
+    with api.services.engine.connect() as conn:
+        before = conn.execute(sa.select(t.c.last_used_at).where(t.c.name == "test viewer")).scalar_one()
+    assert before is None
+    assert api.call("GET", "/api/v1/stations", "viewer").status_code == 200
+    with api.services.engine.connect() as conn:
+        first = conn.execute(sa.select(t.c.last_used_at).where(t.c.name == "test viewer")).scalar_one()
+    assert first is not None
+    assert api.call("GET", "/api/v1/stations", "viewer").status_code == 200
+    with api.services.engine.connect() as conn:
+        second = conn.execute(sa.select(t.c.last_used_at).where(t.c.name == "test viewer")).scalar_one()
+    assert second == first
+
+
+def test_public_endpoints_need_no_token(api):
+    for path in ["/healthz", "/metrics", "/cap/feed.atom", "/api/v1/openapi.json", "/api/v1/docs"]:
+        assert api.client.get(path).status_code == 200, path
+    assert api.client.get("/readyz").status_code == 503  # no MQTT in this test
+
+
+def test_token_lifecycle_create_list_revoke(api):
+    created = api.call("POST", "/api/v1/tokens", json={"role": "operator", "name": "piket malam"})
+    assert created.status_code == 201
+    token = created.get_json()["token"]
+    assert token.startswith(created.get_json()["prefix"])
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.client.get("/api/v1/stations", headers=headers).status_code == 200
+    listed = api.call("GET", "/api/v1/tokens").get_json()["items"]
+    assert all("token" not in item for item in listed)
+    assert any(item["name"] == "piket malam" for item in listed)
+    token_id = created.get_json()["id"]
+    assert api.call("DELETE", f"/api/v1/tokens/{token_id}").status_code == 204
+    assert api.client.get("/api/v1/stations", headers=headers).status_code == 401
+    assert api.call("DELETE", "/api/v1/tokens/999999").status_code == 404
+    with api.services.engine.connect() as conn:
+        stored = conn.execute(sa.select(schema.api_tokens.c.token_hash).where(schema.api_tokens.c.id == token_id)).scalar_one()
+    assert token not in stored and len(stored) == 64
+    audit = api.call("GET", "/api/v1/audit?entity=token").get_json()["items"]
+    assert [a["action"] for a in audit][:2] == ["revoke", "create"]
+    assert all(token not in str(a) for a in audit)
+
+
+def test_cli_token_create_prints_a_working_token(api, capsys, monkeypatch):
+    from service import tokens
+
+    url = api.services.settings.database_url
+    monkeypatch.setenv("EWS_DATABASE_URL", url)
+    parser = __import__("argparse").ArgumentParser()
+    tokens.configure_parser(parser)
+    assert tokens.command(parser.parse_args(["create", "--role", "viewer", "--name", "cli test"])) == 0
+    printed = capsys.readouterr().out.strip()
+    assert api.client.get("/api/v1/stations", headers={"Authorization": f"Bearer {printed}"}).status_code == 200

@@ -1,0 +1,88 @@
+"""The operations dashboard: ``GET /`` (spec section 6), its static files and its own JSON.
+
+Routes (a plain Flask blueprint, registered by ``service.http.create_app``):
+
+- ``GET /``: the page (plain JS, no build step; libraries vendored in ``static/vendor``).
+- ``GET /dashboard/static/...``: the page's files.
+- ``GET /dashboard/public.json``: stations, levels, latest values, thresholds and active public
+  alerts with SMS counts - no token, no names or phone numbers.
+- ``GET /dashboard/stations/<id>/series.json?hours=24``: chart data of one station (public).
+- ``GET /dashboard/session.json``: with a bearer token, who the caller is, what they may do, and
+  SMS counts of every active alert (also the staff-only kinds).
+
+The staff view reads alerts from ``GET /api/v1/alerts`` and acknowledges with
+``POST /api/v1/alerts/{id}/ack``; see docs/dashboard.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, jsonify, request, send_from_directory
+
+from service.web import data
+
+STATIC_DIR = Path(__file__).parent / "static"
+CAN_ACK = ("operator", "admin")
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def create_blueprint(services) -> Blueprint:
+    """The dashboard blueprint for ``services`` (engine, clock, settings)."""
+    bp = Blueprint("web", __name__, static_folder=str(STATIC_DIR), static_url_path="/dashboard/static")
+
+    def now():
+        return services.clock() if getattr(services, "clock", None) else data.now_utc()
+
+    def tz_name() -> str:
+        settings = getattr(services, "settings", None)
+        return getattr(settings, "timezone", None) or "Asia/Makassar"
+
+    @bp.get("/")
+    def index():
+        """The dashboard page."""
+        response = send_from_directory(STATIC_DIR, "index.html", max_age=0)
+        response.headers["Cache-Control"] = "no-cache"
+        # The token may arrive in the address (?token=...): never leak it to other sites.
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @bp.get("/dashboard/public.json")
+    def public_json():
+        """Stations and active public alerts, for everyone."""
+        return _no_store(jsonify(data.public_view(services.engine, now(), tz_name())))
+
+    @bp.get("/dashboard/stations/<station_id>/series.json")
+    def series_json(station_id: str):
+        """The last hours of one station's watched metric, its thresholds and alert events."""
+        from service.http.errors import Problem, field_error
+
+        raw = request.args.get("hours", "24")
+        if not raw.isdigit() or int(raw) not in data.SERIES_HOURS:
+            raise field_error("hours", f"must be one of {', '.join(map(str, data.SERIES_HOURS))}")
+        doc = data.station_series(services.engine, station_id, now(), int(raw), public=True)
+        if doc is None:
+            raise Problem(404, f"There is no station {station_id!r}.")
+        return _no_store(jsonify(doc))
+
+    @bp.get("/dashboard/session.json")
+    def session_json():
+        """Who holds the bearer token and what the dashboard may offer them."""
+        from service.http.auth import authenticate, check_role
+
+        caller = authenticate()
+        check_role(caller, ("viewer",))
+        with services.engine.connect() as conn:
+            alerts = data.active_alerts(conn, public=False)
+        return _no_store(jsonify({
+            "name": caller.name,
+            "role": caller.role,
+            "can_ack": caller.role in CAN_ACK,
+            "alerts": alerts,
+        }))
+
+    return bp

@@ -1,0 +1,277 @@
+"""What the dashboard shows, read straight from the tables (no dependency on the staff API routes).
+
+Public data only unless a function says otherwise: stations, their levels and latest values,
+thresholds, and alerts of the public kinds with SMS *counts* - never names or phone numbers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from alerts.levels import Level
+from alerts.rules import merge_rules
+from config import load_json
+from service.db import schema
+
+PUBLIC_KINDS = ("water_level", "rainfall")
+# A water level moving less than this in an hour is "steady" (gauges read to the centimetre).
+STEADY_M_PER_H = 0.02
+SERIES_HOURS = (6, 12, 24, 48, 72, 168)
+DELIVERED = ("delivered",)
+FAILED = ("failed", "undelivered")
+
+
+def iso(ts: datetime | None) -> str | None:
+    """RFC 3339 UTC with a ``Z``, as on the wire."""
+    if ts is None:
+        return None
+    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _level_rank(name: str | None) -> int:
+    try:
+        return int(Level.parse(name or "normal"))
+    except ValueError:
+        return 0
+
+
+def primary_metric(metrics: list[str]) -> str | None:
+    """The metric a station is watched by: water level for gauges, rainfall for rain gauges."""
+    if "water_level" in metrics:
+        return "water_level"
+    if "rainfall" in metrics or "rain_tips" in metrics:
+        return "rainfall"
+    return None
+
+
+def thresholds(rules: dict | None, metric: str | None) -> dict:
+    """The warning thresholds of ``metric``: the station's own rules over the bundled defaults."""
+    merged = merge_rules(load_json("rules", "defaults.json"), rules or {})
+    if metric == "water_level":
+        wl = merged.get("water_level") or {}
+        return {"water_level": {name: wl[name] for name in ("waspada", "siaga", "awas") if name in wl}}
+    if metric == "rainfall":
+        rain = merged.get("rainfall") or {}
+        return {"rainfall": {window: {k: v for k, v in marks.items() if k in ("waspada", "siaga", "awas")}
+                             for window, marks in rain.items() if isinstance(marks, dict)}}
+    return {}
+
+
+def _readings(conn, station_id: str, metric: str, since: datetime, until: datetime | None = None):
+    r = schema.readings
+    query = sa.select(r.c.ts, r.c.value).where(
+        r.c.station_id == station_id, r.c.metric == metric, r.c.ts >= since
+    )
+    if until is not None:
+        query = query.where(r.c.ts <= until)
+    return conn.execute(query.order_by(r.c.ts)).all()
+
+
+def _water_trend(conn, station_id: str, latest: dict | None) -> dict | None:
+    """Change of the water level over the last hour before its latest reading (m per hour)."""
+    if not latest or latest.get("value") is None or not latest.get("ts"):
+        return None
+    try:
+        latest_ts = datetime.fromisoformat(str(latest["ts"]).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    r = schema.readings
+    earlier = conn.execute(
+        sa.select(r.c.ts, r.c.value)
+        .where(r.c.station_id == station_id, r.c.metric == "water_level",
+               r.c.ts <= latest_ts - timedelta(minutes=30), r.c.ts >= latest_ts - timedelta(hours=2))
+        .order_by(r.c.ts.desc())
+        .limit(1)
+    ).first()
+    if earlier is None:
+        return None
+    hours = (latest_ts - earlier.ts).total_seconds() / 3600
+    per_hour = (float(latest["value"]) - earlier.value) / hours
+    direction = "steady" if abs(per_hour) < STEADY_M_PER_H else ("rising" if per_hour > 0 else "falling")
+    return {"direction": direction, "per_hour": round(per_hour, 3)}
+
+
+def _rain_sums(conn, station_id: str, now: datetime) -> dict:
+    """Rolling rainfall sums (mm) over the last 1 h, 3 h and 24 h of measurement time."""
+    r = schema.readings
+    sums = {}
+    for window, hours in (("1h", 1), ("3h", 3), ("24h", 24)):
+        total = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(r.c.value), 0.0)).where(
+                r.c.station_id == station_id, r.c.metric == "rainfall", r.c.ts > now - timedelta(hours=hours)
+            )
+        ).scalar_one()
+        sums[window] = round(float(total), 1)
+    return sums
+
+
+def station_rows(conn, now: datetime) -> list[dict]:
+    """Every station in the spec's shape (with ``status``), plus thresholds, trend and rain sums."""
+    s, st = schema.stations, schema.station_state
+    rows = conn.execute(
+        sa.select(s, st.c.level, st.c.online, st.c.last_seen, st.c.latest)
+        .select_from(s.outerjoin(st, st.c.station_id == s.c.id))
+        .order_by(s.c.id)
+    ).all()
+    stations = []
+    for row in rows:
+        metrics = list(row.metrics or [])
+        metric = primary_metric(metrics)
+        latest = row.latest or {}
+        station = {
+            "id": row.id, "name": row.name, "river": row.river, "kecamatan": row.kecamatan, "desa": row.desa,
+            "lat": row.lat, "lon": row.lon, "metrics": metrics, "areas": row.areas or [],
+            "mm_per_tip": row.mm_per_tip, "expected_interval_s": row.expected_interval_s,
+            "status": {
+                "level": row.level or "normal",
+                # No state row yet: the station has never reported, so it is not known to be online.
+                "online": bool(row.online) if row.level is not None else False,
+                "last_seen": iso(row.last_seen),
+                "latest": latest,
+            },
+            "primary_metric": metric,
+            "thresholds": thresholds(row.rules, metric),
+        }
+        if metric == "water_level":
+            station["trend"] = _water_trend(conn, row.id, latest.get("water_level"))
+        elif metric == "rainfall":
+            station["rain"] = _rain_sums(conn, row.id, now)
+        stations.append(station)
+    return stations
+
+
+def sms_counts(conn, alert_ids: list[int]) -> dict[int, dict]:
+    """Per alert: residents and staff messaged, and how many messages were delivered, failed or pending."""
+    counts: dict[int, dict] = {
+        a: {"residents": 0, "residents_delivered": 0, "staff": 0, "messages": 0,
+            "delivered": 0, "failed": 0, "pending": 0}
+        for a in alert_ids
+    }
+    if not alert_ids:
+        return counts
+    n, sub = schema.notifications, schema.subscribers
+    rows = conn.execute(
+        sa.select(n.c.alert_id, n.c.subscriber_id, sub.c.role, n.c.status, sa.func.count().label("count"))
+        .select_from(n.outerjoin(sub, sub.c.id == n.c.subscriber_id))
+        .where(n.c.alert_id.in_(alert_ids))
+        .group_by(n.c.alert_id, n.c.subscriber_id, sub.c.role, n.c.status)
+    ).all()
+    people: dict[int, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for row in rows:
+        c = counts[row.alert_id]
+        c["messages"] += row.count
+        bucket = "delivered" if row.status in DELIVERED else "failed" if row.status in FAILED else "pending"
+        c[bucket] += row.count
+        role = "staff" if row.role == "staff" else "resident"
+        people[row.alert_id][role].add(row.subscriber_id)
+        if role == "resident" and row.status in DELIVERED:
+            people[row.alert_id]["resident_delivered"].add(row.subscriber_id)
+    for alert_id, groups in people.items():
+        counts[alert_id]["residents"] = len(groups["resident"])
+        counts[alert_id]["residents_delivered"] = len(groups["resident_delivered"])
+        counts[alert_id]["staff"] = len(groups["staff"])
+    return counts
+
+
+def active_alerts(conn, *, public: bool) -> list[dict]:
+    """Active alerts, highest level first then oldest first; ``public`` keeps the public kinds and hides who acked."""
+    a = schema.alerts
+    query = sa.select(a).where(a.c.state == "active")
+    if public:
+        query = query.where(a.c.kind.in_(PUBLIC_KINDS))
+    rows = conn.execute(query).all()
+    counts = sms_counts(conn, [row.id for row in rows])
+    items = []
+    for row in rows:
+        ack = None
+        if row.ack_at is not None:
+            ack = {"by": None if public else row.ack_by, "at": iso(row.ack_at), "note": None if public else row.ack_note}
+        items.append({
+            "id": row.id, "station_id": row.station_id, "kind": row.kind, "level": row.level,
+            "peak_level": row.peak_level, "state": row.state, "opened_at": iso(row.opened_at),
+            "closed_at": iso(row.closed_at), "acknowledged": ack, "exercise": bool(row.exercise),
+            "sms": counts[row.id],
+        })
+    items.sort(key=lambda item: (-_level_rank(item["level"]), item["opened_at"] or ""))
+    return items
+
+
+def public_view(engine, now: datetime, tz_name: str) -> dict:
+    """The document behind ``GET /dashboard/public.json``."""
+    with engine.connect() as conn:
+        return {
+            "generated_at": iso(now),
+            "timezone": tz_name,
+            "stations": station_rows(conn, now),
+            "alerts": active_alerts(conn, public=True),
+        }
+
+
+def _hourly_rain(rows, start: datetime, end: datetime) -> tuple[list[datetime], list[float]]:
+    """Rain per clock hour (mm), labelled by the hour's end, from ``start`` to ``end``."""
+    first = start.replace(minute=0, second=0, microsecond=0)
+    hours = []
+    t = first
+    while t < end:
+        hours.append(t)
+        t += timedelta(hours=1)
+    totals = [0.0] * len(hours)
+    for row in rows:
+        index = int((row.ts - first).total_seconds() // 3600)
+        # A sample exactly on the hour belongs to the hour that just ended.
+        if row.ts == first + timedelta(hours=index) and index > 0:
+            index -= 1
+        if 0 <= index < len(hours):
+            totals[index] += row.value
+    return [h + timedelta(hours=1) for h in hours], totals
+
+
+def station_series(engine, station_id: str, now: datetime, hours: int, *, public: bool = True) -> dict | None:
+    """Chart data of one station for the last ``hours``: values, thresholds and alert events."""
+    s = schema.stations
+    start = now - timedelta(hours=hours)
+    with engine.connect() as conn:
+        station = conn.execute(sa.select(s).where(s.c.id == station_id)).first()
+        if station is None:
+            return None
+        metric = primary_metric(list(station.metrics or []))
+        doc = {"station_id": station_id, "metric": metric, "from": iso(start), "to": iso(now), "hours": hours,
+               "thresholds": thresholds(station.rules, metric)}
+        if metric == "water_level":
+            rows = _readings(conn, station_id, "water_level", start, now)
+            doc["unit"] = "m"
+            doc["points"] = [[row.ts.timestamp(), row.value] for row in rows]
+        elif metric == "rainfall":
+            # 24 h more than shown, so the first rolling 24 h sum is complete.
+            rows = _readings(conn, station_id, "rainfall", start - timedelta(hours=24), now)
+            ends, totals = _hourly_rain(rows, start - timedelta(hours=24), now)
+            shown = [i for i, end in enumerate(ends) if end > start]
+            doc["unit"] = "mm"
+            doc["hourly"] = [[ends[i].timestamp(), round(totals[i], 2)] for i in shown]
+            doc["rolling"] = {
+                window: [[ends[i].timestamp(), round(sum(totals[max(0, i - size + 1): i + 1]), 2)] for i in shown]
+                for window, size in (("3h", 3), ("24h", 24))
+            }
+        a, e = schema.alerts, schema.alert_events
+        query = (
+            sa.select(e.c.type, e.c.level, e.c.at, a.c.kind, a.c.id.label("alert_id"))
+            .select_from(e.join(a, a.c.id == e.c.alert_id))
+            .where(a.c.station_id == station_id, e.c.at >= start)
+            .order_by(e.c.at)
+        )
+        if public:
+            query = query.where(a.c.kind.in_(PUBLIC_KINDS))
+        doc["events"] = [
+            {"at": iso(row.at), "t": row.at.timestamp(), "type": row.type, "level": row.level,
+             "kind": row.kind, "alert_id": row.alert_id}
+            for row in conn.execute(query).all()
+        ]
+    return doc
+
+
+def now_utc() -> datetime:
+    """The wall clock in UTC (used when the services carry no clock)."""
+    return datetime.now(timezone.utc)

@@ -1,0 +1,708 @@
+/* EWS Luwu Timur - operations dashboard. Plain JS, no build step: Leaflet for the map,
+ * uPlot for the charts, everything else here. Data: /dashboard/public.json for everyone;
+ * with a token also /dashboard/session.json and the staff API (/api/v1/alerts...). */
+(function () {
+  "use strict";
+
+  var LEVELS = ["normal", "waspada", "siaga", "awas"];
+  // BMKG / BNPB colours; grey for a station that stopped reporting.
+  var COLORS = { normal: "#2e9d3a", waspada: "#f2c511", siaga: "#f07f0c", awas: "#d7191c", offline: "#8c8c8c" };
+  var TZ_LABELS = { "Asia/Makassar": "WITA", "Asia/Jakarta": "WIB", "Asia/Pontianak": "WIB", "Asia/Jayapura": "WIT" };
+  var TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+  var TOKEN_KEY = "ews.token";
+  var LANG_KEY = "ews.lang";
+
+  var params = new URLSearchParams(location.search);
+  // ?poll=N (seconds) and ?tiles=off exist for tests and for screens on a closed network.
+  var POLL_MS = clamp(Number(params.get("poll")) || 5, 1, 60) * 1000;
+  var LOST_AFTER_MS = Math.max(3 * POLL_MS, 10000);
+  var CHART_REFRESH_MS = 60000;
+  var FETCH_TIMEOUT_MS = 8000;
+  var NEW_ALERT_MS = 120000;
+
+  var state = {
+    lang: localStorage.getItem(LANG_KEY) || "id",
+    token: null,
+    session: null,          // {name, role, can_ack} with a token
+    stations: [],
+    alerts: [],
+    tz: "Asia/Makassar",
+    skewMs: 0,              // server clock minus this screen's clock
+    lastOk: null,           // Date of the last successful refresh
+    failingSince: null,
+    selected: params.get("station"),
+    sort: { key: "level", dir: -1 },
+    firstSeen: {},          // alert id -> when this page first saw it
+    loaded: false,
+    apiMissing: false,
+    chartDoc: null,
+    chartFetchedAt: 0
+  };
+
+  var map, markers = {}, kecLabels = {}, chart = null, tilesOk = false;
+
+  function clamp(v, lo, hi) { return Math.min(hi, Math.max(lo, v)); }
+  function $(id) { return document.getElementById(id); }
+  function esc(s) {
+    return String(s == null ? "" : s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+  function t(key, vars) {
+    var texts = window.EWS_TEXTS[state.lang] || window.EWS_TEXTS.id;
+    var s = texts[key] != null ? texts[key] : (window.EWS_TEXTS.id[key] != null ? window.EWS_TEXTS.id[key] : key);
+    return s.replace(/\{(\w+)\}/g, function (_, k) { return vars && vars[k] != null ? vars[k] : ""; });
+  }
+  function rank(level) { var i = LEVELS.indexOf(level); return i < 0 ? 0 : i; }
+  function serverNow() { return Date.now() + state.skewMs; }
+
+  /* ---------- times, shown in WITA (or EWS_TIMEZONE) ---------- */
+
+  function tzLabel() { return TZ_LABELS[state.tz] || state.tz; }
+  function dayKey(d) {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: state.tz, year: "numeric", month: "2-digit", day: "2-digit" }).format(d);
+  }
+  function fmtTime(iso, seconds) {
+    if (!iso) return "–";
+    var d = new Date(iso);
+    var opts = { timeZone: state.tz, hour: "2-digit", minute: "2-digit", hour12: false };
+    if (seconds) opts.second = "2-digit";
+    if (dayKey(d) !== dayKey(new Date(serverNow()))) { opts.day = "numeric"; opts.month = "short"; }
+    return new Intl.DateTimeFormat(state.lang === "en" ? "en-GB" : "id-ID", opts).format(d) + " " + tzLabel();
+  }
+  function duration(ms) {
+    var m = Math.max(0, Math.floor(ms / 60000)), h = Math.floor(m / 60), d = Math.floor(h / 24);
+    if (d > 0) return t("dur_d", { d: d, h: h % 24 });
+    if (h > 0) return t("dur_h", { h: h, m: m % 60 });
+    return t("dur_m", { n: m });
+  }
+  function ago(iso) {
+    if (!iso) return t("no_data");
+    var s = Math.max(0, Math.floor((serverNow() - new Date(iso).getTime()) / 1000));
+    if (s < 60) return t("ago_s", { n: s });
+    if (s < 3600) return t("ago_m", { n: Math.floor(s / 60) });
+    if (s < 86400) return t("ago_h", { h: Math.floor(s / 3600), m: Math.floor(s / 60) % 60 });
+    return t("ago_d", { d: Math.floor(s / 86400) });
+  }
+
+  /* ---------- stations ---------- */
+
+  function shownLevel(st) { return st.status && st.status.online ? st.status.level : "offline"; }
+  function levelText(level) { return level === "offline" ? t("offline") : t("level_" + level); }
+  function badge(level) {
+    return '<span class="badge lvl-' + esc(level) + '">' + esc(levelText(level)) + "</span>";
+  }
+  function stationById(id) {
+    for (var i = 0; i < state.stations.length; i++) if (state.stations[i].id === id) return state.stations[i];
+    return null;
+  }
+  function latestOf(st, metric) {
+    var latest = (st.status && st.status.latest) || {};
+    return latest[metric] || null;
+  }
+  var ARROWS = { rising: "▲", falling: "▼", steady: "▶" };
+  function valueText(st) {
+    if (st.primary_metric === "water_level") {
+      var wl = latestOf(st, "water_level");
+      if (!wl) return "–";
+      var s = Number(wl.value).toFixed(2) + " m";
+      if (st.trend) {
+        var sign = st.trend.per_hour > 0 ? "+" : "";
+        s += ' <span class="trend trend-' + st.trend.direction + '" title="' + esc(t("trend_" + st.trend.direction)) + '">' +
+          ARROWS[st.trend.direction] + " " + sign + st.trend.per_hour.toFixed(2) + " m/" + (state.lang === "en" ? "h" : "jam") + "</span>";
+      }
+      return s;
+    }
+    if (st.primary_metric === "rainfall" && st.rain) {
+      return Number(st.rain["1h"]).toFixed(1) + " mm/" + esc(t("rain_1h")) +
+        ' <span class="muted">· ' + Number(st.rain["24h"]).toFixed(0) + " mm/" + esc(t("rain_24h")) + "</span>";
+    }
+    return "–";
+  }
+  function sortValue(st, key) {
+    switch (key) {
+      case "level": return shownLevel(st) === "offline" ? 0.5 + rank(st.status.level) / 10 : rank(st.status.level);
+      case "value":
+        if (st.primary_metric === "rainfall") return st.rain ? st.rain["1h"] : -1;
+        var wl = latestOf(st, "water_level"); return wl ? Number(wl.value) : -1;
+      case "last_seen": return st.status.last_seen ? new Date(st.status.last_seen).getTime() : 0;
+      default: return String(st[key] || "").toLowerCase();
+    }
+  }
+  function sortedStations() {
+    var key = state.sort.key, dir = state.sort.dir;
+    return state.stations.slice().sort(function (a, b) {
+      var va = sortValue(a, key), vb = sortValue(b, key);
+      if (va < vb) return -dir;
+      if (va > vb) return dir;
+      return a.name.localeCompare(b.name);
+    });
+  }
+
+  /* ---------- map ---------- */
+
+  function initMap() {
+    map = L.map("map", { zoomControl: true, attributionControl: true, minZoom: 6, maxZoom: 17 });
+    map.setView([-2.5, 120.95], 9);
+    if (params.get("tiles") !== "off") {
+      var tiles = L.tileLayer(TILE_URL, {
+        maxZoom: 17,
+        attribution: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a>'
+      });
+      // Without internet the tiles fail: the plain background, labels and markers stay.
+      tiles.on("tileerror", function () { if (!tilesOk) $("map-note").hidden = false; });
+      tiles.on("tileload", function () { tilesOk = true; $("map-note").hidden = true; $("map").classList.add("has-tiles"); });
+      tiles.addTo(map);
+    } else {
+      $("map-note").hidden = false;
+    }
+    var legend = L.control({ position: "bottomleft" });
+    legend.onAdd = function () {
+      var div = L.DomUtil.create("div", "map-legend");
+      div.id = "map-legend";
+      return div;
+    };
+    legend.addTo(map);
+  }
+
+  function renderLegend() {
+    var html = "";
+    LEVELS.concat(["offline"]).forEach(function (lv) {
+      html += '<span><i style="background:' + COLORS[lv] + '"></i>' + esc(levelText(lv)) + "</span>";
+    });
+    $("map-legend").innerHTML = html;
+  }
+
+  function tooltipHtml(st) {
+    var lv = shownLevel(st);
+    var html = "<strong>" + esc(st.name) + "</strong><br>" + esc(st.river || "") +
+      (st.river ? " · " : "") + esc(st.desa ? st.desa + ", " : "") + esc(st.kecamatan || "") + "<br>" + badge(lv);
+    if (lv === "offline" && st.status.level !== "normal") html += " " + badge(st.status.level);
+    var latest = (st.status && st.status.latest) || {};
+    var units = { water_level: "m", rainfall: "mm", battery: "V", signal: "dBm" };
+    html += "<table>";
+    Object.keys(latest).forEach(function (metric) {
+      if (metric === "rain_tips") return;
+      var v = latest[metric];
+      html += "<tr><td>" + esc(t("metric_" + metric)) + "</td><td><b>" + esc(v.value) + " " + esc(units[metric] || "") +
+        "</b></td><td>" + esc(fmtTime(v.ts)) + "</td></tr>";
+    });
+    if (st.rain) {
+      html += "<tr><td>" + esc(t("metric_rainfall")) + " " + esc(t("rain_1h")) + "</td><td><b>" + st.rain["1h"] + " mm</b></td><td></td></tr>";
+      html += "<tr><td>" + esc(t("metric_rainfall")) + " " + esc(t("rain_24h")) + "</td><td><b>" + st.rain["24h"] + " mm</b></td><td></td></tr>";
+    }
+    html += "</table>" + esc(t("col_last_seen")) + ": " + esc(fmtTime(st.status.last_seen)) + " (" + esc(ago(st.status.last_seen)) + ")";
+    return html;
+  }
+
+  function renderMap() {
+    var bounds = [];
+    var kec = {};
+    state.stations.forEach(function (st) {
+      if (st.lat == null || st.lon == null) return;
+      var lv = shownLevel(st);
+      var style = {
+        radius: lv === "awas" ? 13 : lv === "siaga" ? 11 : 9,
+        color: "#1b1b1b", weight: 1.5, fillColor: COLORS[lv], fillOpacity: 0.95,
+        className: "ews-marker ews-station-" + st.id
+      };
+      var m = markers[st.id];
+      if (!m) {
+        m = L.circleMarker([st.lat, st.lon], style).addTo(map);
+        m.bindTooltip("", { direction: "top", offset: [0, -8] });
+        m.on("click", function () { selectStation(st.id, false); });
+        markers[st.id] = m;
+      } else {
+        m.setLatLng([st.lat, st.lon]);
+        m.setStyle(style);
+        m.setRadius(style.radius);
+      }
+      m.setTooltipContent(tooltipHtml(st));
+      var el = m.getElement();
+      if (el) {
+        el.setAttribute("data-level", lv);
+        el.setAttribute("data-station", st.id);
+        el.classList.toggle("pulse", lv === "awas");
+      }
+      if (lv === "awas" || lv === "siaga") m.bringToFront();
+      bounds.push([st.lat, st.lon]);
+      // Kecamatan labels come from the stations themselves: they need no tiles.
+      if (st.kecamatan) {
+        var k = kec[st.kecamatan] || (kec[st.kecamatan] = { lat: 0, lon: 0, n: 0, top: -90 });
+        k.lat += st.lat; k.lon += st.lon; k.n += 1; k.top = Math.max(k.top, st.lat);
+      }
+    });
+    Object.keys(kec).forEach(function (name) {
+      var k = kec[name];
+      var pos = [k.top + 0.035, k.lon / k.n];
+      if (!kecLabels[name]) {
+        kecLabels[name] = L.marker(pos, {
+          icon: L.divIcon({ className: "ews-kec-label", html: esc(name), iconSize: null }),
+          interactive: false, keyboard: false
+        }).addTo(map);
+      } else {
+        kecLabels[name].setLatLng(pos);
+      }
+    });
+    if (!state.loaded && bounds.length) map.fitBounds(bounds, { padding: [40, 40], maxZoom: 12 });
+  }
+
+  /* ---------- station table ---------- */
+
+  function renderTable() {
+    var rows = sortedStations().map(function (st) {
+      var lv = shownLevel(st);
+      var level = badge(lv);
+      if (lv === "offline" && st.status.level !== "normal") level += " " + badge(st.status.level);
+      return '<tr data-station="' + esc(st.id) + '" data-level="' + esc(lv) + '" class="' + (st.id === state.selected ? "selected" : "") + '">' +
+        "<td><b>" + esc(st.name) + '</b><br><span class="muted">' + esc(st.id) + "</span></td>" +
+        "<td>" + esc(st.river || "–") + "</td>" +
+        "<td>" + esc(st.kecamatan || "–") + "</td>" +
+        "<td>" + level + "</td>" +
+        '<td class="num">' + valueText(st) + "</td>" +
+        "<td>" + esc(fmtTime(st.status.last_seen)) + '<br><span class="muted">' + esc(ago(st.status.last_seen)) + "</span></td></tr>";
+    });
+    document.querySelector("#stations tbody").innerHTML = rows.join("");
+    document.querySelectorAll("#stations th").forEach(function (th) {
+      th.classList.toggle("sorted", th.getAttribute("data-sort") === state.sort.key);
+      th.setAttribute("aria-sort", th.getAttribute("data-sort") === state.sort.key ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
+    });
+  }
+
+  /* ---------- alerts ---------- */
+
+  function sortedAlerts() {
+    return state.alerts.slice().sort(function (a, b) {
+      return rank(b.level) - rank(a.level) || String(a.opened_at).localeCompare(String(b.opened_at));
+    });
+  }
+
+  function renderAlerts() {
+    var now = serverNow();
+    var list = sortedAlerts();
+    $("alert-count").textContent = list.length ? "(" + list.length + ")" : "";
+    if (!list.length) {
+      $("alerts").innerHTML = '<p class="all-clear">' + esc(t("no_alerts")) + "</p>";
+      return;
+    }
+    var canAck = state.session && state.session.can_ack;
+    $("alerts").innerHTML = list.map(function (a) {
+      var st = stationById(a.station_id) || { name: a.station_id, kecamatan: "" };
+      var isNew = state.loaded && state.firstSeen[a.id] && now - state.firstSeen[a.id] < NEW_ALERT_MS;
+      var ack = a.acknowledged;
+      var ackHtml = ack
+        ? '<span class="acked">✔ ' + esc(ack.by ? t("acked_by", { by: ack.by, at: fmtTime(ack.at) }) : t("acked", { at: fmtTime(ack.at) })) + "</span>" +
+          (ack.note ? ' <span class="muted">“' + esc(ack.note) + "”</span>" : "")
+        : '<span class="not-acked">' + esc(t("not_acked")) + "</span>";
+      var sms = a.sms || null;
+      var smsHtml = "";
+      if (sms) {
+        smsHtml = esc(t("sms", { residents: sms.residents, delivered: sms.residents_delivered }));
+        if (sms.staff) smsHtml += " · " + esc(t("sms_staff", { staff: sms.staff }));
+        if (sms.failed) smsHtml += ' · <span class="failed">' + esc(t("sms_failed", { failed: sms.failed })) + "</span>";
+        if (sms.pending) smsHtml += " · " + esc(t("sms_pending", { pending: sms.pending }));
+      }
+      return '<article class="alert lvl-border-' + esc(a.level) + (isNew ? " is-new" : "") + '" data-alert-id="' + a.id + '" data-level="' + esc(a.level) + '" data-station="' + esc(a.station_id) + '">' +
+        '<div class="alert-head">' + badge(a.level) + ' <b class="alert-station">' + esc(st.name) + "</b>" +
+        (st.kecamatan ? ' <span class="muted">· ' + esc(st.kecamatan) + "</span>" : "") +
+        (a.exercise ? ' <span class="badge exercise">' + esc(t("exercise")) + "</span>" : "") + "</div>" +
+        '<div class="alert-body">' + esc(t("kind_" + a.kind)) + " · " + esc(t("open_for", { d: duration(now - new Date(a.opened_at).getTime()) })) +
+        " (" + esc(fmtTime(a.opened_at)) + ")" +
+        (a.peak_level && a.peak_level !== a.level ? " · " + esc(t("peak", { level: levelText(a.peak_level) })) : "") + "</div>" +
+        '<div class="alert-ack">' + ackHtml + "</div>" +
+        (smsHtml ? '<div class="alert-sms">' + smsHtml + "</div>" : "") +
+        (canAck && !ack ? '<button type="button" class="btn btn-primary ack-button" data-ack="' + a.id + '">' + esc(t("ack")) + "</button>" : "") +
+        "</article>";
+    }).join("");
+  }
+
+  function renderSummary() {
+    var counts = { awas: 0, siaga: 0, waspada: 0, normal: 0, offline: 0 };
+    state.stations.forEach(function (st) { counts[shownLevel(st)] += 1; });
+    $("summary").innerHTML = ["awas", "siaga", "waspada", "normal", "offline"].map(function (lv) {
+      return '<span class="chip lvl-' + lv + (counts[lv] ? "" : " zero") + '" data-level="' + lv + '">' + esc(levelText(lv)) + " <b>" + counts[lv] + "</b></span>";
+    }).join("");
+    var top = state.alerts.reduce(function (m, a) { return Math.max(m, rank(a.level)); }, 0);
+    document.title = (top >= 2 ? "[" + LEVELS[top].toUpperCase() + "] " : "") + "EWS Luwu Timur";
+    document.body.setAttribute("data-top-level", LEVELS[top]);
+  }
+
+  function renderWho() {
+    var who = $("who");
+    if (state.session) {
+      who.hidden = false;
+      who.textContent = state.session.name + " (" + t("role_" + state.session.role) + ")";
+      $("login-button").hidden = true;
+      $("logout-button").hidden = false;
+    } else {
+      who.hidden = false;
+      who.textContent = t("public_view");
+      $("login-button").hidden = false;
+      $("logout-button").hidden = true;
+    }
+  }
+
+  function renderAll() {
+    renderSummary();
+    renderMap();
+    renderTable();
+    renderAlerts();
+    renderWho();
+    renderLegend();
+  }
+
+  /* ---------- chart (uPlot) ---------- */
+
+  function thresholdSeries(marks, scale, windowName, xs, dash) {
+    var series = [], data = [];
+    ["waspada", "siaga", "awas"].forEach(function (lv) {
+      if (marks[lv] == null) return;
+      var unit = scale === "m" ? " m" : " mm";
+      series.push({
+        label: (windowName ? t("threshold_window", { level: levelText(lv), window: windowName }) : t("threshold", { level: levelText(lv) })) + " " + marks[lv] + unit,
+        stroke: COLORS[lv], width: 2, dash: dash, scale: scale, points: { show: false },
+        value: function () { return marks[lv]; }
+      });
+      data.push(xs.map(function () { return marks[lv]; }));
+    });
+    return { series: series, data: data };
+  }
+
+  function eventsPlugin(events) {
+    return {
+      hooks: {
+        draw: [function (u) {
+          var ctx = u.ctx, dpr = window.devicePixelRatio || 1;
+          ctx.save();
+          ctx.font = (11 * dpr) + "px sans-serif";
+          events.forEach(function (ev) {
+            var x = u.valToPos(ev.t, "x", true);
+            if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+            ctx.strokeStyle = ev.type === "cleared" ? COLORS.normal : (COLORS[ev.level] || "#555");
+            ctx.lineWidth = 2 * dpr;
+            ctx.setLineDash([3 * dpr, 3 * dpr]);
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+            ctx.fillStyle = "#222";
+            ctx.fillText(ev.type, x + 3 * dpr, u.bbox.top + 12 * dpr);
+          });
+          ctx.restore();
+        }]
+      }
+    };
+  }
+
+  function chartSize() {
+    var el = $("chart");
+    var w = Math.max(260, el.clientWidth);
+    var h = Math.max(160, el.clientHeight - 70);
+    return { width: w, height: h };
+  }
+
+  function buildChart(doc) {
+    var tz = state.tz;
+    var opts = {
+      width: chartSize().width, height: chartSize().height,
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz); },
+      legend: { live: false },
+      cursor: { drag: { x: false, y: false } },
+      plugins: [eventsPlugin(doc.events || [])]
+    };
+    var data, series;
+    if (doc.metric === "water_level") {
+      var pts = doc.points || [];
+      var xs = pts.map(function (p) { return p[0]; });
+      var ys = pts.map(function (p) { return p[1]; });
+      if (!xs.length) { xs = [Date.parse(doc.from) / 1000, Date.parse(doc.to) / 1000]; ys = [null, null]; }
+      var th = thresholdSeries((doc.thresholds && doc.thresholds.water_level) || {}, "m", null, xs, [10, 6]);
+      series = [{}, { label: t("metric_water_level") + " (m)", stroke: "#1f5fbf", width: 2.5, fill: "rgba(31,95,191,0.10)", scale: "m" }].concat(th.series);
+      data = [xs, ys].concat(th.data);
+      opts.scales = { x: { time: true, range: [Date.parse(doc.from) / 1000, Date.parse(doc.to) / 1000] }, m: { auto: true } };
+      opts.axes = [{}, { scale: "m", label: "m", size: 50 }];
+    } else {
+      var hourly = doc.hourly || [];
+      var hx = hourly.map(function (p) { return p[0]; });
+      var hy = hourly.map(function (p) { return p[1]; });
+      var roll = ((doc.rolling || {})["24h"] || []).map(function (p) { return p[1]; });
+      var marks = (doc.thresholds && doc.thresholds.rainfall) || {};
+      var t1 = thresholdSeries(marks["1h"] || {}, "mm", "1 " + (state.lang === "en" ? "h" : "jam"), hx, [10, 6]);
+      var t24 = thresholdSeries(marks["24h"] || {}, "sum", "24 " + (state.lang === "en" ? "h" : "jam"), hx, [3, 4]);
+      series = [{},
+        { label: t("hourly") + " (mm)", stroke: "#1f5fbf", fill: "rgba(31,95,191,0.45)", scale: "mm",
+          paths: uPlot.paths.bars({ size: [0.8, 40] }), points: { show: false } },
+        { label: t("rolling_24h") + " (mm)", stroke: "#5b2a86", width: 2, scale: "sum" }
+      ].concat(t1.series, t24.series);
+      data = [hx, hy, roll].concat(t1.data, t24.data);
+      opts.scales = { x: { time: true }, mm: { range: function (u, min, max) { return [0, Math.max(max, 1)]; } },
+        sum: { range: function (u, min, max) { return [0, Math.max(max, 1)]; } } };
+      opts.axes = [{}, { scale: "mm", label: "mm/" + (state.lang === "en" ? "h" : "jam"), size: 50 },
+        { scale: "sum", side: 1, label: "mm/24 " + (state.lang === "en" ? "h" : "jam"), grid: { show: false }, size: 50 }];
+    }
+    opts.series = series;
+    if (chart) chart.destroy();
+    $("chart").innerHTML = "";
+    chart = new uPlot(opts, data, $("chart"));
+    var empty = doc.metric === "water_level" ? !(doc.points || []).length : !(doc.hourly || []).some(function (p) { return p[1] > 0; });
+    $("chart-note").textContent = (empty ? t("chart_empty", { hours: doc.hours }) + " " : "") + ((doc.events || []).length ? t("chart_events") : "");
+    $("chart").setAttribute("data-station", doc.station_id);
+  }
+
+  function loadChart(force) {
+    var st = stationById(state.selected);
+    if (!st || !st.primary_metric) return;
+    $("chart-station").textContent = st.name;
+    if (!force && state.chartDoc && state.chartDoc.station_id === st.id && Date.now() - state.chartFetchedAt < CHART_REFRESH_MS) return;
+    state.chartFetchedAt = Date.now();
+    request("/dashboard/stations/" + encodeURIComponent(st.id) + "/series.json?hours=24").then(function (res) {
+      if (!res.ok || state.selected !== st.id) return;
+      state.chartDoc = res.body;
+      buildChart(res.body);
+    }).catch(function () { /* the poll loop reports a lost server */ });
+  }
+
+  function selectStation(id, pan) {
+    state.selected = id;
+    renderTable();
+    loadChart(true);
+    var st = stationById(id);
+    if (pan && st && st.lat != null) map.panTo([st.lat, st.lon]);
+  }
+
+  /* ---------- server ---------- */
+
+  function request(path, opts) {
+    opts = opts || {};
+    var headers = { Accept: "application/json" };
+    if (opts.body) headers["Content-Type"] = "application/json";
+    if (opts.auth && state.token) headers.Authorization = "Bearer " + state.token;
+    var ctrl = new AbortController();
+    var timer = setTimeout(function () { ctrl.abort(); }, FETCH_TIMEOUT_MS);
+    return fetch(path, { method: opts.method || "GET", headers: headers, body: opts.body, cache: "no-store", signal: ctrl.signal })
+      .then(function (res) {
+        return res.text().then(function (text) {
+          var body = null;
+          try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
+          return { ok: res.ok, status: res.status, body: body };
+        });
+      })
+      .finally(function () { clearTimeout(timer); });
+  }
+
+  function dropToken(reason) {
+    state.token = null;
+    state.session = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    showNotice(reason, true);
+  }
+
+  // The staff API's active alerts (all pages), or null when the route is not there.
+  function loadApiAlerts() {
+    var items = [];
+    function page(cursor, n) {
+      var path = "/api/v1/alerts?state=active&limit=100" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+      return request(path, { auth: true }).then(function (res) {
+        if (!res.ok || !res.body || !Array.isArray(res.body.items)) return null;
+        items = items.concat(res.body.items);
+        if (res.body.next_cursor && n < 10) return page(res.body.next_cursor, n + 1);
+        return items;
+      });
+    }
+    return page(null, 0);
+  }
+
+  function loadStaff() {
+    return Promise.all([request("/dashboard/session.json", { auth: true }), loadApiAlerts()]).then(function (r) {
+      var sess = r[0], apiAlerts = r[1];
+      if (sess.status === 401) { dropToken(t("bad_token")); return null; }
+      if (sess.status === 403) { dropToken(t("gateway_token")); return null; }
+      if (!sess.ok || !sess.body) throw new Error("session " + sess.status);
+      state.session = { name: sess.body.name, role: sess.body.role, can_ack: sess.body.can_ack };
+      var counts = {};
+      sess.body.alerts.forEach(function (a) { counts[a.id] = a.sms; });
+      if (apiAlerts === null && !state.apiMissing) showNotice(t("api_missing"), false);
+      state.apiMissing = apiAlerts === null;
+      var alerts = apiAlerts === null ? sess.body.alerts : apiAlerts.filter(function (a) { return !a.state || a.state === "active"; });
+      return alerts.map(function (a) { return Object.assign({}, a, { sms: a.sms || counts[a.id] || null }); });
+    });
+  }
+
+  function refresh() {
+    var pub = request("/dashboard/public.json");
+    var staff = state.token ? loadStaff() : Promise.resolve(null);
+    return Promise.all([pub, staff]).then(function (r) {
+      var res = r[0];
+      if (!res.ok || !res.body) throw new Error("public " + res.status);
+      var doc = res.body;
+      state.tz = doc.timezone || state.tz;
+      state.skewMs = Date.parse(doc.generated_at) - Date.now();
+      state.stations = doc.stations;
+      state.alerts = r[1] || doc.alerts;
+      var now = serverNow();
+      state.alerts.forEach(function (a) { if (!state.firstSeen[a.id]) state.firstSeen[a.id] = state.loaded ? now : 1; });
+      if (!state.selected || !stationById(state.selected)) {
+        var top = sortedStations()[0];
+        state.selected = top ? top.id : null;
+      }
+      state.lastOk = new Date();
+      state.failingSince = null;
+      renderAll();
+      state.loaded = true;
+      setConnection();
+      loadChart(false);
+      if (state.chartDoc && stationById(state.selected) &&
+          stationById(state.selected).status.last_seen !== state.chartSeenAt) {
+        state.chartSeenAt = stationById(state.selected).status.last_seen;
+        loadChart(true);
+      }
+    }).catch(function (err) {
+      if (!state.failingSince) state.failingSince = new Date();
+      setConnection(err);
+    });
+  }
+
+  function setConnection() {
+    var since = state.lastOk || state.failingSince;
+    var lost = state.failingSince && Date.now() - since.getTime() >= LOST_AFTER_MS;
+    lost = lost || (state.failingSince && !state.lastOk && Date.now() - state.failingSince.getTime() >= LOST_AFTER_MS);
+    var banner = $("offline-banner");
+    banner.hidden = !lost;
+    document.body.classList.toggle("lost", !!lost);
+    if (lost) banner.textContent = "⚠ " + t("lost", { since: state.lastOk ? fmtTime(state.lastOk.toISOString(), true) : "–" });
+    $("last-update").textContent = state.lastOk ? fmtTime(state.lastOk.toISOString(), true) : "–";
+  }
+
+  function poll() {
+    refresh().finally(function () { setTimeout(poll, POLL_MS); });
+  }
+
+  /* ---------- notices, login, acknowledge ---------- */
+
+  var noticeTimer = null;
+  function showNotice(text, isError) {
+    var n = $("notice");
+    n.textContent = text;
+    n.classList.toggle("error", !!isError);
+    n.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(function () { n.hidden = true; }, 8000);
+  }
+
+  function takeTokenFromUrl() {
+    var token = params.get("token");
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token);
+      params.delete("token");
+      var qs = params.toString();
+      history.replaceState(null, "", location.pathname + (qs ? "?" + qs : "") + location.hash);
+    }
+    state.token = sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  var ackId = null;
+  function openAck(id) {
+    var a = state.alerts.filter(function (x) { return x.id === id; })[0];
+    var st = a && stationById(a.station_id);
+    ackId = id;
+    $("ack-title").textContent = "#" + id + (st ? " · " + st.name : "");
+    $("ack-note").value = "";
+    $("ack-dialog").showModal();
+  }
+
+  function acknowledge(id, note) {
+    var body = note ? { note: note } : {};
+    request("/api/v1/alerts/" + id + "/ack", { method: "POST", body: JSON.stringify(body), auth: true }).then(function (res) {
+      if (res.ok) {
+        showNotice(t("ack_done", { id: id }), false);
+      } else {
+        var why = (res.body && (res.body.detail || res.body.title)) || ("HTTP " + res.status);
+        showNotice(t("ack_failed", { id: id, why: why }), true);
+        if (res.status === 401) dropToken(t("bad_token"));
+      }
+      refresh();
+    }).catch(function () { showNotice(t("ack_failed", { id: id, why: "network" }), true); });
+  }
+
+  function applyTexts() {
+    document.documentElement.lang = state.lang;
+    document.querySelectorAll("[data-i18n]").forEach(function (el) { el.textContent = t(el.getAttribute("data-i18n")); });
+    $("lang-button").textContent = state.lang === "id" ? "EN" : "ID";
+    $("map").setAttribute("aria-label", t("map_label"));
+  }
+
+  function wire() {
+    $("lang-button").addEventListener("click", function () {
+      state.lang = state.lang === "id" ? "en" : "id";
+      localStorage.setItem(LANG_KEY, state.lang);
+      applyTexts();
+      renderAll();
+      setConnection();
+      if (state.chartDoc) buildChart(state.chartDoc);
+    });
+    $("login-button").addEventListener("click", function () {
+      $("login-error").hidden = true;
+      $("token-input").value = "";
+      $("login-dialog").showModal();
+    });
+    $("ack-cancel").addEventListener("click", function () { $("ack-dialog").close(); });
+    $("ack-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      $("ack-dialog").close();
+      if (ackId !== null) acknowledge(ackId, $("ack-note").value.trim());
+      ackId = null;
+    });
+    $("login-cancel").addEventListener("click", function () { $("login-dialog").close(); });
+    $("login-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      state.token = $("token-input").value.trim();
+      sessionStorage.setItem(TOKEN_KEY, state.token);
+      request("/dashboard/session.json", { auth: true }).then(function (res) {
+        if (res.ok) { $("login-dialog").close(); refresh(); return; }
+        $("login-error").textContent = res.status === 403 ? t("gateway_token") : t("bad_token");
+        $("login-error").hidden = false;
+        state.token = null;
+        sessionStorage.removeItem(TOKEN_KEY);
+      });
+    });
+    $("logout-button").addEventListener("click", function () {
+      state.token = null;
+      state.session = null;
+      sessionStorage.removeItem(TOKEN_KEY);
+      refresh();
+    });
+    document.querySelector("#stations thead").addEventListener("click", function (ev) {
+      var th = ev.target.closest("th[data-sort]");
+      if (!th) return;
+      var key = th.getAttribute("data-sort");
+      state.sort = { key: key, dir: state.sort.key === key ? -state.sort.dir : (key === "level" || key === "value" || key === "last_seen" ? -1 : 1) };
+      renderTable();
+    });
+    document.querySelector("#stations tbody").addEventListener("click", function (ev) {
+      var tr = ev.target.closest("tr[data-station]");
+      if (tr) selectStation(tr.getAttribute("data-station"), true);
+    });
+    $("alerts").addEventListener("click", function (ev) {
+      var btn = ev.target.closest("[data-ack]");
+      if (btn) { openAck(Number(btn.getAttribute("data-ack"))); return; }
+      var card = ev.target.closest("[data-station]");
+      if (card) selectStation(card.getAttribute("data-station"), true);
+    });
+    if (window.ResizeObserver) {
+      new ResizeObserver(function () { if (chart) chart.setSize(chartSize()); }).observe($("chart"));
+    }
+    // Durations and "ago" texts keep moving even between polls, and the lost-server check runs.
+    setInterval(function () { if (state.loaded) { renderAlerts(); setConnection(); } }, 15000);
+    setInterval(setConnection, 1000);
+  }
+
+  takeTokenFromUrl();
+  applyTexts();
+  initMap();
+  wire();
+  renderLegend();
+  poll();
+
+  // For the browser tests and for curious operators at the console.
+  window.EWS = { state: state, markers: markers, chart: function () { return chart; }, refresh: refresh };
+})();

@@ -1,0 +1,93 @@
+"""Small paho-mqtt 2.x helpers shared by ``ews simulate`` and ``ews gateway``.
+
+Only the two entry points import this module, so paho stays out of the pure parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sensors import topics
+
+
+@dataclasses.dataclass(frozen=True)
+class Broker:
+    """Where to connect: parsed from ``mqtt://user:pass@host:port`` or ``mqtts://…``."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def parse_broker_url(raw: str) -> Broker:
+    """Parse an MQTT URL; raise ValueError with a one-line reason when it is not one."""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"{raw!r} is not an MQTT URL; use mqtt://user:pass@host:1883 or mqtts://host:8883")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise ValueError(f"{raw!r} has a bad port; use a port from 1 to 65535") from None
+    return Broker(
+        host=parts.hostname,
+        port=port,
+        tls=parts.scheme == "mqtts",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def default_broker_url(environ: Mapping[str, str] | None = None) -> str:
+    """``EWS_MQTT_URL``, else the embedded broker of a single-machine ``ews run``."""
+    env = os.environ if environ is None else environ
+    if env.get("EWS_MQTT_URL"):
+        return env["EWS_MQTT_URL"]
+    return f"mqtt://127.0.0.1:{env.get('EWS_EMBEDDED_MQTT_PORT') or 1883}"
+
+
+def default_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """``EWS_MQTT_TOPIC_PREFIX`` or ``ews/v1``."""
+    env = os.environ if environ is None else environ
+    return topics.normalize_prefix(env.get("EWS_MQTT_TOPIC_PREFIX"))
+
+
+def make_client(
+    broker: Broker,
+    client_id: str,
+    *,
+    will: tuple[str, str] | None = None,
+    clean_session: bool = True,
+    max_inflight: int = 20,
+) -> mqtt.Client:
+    """A paho 2.x client (MQTT 3.1.1, callback API v2) with an optional retained QoS 1 will."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,  # the embedded amqtt broker speaks 3.1.1 only
+    )
+    # An exception in a callback would kill the network thread (tech-notes §0 #4): log instead.
+    client.suppress_exceptions = True
+    # The embedded amqtt broker refuses clients without a username (any name will do; see
+    # service/broker.py), so send one even when the URL has none. Mosquitto ignores it
+    # unless it is configured with a password file.
+    client.username_pw_set(broker.username or "gateway", broker.password)
+    if broker.tls:
+        client.tls_set_context(ssl.create_default_context())
+    if will:
+        client.will_set(will[0], will[1], qos=1, retain=True)
+    client.max_inflight_messages_set(max_inflight)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client

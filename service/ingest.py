@@ -362,6 +362,7 @@ def _attach_events(results: list[IngestResult], station_id: str, events: Iterabl
 def _insert_dead_letters(conn: Connection, message: Message, station_id: str | None, rejections: list[Rejection]) -> None:
     """Keep each rejection with the (truncated) payload, so nothing is silently dropped."""
     payload = message.payload[:DEAD_LETTER_PAYLOAD_BYTES].decode("utf-8", errors="backslashreplace")
+    payload = payload.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
     rows = [
         {
             "received_at": message.received_at,
@@ -369,7 +370,7 @@ def _insert_dead_letters(conn: Connection, message: Message, station_id: str | N
             "topic": message.topic[:512],
             "station_id": station_id if station_id and STATION_ID_RE.match(station_id) else None,
             "reason": rejection.reason,
-            "detail": _detail(rejection),
+            "detail": _detail(rejection).replace("\x00", "\\x00"),
             "payload": payload,
         }
         for rejection in rejections

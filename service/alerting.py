@@ -1,0 +1,341 @@
+"""The alert lifecycle in the database: episodes, events and the outbox to the SMS dispatcher.
+
+``apply_samples`` runs inside the ingest transaction: it judges the station's new samples
+with ``alerts.engine``, stores the engine state, and turns level changes into alerts
+(one open alert per station and kind) and alert events. An event that must reach people
+gets ``dispatch='pending'``; the dispatcher expands it into notifications. The scheduled
+jobs ``check_offline`` and ``remind_awas`` and the staff action ``acknowledge`` complete
+the lifecycle. Every function is idempotent under retries and concurrent instances.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from alerts.engine import EngineEvent, current_rain_sums, judge
+from alerts.levels import Level
+from alerts.model import PUBLIC_ALERT_KINDS, Sample
+from alerts.rules import Rules, RulesError, effective_rules
+from service.db.schema import alert_events, alerts, station_state, stations
+
+log = logging.getLogger(__name__)
+
+STAFF_KINDS = ("offline", "battery")
+
+
+class AlreadyAcknowledged(Exception):
+    """The alert was acknowledged before (the API answers 409)."""
+
+
+# --- rules --------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def default_rules_doc() -> dict:
+    """config/rules/defaults.json (read once)."""
+    from config import load_json
+
+    return load_json("rules", "defaults.json")
+
+
+def station_rules(station: Mapping) -> Rules:
+    """The effective rules of ``station`` (its stored document over the defaults).
+
+    A stored document that no longer validates (written by hand, or by an older version)
+    must not stop ingestion: the station then runs on the defaults, and we say so.
+    """
+    try:
+        return effective_rules(default_rules_doc(), station.get("rules") or {})
+    except RulesError as exc:
+        log.error("station %s: stored rules are invalid (%s); using the defaults", station.get("id"), exc)
+        return effective_rules(default_rules_doc(), {})
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    text = ts.isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def _open_alert(conn: Connection, station_id: str, kind: str, *, lock: bool = False):
+    query = sa.select(alerts).where(alerts.c.station_id == station_id, alerts.c.kind == kind,
+                                    alerts.c.state == "active")
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def _insert_event(conn: Connection, alert_id: int, type_: str, level: str, at: datetime, now: datetime,
+                  reading: dict | None, dispatch: str, *, by: str | None = None, note: str | None = None) -> int:
+    result = conn.execute(sa.insert(alert_events).values(
+        alert_id=alert_id, type=type_, level=level, at=at, recorded_at=now, reading=reading,
+        by=by, note=note, dispatch=dispatch))
+    return result.inserted_primary_key[0]
+
+
+def _event_dict(event_id: int, alert_id: int, station_id: str, kind: str, type_: str, level: str,
+                at: datetime, dispatch: str) -> dict:
+    return {"id": event_id, "alert_id": alert_id, "station_id": station_id, "kind": kind, "type": type_,
+            "level": level, "at": _iso(at), "dispatch": dispatch}
+
+
+def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules) -> bool:
+    """Whether an event must reach people (spec section 4); the dispatcher picks the audience."""
+    if kind in STAFF_KINDS:
+        return type_ in ("raised", "cleared", "reminded")
+    if type_ in ("raised", "escalated", "reminded"):
+        return level >= rules.notify_from
+    if type_ == "cleared":
+        return rules.all_clear and peak >= rules.notify_from
+    return False  # deescalated, acknowledged
+
+
+# --- the ingest path ----------------------------------------------------------------
+
+
+def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now: datetime, *,
+                  exercise: bool = False) -> list[dict]:
+    """Judge a station's newly stored samples inside the caller's transaction; return the events recorded.
+
+    The caller has inserted the samples and holds the station_state row (created if new);
+    this updates only its ``engine`` and ``level`` columns.
+    """
+    station_id = station["id"]
+    rules = station_rules(station)
+    row = conn.execute(sa.select(station_state.c.engine).where(station_state.c.station_id == station_id)).first()
+    judgement = judge(rules, row.engine if row is not None else None, samples)
+    if judgement.ignored:
+        log.info("station %s: %d sample(s) older than the rules horizon stored but not judged",
+                 station_id, judgement.ignored)
+    values = {"engine": judgement.state, "level": judgement.level.label}
+    if row is None:  # callers other than ingest (tests, tools)
+        conn.execute(sa.insert(station_state).values(station_id=station_id, latest={}, updated_at=now, **values))
+    else:
+        conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(**values))
+    recorded = []
+    for event in judgement.events:
+        recorded.extend(_record_engine_event(conn, station_id, rules, event, now, exercise))
+    if samples:
+        recorded.extend(_back_online(conn, station_id, rules, max(samples, key=lambda s: s.ts), now))
+    return recorded
+
+
+def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event: EngineEvent, now: datetime,
+                         exercise: bool) -> list[dict]:
+    """Open, change or close the (station, kind) alert for one engine event."""
+    kind, level = event.kind, event.level
+    current = _open_alert(conn, station_id, kind, lock=True)
+    type_ = event.type
+    if current is None:
+        if type_ == "cleared":
+            return []  # nothing open to close (e.g. the alert predates a state reset)
+        # raised, or a change whose episode has no open alert: this opens the episode.
+        type_ = "raised"
+        alert_id = conn.execute(sa.insert(alerts).values(
+            station_id=station_id, kind=kind, level=level.label, peak_level=level.label, state="active",
+            opened_at=event.at, exercise=exercise)).inserted_primary_key[0]
+        peak = level
+    else:
+        alert_id = current.id
+        old = Level.parse(current.level)
+        peak = max(Level.parse(current.peak_level), level)
+        if type_ == "cleared":
+            conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(
+                state="closed", level=Level.NORMAL.label, closed_at=max(event.at, current.opened_at)))
+        else:
+            if type_ == "raised":  # the engine restarted an episode we still hold open
+                type_ = "escalated" if level > old else "deescalated"
+            if level == old:
+                return []
+            conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(
+                level=level.label, peak_level=peak.label))
+    dispatch = "pending" if notifies(kind, type_, level, peak, rules) else "none"
+    event_id = _insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
+    if dispatch == "pending":
+        conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
+    return [_event_dict(event_id, alert_id, station_id, kind, type_, level.label, event.at, dispatch)]
+
+
+def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample, now: datetime) -> list[dict]:
+    """A station that reports again ends its offline alert (staff are told)."""
+    current = _open_alert(conn, station_id, "offline", lock=True)
+    if current is None:
+        return []
+    conn.execute(sa.update(alerts).where(alerts.c.id == current.id).values(
+        state="closed", level=Level.NORMAL.label, closed_at=now, last_notified_at=now))
+    conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=True))
+    reading = {"metric": newest.metric, "value": newest.value, "ts": _iso(newest.ts)}
+    event_id = _insert_event(conn, current.id, "cleared", Level.NORMAL.label, now, now, reading, "pending")
+    return [_event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, "pending")]
+
+
+# --- scheduled jobs -----------------------------------------------------------------
+
+
+def check_offline(engine: Engine, now: datetime, *, exercise: bool = False) -> int:
+    """Raise an ``offline`` alert for each station silent longer than its ``stale_after_s``; return how many.
+
+    Stations never heard from are skipped: they are registered but not yet installed.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(stations.c.id, stations.c.rules, station_state.c.last_seen)
+            .join(station_state, station_state.c.station_id == stations.c.id)
+            .where(station_state.c.last_seen.is_not(None))
+        ).all()
+    raised = 0
+    for row in rows:
+        rules = station_rules(row._mapping)
+        if now - row.last_seen < timedelta(seconds=rules.stale_after_s):
+            continue
+        try:
+            with engine.begin() as conn:
+                raised += _raise_offline(conn, row.id, rules, now, exercise)
+        except IntegrityError:
+            continue  # another instance raised it first (uq_alerts_one_open)
+    return raised
+
+
+def _raise_offline(conn: Connection, station_id: str, rules: Rules, now: datetime, exercise: bool) -> int:
+    query = sa.select(station_state).where(station_state.c.station_id == station_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()  # serialises with the ingest of this station
+    state = conn.execute(query).first()
+    if state is None or state.last_seen is None:
+        return 0
+    if now - state.last_seen < timedelta(seconds=rules.stale_after_s):
+        return 0  # a sample arrived meanwhile
+    if state.online:
+        conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=False))
+    if _open_alert(conn, station_id, "offline") is not None:
+        return 0
+    alert_id = conn.execute(sa.insert(alerts).values(
+        station_id=station_id, kind="offline", level=Level.WASPADA.label, peak_level=Level.WASPADA.label,
+        state="active", opened_at=now, exercise=exercise, last_notified_at=now)).inserted_primary_key[0]
+    reading = {"last_seen": _iso(state.last_seen), "silent_s": int((now - state.last_seen).total_seconds())}
+    _insert_event(conn, alert_id, "raised", Level.WASPADA.label, now, now, reading, "pending")
+    log.warning("station %s is offline: silent since %s", station_id, _iso(state.last_seen))
+    return 1
+
+
+def remind_awas(engine: Engine, now: datetime) -> int:
+    """Add a ``reminded`` event to each public AWAS alert not notified for ``repeat_awas_s``; return how many."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(alerts.c.id, alerts.c.station_id, alerts.c.kind, alerts.c.last_notified_at,
+                      stations.c.rules, station_state.c.latest, station_state.c.engine)
+            .join(stations, stations.c.id == alerts.c.station_id)
+            .outerjoin(station_state, station_state.c.station_id == alerts.c.station_id)
+            .where(alerts.c.state == "active", alerts.c.level == Level.AWAS.label,
+                   alerts.c.kind.in_(PUBLIC_ALERT_KINDS))
+        ).all()
+    reminded = 0
+    for row in rows:
+        rules = station_rules({"id": row.station_id, "rules": row.rules})
+        if rules.repeat_awas_s <= 0:
+            continue
+        if row.last_notified_at is not None and now - row.last_notified_at < timedelta(seconds=rules.repeat_awas_s):
+            continue
+        with engine.begin() as conn:
+            # Only the caller whose conditional update wins records the reminder.
+            old = (alerts.c.last_notified_at.is_(None) if row.last_notified_at is None
+                   else alerts.c.last_notified_at == row.last_notified_at)
+            won = conn.execute(sa.update(alerts).where(
+                alerts.c.id == row.id, alerts.c.state == "active", alerts.c.level == Level.AWAS.label, old,
+            ).values(last_notified_at=now)).rowcount == 1
+            if won:
+                reading = _latest_reading(row.kind, row.latest, row.engine)
+                _insert_event(conn, row.id, "reminded", Level.AWAS.label, now, now, reading, "pending")
+                reminded += 1
+    return reminded
+
+
+def _latest_reading(kind: str, latest: Mapping | None, engine_state: Mapping | None) -> dict | None:
+    """The newest value behind an alert, for a reminder's text (rainfall: with the rolling sums)."""
+    known = (latest or {}).get(kind)
+    if known is None:
+        return None
+    ts = datetime.fromisoformat(str(known["ts"]).replace("Z", "+00:00"))
+    reading = {"metric": kind, "value": known["value"], "ts": _iso(ts)}
+    if kind == "rainfall":
+        sums = current_rain_sums(dict(engine_state) if engine_state else None)
+        if sums is not None:
+            reading["sums"] = sums
+    return reading
+
+
+# --- staff actions and queries ------------------------------------------------------
+
+
+def acknowledge(conn: Connection, alert_id: int, by: str, note: str | None, now: datetime) -> dict:
+    """Record that ``by`` has seen alert ``alert_id``; LookupError if there is none, AlreadyAcknowledged if done."""
+    query = sa.select(alerts).where(alerts.c.id == alert_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise LookupError(f"no alert {alert_id}")
+    if row.ack_at is not None:
+        raise AlreadyAcknowledged(f"alert {alert_id} was acknowledged by {row.ack_by} at {_iso(row.ack_at)}")
+    conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(ack_by=by, ack_at=now, ack_note=note))
+    _insert_event(conn, alert_id, "acknowledged", row.level, now, now, None, "none", by=by, note=note)
+    return get_alert(conn, alert_id)
+
+
+def alert_to_dict(row, events: list | None = None) -> dict:
+    """An alert as the API shows it (spec section 2)."""
+    doc = {
+        "id": row.id,
+        "station_id": row.station_id,
+        "kind": row.kind,
+        "level": row.level,
+        "peak_level": row.peak_level,
+        "state": row.state,
+        "opened_at": _iso(row.opened_at),
+        "closed_at": _iso(row.closed_at),
+        "acknowledged": None if row.ack_at is None else {"by": row.ack_by, "at": _iso(row.ack_at), "note": row.ack_note},
+        "exercise": bool(row.exercise),
+    }
+    if events is not None:
+        doc["events"] = [event_to_dict(e) for e in events]
+    return doc
+
+
+def event_to_dict(row) -> dict:
+    """One alert event: ``{type, level, at, reading}`` (plus who and why for an acknowledgement)."""
+    doc = {"id": row.id, "type": row.type, "level": row.level, "at": _iso(row.at), "reading": row.reading}
+    if row.type == "acknowledged":
+        doc["by"], doc["note"] = row.by, row.note
+    return doc
+
+
+def get_alert(conn: Connection, alert_id: int) -> dict:
+    """One alert with its events in the order they were recorded; LookupError if there is none."""
+    row = conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).first()
+    if row is None:
+        raise LookupError(f"no alert {alert_id}")
+    events = conn.execute(
+        sa.select(alert_events).where(alert_events.c.alert_id == alert_id).order_by(alert_events.c.id)
+    ).all()
+    return alert_to_dict(row, events)
+
+
+def alerts_query(state: str | None = None, station_id: str | None = None):
+    """The SELECT behind ``GET /alerts`` (filter only; the caller orders and pages by (opened_at, id))."""
+    query = sa.select(alerts)
+    if state is not None:
+        query = query.where(alerts.c.state == state)
+    if station_id is not None:
+        query = query.where(alerts.c.station_id == station_id)
+    return query

@@ -1,0 +1,395 @@
+"""The SMS dispatcher: expands events into notifications and sends them, at most N per second.
+
+One pump thread expands pending events and broadcasts, recovers stale claims, and hands
+claimed rows to a pool of sender threads; the senders share one rate limiter, so the
+provider never sees more than ``EWS_SMS_MAX_PER_SECOND`` requests per second. A row is
+claimed (``sending``, committed) before its request goes out: a crash can at worst leave
+it ``unknown``, and an unknown row is reconciled with the provider before any resend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from service.dispatch import outbox
+from service.dispatch.providers import OPT_OUT_CODES, Permanent, ProviderError, Transient, Unknown
+from service.phones import mask
+
+log = logging.getLogger(__name__)
+
+
+class RateLimiter:
+    """A token bucket of size one refilled every ``1/rate`` s, shared by every sender thread.
+
+    Each ``acquire()`` reserves the next free slot, so request starts are at least ``1/rate``
+    apart: never more than ``rate`` in any second. ``pause_until()`` holds every slot back
+    (a 429 with Retry-After applies to the whole account, not to one message).
+    """
+
+    def __init__(self, rate: float, clock=time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.interval = 1.0 / rate
+        self.clock = clock
+        self._next = 0.0
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Reserve the next slot; return how long to wait for it (seconds, >= 0)."""
+        with self._lock:
+            now = self.clock()
+            slot = max(now, self._next, self._paused_until)
+            self._next = slot + self.interval
+            return slot - now
+
+    def delay(self) -> float:
+        """How long the next reservation would wait (without reserving)."""
+        with self._lock:
+            return max(0.0, max(self._next, self._paused_until) - self.clock())
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Wait for a slot; False when ``stop`` was set while waiting."""
+        wait = self.reserve()
+        if wait <= 0:
+            return True
+        if stop is None:
+            time.sleep(wait)
+            return True
+        return not stop.wait(wait)
+
+    def pause_until(self, when: float) -> None:
+        """No slot before ``when`` (monotonic seconds)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, when)
+
+
+def _default_concurrency(rate: float) -> int:
+    # Throughput = workers / latency: with answers of up to ~300 ms, rate * 0.4 workers keep the pace.
+    return max(4, min(64, math.ceil(rate * 0.4) + 2))
+
+
+def _host_and_pid(instance: str) -> tuple[str, int | None]:
+    host, _, pid = instance.rpartition("-")
+    try:
+        return host, int(pid)
+    except ValueError:
+        return instance, None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Dispatcher:
+    """Expands and sends SMS in background threads (``start``/``stop``/``wake``), or once (``run_once``)."""
+
+    def __init__(
+        self,
+        services,
+        provider,
+        *,
+        templates=None,
+        concurrency: int | None = None,
+        max_per_second: float | None = None,
+        poll_interval: float = 1.0,
+        backoff_base: float = 2.0,
+        backoff_max: float = 300.0,
+        reconcile_after: float = 60.0,
+        stale_after: float = 120.0,
+        max_age: float = 6 * 3600.0,
+        max_wait: float = 5.0,
+        staff_match_areas: bool = False,
+    ) -> None:
+        from config.templates import default_templates
+
+        self.services = services
+        self.provider = provider
+        self.templates = templates or default_templates()
+        settings = services.settings
+        rate = max_per_second or settings.sms_max_per_second
+        self.limiter = RateLimiter(rate)
+        self.concurrency = concurrency or _default_concurrency(rate)
+        self.poll_interval = poll_interval
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.reconcile_after = timedelta(seconds=reconcile_after)
+        self.stale_after = timedelta(seconds=stale_after)
+        self.max_age = timedelta(seconds=max_age)
+        self.max_wait = max_wait
+        self.staff_match_areas = staff_match_areas
+        self.instance = str(getattr(services, "instance_id", f"{socket.gethostname()}-{os.getpid()}"))[:64]
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._idle = threading.Condition(self._inflight_lock)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> "Dispatcher":
+        """Recover what a previous process left in flight, then send in background threads."""
+        if self._thread is not None:
+            return self
+        self._stop.clear()
+        self.recover(on_start=True)
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-send")
+        self._thread = threading.Thread(target=self._pump, name="sms-dispatch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming; let in-flight sends finish (rows still waiting for a slot are given back)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        close = getattr(self.provider, "close", None)
+        if close:
+            close()
+
+    def wake(self) -> None:
+        """Something was queued: look now instead of at the next poll."""
+        self._wake.set()
+
+    # -- one pass -------------------------------------------------------------------------------
+
+    def run_once(self) -> dict:
+        """Expand, reconcile and send everything due now, synchronously; return counts of what was done."""
+        stats = {"expanded": self.expand(), "recovered": self.recover(), "reconciled": 0, "sent_attempts": 0}
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-once") as pool:
+            for row in outbox.claim_unknown(self.services.engine, 1000, self._now(), self.reconcile_after):
+                pool.submit(self._reconcile_one, row)
+                stats["reconciled"] += 1
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-once") as pool:
+            while True:
+                rows = outbox.claim(self.services.engine, self.instance, self.concurrency, self._now())
+                if not rows:
+                    break
+                list(pool.map(self._send_one, rows))
+                stats["sent_attempts"] += len(rows)
+        return stats
+
+    def run_until_idle(self, timeout: float = 60.0, pause: float = 0.05) -> dict:
+        """``run_once`` until nothing is pending, sending or unknown (retries included), or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.run_once()
+            left = {k: v for k, v in outbox.counts(self.services.engine).items() if k in ("pending", "sending", "unknown")}
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(pause)
+
+    def expand(self) -> int:
+        """Turn pending events and broadcasts into notifications; return how many were created."""
+        engine, now = self.services.engine, self._now()
+        total = 0
+        while True:
+            created = outbox.expand_events(engine, self.templates, self.services.settings.tz, now,
+                                           staff_match_areas=self.staff_match_areas)
+            created += outbox.expand_broadcasts(engine, self.templates, now)
+            total += created
+            if not self._more_to_expand():
+                return total
+
+    def _more_to_expand(self) -> bool:
+        import sqlalchemy as sa
+
+        with self.services.engine.connect() as conn:
+            return bool(
+                conn.execute(sa.select(outbox.ev.c.id).where(outbox.ev.c.dispatch == "pending").limit(1)).first()
+                or conn.execute(sa.select(outbox.bc.c.id).where(outbox.bc.c.dispatch == "pending").limit(1)).first()
+            )
+
+    def recover(self, on_start: bool = False) -> int:
+        """Rows stuck in ``sending`` (claimed long ago, or by a dead process on this host) become unknown."""
+        dead = []
+        host = socket.gethostname()
+        for instance in outbox.sending_instances(self.services.engine):
+            their_host, pid = _host_and_pid(instance)
+            if instance != self.instance and their_host == host and pid is not None and not _pid_alive(pid):
+                dead.append(instance)
+        if on_start:
+            # Our own id on a fresh start: a previous process with the same pid (containers: pid 1).
+            dead.append(self.instance)
+        count = outbox.recover_stale(self.services.engine, self._now(), self.stale_after, dead)
+        if count:
+            log.warning("%d SMS were left in flight by a stopped sender; reconciling them before any resend", count)
+        return count
+
+    # -- background loop ------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        last_recover = 0.0
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.expand()
+                if time.monotonic() - last_recover > max(5.0, self.poll_interval):
+                    self.recover()
+                    last_recover = time.monotonic()
+                self._submit_due()
+            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+                log.exception("SMS dispatch cycle failed; retrying")
+                self._stop.wait(self.poll_interval)
+            self._wake.wait(self.poll_interval)
+
+    def _free_slots(self) -> int:
+        with self._inflight_lock:
+            return self.concurrency - self._inflight
+
+    def _submit_due(self) -> None:
+        engine = self.services.engine
+        free = self._free_slots()
+        for row in outbox.claim_unknown(engine, min(free, 10), self._now(), self.reconcile_after):
+            self._submit(self._reconcile_one, row)
+        while not self._stop.is_set():
+            free = self._free_slots()
+            # Claim no more than the limiter lets out soon: rows wait in "sending" only briefly.
+            if free <= 0 or self.limiter.delay() > self.max_wait:
+                return
+            rows = outbox.claim(engine, self.instance, free, self._now())
+            if not rows:
+                return
+            for row in rows:
+                self._submit(self._send_one, row)
+
+    def _submit(self, fn, row) -> None:
+        with self._inflight_lock:
+            self._inflight += 1
+
+        def run():
+            try:
+                fn(row)
+            finally:
+                with self._inflight_lock:
+                    self._inflight -= 1
+                    self._idle.notify_all()
+                self._wake.set()  # a slot is free: the pump may claim more
+
+        self._pool.submit(run)
+
+    # -- sending one ----------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self.services.clock()
+
+    def _callback_url(self, notification_id: int) -> str:
+        return f"{self.services.settings.public_url}/webhooks/twilio/status?notification_id={notification_id}"
+
+    def _backoff(self, attempts: int) -> float:
+        value = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempts - 1)))
+        return value * random.uniform(0.5, 1.0)  # jitter: retries of many rows do not come back together
+
+    def _send_one(self, row) -> None:
+        engine, metrics = self.services.engine, self.services.metrics
+        wait = self.limiter.reserve()
+        if wait > self.max_wait:
+            # Paused (429) or far behind: give the row back instead of holding it in "sending".
+            outbox.release(engine, row, self.instance, self._now(), self._now() + timedelta(seconds=wait))
+            return
+        if wait > 0 and self._stop.wait(wait):
+            outbox.release(engine, row, self.instance, self._now())
+            return
+        started = time.monotonic()
+        try:
+            result = self.provider.send(row.phone, row.body, self._callback_url(row.id))
+        except ProviderError as exc:
+            metrics.provider_latency.observe(time.monotonic() - started)
+            self._send_failed(row, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug in a provider must not lose the row
+            log.exception("SMS provider raised unexpectedly for notification %s", row.id)
+            self._send_failed(row, Unknown(f"{type(exc).__name__}: {exc}"))
+            return
+        metrics.provider_latency.observe(time.monotonic() - started)
+        metrics.sms_sent.labels("sent").inc()
+        self._write(outbox.mark_sent, engine, row.id, self.provider.name, result.sid, result.status, self._now())
+        log.info("SMS %s to %s sent (%s)", row.id, mask(row.phone), result.sid)
+
+    def _send_failed(self, row, exc: ProviderError) -> None:
+        engine, metrics, now = self.services.engine, self.services.metrics, self._now()
+        expired = now - row.created_at > self.max_age
+        if isinstance(exc, Permanent):
+            metrics.sms_sent.labels("failed").inc()
+            opt_out = exc.code is not None and exc.code.isdigit() and int(exc.code) in OPT_OUT_CODES
+            self._write(outbox.mark_failed, engine, row, self.instance, exc.code, exc.message, now, opt_out)
+            log.warning("SMS %s to %s failed permanently: %s %s", row.id, mask(row.phone), exc.code, exc.message)
+        elif isinstance(exc, Transient):
+            metrics.sms_sent.labels("retry").inc()
+            if exc.retry_after:
+                self.limiter.pause_until(time.monotonic() + exc.retry_after)
+            if expired:
+                self._write(outbox.mark_failed, engine, row, self.instance, "expired", f"gave up: {exc.message}", now)
+                return
+            delay = max(exc.retry_after or 0.0, self._backoff(row.attempts))
+            self._write(outbox.mark_retry, engine, row, self.instance, now + timedelta(seconds=delay), exc.code,
+                        exc.message, now)
+            log.info("SMS %s to %s: %s %s; retry in %.1f s", row.id, mask(row.phone), exc.code, exc.message, delay)
+        else:
+            metrics.sms_sent.labels("unknown").inc()
+            if exc.retry_after:
+                self.limiter.pause_until(time.monotonic() + exc.retry_after)
+            delay = max(self.reconcile_after.total_seconds(), exc.retry_after or 0.0)
+            self._write(outbox.mark_unknown, engine, row, self.instance, now + timedelta(seconds=delay), exc.code,
+                        exc.message, now)
+            log.warning("SMS %s to %s: outcome unknown (%s); reconciling in %.0f s", row.id, mask(row.phone),
+                        exc.message, delay)
+
+    def _reconcile_one(self, row) -> None:
+        """Settle an unknown row: found at the provider -> sent; not found -> send again."""
+        engine = self.services.engine
+        now = self._now()
+        if now - row.created_at > self.max_age:
+            outbox.mark_failed(engine, row, None, "expired", "outcome unknown and too old to resend", now)
+            return
+        found = None
+        if getattr(self.provider, "can_lookup", False):
+            if not self.limiter.acquire(self._stop):
+                return  # the lease runs out and the row is looked at again
+            try:
+                found = self.provider.lookup(row.phone, row.body, row.claimed_at or row.created_at)
+            except ProviderError as exc:
+                log.info("cannot reconcile SMS %s yet: %s", row.id, exc.message)
+                outbox.delay_unknown(engine, row, now + timedelta(seconds=max(self._backoff(row.attempts), 1.0)), now)
+                return
+        if found is not None:
+            self.services.metrics.sms_sent.labels("reconciled").inc()
+            self._write(outbox.mark_sent, engine, row.id, self.provider.name, found.sid, found.status, now)
+            log.info("SMS %s to %s was accepted after all (%s)", row.id, mask(row.phone), found.sid)
+            return
+        # Not at the provider (or it cannot tell): send again. A rare duplicate beats a missed warning.
+        if outbox.requeue_unknown(engine, row, now, now + timedelta(seconds=self._backoff(row.attempts))):
+            log.info("SMS %s to %s not found at the provider; sending again", row.id, mask(row.phone))
+
+    def _write(self, fn, *args) -> None:
+        """A state write, retried briefly: losing it would resend an accepted message."""
+        for attempt in range(5):
+            try:
+                fn(*args)
+                return
+            except Exception:  # noqa: BLE001
+                if attempt == 4:
+                    log.exception("cannot record an SMS outcome; the row will be reconciled")
+                    return
+                self._stop.wait(0.2 * (attempt + 1)) if not self._stop.is_set() else time.sleep(0.2)

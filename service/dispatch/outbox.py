@@ -1,0 +1,395 @@
+"""The notifications outbox: expansion of events and broadcasts, atomic claims, state changes.
+
+States of a notification (column ``status``)::
+
+    pending --claim--> sending --provider accepted--> sent --callback--> delivered | undelivered | failed
+       ^                  |  \\--permanent error--> failed
+       |                  |   \\--timeout / 5xx / crash--> unknown --lookup found--> sent
+       +--429, refused ---+                                   \\--not found (after the grace)--> pending
+
+Every write that ends a send attempt is conditional on the row still being in the state
+and claim the writer saw, so late answers, status callbacks and reconciliation never undo
+each other; status callbacks only move a row forward.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from alerts import messages
+from service import subscribers
+from service.db import schema
+
+log = logging.getLogger(__name__)
+
+n = schema.notifications
+ev = schema.alert_events
+al = schema.alerts
+st = schema.stations
+bc = schema.broadcasts
+
+RANK = {"pending": 0, "sending": 1, "unknown": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+FINAL = ("delivered", "undelivered", "failed")
+
+
+def _insert(engine_or_conn):
+    """``INSERT … ON CONFLICT DO NOTHING`` for the dialect in use."""
+    name = engine_or_conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(n).on_conflict_do_nothing()
+    if name == "sqlite":
+        return sqlite.insert(n).on_conflict_do_nothing()
+    raise RuntimeError(f"unsupported database {name}")
+
+
+def _skip_locked(query, conn):
+    # SQLite ignores FOR UPDATE; there BEGIN IMMEDIATE already serialises writers.
+    return query.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else query
+
+
+# --- what an event says ------------------------------------------------------------------------
+
+
+def message_plan(kind: str, event_type: str, level: str) -> tuple[str, str] | None:
+    """(notification kind, template key) for an event, or None when it tells nobody."""
+    if kind in messages.PUBLIC_KINDS:
+        if event_type in ("raised", "escalated") and level in messages.WARNING_LEVELS:
+            return "warning", f"{kind}.{event_type}.{level}"
+        if event_type == "reminded":
+            return "reminder", f"{kind}.reminder"
+        if event_type == "cleared":
+            return "all_clear", f"{kind}.all_clear"
+        return None
+    if kind in messages.OPERATIONAL_KINDS:
+        if event_type in ("raised", "escalated"):
+            return "operational", f"{kind}.raised"
+        if event_type == "cleared":
+            return "operational", f"{kind}.cleared"
+    return None
+
+
+def _rain_window(reading: Mapping, rules: Mapping | None, level: str) -> tuple[str | None, float | None]:
+    """The rainfall window that matters most for ``level`` (highest sum/threshold), and its sum."""
+    sums = reading.get("sums") or {}
+    if not sums:
+        return reading.get("window"), reading.get("value")
+    rain_rules = (rules or {}).get("rainfall") or {}
+    best, best_ratio = None, -1.0
+    for window, total in sums.items():
+        threshold = (rain_rules.get(window) or {}).get(level) if isinstance(rain_rules.get(window), Mapping) else None
+        ratio = (float(total) / float(threshold)) if threshold else -0.5
+        if ratio > best_ratio:
+            best, best_ratio = window, ratio
+    if best_ratio < 0:  # no thresholds known: the hourly sum is what people understand
+        best = "1h" if "1h" in sums else best
+    return best, sums.get(best)
+
+
+def _rain_rate(reading: Mapping) -> float | None:
+    """The change of the hourly rain: last hour minus the mean of the two hours before."""
+    sums = reading.get("sums") or {}
+    if "1h" in sums and "3h" in sums:
+        return float(sums["1h"]) - (float(sums["3h"]) - float(sums["1h"])) / 2
+    return None
+
+
+def event_context(templates, language: str, station: Mapping, kind: str, level: str, at: datetime,
+                  reading: Mapping | None, zone) -> dict:
+    """The template context for one event, in ``language``."""
+    reading = reading or {}
+    metric, value, rate, window = kind, reading.get("value"), None, None
+    if kind == "water_level":
+        rate = reading.get("rate_per_hour")
+    elif kind == "rainfall":
+        window, value = _rain_window(reading, station.get("rules"), level if level != "normal" else "waspada")
+        rate = _rain_rate(reading)
+    elif kind == "battery":
+        metric = "battery"
+    elif kind == "offline":
+        metric, value = "offline", None
+    when = at
+    if kind == "offline" and reading.get("ts"):
+        try:
+            when = datetime.fromisoformat(str(reading["ts"]).replace("Z", "+00:00"))
+        except ValueError:
+            when = at
+    return messages.warning_context(
+        templates, language, station=station, level=level, metric=metric, value=value, at=when, zone=zone,
+        rate_per_hour=rate, window=window,
+    )
+
+
+def _station(conn, station_id: str) -> dict:
+    row = conn.execute(sa.select(st).where(st.c.id == station_id)).first()
+    if row is None:
+        return {"id": station_id, "name": station_id, "areas": []}
+    return dict(row._mapping)
+
+
+# --- expansion ---------------------------------------------------------------------------------
+
+
+def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, staff_match_areas: bool = False) -> int:
+    """Turn pending alert events into notifications (one per subscriber), in one transaction; return how many."""
+    created = 0
+    with engine.begin() as conn:
+        query = _skip_locked(
+            sa.select(ev.c.id, ev.c.alert_id, ev.c.type, ev.c.level, ev.c.at, ev.c.reading)
+            .where(ev.c.dispatch == "pending").order_by(ev.c.id).limit(limit), conn)
+        events = conn.execute(query).fetchall()
+        for event in events:
+            created += _expand_event(conn, templates, zone, now, event, staff_match_areas)
+        if events:
+            conn.execute(sa.update(ev).where(ev.c.id.in_([e.id for e in events])).values(dispatch="done"))
+    return created
+
+
+def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) -> int:
+    alert = conn.execute(sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.exercise).where(al.c.id == event.alert_id)).first()
+    if alert is None:
+        return 0
+    plan = message_plan(alert.kind, event.type, event.level)
+    if plan is None:
+        return 0
+    notification_kind, key = plan
+    station = _station(conn, alert.station_id)
+    public = alert.kind in messages.PUBLIC_KINDS
+    # Exercises (drills, simulations) never reach residents; staff see them.
+    audience = subscribers.audience(conn, station.get("areas") or [], residents=public and not alert.exercise,
+                                    staff=True, staff_match_areas=staff_match_areas)
+    if not audience:
+        return 0
+    bodies: dict[str, str] = {}
+    rows = []
+    for person in audience:
+        language = person.language if person.language in templates.languages() else messages.DEFAULT_LANGUAGE
+        if language not in bodies:
+            bodies[language] = _render_event(templates, language, key, station, alert, event, zone)
+        rows.append({
+            "event_id": event.id, "alert_id": alert.id, "subscriber_id": person.id, "phone": person.phone,
+            "language": language, "kind": notification_kind, "body": bodies[language], "status": "pending",
+            "attempts": 0, "created_at": now, "updated_at": now,
+        })
+    result = conn.execute(_insert(conn), rows)
+    return max(result.rowcount or 0, 0)
+
+
+def _render_event(templates, language, key, station, alert, event, zone) -> str:
+    level = event.level if key.split(".")[1] != "all_clear" else "normal"
+    try:
+        context = event_context(templates, language, station, alert.kind, level, event.at, event.reading, zone)
+        body = messages.render(templates, key, language, context)
+    except (messages.TemplateError, KeyError, ValueError, TypeError):
+        log.exception("cannot render %s for event %s; sending a plain text", key, event.id)
+        body = f"BPBD LUTIM: {str(event.level).upper()} {alert.kind} {station.get('name') or alert.station_id}. Darurat: 112"
+    if alert.exercise:
+        body = "LATIHAN " + body
+    return body
+
+
+def broadcast_body(templates, language: str, message: str) -> str:
+    """An operator's message wrapped with the sender name (unless it already starts with it), GSM-7."""
+    from alerts import gsm7
+
+    text = " ".join(gsm7.sanitise(message).split())
+    if text.upper().startswith("BPBD LUTIM"):
+        return text
+    return messages.render(templates, "broadcast.wrapper", language, {"message": text})
+
+
+def expand_broadcasts(engine, templates, now: datetime, *, limit: int = 5) -> int:
+    """Turn pending broadcasts into notifications, in one transaction; return how many."""
+    created = 0
+    with engine.begin() as conn:
+        query = _skip_locked(sa.select(bc).where(bc.c.dispatch == "pending").order_by(bc.c.id).limit(limit), conn)
+        pending = conn.execute(query).fetchall()
+        for broadcast in pending:
+            roles = broadcast.roles or ["resident", "staff"]
+            areas = broadcast.areas or None
+            audience = subscribers.audience(conn, areas, residents="resident" in roles, staff="staff" in roles,
+                                            staff_match_areas=True)
+            bodies: dict[str, str] = {}
+            rows = []
+            for person in audience:
+                language = person.language if person.language in templates.languages() else messages.DEFAULT_LANGUAGE
+                if language not in bodies:
+                    bodies[language] = broadcast_body(templates, language, broadcast.body)
+                rows.append({
+                    "broadcast_id": broadcast.id, "subscriber_id": person.id, "phone": person.phone,
+                    "language": language, "kind": "broadcast", "body": bodies[language], "status": "pending",
+                    "attempts": 0, "created_at": now, "updated_at": now,
+                })
+            if rows:
+                created += max(conn.execute(_insert(conn), rows).rowcount or 0, 0)
+        if pending:
+            conn.execute(sa.update(bc).where(bc.c.id.in_([b.id for b in pending])).values(dispatch="done"))
+    return created
+
+
+# --- claims and outcomes -----------------------------------------------------------------------
+
+CLAIM_COLUMNS = (n.c.id, n.c.phone, n.c.body, n.c.attempts, n.c.created_at, n.c.subscriber_id, n.c.kind,
+                 n.c.claimed_at)
+
+
+def claim(engine, instance: str, count: int, now: datetime) -> list:
+    """Atomically move up to ``count`` due pending notifications to ``sending`` for ``instance`` (committed)."""
+    if count <= 0:
+        return []
+    with engine.begin() as conn:
+        due = _skip_locked(
+            sa.select(n.c.id).where(n.c.status == "pending",
+                                    sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
+            .order_by(n.c.id).limit(count), conn)
+        rows = conn.execute(
+            sa.update(n).where(n.c.id.in_(due))
+            .values(status="sending", claimed_at=now, claimed_by=instance[:64], attempts=n.c.attempts + 1,
+                    updated_at=now)
+            .returning(*CLAIM_COLUMNS)
+        ).fetchall()
+    return sorted(rows, key=lambda r: r.id)
+
+
+def release(engine, row, instance: str, now: datetime, next_attempt_at: datetime | None = None) -> None:
+    """Give back a claimed row that was never sent (stopping, or the rate limit says later)."""
+    with engine.begin() as conn:
+        conn.execute(_mine(row, instance).values(status="pending", attempts=n.c.attempts - 1,
+                                                 next_attempt_at=next_attempt_at, updated_at=now))
+
+
+def _mine(row, instance: str):
+    return sa.update(n).where(n.c.id == row.id, n.c.status == "sending", n.c.claimed_by == instance[:64],
+                              n.c.attempts == row.attempts)
+
+
+def mark_sent(engine, notification_id: int, provider: str, sid: str, status: str, now: datetime) -> None:
+    """Record an accepted message: its provider sid, and ``sent`` unless a callback got further already."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(n).where(n.c.id == notification_id, n.c.provider_sid.is_(None))
+                     .values(provider_sid=sid, provider=provider, updated_at=now))
+        lower = [s for s, rank in RANK.items() if rank < RANK.get(status, 2)]
+        conn.execute(sa.update(n).where(n.c.id == notification_id, n.c.status.in_(lower))
+                     .values(status=status, sent_at=now, next_attempt_at=None, error_code=None, error_message=None,
+                             updated_at=now))
+
+
+def mark_retry(engine, row, instance: str, next_attempt_at: datetime, code, message: str, now: datetime) -> None:
+    """Back to pending after a transient error, not before ``next_attempt_at``."""
+    with engine.begin() as conn:
+        conn.execute(_mine(row, instance).values(status="pending", next_attempt_at=next_attempt_at,
+                                                 error_code=None if code is None else str(code)[:16],
+                                                 error_message=(message or "")[:500], updated_at=now))
+
+
+def mark_failed(engine, row, instance: str | None, code, message: str, now: datetime, opt_out: bool = False) -> None:
+    """A permanent failure: no retry. ``opt_out`` also marks the subscriber opted out (error 21610)."""
+    with engine.begin() as conn:
+        query = _mine(row, instance) if instance else sa.update(n).where(n.c.id == row.id, n.c.status.in_(["pending", "unknown"]))
+        changed = conn.execute(query.values(status="failed", next_attempt_at=None,
+                                            error_code=None if code is None else str(code)[:16],
+                                            error_message=(message or "")[:500], updated_at=now)).rowcount
+        if changed and opt_out and row.subscriber_id is not None:
+            subscribers.set_opted_out(conn, row.subscriber_id, True, now)
+
+
+def mark_unknown(engine, row, instance: str, reconcile_at: datetime, code, message: str, now: datetime) -> None:
+    """The provider may have accepted it: reconcile at ``reconcile_at`` before any resend."""
+    with engine.begin() as conn:
+        conn.execute(_mine(row, instance).values(status="unknown", next_attempt_at=reconcile_at,
+                                                 error_code=None if code is None else str(code)[:16],
+                                                 error_message=(message or "")[:500], updated_at=now))
+
+
+def recover_stale(engine, now: datetime, older_than: timedelta, dead_instances: list[str] | None = None) -> int:
+    """Rows left in ``sending`` (a crashed or hung sender) become ``unknown``, to be reconciled now."""
+    cond = n.c.claimed_at < now - older_than
+    if dead_instances:
+        cond = sa.or_(cond, n.c.claimed_by.in_(dead_instances))
+    with engine.begin() as conn:
+        return conn.execute(sa.update(n).where(n.c.status == "sending", cond)
+                            .values(status="unknown", next_attempt_at=now, updated_at=now)).rowcount
+
+
+def sending_instances(engine) -> list[str]:
+    """The instances that hold rows in ``sending``."""
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.select(n.c.claimed_by).where(n.c.status == "sending").distinct()) if r[0]]
+
+
+def claim_unknown(engine, count: int, now: datetime, lease: timedelta) -> list:
+    """Take up to ``count`` unknown rows due for reconciliation; lease them for ``lease``."""
+    if count <= 0:
+        return []
+    with engine.begin() as conn:
+        due = _skip_locked(
+            sa.select(n.c.id).where(n.c.status == "unknown", sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
+            .order_by(n.c.id).limit(count), conn)
+        return conn.execute(
+            sa.update(n).where(n.c.id.in_(due)).values(next_attempt_at=now + lease, updated_at=now)
+            .returning(*CLAIM_COLUMNS)
+        ).fetchall()
+
+
+def requeue_unknown(engine, row, now: datetime, next_attempt_at: datetime | None = None) -> bool:
+    """Not found at the provider: back to pending for a resend (unless something else settled it)."""
+    with engine.begin() as conn:
+        return conn.execute(sa.update(n).where(n.c.id == row.id, n.c.status == "unknown")
+                            .values(status="pending", next_attempt_at=next_attempt_at, updated_at=now)).rowcount > 0
+
+
+def delay_unknown(engine, row, when: datetime, now: datetime) -> None:
+    """Try reconciling again at ``when``."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(n).where(n.c.id == row.id, n.c.status == "unknown").values(next_attempt_at=when, updated_at=now))
+
+
+def apply_status(engine, now: datetime, *, notification_id: int | None, sid: str | None, provider_status: str,
+                 error_code: str | None = None, error_message: str | None = None, provider: str = "twilio") -> str | None:
+    """Apply a provider status callback (forward transitions only); return the row's status afterwards, None if unknown."""
+    from service.dispatch.providers import OPT_OUT_CODES, STATUS_MAP
+
+    status = STATUS_MAP.get((provider_status or "").lower())
+    with engine.begin() as conn:
+        row = None
+        if notification_id is not None:
+            row = conn.execute(sa.select(n).where(n.c.id == notification_id)).first()
+            if row is not None and sid and row.provider_sid and row.provider_sid != sid:
+                log.warning("status callback for notification %s names sid %s, stored %s", notification_id, sid, row.provider_sid)
+        if row is None and sid:
+            row = conn.execute(sa.select(n).where(n.c.provider_sid == sid)).first()
+        if row is None:
+            return None
+        if sid and row.provider_sid is None:
+            conn.execute(sa.update(n).where(n.c.id == row.id, n.c.provider_sid.is_(None))
+                         .values(provider_sid=sid, provider=provider, updated_at=now))
+        if status is None:
+            return row.status
+        lower = [s for s, rank in RANK.items() if rank < RANK[status]]
+        values = {"status": status, "next_attempt_at": None, "updated_at": now}
+        if row.sent_at is None:
+            values["sent_at"] = now
+        if error_code:
+            values["error_code"] = str(error_code)[:16]
+            values["error_message"] = (error_message or "")[:500] or None
+        changed = conn.execute(sa.update(n).where(n.c.id == row.id, n.c.status.in_(lower)).values(**values)).rowcount
+        if changed and error_code and _int(error_code) in OPT_OUT_CODES and row.subscriber_id is not None:
+            subscribers.set_opted_out(conn, row.subscriber_id, True, now)
+        return status if changed else row.status
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def counts(engine) -> dict[str, int]:
+    """Notifications by status."""
+    with engine.connect() as conn:
+        return {s: c for s, c in conn.execute(sa.select(n.c.status, sa.func.count()).group_by(n.c.status))}

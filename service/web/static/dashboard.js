@@ -244,7 +244,17 @@
         kecLabels[name].setLatLng(pos);
       }
     });
-    if (!state.loaded && bounds.length) map.fitBounds(bounds, { padding: [40, 40], maxZoom: 12 });
+    state.bounds = bounds;
+    if (!state.loaded) fitStations();
+  }
+
+  var userMoved = false, fitting = false;
+  function fitStations() {
+    if (!state.bounds || !state.bounds.length) return;
+    fitting = true;
+    setTimeout(function () { fitting = false; }, 1000);
+    map.invalidateSize();
+    map.fitBounds(state.bounds, { padding: [50, 50], maxZoom: 12 });
   }
 
   /* ---------- station table ---------- */
@@ -294,16 +304,19 @@
         ? '<span class="acked">✔ ' + esc(ack.by ? t("acked_by", { by: ack.by, at: fmtTime(ack.at) }) : t("acked", { at: fmtTime(ack.at) })) + "</span>" +
           (ack.note ? ' <span class="muted">“' + esc(ack.note) + "”</span>" : "")
         : '<span class="not-acked">' + esc(t("not_acked")) + "</span>";
+      var operational = a.kind === "offline" || a.kind === "battery";
       var sms = a.sms || null;
       var smsHtml = "";
-      if (sms) {
+      if (sms && operational) {
+        smsHtml = esc(t("sms_staff", { staff: sms.staff }));
+      } else if (sms) {
         smsHtml = esc(t("sms", { residents: sms.residents, delivered: sms.residents_delivered }));
         if (sms.staff) smsHtml += " · " + esc(t("sms_staff", { staff: sms.staff }));
         if (sms.failed) smsHtml += ' · <span class="failed">' + esc(t("sms_failed", { failed: sms.failed })) + "</span>";
         if (sms.pending) smsHtml += " · " + esc(t("sms_pending", { pending: sms.pending }));
       }
-      return '<article class="alert lvl-border-' + esc(a.level) + (isNew ? " is-new" : "") + '" data-alert-id="' + a.id + '" data-level="' + esc(a.level) + '" data-station="' + esc(a.station_id) + '">' +
-        '<div class="alert-head">' + badge(a.level) + ' <b class="alert-station">' + esc(st.name) + "</b>" +
+      return '<article class="alert ' + (operational ? "operational" : "lvl-border-" + esc(a.level)) + (isNew ? " is-new" : "") + '" data-alert-id="' + a.id + '" data-level="' + esc(a.level) + '" data-station="' + esc(a.station_id) + '">' +
+        '<div class="alert-head">' + (operational ? '<span class="badge lvl-offline">' + esc(t("kind_" + a.kind)) + "</span>" : badge(a.level)) + ' <b class="alert-station">' + esc(st.name) + "</b>" +
         (st.kecamatan ? ' <span class="muted">· ' + esc(st.kecamatan) + "</span>" : "") +
         (a.exercise ? ' <span class="badge exercise">' + esc(t("exercise")) + "</span>" : "") + "</div>" +
         '<div class="alert-body">' + esc(t("kind_" + a.kind)) + " · " + esc(t("open_for", { d: duration(now - new Date(a.opened_at).getTime()) })) +
@@ -386,7 +399,7 @@
             ctx.lineTo(x, u.bbox.top + u.bbox.height);
             ctx.stroke();
             ctx.fillStyle = "#222";
-            ctx.fillText(ev.type, x + 3 * dpr, u.bbox.top + 12 * dpr);
+            ctx.fillText(t("ev_" + ev.type), x + 3 * dpr, u.bbox.top + 12 * dpr);
           });
           ctx.restore();
         }]
@@ -399,6 +412,20 @@
     var w = Math.max(260, el.clientWidth);
     var h = Math.max(160, el.clientHeight - 70);
     return { width: w, height: h };
+  }
+
+  // Time axis labels in WITA, 24-hour clock, the date under midnight.
+  function timeAxis() {
+    var hm = new Intl.DateTimeFormat("en-GB", { timeZone: state.tz, hour: "2-digit", minute: "2-digit", hour12: false });
+    var dm = new Intl.DateTimeFormat(state.lang === "en" ? "en-GB" : "id-ID", { timeZone: state.tz, day: "numeric", month: "short" });
+    return {
+      values: function (u, splits) {
+        return splits.map(function (ts) {
+          var d = new Date(ts * 1000), label = hm.format(d);
+          return label === "00:00" ? dm.format(d) : label;
+        });
+      }
+    };
   }
 
   function buildChart(doc) {
@@ -420,7 +447,7 @@
       series = [{}, { label: t("metric_water_level") + " (m)", stroke: "#1f5fbf", width: 2.5, fill: "rgba(31,95,191,0.10)", scale: "m" }].concat(th.series);
       data = [xs, ys].concat(th.data);
       opts.scales = { x: { time: true, range: [Date.parse(doc.from) / 1000, Date.parse(doc.to) / 1000] }, m: { auto: true } };
-      opts.axes = [{}, { scale: "m", label: "m", size: 50 }];
+      opts.axes = [timeAxis(), { scale: "m", label: "m", size: 50 }];
     } else {
       var hourly = doc.hourly || [];
       var hx = hourly.map(function (p) { return p[0]; });
@@ -437,7 +464,7 @@
       data = [hx, hy, roll].concat(t1.data, t24.data);
       opts.scales = { x: { time: true }, mm: { range: function (u, min, max) { return [0, Math.max(max, 1)]; } },
         sum: { range: function (u, min, max) { return [0, Math.max(max, 1)]; } } };
-      opts.axes = [{}, { scale: "mm", label: "mm/" + (state.lang === "en" ? "h" : "jam"), size: 50 },
+      opts.axes = [timeAxis(), { scale: "mm", label: "mm/" + (state.lang === "en" ? "h" : "jam"), size: 50 },
         { scale: "sum", side: 1, label: "mm/24 " + (state.lang === "en" ? "h" : "jam"), grid: { show: false }, size: 50 }];
     }
     opts.series = series;
@@ -458,6 +485,7 @@
     request("/dashboard/stations/" + encodeURIComponent(st.id) + "/series.json?hours=24").then(function (res) {
       if (!res.ok || state.selected !== st.id) return;
       state.chartDoc = res.body;
+      state.chartSeenAt = st.status.last_seen;
       buildChart(res.body);
     }).catch(function () { /* the poll loop reports a lost server */ });
   }
@@ -690,7 +718,10 @@
     });
     if (window.ResizeObserver) {
       new ResizeObserver(function () { if (chart) chart.setSize(chartSize()); }).observe($("chart"));
+      // Keep the whole district in view when the screen or layout changes, until someone pans.
+      new ResizeObserver(function () { if (userMoved) map.invalidateSize(); else fitStations(); }).observe($("map"));
     }
+    map.on("dragstart zoomstart", function () { if (state.loaded && !fitting) userMoved = true; });
     // Durations and "ago" texts keep moving even between polls, and the lost-server check runs.
     setInterval(function () { if (state.loaded) { renderAlerts(); setConnection(); } }, 15000);
     setInterval(setConnection, 1000);

@@ -1,0 +1,205 @@
+"""The operations dashboard in a real headless Chromium against the real app during a seeded flood."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from service.db import schema
+from tests.browser.flood import open_new_alert
+
+pytestmark = pytest.mark.browser
+
+COLORS = {"normal": "#2e9d3a", "waspada": "#f2c511", "siaga": "#f07f0c", "awas": "#d7191c", "offline": "#8c8c8c"}
+EXPECTED = {
+    "PKR-LASKAP": "awas", "MLL-MALILI": "siaga", "LAO-HARAPAN": "waspada", "ARR-PONGKERU": "siaga",
+    "ARR-MALILI": "waspada", "AGK-ANGKONA": "offline", "KLN-MANGKUTANA": "normal", "ARR-SOROWAKO": "normal",
+}
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def wait(driver, condition, timeout=10.0, message=""):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message)
+
+
+def open_page(driver, live, query=""):
+    """Load the dashboard and wait until its first data is on screen."""
+    driver.get(f"{live.url}/{query}")
+    wait(driver, lambda d: d.execute_script("return !!(window.EWS && window.EWS.state.loaded)"),
+         message="the page never loaded its data")
+
+
+def marker_levels(driver) -> dict:
+    return driver.execute_script(
+        "var out = {}; document.querySelectorAll('path.ews-marker').forEach(function (p) {"
+        " out[p.getAttribute('data-station')] = [p.getAttribute('data-level'), p.getAttribute('fill')]; });"
+        " return out;")
+
+
+def token_for(services, role: str, name: str) -> str:
+    from service.tokens import create_token
+
+    return create_token(services.engine, role, name)[1]
+
+
+def page_errors(driver) -> list[str]:
+    """Console errors other than failed network loads (tiles without internet, 404 of an absent API)."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and e.get("source") != "network"]
+
+
+def test_markers_show_the_flood_in_bmkg_colours_without_tiles(browser, live):
+    open_page(browser, live)  # tiles on: with no internet they fail, and nothing else may
+    wait(browser, lambda d: len(marker_levels(d)) == 12, message="not all 12 stations on the map")
+    levels = marker_levels(browser)
+    for station_id, level in EXPECTED.items():
+        assert levels[station_id] == [level, COLORS[level]], station_id
+    labels = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.ews-kec-label')).map(function (e) { return e.textContent; })")
+    assert {"Malili", "Mangkutana", "Wotu", "Nuha"} <= set(labels)
+    # Highest level first in the table; the summary counts the levels.
+    first = browser.find_element("css selector", "#stations tbody tr")
+    assert first.get_attribute("data-station") == "PKR-LASKAP"
+    assert browser.find_element("css selector", ".chip[data-level=awas] b").text == "1"
+    assert page_errors(browser) == []
+
+
+def test_public_view_hides_staff_alerts_and_names(browser, live, flood):
+    _, alert_ids = flood
+    open_page(browser, live)
+    cards = browser.find_elements("css selector", "#alerts .alert")
+    shown = [int(c.get_attribute("data-alert-id")) for c in cards]
+    assert alert_ids["AGK-ANGKONA"] not in shown  # offline: staff only
+    assert shown[0] == alert_ids["PKR-LASKAP"]  # AWAS first
+    assert [c.get_attribute("data-level") for c in cards] == ["awas", "siaga", "siaga", "waspada", "waspada"]
+    text = browser.find_element("id", "alerts").text
+    assert "Piket malam BPBD" not in text and "Tim TRC" not in text and "+62" not in text
+    assert "Warga diperingatkan 60 · terkirim 54" in text
+    assert not browser.find_elements("css selector", ".ack-button")
+
+
+def test_operator_acknowledges_an_alert_from_the_screen(browser, live, flood):
+    services, alert_ids = flood
+    token = token_for(services, "operator", "Piket Operator")
+    open_page(browser, live, f"?token={token}")
+    # The token leaves the address bar at once and lives in this tab's sessionStorage.
+    assert "token" not in browser.current_url
+    assert browser.execute_script("return sessionStorage.getItem('ews.token')") == token
+    wait(browser, lambda d: "Piket Operator" in d.find_element("id", "who").text)
+    target = alert_ids["PKR-LASKAP"]
+    wait(browser, lambda d: d.find_elements("css selector", f'[data-ack="{target}"]'), message="no ack button")
+    browser.find_element("css selector", f'[data-ack="{target}"]').click()
+    wait(browser, lambda d: d.find_element("id", "ack-dialog").is_displayed())
+    browser.find_element("id", "ack-note").send_keys("TRC dikirim ke Laskap")
+    browser.find_element("id", "ack-send").click()
+    wait(browser, lambda d: not d.find_elements("css selector", f'[data-ack="{target}"]'),
+         message="the ack button stayed")
+    card = browser.find_element("css selector", f'.alert[data-alert-id="{target}"]')
+    wait(browser, lambda d: "Diketahui" in card.text)
+    with services.engine.connect() as conn:
+        row = conn.execute(sa.select(schema.alerts).where(schema.alerts.c.id == target)).one()
+    assert row.ack_by is not None and "Piket Operator" in row.ack_by
+    assert row.ack_note == "TRC dikirim ke Laskap"
+    # Staff see the operational alerts too.
+    assert browser.find_elements("css selector", f'.alert[data-alert-id="{alert_ids["AGK-ANGKONA"]}"]')
+
+
+def test_viewer_sees_staff_alerts_but_cannot_acknowledge(browser, live, flood):
+    services, alert_ids = flood
+    open_page(browser, live, f"?token={token_for(services, 'viewer', 'Layar COC')}")
+    wait(browser, lambda d: d.find_elements("css selector", f'.alert[data-alert-id="{alert_ids["AGK-ANGKONA"]}"]'))
+    assert not browser.find_elements("css selector", ".ack-button")
+    assert "Layar COC" in browser.find_element("id", "who").text
+
+
+def test_login_box_rejects_an_unknown_token(browser, live):
+    open_page(browser, live)
+    browser.find_element("id", "login-button").click()
+    browser.find_element("id", "token-input").send_keys("ews_not-a-real-token")
+    browser.find_element("css selector", "#login-form button[type=submit]").click()
+    wait(browser, lambda d: d.find_element("id", "login-error").is_displayed())
+    assert browser.execute_script("return sessionStorage.getItem('ews.token')") is None
+
+
+def chart_series(driver) -> list[dict]:
+    return driver.execute_script(
+        "var c = window.EWS.chart(); if (!c) return null;"
+        " return c.series.slice(1).map(function (s, i) { var d = c.data[i + 1];"
+        " return {label: s.label, first: d[0], last: d[d.length - 1], n: d.length}; });")
+
+
+def test_chart_draws_the_station_thresholds(browser, live):
+    open_page(browser, live)
+    wait(browser, lambda d: d.execute_script("return !!window.EWS.chart()"), message="no chart")
+    assert browser.find_element("id", "chart").get_attribute("data-station") == "PKR-LASKAP"
+    series = chart_series(browser)
+    assert series[0]["label"].startswith("Tinggi muka air") and series[0]["n"] > 100
+    thresholds = {s["label"]: (s["first"], s["last"]) for s in series[1:]}
+    assert thresholds == {"Batas Waspada 1.8 m": (1.8, 1.8), "Batas Siaga 2.4 m": (2.4, 2.4),
+                          "Batas Awas 3 m": (3.0, 3.0)}
+    legend = browser.find_element("css selector", "#chart .u-legend").text
+    assert "Batas Awas 3 m" in legend
+    # A rain gauge: hourly rain against the 1 h marks, the rolling 24 h sum against the 24 h marks.
+    browser.find_element("css selector", '#stations tr[data-station="ARR-PONGKERU"]').click()
+    wait(browser, lambda d: d.find_element("id", "chart").get_attribute("data-station") == "ARR-PONGKERU")
+    labels = [s["label"] for s in chart_series(browser)]
+    assert "Batas Siaga (1 jam) 20 mm" in labels and "Batas Awas (24 jam) 150 mm" in labels
+    assert any(label.startswith("Jumlah 24 jam") for label in labels)
+
+
+def test_new_alert_appears_without_reload(browser, live, flood):
+    services, _ = flood
+    open_page(browser, live, "?poll=1")
+    browser.execute_script("window.__sameDocument = true;")
+    alert_id = open_new_alert(services.engine, datetime.now(timezone.utc))
+    started = time.monotonic()
+    wait(browser, lambda d: d.find_elements("css selector", f'.alert[data-alert-id="{alert_id}"]'), timeout=5,
+         message="the new alert did not appear within 5 s")
+    assert time.monotonic() - started < 5
+    assert browser.execute_script("return window.__sameDocument === true")
+    card = browser.find_element("css selector", f'.alert[data-alert-id="{alert_id}"]')
+    assert "is-new" in card.get_attribute("class")
+    wait(browser, lambda d: marker_levels(d)["KLN-WOTU"] == ["waspada", COLORS["waspada"]])
+
+
+def test_banner_when_the_server_is_lost(browser, live):
+    open_page(browser, live, "?poll=1")
+    assert not browser.find_element("id", "offline-banner").is_displayed()
+    live.stop()
+    wait(browser, lambda d: d.find_element("id", "offline-banner").is_displayed(), timeout=20,
+         message="no banner after losing the server")
+    assert "terputus" in browser.find_element("id", "offline-banner").text
+
+
+def test_english_on_request(browser, live):
+    open_page(browser, live)
+    browser.find_element("id", "lang-button").click()
+    assert browser.find_element("css selector", ".alerts-panel h2").text.lower().startswith("active alerts")
+    assert browser.execute_script("return localStorage.getItem('ews.lang')") == "en"
+    assert "Warning (Awas)" in browser.find_element("css selector", "#stations tbody tr").text
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (390, 844)], ids=["wall", "phone"])
+def test_screenshots_of_a_flood(browser, live, flood, size, tmp_path):
+    """Wall screen and phone; written to docs/screenshots/ when EWS_SCREENSHOTS=1."""
+    services, _ = flood
+    width, height = size
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    query = "?tiles=off" + (f"&token={token_for(services, 'operator', 'Piket BPBD')}" if width > 600 else "")
+    open_page(browser, live, query)
+    wait(browser, lambda d: d.execute_script("return !!window.EWS.chart()"))
+    time.sleep(1.0)  # let the map settle after fitting the stations
+    # Nothing sticks out sideways on a phone.
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    name = "dashboard-wall-1920x1080.png" if width > 600 else "dashboard-phone-390x844.png"
+    folder = SCREENSHOTS if os.environ.get("EWS_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(folder / name))

@@ -273,3 +273,98 @@ def test_apply_samples_creates_a_missing_state_row(services):
 def test_invalid_stored_rules_fall_back_to_the_defaults(services):
     set_rules(services, STATION, water_level={"waspada": 3.0, "siaga": 2.0})
     assert [(e["type"], e["level"]) for e in send(services, 0, water_level=2.6)] == [("raised", "siaga")]
+
+
+# --- the routes (real Flask app, real tokens) -------------------------------------------
+
+
+@pytest.fixture
+def api(database_url):
+    from tests.support.api import make_harness
+
+    harness = make_harness(database_url)
+    yield harness
+    harness.services.engine.dispose()
+
+
+def test_get_and_put_rules_with_audit(api):
+    got = api.call("GET", f"/api/v1/stations/{STATION}/rules", role="viewer")
+    assert got.status_code == 200, got.get_data(as_text=True)
+    assert got.get_json()["water_level"]["waspada"] == 1.8
+    assert api.call("PUT", f"/api/v1/stations/{STATION}/rules", role="operator", json={}).status_code == 403
+    assert api.call("GET", f"/api/v1/stations/{STATION}/rules", role=None).status_code == 401
+    assert api.call("GET", "/api/v1/stations/NOPE/rules", role="viewer").status_code == 404
+
+    body = {"water_level": {"waspada": 1.5, "siaga": 2.0, "awas": 2.5}, "rainfall": {"3h": None},
+            "notify_from": "siaga"}
+    put = api.call("PUT", f"/api/v1/stations/{STATION}/rules", json=body)
+    assert put.status_code == 200, put.get_data(as_text=True)
+    doc = put.get_json()
+    assert doc["water_level"]["awas"] == 2.5 and doc["water_level"]["clear_hold_s"] == 600  # defaults fill in
+    assert doc["rainfall"]["3h"] is None and doc["notify_from"] == "siaga"
+    assert api.call("GET", f"/api/v1/stations/{STATION}/rules", role="viewer").get_json() == doc
+    with api.services.engine.connect() as conn:
+        entry = conn.execute(sa.select(schema_audit()).order_by(schema_audit().c.id.desc())).first()
+    assert (entry.action, entry.entity, entry.entity_id) == ("update", "rules", STATION)
+    assert entry.before["water_level"]["waspada"] == 1.8 and entry.after["water_level"]["waspada"] == 1.5
+    # The ingest path judges with the new rules at once.
+    assert [(e["type"], e["level"]) for e in send(api.services, 0, water_level=2.1)] == [("raised", "siaga")]
+
+
+def schema_audit():
+    from service.db.schema import audit_log
+
+    return audit_log
+
+
+def test_put_rules_422_names_each_bad_field(api):
+    bad = {"water_level": {"waspada": 3.0, "siaga": 2.0}, "rainfall": {"2h": {"waspada": 5}},
+           "notify_from": "merah", "colour": "red"}
+    response = api.call("PUT", f"/api/v1/stations/{STATION}/rules", json=bad)
+    assert response.status_code == 422 and response.content_type == "application/problem+json"
+    assert sorted(e["field"] for e in response.get_json()["errors"]) == [
+        "colour", "notify_from", "rainfall.2h", "water_level.siaga"]
+    assert api.call("PUT", f"/api/v1/stations/{STATION}/rules", json=[1]).status_code == 422
+    malformed = api.call("PUT", f"/api/v1/stations/{STATION}/rules", data=b"{nope", content_type="application/json")
+    assert malformed.status_code == 400
+
+
+def test_alert_list_detail_and_ack(api):
+    for i, v in enumerate([2.0, 1.0, 1.0, 2.5, 3.2]):
+        send(api.services, 10 * i, water_level=v)
+    send(api.services, 0, station="ARR-MANGKUTANA", rainfall=15.0)
+    listed = api.call("GET", "/api/v1/alerts", role="viewer")
+    assert listed.status_code == 200
+    items = listed.get_json()["items"]
+    assert [(a["station_id"], a["state"]) for a in items] == [
+        (STATION, "active"), ("ARR-MANGKUTANA", "active"), (STATION, "closed")]
+    active = api.call("GET", f"/api/v1/alerts?state=active&station_id={STATION}", role="viewer").get_json()["items"]
+    assert len(active) == 1
+    alert = active[0]
+    assert {k: alert[k] for k in ("kind", "level", "peak_level", "state", "acknowledged", "closed_at")} == {
+        "kind": "water_level", "level": "awas", "peak_level": "awas", "state": "active", "acknowledged": None,
+        "closed_at": None}
+    page = api.call("GET", "/api/v1/alerts?limit=2", role="viewer").get_json()
+    rest = api.call("GET", f"/api/v1/alerts?limit=2&cursor={page['next_cursor']}", role="viewer").get_json()
+    assert [a["id"] for a in page["items"] + rest["items"]] == [a["id"] for a in items]
+    assert rest["next_cursor"] is None
+    assert api.call("GET", "/api/v1/alerts?state=open", role="viewer").status_code == 422
+
+    detail = api.call("GET", f"/api/v1/alerts/{alert['id']}", role="viewer").get_json()
+    assert [(e["type"], e["level"]) for e in detail["events"]] == [("raised", "siaga"), ("escalated", "awas")]
+    assert detail["events"][1]["reading"]["value"] == 3.2
+    assert api.call("GET", "/api/v1/alerts/999999", role="viewer").status_code == 404
+
+    assert api.call("POST", f"/api/v1/alerts/{alert['id']}/ack", role="viewer", json={}).status_code == 403
+    acked = api.call("POST", f"/api/v1/alerts/{alert['id']}/ack", role="operator", json={"note": "BPBD di lokasi"})
+    assert acked.status_code == 200, acked.get_data(as_text=True)
+    body = acked.get_json()
+    assert body["acknowledged"]["note"] == "BPBD di lokasi" and body["acknowledged"]["by"]
+    assert body["events"][-1]["type"] == "acknowledged"
+    again = api.call("POST", f"/api/v1/alerts/{alert['id']}/ack", role="operator")
+    assert again.status_code == 409 and again.content_type == "application/problem+json"
+    assert api.call("POST", "/api/v1/alerts/999999/ack", role="operator").status_code == 404
+    assert api.call("POST", f"/api/v1/alerts/{items[1]['id']}/ack", role="operator",
+                    json={"nota": "x"}).status_code == 422
+    spec = api.call("GET", "/api/v1/openapi.json", role=None).get_json()
+    assert "/api/v1/alerts/{alert_id}/ack" in spec["paths"] and "/api/v1/stations/{station_id}/rules" in spec["paths"]

@@ -1,0 +1,204 @@
+"""``/api/v1/stations/{id}/rules`` and ``/api/v1/alerts``: thresholds, alerts and acknowledgement.
+
+Rules: a viewer reads, an admin replaces them. A ``PUT`` body is a rules document (spec
+section 3) merged over config/rules/defaults.json (JSON Merge Patch: ``null`` switches a
+threshold or section off); the stored and returned document is the canonical effective one.
+Alerts: a viewer reads, an operator acknowledges.
+"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from alerts.rules import RulesError, effective_rules, rules_to_doc
+from service import alerting, audit
+from service.db import schema
+from service.http import services
+from service.http.auth import current_actor, require
+from service.http.errors import VALIDATION_TYPE, Problem
+from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.schemas import Strict, UTCDateTime
+
+rules_blp = Blueprint("rules", __name__, url_prefix="/api/v1/stations",
+                      description="Thresholds of a station (spec section 3)")
+alerts_blp = Blueprint("alerts", __name__, url_prefix="/api/v1/alerts",
+                       description="Alerts: one episode per station and kind, with its events")
+blp = [rules_blp, alerts_blp]
+
+MAX_NOTE = 1000
+
+
+# ---------------------------------------------------------------- schemas
+
+class AcknowledgedSchema(ma.Schema):
+    by = ma.fields.String()
+    at = UTCDateTime()
+    note = ma.fields.String(allow_none=True)
+
+
+class AlertEventSchema(ma.Schema):
+    """One change of an alert: raised, escalated, deescalated, acknowledged, cleared or reminded."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.Integer()
+    type = ma.fields.String()
+    level = ma.fields.String()
+    at = UTCDateTime(metadata={"description": "measurement time of the reading (wall time for "
+                                              "acknowledged, reminded and offline events)"})
+    reading = ma.fields.Dict(allow_none=True, metadata={"description": "{metric, value, ts} that caused it; "
+                                                                       "rainfall adds sums, water_level rate_per_hour"})
+    by = ma.fields.String(allow_none=True)
+    note = ma.fields.String(allow_none=True)
+
+
+class AlertSchema(ma.Schema):
+    """An alert (spec section 2)."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.Integer()
+    station_id = ma.fields.String()
+    kind = ma.fields.String(metadata={"description": "water_level, rainfall, offline or battery"})
+    level = ma.fields.String()
+    peak_level = ma.fields.String()
+    state = ma.fields.String(metadata={"description": "active or closed"})
+    opened_at = UTCDateTime()
+    closed_at = UTCDateTime(allow_none=True)
+    acknowledged = ma.fields.Nested(AcknowledgedSchema, allow_none=True)
+    exercise = ma.fields.Boolean(metadata={"description": "raised during a drill or simulation"})
+
+
+class AlertDetailSchema(AlertSchema):
+    events = ma.fields.List(ma.fields.Nested(AlertEventSchema), metadata={"description": "oldest first"})
+
+
+class AlertListArgs(PageArgs):
+    state = ma.fields.String(validate=ma.validate.OneOf(["active", "closed"]))
+    station_id = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+    kind = ma.fields.String(validate=ma.validate.OneOf(["water_level", "rainfall", "offline", "battery"]))
+
+
+class AckSchema(Strict):
+    note = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=MAX_NOTE))
+
+
+RULES_DOC = {
+    "description": "A rules document (spec section 3), merged over the defaults; `null` switches a "
+                   "threshold, window or section off.",
+    "content": {"application/json": {"schema": {"type": "object"}, "example": {
+        "water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0, "clear_margin": 0.1, "hold_s": 0,
+                        "clear_hold_s": 600, "rise_rate": {"per_hour": 0.5, "level": "waspada"}},
+        "rainfall": {"1h": {"waspada": 10, "siaga": 20, "awas": 40},
+                     "24h": {"waspada": 50, "siaga": 100, "awas": 150}},
+        "stale_after_s": 1800, "notify_from": "waspada", "repeat_awas_s": 3600, "all_clear": True}}},
+}
+RULES_RESPONSE = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+# ---------------------------------------------------------------- rules
+
+def _station_row(conn, station_id: str):
+    row = conn.execute(sa.select(schema.stations).where(schema.stations.c.id == station_id)).first()
+    if row is None:
+        raise Problem(404, f"No station {station_id[:64]!r}.")
+    return row
+
+
+@rules_blp.route("/<station_id>/rules")
+class StationRules(MethodView):
+    @require("viewer")
+    @rules_blp.doc(responses={"200": RULES_RESPONSE})
+    def get(self, station_id):
+        """The effective rules of a station (every key; `null` where switched off)."""
+        with services().engine.connect() as conn:
+            row = _station_row(conn, station_id)
+        return rules_to_doc(alerting.station_rules(row._mapping))
+
+    @require("admin")
+    @rules_blp.doc(requestBody=RULES_DOC, responses={"200": RULES_RESPONSE})
+    @rules_blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def put(self, station_id):
+        """Replace a station's rules (admin); 422 names every bad field. Judged from the next sample on."""
+        body = request.get_json(silent=False)
+        if not isinstance(body, dict):
+            raise Problem(422, "The rules must be a JSON object.", type=VALIDATION_TYPE, title="Validation failed",
+                          errors=[{"field": "body", "message": "must be a JSON object"}])
+        try:
+            rules = effective_rules(alerting.default_rules_doc(), body)
+        except RulesError as exc:
+            errors = [{"field": field or "body", "message": message} for field, message in exc.errors]
+            raise Problem(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+                          type=VALIDATION_TYPE, title="Validation failed", errors=errors) from None
+        doc = rules_to_doc(rules)
+        svc = services()
+        now = svc.clock()
+        with svc.engine.begin() as conn:
+            row = _station_row(conn, station_id)
+            before = rules_to_doc(alerting.station_rules(row._mapping))
+            conn.execute(sa.update(schema.stations).where(schema.stations.c.id == station_id)
+                         .values(rules=doc, updated_at=now))
+            audit.record(conn, current_actor(), "update", "rules", station_id, before, doc, now)
+        forget = getattr(svc.ingestor, "forget_stations", None)
+        if callable(forget):
+            forget()  # the ingest path caches station rows
+        return doc
+
+
+# ---------------------------------------------------------------- alerts
+
+@alerts_blp.route("")
+class Alerts(MethodView):
+    @require("viewer")
+    @alerts_blp.arguments(AlertListArgs, location="query")
+    @alerts_blp.response(200, page_schema(AlertSchema))
+    def get(self, args):
+        """Alerts, newest first; filter by `state`, `station_id`, `kind`."""
+        a = schema.alerts
+        query = alerting.alerts_query(args.get("state"), args.get("station_id"))
+        if args.get("kind"):
+            query = query.where(a.c.kind == args["kind"])
+        with services().engine.connect() as conn:
+            rows, next_cursor = keyset_page(conn, query, (a.c.opened_at, a.c.id), args)
+        return {"items": [alerting.alert_to_dict(r) for r in rows], "next_cursor": next_cursor}
+
+
+@alerts_blp.route("/<int:alert_id>")
+class AlertView(MethodView):
+    @require("viewer")
+    @alerts_blp.response(200, AlertDetailSchema)
+    def get(self, alert_id):
+        """One alert with its full event history, oldest first."""
+        with services().engine.connect() as conn:
+            try:
+                return alerting.get_alert(conn, alert_id)
+            except LookupError:
+                raise Problem(404, f"No alert {alert_id}.") from None
+
+
+@alerts_blp.route("/<int:alert_id>/ack")
+class AlertAck(MethodView):
+    @require("operator")
+    @alerts_blp.arguments(AckSchema, required=False)
+    @alerts_blp.response(200, AlertDetailSchema)
+    @alerts_blp.alt_response(409, response="CONFLICT")
+    def post(self, data, alert_id):
+        """Acknowledge an alert (operator), with an optional `note`; 409 if it was acknowledged before."""
+        svc = services()
+        now = svc.clock()
+        actor = current_actor()
+        with svc.engine.begin() as conn:
+            try:
+                doc = alerting.acknowledge(conn, alert_id, actor, (data or {}).get("note"), now)
+            except LookupError:
+                raise Problem(404, f"No alert {alert_id}.") from None
+            except alerting.AlreadyAcknowledged as exc:
+                raise Problem(409, str(exc)) from None
+            audit.record(conn, actor, "ack", "alert", alert_id, None, doc["acknowledged"], now)
+        return doc

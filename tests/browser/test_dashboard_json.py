@@ -1,0 +1,101 @@
+"""The dashboard's own JSON (no browser): public data only without a token, the staff view with one."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.browser.flood import seed_flood
+
+
+@pytest.fixture
+def dash(database_url):
+    """The full app over a seeded flood (SQLite, and PostgreSQL when configured), and its alert ids."""
+    from service.http import create_app
+    from tests.support.services import make_services
+
+    services = make_services(database_url)
+    ids = seed_flood(services.engine, datetime.now(timezone.utc))
+    app = create_app(services)
+    app.testing = True
+    return services, app.test_client(), ids
+
+
+def bearer(services, role):
+    from service.tokens import create_token
+
+    return {"Authorization": f"Bearer {create_token(services.engine, role, f'dash {role}')[1]}"}
+
+
+def test_page_is_served_at_root(dash):
+    _, client, _ = dash
+    page = client.get("/")
+    assert page.status_code == 200 and b"EWS Luwu Timur" in page.data
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    for path in ("/dashboard/static/dashboard.js", "/dashboard/static/vendor/leaflet/leaflet.js",
+                 "/dashboard/static/vendor/uplot/uPlot.iife.min.js", "/dashboard/static/vendor/leaflet/LICENSE",
+                 "/dashboard/static/vendor/uplot/LICENSE"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_public_json_has_levels_thresholds_and_public_alerts_only(dash):
+    _, client, ids = dash
+    answer = client.get("/dashboard/public.json")
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"
+    doc = answer.get_json()
+    assert doc["timezone"] == "Asia/Makassar" and doc["generated_at"].endswith("Z")
+    stations = {s["id"]: s for s in doc["stations"]}
+    assert len(stations) == 12
+    pkr = stations["PKR-LASKAP"]
+    assert pkr["status"]["level"] == "awas" and pkr["status"]["online"] is True
+    assert pkr["thresholds"] == {"water_level": {"waspada": 1.8, "siaga": 2.4, "awas": 3.0}}
+    assert pkr["trend"]["direction"] == "rising"
+    assert stations["AGK-ANGKONA"]["status"]["online"] is False
+    rain = stations["ARR-PONGKERU"]
+    assert rain["thresholds"]["rainfall"]["1h"] == {"waspada": 10, "siaga": 20, "awas": 40}
+    assert rain["rain"]["1h"] > 0
+    kinds = {a["kind"] for a in doc["alerts"]}
+    assert kinds == {"water_level", "rainfall"}  # offline and battery are for staff only
+    assert doc["alerts"][0]["id"] == ids["PKR-LASKAP"]  # highest level first
+    assert doc["alerts"][0]["sms"]["residents"] == 60 and doc["alerts"][0]["sms"]["residents_delivered"] == 54
+    acked = next(a for a in doc["alerts"] if a["id"] == ids["LAO-HARAPAN"])
+    assert acked["acknowledged"]["at"] and acked["acknowledged"]["by"] is None and acked["acknowledged"]["note"] is None
+    text = json.dumps(doc)
+    assert "+62" not in text and "Warga 1" not in text and "Piket malam" not in text
+
+
+def test_series_of_a_gauge_and_a_rain_gauge(dash):
+    _, client, ids = dash
+    doc = client.get("/dashboard/stations/PKR-LASKAP/series.json").get_json()
+    assert doc["metric"] == "water_level" and doc["unit"] == "m" and len(doc["points"]) >= 144
+    assert doc["thresholds"]["water_level"]["awas"] == 3.0
+    assert [e["type"] for e in doc["events"]] == ["raised", "escalated", "escalated"]
+    rain = client.get("/dashboard/stations/ARR-PONGKERU/series.json?hours=6").get_json()
+    assert rain["metric"] == "rainfall" and len(rain["hourly"]) in (6, 7)
+    assert rain["rolling"]["24h"][-1][1] >= max(v for _, v in rain["hourly"])
+    assert client.get("/dashboard/stations/AGK-ANGKONA/series.json").get_json()["events"] == []  # offline: staff
+
+
+def test_series_errors_are_problems(dash):
+    _, client, _ = dash
+    missing = client.get("/dashboard/stations/NOPE/series.json")
+    assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+    bad = client.get("/dashboard/stations/PKR-LASKAP/series.json?hours=5")
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "hours"
+
+
+def test_session_needs_a_dashboard_token(dash):
+    services, client, ids = dash
+    assert client.get("/dashboard/session.json").status_code == 401
+    assert client.get("/dashboard/session.json", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/dashboard/session.json", headers=bearer(services, "gateway")).status_code == 403
+    viewer = client.get("/dashboard/session.json", headers=bearer(services, "viewer")).get_json()
+    assert viewer["role"] == "viewer" and viewer["can_ack"] is False
+    assert ids["AGK-ANGKONA"] in {a["id"] for a in viewer["alerts"]}
+    acked = next(a for a in viewer["alerts"] if a["id"] == ids["LAO-HARAPAN"])
+    assert acked["acknowledged"] == {"by": "Piket malam BPBD", "at": acked["acknowledged"]["at"],
+                                     "note": "Tim TRC menuju Harapan"}
+    operator = client.get("/dashboard/session.json", headers=bearer(services, "operator")).get_json()
+    assert operator["can_ack"] is True

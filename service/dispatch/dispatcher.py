@@ -34,10 +34,12 @@ class RateLimiter:
     (a 429 with Retry-After applies to the whole account, not to one message).
     """
 
-    def __init__(self, rate: float, clock=time.monotonic) -> None:
+    def __init__(self, rate: float, clock=time.monotonic, margin: float = 0.0) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self.interval = 1.0 / rate
+        # ``margin`` widens the spacing a little, so that network jitter between our clock and
+        # the provider's never bunches requests into more than ``rate`` per second over there.
+        self.interval = (1.0 + margin) / rate
         self.clock = clock
         self._next = 0.0
         self._paused_until = 0.0
@@ -56,15 +58,29 @@ class RateLimiter:
         with self._lock:
             return max(0.0, max(self._next, self._paused_until) - self.clock())
 
-    def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Wait for a slot; False when ``stop`` was set while waiting."""
-        wait = self.reserve()
-        if wait <= 0:
-            return True
-        if stop is None:
-            time.sleep(wait)
-            return True
-        return not stop.wait(wait)
+    def acquire(self, stop: threading.Event | None = None, max_wait: float | None = None) -> float | None:
+        """Wait for a slot; return None when it came, else the wait still needed.
+
+        Returns early (with the remaining wait) when ``stop`` is set or the slot is more than
+        ``max_wait`` away. A pause that began while waiting sends the caller to a new slot
+        after the pause, so the spacing also holds right after a pause.
+        """
+        while True:
+            wait = self.reserve()
+            if max_wait is not None and wait > max_wait:
+                return wait
+            if wait > 0:
+                if stop is None:
+                    time.sleep(wait)
+                elif stop.wait(wait):
+                    return 0.0
+            if not self.paused():
+                return None
+
+    def paused(self) -> bool:
+        """True while a pause (``pause_until``) is in force."""
+        with self._lock:
+            return self._paused_until > self.clock()
 
     def pause_until(self, when: float) -> None:
         """No slot before ``when`` (monotonic seconds)."""
@@ -122,7 +138,7 @@ class Dispatcher:
         self.templates = templates or default_templates()
         settings = services.settings
         rate = max_per_second or settings.sms_max_per_second
-        self.limiter = RateLimiter(rate)
+        self.limiter = RateLimiter(rate, margin=0.05)
         self.concurrency = concurrency or _default_concurrency(rate)
         self.poll_interval = poll_interval
         self.backoff_base = backoff_base
@@ -137,6 +153,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._once_pool: ThreadPoolExecutor | None = None
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self._idle = threading.Condition(self._inflight_lock)
@@ -161,9 +178,10 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._once_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._once_pool = None
         close = getattr(self.provider, "close", None)
         if close:
             close()
@@ -177,17 +195,18 @@ class Dispatcher:
     def run_once(self) -> dict:
         """Expand, reconcile and send everything due now, synchronously; return counts of what was done."""
         stats = {"expanded": self.expand(), "recovered": self.recover(), "reconciled": 0, "sent_attempts": 0}
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-once") as pool:
-            for row in outbox.claim_unknown(self.services.engine, 1000, self._now(), self.reconcile_after):
-                pool.submit(self._reconcile_one, row)
-                stats["reconciled"] += 1
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-once") as pool:
-            while True:
-                rows = outbox.claim(self.services.engine, self.instance, self.concurrency, self._now())
-                if not rows:
-                    break
-                list(pool.map(self._send_one, rows))
-                stats["sent_attempts"] += len(rows)
+        if self._once_pool is None:  # kept: each thread holds its own provider client
+            self._once_pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-once")
+        pool = self._once_pool
+        unknown = outbox.claim_unknown(self.services.engine, 1000, self._now(), self.reconcile_after)
+        list(pool.map(self._reconcile_one, unknown))
+        stats["reconciled"] = len(unknown)
+        while True:
+            rows = outbox.claim(self.services.engine, self.instance, self.concurrency, self._now())
+            if not rows:
+                break
+            list(pool.map(self._send_one, rows))
+            stats["sent_attempts"] += len(rows)
         return stats
 
     def run_until_idle(self, timeout: float = 60.0, pause: float = 0.05) -> dict:
@@ -303,13 +322,10 @@ class Dispatcher:
 
     def _send_one(self, row) -> None:
         engine, metrics = self.services.engine, self.services.metrics
-        wait = self.limiter.reserve()
-        if wait > self.max_wait:
-            # Paused (429) or far behind: give the row back instead of holding it in "sending".
+        wait = self.limiter.acquire(self._stop, self.max_wait)
+        if wait is not None:
+            # Stopping, or paused (429) / far behind: give the row back rather than hold it in "sending".
             outbox.release(engine, row, self.instance, self._now(), self._now() + timedelta(seconds=wait))
-            return
-        if wait > 0 and self._stop.wait(wait):
-            outbox.release(engine, row, self.instance, self._now())
             return
         started = time.monotonic()
         try:
@@ -365,7 +381,7 @@ class Dispatcher:
             return
         found = None
         if getattr(self.provider, "can_lookup", False):
-            if not self.limiter.acquire(self._stop):
+            if self.limiter.acquire(self._stop, self.max_wait) is not None:
                 return  # the lease runs out and the row is looked at again
             try:
                 found = self.provider.lookup(row.phone, row.body, row.claimed_at or row.created_at)

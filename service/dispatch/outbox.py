@@ -175,8 +175,7 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) ->
             "language": language, "kind": notification_kind, "body": bodies[language], "status": "pending",
             "attempts": 0, "created_at": now, "updated_at": now,
         })
-    result = conn.execute(_insert(conn), rows)
-    return max(result.rowcount or 0, 0)
+    return len(conn.execute(_insert(conn).returning(n.c.id), rows).all())
 
 
 def _render_event(templates, language, key, station, alert, event, zone) -> str:
@@ -225,7 +224,7 @@ def expand_broadcasts(engine, templates, now: datetime, *, limit: int = 5) -> in
                     "attempts": 0, "created_at": now, "updated_at": now,
                 })
             if rows:
-                created += max(conn.execute(_insert(conn), rows).rowcount or 0, 0)
+                created += len(conn.execute(_insert(conn).returning(n.c.id), rows).all())
         if pending:
             conn.execute(sa.update(bc).where(bc.c.id.in_([b.id for b in pending])).values(dispatch="done"))
     return created

@@ -203,3 +203,9 @@ def test_screenshots_of_a_flood(browser, live, flood, size, tmp_path):
     folder = SCREENSHOTS if os.environ.get("EWS_SCREENSHOTS") == "1" else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(folder / name))
+    if width < 600:  # the whole phone page too: alerts, map, table, chart one under the other
+        full = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": width, "height": full, "deviceScaleFactor": 1, "mobile": True})
+        time.sleep(1.0)
+        assert browser.save_screenshot(str(folder / "dashboard-phone-390-full.png"))

@@ -409,9 +409,12 @@
 
   function chartSize() {
     var el = $("chart");
-    var w = Math.max(260, el.clientWidth);
-    var h = Math.max(160, el.clientHeight - 70);
-    return { width: w, height: h };
+    var legend = el.querySelector(".u-legend");
+    var w = Math.max(260, el.clientWidth - 8);
+    // On a phone the panel grows with its content, so the height is fixed; on a wall screen
+    // the grid fixes the panel and the chart fills it above its legend.
+    if (window.matchMedia("(max-width: 900px)").matches) return { width: w, height: 260 };
+    return { width: w, height: Math.max(160, el.clientHeight - (legend ? legend.offsetHeight : 40) - 16) };
   }
 
   // Time axis labels in WITA, 24-hour clock, the date under midnight.

@@ -495,6 +495,7 @@ class Publisher:
         self.payloads_sent = 0
         self._lock = threading.Lock()
         self._unacked: dict[tuple[str, int], float] = {}
+        self._acked_early: set[tuple[str, int]] = set()
         self.clients = {}
         for sid in station_ids:
             client = mqttlink.make_client(broker, f"{client_prefix}-{sid}",
@@ -522,7 +523,8 @@ class Publisher:
     def _on_publish(self, sid: str):
         def on_publish(client, userdata, mid, reason_code, properties):
             with self._lock:
-                self._unacked.pop((sid, mid), None)
+                if self._unacked.pop((sid, mid), None) is None:
+                    self._acked_early.add((sid, mid))  # the PUBACK beat _publish's bookkeeping
         return on_publish
 
     def connect(self, timeout: float) -> bool:
@@ -538,10 +540,15 @@ class Publisher:
         return True
 
     def _publish(self, sid: str, topic: str, payload: bytes, retain: bool = False) -> None:
+        # Not under self._lock: paho calls on_publish (which takes it) while holding its own locks.
+        info = self.clients[sid].publish(topic, payload, qos=1, retain=retain)
+        # NO_CONN still queues the message in paho's memory; it goes out after reconnect.
         with self._lock:
-            info = self.clients[sid].publish(topic, payload, qos=1, retain=retain)
-            # NO_CONN still queues the message in paho's memory; it goes out after reconnect.
-            self._unacked[(sid, info.mid)] = time.monotonic()
+            key = (sid, info.mid)
+            if key in self._acked_early:
+                self._acked_early.discard(key)
+            else:
+                self._unacked[key] = time.monotonic()
 
     def send(self, emission: Emission) -> None:
         """Publish one emission on the right topic."""

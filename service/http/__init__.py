@@ -46,6 +46,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 from flask_smorest import Api
+from werkzeug.routing import IntegerConverter
 
 from service.http.errors import ProblemErrorSchema, register_error_handlers
 
@@ -64,6 +65,14 @@ OWN_API_MODULES = (
 )
 OWN_PLAIN_MODULES = ("service.http.ops", "service.http.cap_routes")
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+class BoundedIntConverter(IntegerConverter):
+    """werkzeug's ``int`` converter, limited to 0..2**63-1 unless the route says otherwise."""
+
+    def __init__(self, map, *args, **kwargs):  # noqa: A002 - werkzeug's signature
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 class EwsApi(Api):
@@ -92,6 +101,9 @@ def services():
 def create_app(services_) -> Flask:
     """Build the Flask app serving the API, CAP, operations endpoints and plugged-in blueprints."""
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path=f"{API_PREFIX}/static")
+    # Every <int:...> path parameter is a database id: bound it to a signed 64-bit integer so a
+    # huge number is a 404, not a driver overflow.
+    app.url_map.converters["int"] = BoundedIntConverter
     app.extensions["ews"] = services_
     app.json.sort_keys = False
     app.config.update(

@@ -139,6 +139,17 @@ def register_error_handlers(app) -> None:
             return error.get_response()
         return problem_response(problem_from_http_exception(error))
 
+    import sqlalchemy.exc
+
+    @app.errorhandler(sqlalchemy.exc.DataError)
+    def _data_error(error):
+        # Safety net: a value the database cannot store (NUL in text, out-of-range number)
+        # is the client's input, not a server fault. Routes should validate before this.
+        log.warning("database refused a value: %s", str(error.orig)[:200])
+        return problem_response(Problem(422, "A value in the request cannot be stored (e.g. a NUL character "
+                                             "or a number out of range).", type=VALIDATION_TYPE,
+                                        title="Validation failed", errors=[]))
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error in %s", type(error).__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from http import HTTPStatus
 
 import marshmallow as ma
 import sqlalchemy as sa
@@ -165,7 +166,7 @@ class Readings(MethodView):
                                                      "values": {"water_level": 2.43, "battery": 12.6}}}},
     })
     @blp.response(200, IngestResultSchema)
-    @blp.alt_response(422, response="UNPROCESSABLE_CONTENT")
+    @blp.alt_response(422, response=HTTPStatus(422).name)
     def post(self, station_id):
         """Post samples over HTTP (gateway or admin). 200 lists what was accepted and rejected;
         422 when nothing in the payload could be used."""

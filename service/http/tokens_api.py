@@ -13,7 +13,7 @@ from service.http import services
 from service.http.auth import current_actor, require
 from service.http.errors import Problem
 from service.http.pagination import PageArgs, keyset_page, page_schema
-from service.http.schemas import Strict, UTCDateTime
+from service.http.schemas import Strict, Text, UTCDateTime
 from service.tokens import ROLES, create_token
 
 blp = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens", description="API tokens (admin)")
@@ -45,7 +45,7 @@ class TokenIn(Strict):
     """What a new token is for."""
 
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=120))
+    name = Text(required=True, min_length=1, max_length=120)
 
 
 def token_json(row) -> dict:
@@ -84,7 +84,7 @@ class Tokens(MethodView):
         return {**token_json(row), "token": token}
 
 
-@blp.route("/<int:token_id>")
+@blp.route("/<int(max=2147483647):token_id>")  # api_tokens.id is a 32-bit column
 class TokenView(MethodView):
     @require("admin")
     @blp.response(204)

@@ -14,7 +14,6 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
-import sqlalchemy as sa
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -116,40 +115,8 @@ def live(flood):
 
     services, _ = flood
     app = create_app(services)
-    _add_ack_stand_in_if_missing(app, services)
     server = LiveServer(app).start()
     try:
         yield server
     finally:
         server.stop()
-
-
-def _add_ack_stand_in_if_missing(app, services) -> None:
-    """Until ``service.http.alerts_api`` lands, a minimal ``POST /api/v1/alerts/<id>/ack`` for these tests only.
-
-    It does what the spec says the real route does (operator role, note, an ``acknowledged`` event)
-    and is never registered once the real route exists.
-    """
-    if any(rule.rule == "/api/v1/alerts/<int:alert_id>/ack" or rule.rule.endswith("/ack")
-           for rule in app.url_map.iter_rules()):
-        return
-    from flask import jsonify, request
-
-    from service.db import schema
-    from service.http.auth import current_caller, require
-
-    @require("operator")
-    def ack(alert_id: int):
-        body = request.get_json(silent=True) or {}
-        now = services.clock()
-        a = schema.alerts
-        with services.engine.begin() as conn:
-            row = conn.execute(sa.select(a).where(a.c.id == alert_id)).first()
-            conn.execute(sa.update(a).where(a.c.id == alert_id).values(
-                ack_by=current_caller().name, ack_at=now, ack_note=body.get("note")))
-            conn.execute(sa.insert(schema.alert_events).values(
-                alert_id=alert_id, type="acknowledged", level=row.level, at=now, recorded_at=now,
-                by=current_caller().name, note=body.get("note")))
-        return jsonify({"id": alert_id, "acknowledged": {"by": current_caller().name, "note": body.get("note")}})
-
-    app.add_url_rule("/api/v1/alerts/<int:alert_id>/ack", "test_ack_stand_in", ack, methods=["POST"])

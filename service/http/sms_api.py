@@ -28,7 +28,7 @@ STATUSES = ("pending", "sending", "sent", "delivered", "undelivered", "failed", 
 MAX_CSV_BYTES = 4 * 1024 * 1024
 
 
-class AreaSchema(Strict):
+class SubscriberAreaSchema(Strict):
     """A place: a desa of a kecamatan, or the whole kecamatan (``desa`` null or omitted)."""
 
     kecamatan = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=120))
@@ -45,7 +45,7 @@ class SubscriberSchema(ma.Schema):
     phone = ma.fields.String(metadata={"description": "E.164"})
     name = ma.fields.String(allow_none=True)
     language = ma.fields.String()
-    areas = ma.fields.List(ma.fields.Nested(AreaSchema))
+    areas = ma.fields.List(ma.fields.Nested(SubscriberAreaSchema))
     role = ma.fields.String()
     opted_out = ma.fields.Boolean(metadata={"description": "read-only: set by the SMS keywords BERHENTI/MULAI"})
     opted_out_at = UTCDateTime(allow_none=True)
@@ -60,7 +60,7 @@ class SubscriberIn(Strict):
     phone = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
     name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
     language = ma.fields.String(load_default="id", validate=ma.validate.OneOf(subscribers.LANGUAGES))
-    areas = ma.fields.List(ma.fields.Nested(AreaSchema), required=True,
+    areas = ma.fields.List(ma.fields.Nested(SubscriberAreaSchema), required=True,
                            validate=ma.validate.Length(min=1, max=subscribers.MAX_AREAS))
     role = ma.fields.String(load_default="resident", validate=ma.validate.OneOf(subscribers.ROLES))
 
@@ -71,7 +71,7 @@ class SubscriberPatch(Strict):
     phone = ma.fields.String(validate=ma.validate.Length(min=1, max=40))
     name = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
     language = ma.fields.String(validate=ma.validate.OneOf(subscribers.LANGUAGES))
-    areas = ma.fields.List(ma.fields.Nested(AreaSchema), validate=ma.validate.Length(min=1, max=subscribers.MAX_AREAS))
+    areas = ma.fields.List(ma.fields.Nested(SubscriberAreaSchema), validate=ma.validate.Length(min=1, max=subscribers.MAX_AREAS))
     role = ma.fields.String(validate=ma.validate.OneOf(subscribers.ROLES))
 
 
@@ -137,7 +137,7 @@ class BroadcastIn(Strict):
     """An operator's own message to some areas (and roles), sent through the dispatcher."""
 
     message = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1000))
-    areas = ma.fields.List(ma.fields.Nested(AreaSchema), required=True, validate=ma.validate.Length(min=1, max=200))
+    areas = ma.fields.List(ma.fields.Nested(SubscriberAreaSchema), required=True, validate=ma.validate.Length(min=1, max=200))
     roles = ma.fields.List(ma.fields.String(validate=ma.validate.OneOf(subscribers.ROLES)),
                            load_default=lambda: ["resident", "staff"], validate=ma.validate.Length(min=1))
 
@@ -153,7 +153,7 @@ class BroadcastSchema(ma.Schema):
     created_by = ma.fields.String()
     message = ma.fields.String()
     body = ma.fields.String(metadata={"description": "the text as sent (sender name added, GSM-7)"})
-    areas = ma.fields.List(ma.fields.Nested(AreaSchema))
+    areas = ma.fields.List(ma.fields.Nested(SubscriberAreaSchema))
     roles = ma.fields.List(ma.fields.String())
     recipients = ma.fields.Integer(metadata={"description": "subscribers it goes to (not opted out)"})
 

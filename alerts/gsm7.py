@@ -77,8 +77,8 @@ def _one(ch: str) -> str:
 def sanitise(text: str) -> str:
     """``text`` made GSM-7 only: look-alikes for typographic characters, no accents outside the table, no emoji."""
     out = "".join(_one(ch) for ch in text)
-    # Replacements may leave double spaces ("28 derajat  C"); keep newlines as they are.
-    lines = [" ".join(part for part in line.split(" ") if part) if "  " in line else line for line in out.split("\n")]
+    # Replacements and dropped emoji leave double or trailing spaces; squeeze them, keep the newlines.
+    lines = [" ".join(part for part in line.split(" ") if part) for line in out.split("\n")]
     return "\n".join(lines)
 
 

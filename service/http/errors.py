@@ -150,6 +150,13 @@ def register_error_handlers(app) -> None:
                                              "or a number out of range).", type=VALIDATION_TYPE,
                                         title="Validation failed", errors=[]))
 
+    @app.errorhandler(OverflowError)
+    def _overflow(error):
+        # Safety net: SQLite cannot bind an integer beyond 64 bits; routes should range-check.
+        log.warning("number out of range reached the database: %s", error)
+        return problem_response(Problem(422, "A number in the request is out of range.", type=VALIDATION_TYPE,
+                                        title="Validation failed", errors=[]))
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error in %s", type(error).__name__)

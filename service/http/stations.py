@@ -30,7 +30,7 @@ EDITABLE = ("name", "river", "kecamatan", "desa", "lat", "lon", "metrics", "area
 
 # ---------------------------------------------------------------- schemas
 
-class AreaSchema(Strict):
+class StationAreaSchema(Strict):
     """A place a station warns: a desa, or a whole kecamatan when ``desa`` is omitted."""
 
     kecamatan = Text(required=True, min_length=1, max_length=120)
@@ -66,7 +66,7 @@ class StationPatchSchema(Strict):
         validate=ma.validate.Length(min=1, max=len(METRICS)),
         metadata={"description": f"what the station sends: {', '.join(METRICS)} (rainfall or rain_tips, not both)"},
     )
-    areas = ma.fields.List(ma.fields.Nested(AreaSchema), validate=ma.validate.Length(max=200))
+    areas = ma.fields.List(ma.fields.Nested(StationAreaSchema), validate=ma.validate.Length(max=200))
     mm_per_tip = ma.fields.Float(allow_none=True, validate=ma.validate.Range(min=0, max=100, min_inclusive=False))
     expected_interval_s = ma.fields.Integer(validate=ma.validate.Range(min=1, max=MAX_INTERVAL_S))
     plausible = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(list(METRICS))), values=_range_list())
@@ -88,12 +88,12 @@ class StationCreateSchema(StationPatchSchema):
                                                               "merged over the defaults"})
 
 
-class LatestSchema(ma.Schema):
+class StationLatestSchema(ma.Schema):
     value = ma.fields.Float()
     ts = ma.fields.String()
 
 
-class StatusSchema(ma.Schema):
+class StationStatusSchema(ma.Schema):
     """What the station is doing now (from station_state)."""
 
     class Meta:
@@ -102,10 +102,10 @@ class StatusSchema(ma.Schema):
     level = ma.fields.String()
     online = ma.fields.Boolean()
     last_seen = UTCDateTime(allow_none=True)
-    latest = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(LatestSchema))
+    latest = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(StationLatestSchema))
 
 
-class AreaOutSchema(ma.Schema):
+class StationAreaOutSchema(ma.Schema):
     kecamatan = ma.fields.String()
     desa = ma.fields.String(allow_none=True)
 
@@ -129,14 +129,14 @@ class StationSchema(ma.Schema):
     lat = ma.fields.Float(allow_none=True)
     lon = ma.fields.Float(allow_none=True)
     metrics = ma.fields.List(ma.fields.String())
-    areas = ma.fields.List(ma.fields.Nested(AreaOutSchema))
+    areas = ma.fields.List(ma.fields.Nested(StationAreaOutSchema))
     mm_per_tip = ma.fields.Float(allow_none=True)
     expected_interval_s = ma.fields.Integer()
     plausible = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.Float()))
     downstream = ma.fields.List(ma.fields.Nested(DownstreamOutSchema))
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
-    status = ma.fields.Nested(StatusSchema)
+    status = ma.fields.Nested(StationStatusSchema)
 
 
 class StationListArgs(PageArgs):

@@ -113,9 +113,10 @@ def event_context(templates, language: str, station: Mapping, kind: str, level: 
     elif kind == "offline":
         metric, value = "offline", None
     when = at
-    if kind == "offline" and reading.get("ts"):
+    stamp = reading.get("last_seen") or reading.get("ts")
+    if kind == "offline" and stamp:  # "no data since": the last time the station was heard
         try:
-            when = datetime.fromisoformat(str(reading["ts"]).replace("Z", "+00:00"))
+            when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
         except ValueError:
             when = at
     return messages.warning_context(

@@ -334,7 +334,10 @@ def create_blueprint(_services):
             svc = services()
             now = svc.clock()
             templates = default_templates()
-            areas = subscribers.clean_areas(data["areas"])
+            try:
+                areas = subscribers.clean_areas(data["areas"])
+            except subscribers.SubscriberError as exc:
+                raise field_error(exc.field, exc.message) from None
             roles = sorted(set(data["roles"]))
             longest = max((broadcast_body(templates, lang, data["message"]) for lang in templates.languages()),
                           key=gsm7.septets)

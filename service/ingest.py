@@ -161,13 +161,19 @@ class Ingestor:
         rain, rain_rejections, counter = _rain_from_tips(samples, state.get("rain_counter"), station)
         inserted = _insert_readings(conn, samples + rain, received_at)
         _assign(results, station_id, inserted, rain_rejections)
-        judged = [s for s in inserted if s.metric in ("water_level", "rainfall", "battery")]
+        # Every new sample goes to the rules (signal too: a station that only reports its
+        # signal is still back online); rain_tips counters are judged as the rainfall made of them.
+        judged = [s for s in inserted if s.metric != "rain_tips"]
         _update_station_state(conn, station_id, state, inserted, received_at, counter)
         if self._alerting is not None and judged:
             events = self._alerting.apply_samples(
-                conn, station.row, judged, received_at, exercise=self.services.settings.exercise
+                conn, station.row, judged, received_at, exercise=self.exercise()
             )
             _attach_events(results, station_id, events)
+
+    def exercise(self) -> bool:
+        """True while alerts are exercises (EWS_EXERCISE, or a simulator's retained exercise flag)."""
+        return self.services.settings.exercise or self.services.exercise_now()
 
     # -- station registry cache ---------------------------------------------------------------
 

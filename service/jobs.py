@@ -27,7 +27,8 @@ def run_rule_jobs(services) -> None:
         return
     now = services.clock()
     try:
-        offline = alerting.check_offline(services.engine, now)
+        exercise = services.settings.exercise or services.exercise_now()
+        offline = alerting.check_offline(services.engine, now, exercise=exercise)
         reminded = alerting.remind_awas(services.engine, now)
     except Exception:
         log.exception("scheduled rule jobs failed; will retry next period")

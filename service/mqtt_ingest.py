@@ -54,7 +54,7 @@ class MqttIngest:
         self.readings_filter = f"$share/{shared_group}/{topic}" if shared_group else topic
         self.exercise_topic = f"{prefix}/exercise"
         self.exercise = False
-        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue(maxsize=QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._client = self._make_client()
@@ -137,10 +137,9 @@ class MqttIngest:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         try:
-            message.received_at = datetime.now(timezone.utc)  # type: ignore[attr-defined]
             # The broker's in-flight window bounds the unacknowledged messages, so the queue
             # never fills in practice; if it does, waiting here is the right back-pressure.
-            self._queue.put(message)
+            self._queue.put((message, datetime.now(timezone.utc)))
         except Exception:
             log.exception("error in MQTT on_message")
 
@@ -155,7 +154,7 @@ class MqttIngest:
             if batch:
                 self._commit_then_ack(batch)
 
-    def _next_batch(self) -> list[mqtt.MQTTMessage] | None:
+    def _next_batch(self) -> list[tuple[mqtt.MQTTMessage, datetime]] | None:
         try:
             first = self._queue.get(timeout=0.5)
         except queue.Empty:
@@ -174,15 +173,15 @@ class MqttIngest:
             batch.append(item)
         return batch
 
-    def _commit_then_ack(self, batch: list[mqtt.MQTTMessage]) -> None:
-        readings = [m for m in batch if m.topic != self.exercise_topic]
-        for message in batch:
+    def _commit_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
+        readings = [_to_message(m, at) for m, at in batch if m.topic != self.exercise_topic]
+        for message, _ in batch:
             if message.topic == self.exercise_topic:
                 self.exercise = message.payload.strip().lower() in (b"on", b"1", b"true")
         delay = 0.5
         while readings:
             try:
-                self.ingest([_to_message(m) for m in readings])
+                self.ingest(readings)
                 self.db_healthy = True
                 self.last_commit_at = time.monotonic()
                 break
@@ -194,7 +193,7 @@ class MqttIngest:
                 if self._stopping.wait(delay):
                     return
                 delay = min(delay * 2, 10.0) * random.uniform(0.8, 1.2)
-        for message in batch:
+        for message, _ in batch:
             if message.qos > 0:
                 self._client.ack(message.mid, message.qos)
 
@@ -207,5 +206,5 @@ class MqttIngest:
                 self._client.loop_start()
 
 
-def _to_message(message: mqtt.MQTTMessage) -> Message:
-    return Message(topic=message.topic, payload=message.payload, received_at=message.received_at, source="mqtt")
+def _to_message(message: mqtt.MQTTMessage, received_at: datetime) -> Message:
+    return Message(topic=message.topic, payload=message.payload, received_at=received_at, source="mqtt")

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support.infra import fresh_database, postgres_base_url
+from tests.support.infra import MOSQUITTO, fresh_database, postgres_base_url, private_mosquitto
 
 DATABASE_KINDS = ["sqlite", "postgresql"]
 BROKER_KINDS = ["embedded", "mosquitto"]
@@ -31,11 +31,15 @@ def sqlite_url(tmp_path):
 
 @pytest.fixture(params=BROKER_KINDS)
 def broker_url(request):
-    """An MQTT broker: the embedded amqtt on a free port, and Mosquitto when EWS_TEST_MQTT_URL is set."""
+    """An MQTT broker: the embedded amqtt, and Mosquitto (a private one with our production limits, else EWS_TEST_MQTT_URL)."""
     if request.param == "mosquitto":
+        if MOSQUITTO is not None:
+            with private_mosquitto() as broker:
+                yield broker.url
+            return
         url = os.environ.get("EWS_TEST_MQTT_URL")
         if not url:
-            pytest.skip("Mosquitto: set EWS_TEST_MQTT_URL (see .ci/run)")
+            pytest.skip("Mosquitto: install mosquitto or set EWS_TEST_MQTT_URL (see .ci/run)")
         yield url
         return
     from service.broker import EmbeddedBroker

@@ -62,7 +62,7 @@ def fresh_database(kind: str, tmp_path: Path):
 class PrivateMosquitto:
     """A Mosquitto of our own on a free port, with persistence, that a test may stop and start."""
 
-    def __init__(self, directory: Path, max_inflight: int = 100, max_queued: int = 1_000_000) -> None:
+    def __init__(self, directory: Path, max_inflight: int = 1000, max_queued: int = 1_000_000) -> None:
         if MOSQUITTO is None:
             raise RuntimeError("mosquitto is not installed")
         self.port = free_port()

@@ -153,6 +153,13 @@ def _optional(name: str):
         raise
 
 
+def configure_logging(level: str) -> None:
+    """Log to stderr; keep the chatty libraries at WARNING so an operator sees what matters."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("transitions", "amqtt", "apscheduler", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``ews run`` arguments."""
     parser.add_argument("--role", choices=ROLES, default="all",
@@ -166,7 +173,7 @@ def command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"ews: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     runtime = Runtime(settings, role=args.role)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,344 @@
+"""Shared pieces of ``ews bench``: progress bar, tables, a private Mosquitto, bench databases and stations.
+
+Nothing here imports from ``tests/``: the benchmark is part of the installed service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A plain-text progress bar on stderr (one line, rewritten with ``\\r``); silent when ``quiet``."""
+
+    def __init__(self, label: str, total: int, quiet: bool = False, width: int = 30) -> None:
+        self.label, self.total, self.quiet, self.width = label, max(1, total), quiet, width
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def update(self, done: int, force: bool = False) -> None:
+        """Redraw at most ten times a second."""
+        now = time.monotonic()
+        if self.quiet or (not force and now - self._last < 0.1):
+            return
+        self._last = now
+        share = min(1.0, done / self.total)
+        bar = "#" * int(share * self.width)
+        sys.stderr.write(f"\r{self.label:<28} [{bar:<{self.width}}] {done:>9,}/{self.total:,} {now - self.started:6.1f}s")
+        sys.stderr.flush()
+
+    def done(self, done: int | None = None) -> None:
+        """Draw the final state and end the line."""
+        self.update(self.total if done is None else done, force=True)
+        if not self.quiet:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def note(text: str, quiet: bool = False) -> None:
+    """A status line on stderr."""
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    """A two-column table on stdout."""
+    width = max(len(name) for name, _ in rows)
+    print(title)
+    print("-" * (width + 3 + max(len(v) for _, v in rows)))
+    for name, value in rows:
+        print(f"{name:<{width}}   {value}")
+
+
+def report(args, mode: str, rows: list[tuple[str, str]], figures: dict, summary: str) -> None:
+    """Print the mode's table and its key-figures line, or (``--json``) one JSON document."""
+    figures = {"mode": mode, **figures, "machine": machine()}
+    if getattr(args, "json", False):
+        print(json.dumps(figures, indent=2, default=str))
+        return
+    print_table(f"ews bench {mode}", rows)
+    print(summary)
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kib / 1024 / 1024:.1f} GiB"
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory": memory, "python": platform.python_version(),
+            "os": f"{platform.system()} {platform.release()}"}
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (nearest rank) of ``values``."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+# -- network and brokers --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+    """Wait until something accepts TCP connections on ``host:port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+class BenchMosquitto:
+    """A private Mosquitto with the production limits of ``config/mosquitto.conf`` (anonymous, local port)."""
+
+    def __init__(self, directory: Path, max_inflight: int = 1000, max_queued: int = 5_000_000) -> None:
+        if MOSQUITTO is None:
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        self.port = free_port()
+        self.directory = directory
+        (directory / "data").mkdir(parents=True, exist_ok=True)
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text("\n".join([
+            f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
+            f"persistence_location {directory / 'data'}/", "autosave_interval 60",
+            f"max_inflight_messages {max_inflight}", f"max_queued_messages {max_queued}", "max_queued_bytes 0",
+            f"log_dest file {directory / 'mosquitto.log'}", "",
+        ]))
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> "BenchMosquitto":
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait_for_port("127.0.0.1", self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+        self.process = None
+
+
+@contextlib.contextmanager
+def bench_mosquitto(**kwargs):
+    """A private Mosquitto for a ``with`` block."""
+    with tempfile.TemporaryDirectory(prefix="ews-bench-mosq-") as tmp:
+        broker = BenchMosquitto(Path(tmp), **kwargs).start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+def mqtt_client(url: str, client_id: str, *, clean: bool, manual_ack: bool = False, max_inflight: int = 1000):
+    """A paho 2.x MQTT 3.1.1 client (not yet connected)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
+                         protocol=mqtt.MQTTv311, manual_ack=manual_ack)
+    client.username_pw_set("bench")
+    client.max_inflight_messages_set(max_inflight)
+    return client
+
+
+def create_session(url: str, client_id: str, topic_filter: str) -> None:
+    """Connect ``client_id`` once with a persistent session subscribed to ``topic_filter`` (QoS 1), then leave."""
+    import threading
+
+    from config.settings import parse_mqtt_url
+
+    parsed = parse_mqtt_url(url)
+    client = mqtt_client(url, client_id, clean=False)
+    subscribed = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic_filter, qos=1)
+    client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
+    client.connect(parsed.host, parsed.port, keepalive=30)
+    client.loop_start()
+    if not subscribed.wait(15):
+        raise TimeoutError(f"{client_id}: no SUBACK")
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish_all(url: str, items, total: int, progress: Progress | None = None, max_inflight: int = 1000) -> float:
+    """Publish ``(topic, payload bytes)`` items at QoS 1 as fast as the broker acknowledges; return seconds."""
+    import threading
+
+    from config.settings import parse_mqtt_url
+
+    parsed = parse_mqtt_url(url)
+    client = mqtt_client(url, f"bench-pub-{uuid.uuid4().hex[:8]}", clean=True, max_inflight=max_inflight)
+    acked = 0
+    lock = threading.Lock()
+    all_acked = threading.Event()
+
+    def on_publish(c, u, mid, rc, p):
+        nonlocal acked
+        with lock:
+            acked += 1
+            if acked >= total:
+                all_acked.set()
+
+    client.on_publish = on_publish
+    client.connect(parsed.host, parsed.port, keepalive=60)
+    client.loop_start()
+    started = time.monotonic()
+    for i, (topic, payload) in enumerate(items):
+        client.publish(topic, payload, qos=1)
+        if progress is not None and i % 500 == 0:
+            progress.update(acked)
+    while not all_acked.wait(0.1):
+        if progress is not None:
+            progress.update(acked)
+    elapsed = time.monotonic() - started
+    if progress is not None:
+        progress.done(acked)
+    client.disconnect()
+    client.loop_stop()
+    return elapsed
+
+
+# -- databases ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bench_database(kind: str, directory: Path):
+    """Yield the URL of a new empty database: SQLite in ``directory``, or PostgreSQL (EWS_BENCH_DATABASE_URL)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = os.environ.get("EWS_BENCH_DATABASE_URL") or PG_DEFAULT
+    name = f"ews_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def station_id(i: int) -> str:
+    """The id of bench station ``i`` (0-based)."""
+    return f"BENCH-{i + 1:03d}"
+
+
+def station_area(i: int) -> dict:
+    """Each bench station warns its own desa, so one subscriber can stand for one station."""
+    return {"kecamatan": "Bench", "desa": f"Desa {i + 1:03d}"}
+
+
+def bench_station_rows(count: int, now: datetime, *, rules_overrides: dict | None = None) -> list[dict]:
+    """``count`` water-level stations with the default rules (waspada 2.0, siaga 2.5, awas 3.0 m)."""
+    from service.seed import default_rules, merge
+
+    rules = merge(default_rules(), rules_overrides or {})
+    return [
+        {
+            "id": station_id(i), "name": f"Pos TMA Bench {i + 1:03d}", "river": "Sungai Bench",
+            "kecamatan": "Bench", "desa": f"Desa {i + 1:03d}", "lat": -2.5 - i * 0.001, "lon": 121.0 + i * 0.001,
+            "mm_per_tip": None, "metrics": ["water_level", "battery", "signal"], "areas": [station_area(i)],
+            "expected_interval_s": 60, "plausible": {"water_level": [0, 10]}, "downstream": [], "rules": rules,
+            "created_at": now, "updated_at": now,
+        }
+        for i in range(count)
+    ]
+
+
+def prepare_database(url: str, stations: int, *, rules_overrides: dict | None = None):
+    """Migrate ``url`` and add the bench stations; return the engine."""
+    from sqlalchemy import insert
+
+    from service.db.engine import make_engine
+    from service.db.migrate import upgrade
+    from service.db.schema import stations as stations_table
+
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(stations_table), bench_station_rows(stations, utc_now(), rules_overrides=rules_overrides))
+    return engine
+
+
+def add_subscribers(engine, areas: list[dict], per_area: int = 1, first_phone: int = 0) -> list[str]:
+    """Residents: ``per_area`` subscribers in each area, phones +62812 plus a running number; return the phones."""
+    from sqlalchemy import insert
+
+    from service.db.schema import subscribers
+
+    now = utc_now()
+    rows, phones = [], []
+    number = first_phone
+    for area in areas:
+        for _ in range(per_area):
+            phone = f"+62812{number:08d}"
+            number += 1
+            phones.append(phone)
+            rows.append({"phone": phone, "name": None, "language": "id", "role": "resident", "areas": [area],
+                         "opted_out": False, "source": "api", "created_at": now, "updated_at": now})
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 5000):
+            conn.execute(insert(subscribers), rows[start:start + 5000])
+    return phones
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime) -> str:
+    """RFC 3339 with ``Z``."""
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def reading_payload(ts: datetime, value: float, seq: int | None = None) -> bytes:
+    """One sample as a gateway sends it."""
+    body = {"ts": iso(ts), "values": {"water_level": value}}
+    if seq is not None:
+        body["seq"] = seq
+    return json.dumps(body).encode()

@@ -1,0 +1,161 @@
+"""``ews bench ingest``: drain a pre-queued backlog through MqttIngest + Ingestor vs. a bare paho client."""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import random
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from service.bench.common import (
+    Progress,
+    bench_database,
+    bench_mosquitto,
+    create_session,
+    mqtt_client,
+    note,
+    prepare_database,
+    publish_all,
+    reading_payload,
+    report,
+    station_id,
+    utc_now,
+)
+
+PREFIX = "ews/v1"
+SERVICE_CLIENT = "ews-bench-ingest"
+BARE_CLIENT = "ews-bench-bare"
+
+
+def backlog(count: int, stations: int, seed: int = 1):
+    """``count`` single-sample messages spread over ``stations``, one per station-minute, ending now."""
+    rng = random.Random(seed)
+    per_station = -(-count // stations)
+    start = utc_now().replace(microsecond=0) - timedelta(minutes=per_station + 5)
+    levels = [rng.uniform(0.5, 1.5) for _ in range(stations)]
+    for i in range(count):
+        s, minute = i % stations, i // stations
+        levels[s] = min(1.9, max(0.1, levels[s] + rng.uniform(-0.02, 0.02)))  # below waspada: steady judging
+        yield f"{PREFIX}/stations/{station_id(s)}/readings", reading_payload(start + timedelta(minutes=minute),
+                                                                            round(levels[s], 3), i)
+
+
+def drain_service(url: str, database_url: str, count: int, quiet: bool, profile: bool) -> tuple[float, str | None]:
+    """Start MqttIngest with the real Ingestor (and rules); return (seconds until ``count`` committed, profile)."""
+    from config.settings import load_settings, parse_mqtt_url
+    from service.bootstrap import bootstrap
+    from service.mqtt_ingest import MqttIngest
+
+    settings = load_settings({"EWS_DATABASE_URL": database_url, "EWS_MQTT_TOPIC_PREFIX": PREFIX})
+    services = bootstrap(settings)
+    committed = 0
+    all_in = threading.Event()
+    profiler = cProfile.Profile() if profile else None
+
+    def ingest(messages):
+        nonlocal committed
+        if profiler is not None:
+            profiler.enable()
+        try:
+            results = services.ingestor.ingest(messages)
+        finally:
+            if profiler is not None:
+                profiler.disable()
+        committed += sum(len(r.accepted) for r in results)
+        if committed >= count:
+            all_in.set()
+        return results
+
+    ingest_client = MqttIngest(parse_mqtt_url(url), PREFIX, SERVICE_CLIENT, ingest)
+    progress = Progress("service drain", count, quiet)
+    started = time.monotonic()
+    ingest_client.start()
+    while not all_in.wait(0.1):
+        progress.update(committed)
+        if time.monotonic() - started > 1800:
+            raise TimeoutError(f"only {committed} of {count} committed after 30 min")
+    elapsed = time.monotonic() - started
+    progress.done(committed)
+    ingest_client.stop()
+    services.engine.dispose()
+    text = None
+    if profiler is not None:
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("cumulative").print_stats(35)
+        stats.sort_stats("tottime").print_stats(25)
+        text = out.getvalue()
+    return elapsed, text
+
+
+def drain_bare(url: str, count: int, quiet: bool) -> float:
+    """A bare paho client (persistent session, QoS 1, automatic PUBACK) drains ``count``; return seconds."""
+    from config.settings import parse_mqtt_url
+
+    parsed = parse_mqtt_url(url)
+    received = 0
+    done = threading.Event()
+    client = mqtt_client(url, BARE_CLIENT, clean=False)
+
+    def on_message(c, u, message):
+        nonlocal received
+        received += 1
+        if received >= count:
+            done.set()
+
+    client.on_message = on_message
+    progress = Progress("bare paho drain", count, quiet)
+    started = time.monotonic()
+    client.connect(parsed.host, parsed.port, keepalive=60)
+    client.loop_start()
+    while not done.wait(0.1):
+        progress.update(received)
+    elapsed = time.monotonic() - started
+    progress.done(received)
+    client.disconnect()
+    client.loop_stop()
+    return elapsed
+
+
+def run(args) -> int:
+    """The ingest mode."""
+    count, stations, quiet = args.count, args.stations, args.quiet
+    with tempfile.TemporaryDirectory(prefix="ews-bench-ingest-") as tmp, \
+            bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker:
+        engine = prepare_database(database_url, stations)
+        engine.dispose()
+        topic_filter = f"{PREFIX}/stations/+/readings"
+        create_session(broker.url, SERVICE_CLIENT, topic_filter)
+        create_session(broker.url, BARE_CLIENT, topic_filter)
+        note(f"queueing {count:,} readings from {stations} stations for two persistent sessions", quiet)
+        publish_s = publish_all(broker.url, backlog(count, stations), count, Progress("publish", count, quiet))
+        service_s, profile_text = drain_service(broker.url, database_url, count, quiet, args.profile)
+        bare_s = drain_bare(broker.url, count, quiet)
+    service_rate, bare_rate = count / service_s, count / bare_s
+    ratio = service_rate / bare_rate
+    figures = {
+        "database": args.database, "readings": count, "stations": stations, "publish_s": round(publish_s, 2),
+        "service_s": round(service_s, 2), "service_per_s": round(service_rate), "bare_s": round(bare_s, 2),
+        "bare_per_s": round(bare_rate), "ratio": round(ratio, 3), "goal_ratio": 0.5, "goal_met": ratio >= 0.5,
+    }
+    rows = [
+        ("database", args.database), ("readings queued", f"{count:,} from {stations} stations"),
+        ("publish (QoS 1)", f"{publish_s:.1f} s ({count / publish_s:,.0f}/s)"),
+        ("service drain (MqttIngest + Ingestor + rules)", f"{service_s:.1f} s = {service_rate:,.0f} readings/s"),
+        ("bare paho drain (auto PUBACK)", f"{bare_s:.1f} s = {bare_rate:,.0f} messages/s"),
+        ("ratio service / bare", f"{ratio:.2f} (goal >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'})"),
+    ]
+    report(args, "ingest", rows, figures,
+           f"ingest: service {service_rate:,.0f}/s, bare paho {bare_rate:,.0f}/s, ratio {ratio:.2f} "
+           f"({'goal met' if ratio >= 0.5 else 'goal missed'}; {args.database})")
+    if profile_text and args.profile_out:
+        Path(args.profile_out).write_text(profile_text)
+        note(f"profile written to {args.profile_out}", quiet)
+    elif profile_text:
+        print(profile_text)
+    return 0

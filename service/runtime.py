@@ -21,6 +21,7 @@ log = logging.getLogger("ews")
 
 ROLES = ("all", "ingest", "worker", "api")
 SCHEDULER_PERIOD_S = 30
+DEFAULT_SHARED_GROUP = "ews"
 
 
 class Runtime:
@@ -33,6 +34,7 @@ class Runtime:
         self.broker = None
         self.mqtt = None
         self.scheduler = None
+        self.leader = None
         self.dispatcher = None
         self.http = None
         self._http_thread: threading.Thread | None = None
@@ -68,7 +70,10 @@ class Runtime:
 
             self.broker = EmbeddedBroker("127.0.0.1", self.settings.embedded_mqtt_port).start()
             url = parse_mqtt_url(self.broker.url)
-        shared = os.environ.get("EWS_MQTT_SHARED_GROUP") or None
+        shared = shared_group(os.environ, self.settings)
+        if shared and self.settings.mqtt_client_id == "ews-ingest":
+            log.warning("ingest shares group %r with the default client id: give every instance its own stable "
+                        "EWS_MQTT_CLIENT_ID (see docs/deploy.md)", shared)
         self.mqtt = MqttIngest(
             url,
             self.settings.mqtt_topic_prefix,
@@ -97,10 +102,21 @@ class Runtime:
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        from service.jobs import schedule_jobs
+        from service.jobs import run_now, schedule_jobs
+        from service.leader import Lease, new_holder_id
 
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-        schedule_jobs(self.scheduler, self.services, SCHEDULER_PERIOD_S)
+
+        def on_change(leading: bool) -> None:
+            # Took the lease over from a dead leader: run the jobs now, not a period later.
+            if leading and self.scheduler.running:
+                run_now(self.scheduler, self.services, self.leader)
+
+        # Every scheduler instance schedules the jobs; only the lease holder runs them (service/leader.py).
+        self.leader = Lease(self.services.engine, holder=new_holder_id(self.services.instance_id),
+                            ttl=lease_seconds(os.environ), on_change=on_change)
+        schedule_jobs(self.scheduler, self.services, SCHEDULER_PERIOD_S, leader=self.leader)
+        self.leader.start()
         self.scheduler.start()
 
     def _start_http(self) -> None:
@@ -135,6 +151,8 @@ class Runtime:
             self.mqtt.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
+        if self.leader is not None:
+            self.leader.stop(release=True)
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.broker is not None:
@@ -142,6 +160,41 @@ class Runtime:
         if self.services is not None:
             self.services.engine.dispose()
         log.info("stopped")
+
+
+def shared_group(environ, settings: Settings) -> str | None:
+    """The MQTT shared-subscription group for ingest, or None for a plain subscription.
+
+    ``EWS_MQTT_SHARED_GROUP`` names it (``none`` turns sharing off). Unset, ingest shares
+    the group ``ews`` when the database is PostgreSQL and the broker is external: that is
+    the set-up where several instances may run, and a lone member of a group gets every
+    message anyway. SQLite (one instance) and the embedded amqtt (no ``$share``) subscribe plainly.
+    """
+    raw = (environ.get("EWS_MQTT_SHARED_GROUP") or "").strip()
+    if not raw:
+        return DEFAULT_SHARED_GROUP if (not settings.is_sqlite and settings.mqtt is not None) else None
+    if raw.lower() in ("none", "off", "false", "0"):
+        return None
+    if any(c in raw for c in "/+#") or len(raw) > 64:
+        raise ConfigError(f"EWS_MQTT_SHARED_GROUP: {raw!r} is not a group name; use letters, digits, '-' or '_', "
+                          "or none")
+    return raw
+
+
+def lease_seconds(environ) -> float:
+    """How long the scheduler lease lasts without renewal (``EWS_LEADER_LEASE_S``, default 15 s)."""
+    from service.leader import DEFAULT_TTL_S
+
+    raw = environ.get("EWS_LEADER_LEASE_S")
+    if not raw:
+        return DEFAULT_TTL_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 3.0 <= value <= 600.0:
+        raise ConfigError(f"EWS_LEADER_LEASE_S: {raw!r} is not a number of seconds from 3 to 600; set e.g. 15")
+    return value
 
 
 def _optional(name: str):
@@ -183,7 +236,7 @@ def command(args: argparse.Namespace) -> int:
     except Exception as exc:
         from service.broker import BrokerStartError
 
-        if isinstance(exc, (BrokerStartError, OSError)):
+        if isinstance(exc, (BrokerStartError, OSError, ConfigError)):
             print(f"ews: {exc}", file=sys.stderr)
             runtime.stop()
             return 2

@@ -1,0 +1,109 @@
+"""``ews bench fanout``: one AWAS warning to 10,000 subscribers of one area through a rate-limited provider."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from service.bench.common import (
+    Progress,
+    add_subscribers,
+    bench_database,
+    bench_mosquitto,
+    mqtt_client,
+    note,
+    prepare_database,
+    reading_payload,
+    report,
+    station_area,
+    station_id,
+)
+from service.bench.fake_twilio import FakeTwilio
+from service.bench.process import ServiceProcess
+
+PREFIX = "ews/v1"
+
+
+def max_in_any_second(times: list[float]) -> int:
+    """The most requests that started within any one-second window."""
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def publish_crossing(url: str) -> float:
+    """Publish one AWAS reading for station 0; return its monotonic publish time."""
+    from config.settings import parse_mqtt_url
+
+    parsed = parse_mqtt_url(url)
+    client = mqtt_client(url, f"bench-gw-{uuid.uuid4().hex[:6]}", clean=True)
+    client.connect(parsed.host, parsed.port, keepalive=30)
+    client.loop_start()
+    at = time.monotonic()
+    client.publish(f"{PREFIX}/stations/{station_id(0)}/readings",
+                   reading_payload(datetime.now(timezone.utc), 3.4), qos=1).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+    return at
+
+
+def run(args) -> int:
+    """The fanout mode."""
+    count, limit, quiet = args.subscribers, args.limit, args.quiet
+    with tempfile.TemporaryDirectory(prefix="ews-bench-fanout-") as tmp, \
+            bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker, \
+            FakeTwilio(latency=args.latency) as fake:
+        engine = prepare_database(database_url, 1)
+        add_subscribers(engine, [station_area(0)], per_area=count)
+        engine.dispose()
+        service = ServiceProcess(Path(tmp) / "svc", database_url=database_url, mqtt_url=broker.url, prefix=PREFIX,
+                                 env={**fake.env(), "EWS_SMS_MAX_PER_SECOND": f"{limit:g}"})
+        service.env["EWS_PUBLIC_URL"] = service.base_url
+        note("starting ews run", quiet)
+        service.start()
+        try:
+            time.sleep(0.5)
+            published = publish_crossing(broker.url)
+            progress = Progress("SMS requests", count, quiet)
+            deadline = time.monotonic() + count / limit * 3 + 60
+            while len(fake.creates()) < count and time.monotonic() < deadline:
+                progress.update(len(fake.creates()))
+                time.sleep(0.1)
+            progress.done(len(fake.creates()))
+        finally:
+            service.stop()
+        times = sorted(r.at for r in fake.creates())
+        unique = len({r.form.get("To") for r in fake.creates()})
+    n = len(times)
+    span = times[-1] - times[0] if n > 1 else float("nan")
+    rate = (n - 1) / span if n > 1 else 0.0
+    share = rate / limit
+    first = (times[0] - published) if times else float("nan")
+    peak = max_in_any_second(times)
+    met = share >= 0.95 and unique == count
+    figures = {
+        "database": args.database, "subscribers": count, "limit_per_s": limit, "provider_latency_s": args.latency,
+        "requests": n, "unique_recipients": unique, "rate_per_s": round(rate, 1), "share_of_limit": round(share, 3),
+        "max_in_any_second": peak, "first_sms_s": round(first, 3), "total_s": round(times[-1] - published, 1) if times else None,
+        "goal_share": 0.95, "goal_met": met,
+    }
+    rows = [
+        ("database", args.database),
+        ("subscribers in the area", f"{count:,}"),
+        ("provider", f"fake Twilio, {args.latency * 1000:.0f} ms per request; EWS_SMS_MAX_PER_SECOND={limit:g}"),
+        ("SMS requests", f"{n:,} to {unique:,} recipients"),
+        ("achieved rate", f"{rate:.1f}/s = {share:.3f} of the limit (goal >= 0.95: {'met' if met else 'MISSED'})"),
+        ("most in any 1 s window", f"{peak}"),
+        ("publish -> first SMS", f"{first * 1000:.0f} ms"),
+        ("publish -> last SMS", f"{figures['total_s']} s"),
+    ]
+    report(args, "fanout", rows, figures,
+           f"fanout: {rate:.1f}/s = {share:.3f} of {limit:g}/s, first SMS after {first * 1000:.0f} ms, "
+           f"{n:,} requests ({'goal met' if met else 'goal missed'})")
+    return 0

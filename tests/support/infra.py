@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import socket
@@ -74,6 +75,9 @@ class PrivateMosquitto:
                 [
                     f"listener {self.port} 127.0.0.1",
                     "allow_anonymous true",
+                    # As root, mosquitto drops to user "mosquitto", which cannot write the
+                    # persistence file or the log into our private temp directory: stay who we are.
+                    f"user {getpass.getuser()}",
                     "persistence true",
                     f"persistence_location {directory / 'data'}/",
                     "autosave_interval 1",

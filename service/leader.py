@@ -31,6 +31,7 @@ on both databases and ``SELECT * FROM leases`` says who leads and until when.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -190,3 +191,27 @@ def _database_now(conn) -> datetime:
     if conn.dialect.name == "postgresql":
         return conn.execute(text("SELECT clock_timestamp()")).scalar_one().astimezone(timezone.utc)
     return datetime.now(timezone.utc)
+
+
+STARTUP_LOCK_KEY = 0x45575331  # "EWS1": the advisory lock key of start-up migrations and seeding
+
+
+@contextlib.contextmanager
+def startup_lock(engine: Engine):
+    """Hold a PostgreSQL advisory lock while migrating and seeding, so instances started together go one at a time.
+
+    Without it two fresh instances both see an empty database and both create the
+    tables (or insert the seed), and one of them fails to start. On SQLite it does
+    nothing: one instance per database file, and ``BEGIN IMMEDIATE`` serialises writers.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": STARTUP_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": STARTUP_LOCK_KEY})
+            conn.commit()

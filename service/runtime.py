@@ -44,12 +44,14 @@ class Runtime:
         """Start every part this role runs; raise on a start-up error."""
         from service.bootstrap import bootstrap
         from service.db.migrate import upgrade
+        from service.leader import startup_lock
         from service.seed import seed_if_empty
 
         self.services = services = bootstrap(self.settings)
-        upgrade(services.engine)
-        if self.settings.seed:
-            seed_if_empty(services.engine, self.settings.seed, services.clock())
+        with startup_lock(services.engine):  # instances started together migrate and seed one at a time
+            upgrade(services.engine)
+            if self.settings.seed:
+                seed_if_empty(services.engine, self.settings.seed, services.clock())
         if self.role in ("all", "ingest"):
             self._start_ingest()
         if self.role in ("all", "worker"):

@@ -1,0 +1,116 @@
+"""``ews bench api``: ``GET /api/v1/stations`` (100 stations with status) under 20 concurrent clients,
+against ``ews run`` (waitress, as in production)."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from service.bench.common import (
+    Progress,
+    bench_database,
+    bench_mosquitto,
+    note,
+    percentile,
+    prepare_database,
+    report,
+    station_id,
+)
+from service.bench.process import ServiceProcess
+
+PREFIX = "ews/v1"
+
+
+def give_status(database_url: str, stations: int) -> None:
+    """One recent sample per metric for every station, through the real ingest path (so each has a status)."""
+    import json
+
+    from config.settings import load_settings
+    from service.bootstrap import bootstrap
+    from service.ingest import Message
+
+    services = bootstrap(load_settings({"EWS_DATABASE_URL": database_url, "EWS_MQTT_TOPIC_PREFIX": PREFIX}))
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    messages = []
+    for i in range(stations):
+        body = [{"ts": (now - timedelta(minutes=m)).isoformat(), "values": {"water_level": 1.0 + m / 100,
+                                                                         "battery": 12.5, "signal": -80}}
+                for m in range(10, 0, -1)]
+        messages.append(Message(topic=f"{PREFIX}/stations/{station_id(i)}/readings", payload=json.dumps(body).encode(),
+                                received_at=now))
+    services.ingestor.ingest(messages)
+    services.engine.dispose()
+
+
+def run(args) -> int:
+    """The api mode."""
+    import requests
+
+    stations, clients, per_client, quiet = args.stations, args.clients, args.requests, args.quiet
+    with tempfile.TemporaryDirectory(prefix="ews-bench-api-") as tmp, \
+            bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker:
+        prepare_database(database_url, stations).dispose()
+        give_status(database_url, stations)
+        service = ServiceProcess(Path(tmp) / "svc", database_url=database_url, mqtt_url=broker.url, prefix=PREFIX)
+        note("starting ews run", quiet)
+        service.start()
+        try:
+            token = service.token("viewer")
+            url = f"{service.base_url}/api/v1/stations?limit={stations}"
+            headers = {"Authorization": f"Bearer {token}"}
+            check = requests.get(url, headers=headers, timeout=30)
+            check.raise_for_status()
+            listed = len(check.json()["items"])
+            latencies: list[float] = []
+            errors = 0
+            lock = threading.Lock()
+            progress = Progress(f"{clients} clients", clients * per_client, quiet)
+
+            def client():
+                nonlocal errors
+                session = requests.Session()
+                for _ in range(5):  # warm-up, not measured
+                    session.get(url, headers=headers, timeout=30)
+                mine = []
+                for _ in range(per_client):
+                    began = time.perf_counter()
+                    answer = session.get(url, headers=headers, timeout=30)
+                    mine.append((time.perf_counter() - began) * 1000)
+                    if answer.status_code != 200:
+                        with lock:
+                            errors += 1
+                with lock:
+                    latencies.extend(mine)
+                session.close()
+
+            threads = [threading.Thread(target=client) for _ in range(clients)]
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+            while any(t.is_alive() for t in threads):
+                progress.update(len(latencies))
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            progress.done(len(latencies))
+        finally:
+            service.stop()
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    met = p99 <= 50 and errors == 0
+    figures = {"database": args.database, "stations": stations, "listed": listed, "clients": clients,
+               "requests": len(latencies), "errors": errors, "throughput_per_s": round(len(latencies) / elapsed, 1),
+               "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "goal_p99_ms": 50, "goal_met": met}
+    rows = [
+        ("database", args.database),
+        ("request", f"GET /api/v1/stations?limit={stations} ({listed} stations with status)"),
+        ("clients", f"{clients} concurrent, keep-alive, {per_client} requests each"),
+        ("answers", f"{len(latencies):,} ({errors} not 200), {len(latencies) / elapsed:.0f}/s"),
+        ("p50", f"{p50:.1f} ms"),
+        ("p99", f"{p99:.1f} ms (goal <= 50 ms: {'met' if met else 'MISSED'})"),
+    ]
+    report(args, "api", rows, figures,
+           f"api: p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(latencies) / elapsed:.0f} req/s with {clients} clients "
+           f"({'goal met' if met else 'goal missed'})")
+    return 0

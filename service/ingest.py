@@ -9,7 +9,6 @@ rules engine, in the same transaction as the events they cause.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import re
 import threading
@@ -24,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from alerts.model import Rejection, Sample
 from sensors.payload import StationInfo, parse_payload
+from service import alerting
 from service.db.schema import dead_letters, readings, station_state, stations
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,6 @@ class Ingestor:
         self._stations: dict[str, _Station] = {}
         self._stations_loaded = 0.0
         self._lock = threading.Lock()
-        self._alerting = _optional_module("service.alerting")
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -165,8 +164,8 @@ class Ingestor:
         # signal is still back online); rain_tips counters are judged as the rainfall made of them.
         judged = [s for s in inserted if s.metric != "rain_tips"]
         _update_station_state(conn, station_id, state, inserted, received_at, counter)
-        if self._alerting is not None and judged:
-            events = self._alerting.apply_samples(
+        if judged:
+            events = alerting.apply_samples(
                 conn, station.row, judged, received_at, exercise=self.exercise()
             )
             _attach_events(results, station_id, events)
@@ -210,15 +209,6 @@ class Ingestor:
 
 
 # -- helpers (module level: no state) ---------------------------------------------------------
-
-
-def _optional_module(name: str):
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 def _is_database_error(exc: BaseException) -> bool:

@@ -132,7 +132,9 @@ class Ingestor:
             if result.accepted:
                 samples_by_station[result.station_id].extend(result.accepted)
                 received_by_station[result.station_id] = message.received_at
-        for station_id, samples in samples_by_station.items():
+        # Lock stations in one global order: two instances committing batches that share
+        # stations would otherwise deadlock on PostgreSQL (each holding a row the other wants).
+        for station_id, samples in sorted(samples_by_station.items()):
             self._store_station(conn, station_id, samples, received_by_station[station_id], results)
         for message, result in zip(messages, results):
             if result.rejected:

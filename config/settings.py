@@ -58,6 +58,8 @@ class Settings:
     seed: str | None = None
     log_level: str = "INFO"
     exercise: bool = False  # mark every alert as an exercise (drills, simulations)
+    mqtt_shared_group: str | None = None  # None: automatic (see service.runtime.shared_group); "none": off
+    leader_lease_s: float = 15.0  # how long the scheduler lease lasts without renewal
 
     @property
     def tz(self) -> ZoneInfo:
@@ -197,6 +199,13 @@ def _twilio(env: Mapping[str, str], provider: str) -> dict[str, str | None]:
     return keys
 
 
+def _shared_group(env: Mapping[str, str]) -> str | None:
+    raw = env.get("EWS_MQTT_SHARED_GROUP", "").strip()
+    if raw and (not re.match(r"^[A-Za-z0-9_\-]{1,64}$", raw)):
+        raise _fail("EWS_MQTT_SHARED_GROUP", f"{raw!r} is not a group name", "use letters, digits, '-' or '_', or none")
+    return raw or None
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build ``Settings`` from an environment mapping; raise ``ConfigError`` on the first bad value."""
     env = _merged(environ)
@@ -241,5 +250,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         seed=seed,
         log_level=level,
         exercise=env.get("EWS_EXERCISE", "").lower() in ("1", "true", "yes"),
+        mqtt_shared_group=_shared_group(env),
+        leader_lease_s=_float(env, "EWS_LEADER_LEASE_S", 15.0, 3.0, 600.0),
         **_twilio(env, provider),
     )

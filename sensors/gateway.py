@@ -35,12 +35,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import io
-import json
 import logging
 import math
 import os
-import shlex
 import signal
 import sqlite3
 import subprocess

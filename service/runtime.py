@@ -8,7 +8,6 @@ is the reverse, so the batch in hand is committed and acknowledged before exit.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -72,7 +71,7 @@ class Runtime:
 
             self.broker = EmbeddedBroker("127.0.0.1", self.settings.embedded_mqtt_port).start()
             url = parse_mqtt_url(self.broker.url)
-        shared = shared_group(os.environ, self.settings)
+        shared = shared_group(self.settings)
         if shared and self.settings.mqtt_client_id == "ews-ingest":
             log.warning("ingest shares group %r with the default client id: give every instance its own stable "
                         "EWS_MQTT_CLIENT_ID (see docs/deploy.md)", shared)
@@ -90,10 +89,8 @@ class Runtime:
         log.info("MQTT ingest started on %s:%s, topic %s", url.host, url.port, self.mqtt.readings_filter)
 
     def _start_dispatcher(self) -> None:
-        dispatch = _optional("service.dispatch")
-        if dispatch is None:
-            log.warning("SMS dispatch is not available in this build")
-            return
+        from service import dispatch
+
         provider = dispatch.make_provider(self.settings, self.services.metrics)
         self.services.sms_provider = provider
         self.dispatcher = dispatch.Dispatcher(self.services, provider)
@@ -116,7 +113,7 @@ class Runtime:
 
         # Every scheduler instance schedules the jobs; only the lease holder runs them (service/leader.py).
         self.leader = Lease(self.services.engine, holder=new_holder_id(self.services.instance_id),
-                            ttl=lease_seconds(os.environ), on_change=on_change)
+                            ttl=self.settings.leader_lease_s, on_change=on_change)
         schedule_jobs(self.scheduler, self.services, SCHEDULER_PERIOD_S, leader=self.leader)
         self.leader.start()
         self.scheduler.start()
@@ -164,7 +161,7 @@ class Runtime:
         log.info("stopped")
 
 
-def shared_group(environ, settings: Settings) -> str | None:
+def shared_group(settings: Settings) -> str | None:
     """The MQTT shared-subscription group for ingest, or None for a plain subscription.
 
     ``EWS_MQTT_SHARED_GROUP`` names it (``none`` turns sharing off). Unset, ingest shares
@@ -172,40 +169,12 @@ def shared_group(environ, settings: Settings) -> str | None:
     the set-up where several instances may run, and a lone member of a group gets every
     message anyway. SQLite (one instance) and the embedded amqtt (no ``$share``) subscribe plainly.
     """
-    raw = (environ.get("EWS_MQTT_SHARED_GROUP") or "").strip()
+    raw = settings.mqtt_shared_group
     if not raw:
         return DEFAULT_SHARED_GROUP if (not settings.is_sqlite and settings.mqtt is not None) else None
     if raw.lower() in ("none", "off", "false", "0"):
         return None
-    if any(c in raw for c in "/+#") or len(raw) > 64:
-        raise ConfigError(f"EWS_MQTT_SHARED_GROUP: {raw!r} is not a group name; use letters, digits, '-' or '_', "
-                          "or none")
     return raw
-
-
-def lease_seconds(environ) -> float:
-    """How long the scheduler lease lasts without renewal (``EWS_LEADER_LEASE_S``, default 15 s)."""
-    from service.leader import DEFAULT_TTL_S
-
-    raw = environ.get("EWS_LEADER_LEASE_S")
-    if not raw:
-        return DEFAULT_TTL_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 3.0 <= value <= 600.0:
-        raise ConfigError(f"EWS_LEADER_LEASE_S: {raw!r} is not a number of seconds from 3 to 600; set e.g. 15")
-    return value
-
-
-def _optional(name: str):
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 def configure_logging(level: str) -> None:

@@ -224,6 +224,10 @@ def publish_all(url: str, items, total: int, progress: Progress | None = None, m
     client.loop_start()
     started = time.monotonic()
     for i, (topic, payload) in enumerate(items):
+        # paho keys unacknowledged messages by their 16-bit message id: more than 65,535 outstanding
+        # would collide and lose acknowledgements, so stay well below.
+        while i - acked > 20_000:
+            time.sleep(0.01)
         client.publish(topic, payload, qos=1)
         if progress is not None and i % 500 == 0:
             progress.update(acked)

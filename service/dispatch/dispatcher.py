@@ -124,7 +124,8 @@ class Dispatcher:
         max_per_second: float | None = None,
         poll_interval: float = 1.0,
         backoff_base: float = 2.0,
-        backoff_max: float = 300.0,
+        # A warning must go out soon after the provider recovers: retries are never more than 30 s apart.
+        backoff_max: float = 30.0,
         reconcile_after: float = 60.0,
         stale_after: float = 120.0,
         max_age: float = 6 * 3600.0,

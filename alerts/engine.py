@@ -300,9 +300,14 @@ def _apply(snap: dict, rules: Rules, entry: list, events: list[EngineEvent] | No
 # --- judge ------------------------------------------------------------------------
 
 
-def judge(rules: Rules, state: dict | None, samples: Iterable[Sample]) -> Judgement:
-    """Judge newly stored samples of one station; return the new state, events and levels."""
-    st = _load(state)
+def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_state: bool = False) -> Judgement:
+    """Judge newly stored samples of one station; return the new state, events and levels.
+
+    ``take_state=True`` lets the engine reuse ``state`` instead of copying it (the caller
+    gives up the dict, e.g. one freshly decoded from the database): it saves copying the
+    whole horizon on every batch.
+    """
+    st = state if take_state and state and state.get("v") == STATE_VERSION else _load(state)
     cur = st["cur"]
     last = tuple(cur["last"]) if cur["last"] is not None else None
     base_key = tuple(st["base_key"]) if st["base_key"] is not None else None

@@ -105,28 +105,34 @@ def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules) -> 
 
 
 def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now: datetime, *,
-                  exercise: bool = False) -> list[dict]:
+                  exercise: bool = False, state: Mapping | None = None, rules: Rules | None = None) -> list[dict]:
     """Judge a station's newly stored samples inside the caller's transaction; return the events recorded.
 
     The caller has inserted the samples and holds the station_state row (created if new);
-    this updates only its ``engine`` and ``level`` columns.
+    this updates only its ``engine`` and ``level`` columns. Ingest passes the ``state`` row
+    it has locked (read before this batch) and the station's cached ``rules``, which saves
+    reading and parsing them again on every batch.
     """
     station_id = station["id"]
-    rules = station_rules(station)
-    row = conn.execute(sa.select(station_state.c.engine).where(station_state.c.station_id == station_id)).first()
-    judgement = judge(rules, row.engine if row is not None else None, samples)
+    rules = rules or station_rules(station)
+    if state is None:
+        row = conn.execute(sa.select(station_state.c.engine, station_state.c.online)
+                           .where(station_state.c.station_id == station_id)).first()
+        state = dict(row._mapping) if row is not None else None
+    judgement = judge(rules, state["engine"] if state is not None else None, samples, take_state=True)
     if judgement.ignored:
         log.info("station %s: %d sample(s) older than the rules horizon stored but not judged",
                  station_id, judgement.ignored)
     values = {"engine": judgement.state, "level": judgement.level.label}
-    if row is None:  # callers other than ingest (tests, tools)
+    if state is None:  # callers other than ingest (tests, tools)
         conn.execute(sa.insert(station_state).values(station_id=station_id, latest={}, updated_at=now, **values))
     else:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(**values))
     recorded = []
     for event in judgement.events:
         recorded.extend(_record_engine_event(conn, station_id, rules, event, now, exercise))
-    if samples:
+    # An open offline alert always comes with online = false, so an online station has none to end.
+    if samples and (state is None or not state.get("online", False)):
         recorded.extend(_back_online(conn, station_id, rules, max(samples, key=lambda s: s.ts), now))
     return recorded
 

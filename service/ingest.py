@@ -59,6 +59,7 @@ class IngestResult:
 class _Station:
     info: StationInfo
     row: dict
+    rules: object = None  # alerts.rules.Rules, parsed once per cache refresh
 
 
 class Ingestor:
@@ -134,8 +135,11 @@ class Ingestor:
                 received_by_station[result.station_id] = message.received_at
         # Lock stations in one global order: two instances committing batches that share
         # stations would otherwise deadlock on PostgreSQL (each holding a row the other wants).
+        by_station: dict[str, list[IngestResult]] = defaultdict(list)
+        for result in results:
+            by_station[result.station_id].append(result)
         for station_id, samples in sorted(samples_by_station.items()):
-            self._store_station(conn, station_id, samples, received_by_station[station_id], results)
+            self._store_station(conn, station_id, samples, received_by_station[station_id], by_station)
         for message, result in zip(messages, results):
             if result.rejected:
                 _insert_dead_letters(conn, message, result.station_id, result.rejected)
@@ -153,7 +157,8 @@ class Ingestor:
         return result
 
     def _store_station(
-        self, conn: Connection, station_id: str, samples: list[Sample], received_at: datetime, results: list[IngestResult]
+        self, conn: Connection, station_id: str, samples: list[Sample], received_at: datetime,
+        by_station: dict[str, list[IngestResult]],
     ) -> None:
         """Insert one station's samples, update its state and run its rules."""
         station = self._stations[station_id]
@@ -161,16 +166,18 @@ class Ingestor:
         samples = _unique(samples)
         rain, rain_rejections, counter = _rain_from_tips(samples, state.get("rain_counter"), station)
         inserted = _insert_readings(conn, samples + rain, received_at)
-        _assign(results, station_id, inserted, rain_rejections)
+        _assign(by_station[station_id], station_id, inserted, rain_rejections)
         # Every new sample goes to the rules (signal too: a station that only reports its
         # signal is still back online); rain_tips counters are judged as the rainfall made of them.
         judged = [s for s in inserted if s.metric != "rain_tips"]
         _update_station_state(conn, station_id, state, inserted, received_at, counter)
         if judged:
+            if station.rules is None:
+                station.rules = alerting.station_rules(station.row)
             events = alerting.apply_samples(
-                conn, station.row, judged, received_at, exercise=self.exercise()
+                conn, station.row, judged, received_at, exercise=self.exercise(), state=state, rules=station.rules
             )
-            _attach_events(results, station_id, events)
+            _attach_events(by_station[station_id], station_id, events)
 
     def exercise(self) -> bool:
         """True while alerts are exercises (EWS_EXERCISE, or a simulator's retained exercise flag)."""
@@ -334,7 +341,7 @@ def _assign(results: list[IngestResult], station_id: str, inserted: list[Sample]
     inserted_keys = {(s.metric, s.ts) for s in inserted}
     claimed: set[tuple[str, datetime]] = set()
     for result in results:
-        if result.station_id != station_id or not result.accepted:
+        if not result.accepted:
             continue
         kept = []
         for sample in result.accepted:

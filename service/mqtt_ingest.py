@@ -26,7 +26,7 @@ from service.ingest import Message
 log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
-MAX_BATCH = 500
+MAX_BATCH = 1000  # the broker's in-flight window (config/mosquitto.conf): one commit per window
 QUEUE_SIZE = 5000
 
 

@@ -105,13 +105,15 @@ def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules) -> 
 
 
 def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now: datetime, *,
-                  exercise: bool = False, state: Mapping | None = None, rules: Rules | None = None) -> list[dict]:
+                  exercise: bool = False, state: Mapping | None = None, rules: Rules | None = None,
+                  state_values: Mapping | None = None) -> list[dict]:
     """Judge a station's newly stored samples inside the caller's transaction; return the events recorded.
 
     The caller has inserted the samples and holds the station_state row (created if new);
     this updates only its ``engine`` and ``level`` columns. Ingest passes the ``state`` row
     it has locked (read before this batch) and the station's cached ``rules``, which saves
-    reading and parsing them again on every batch.
+    reading and parsing them again on every batch, and its own ``state_values`` (latest values,
+    last seen), written in the same UPDATE.
     """
     station_id = station["id"]
     rules = rules or station_rules(station)
@@ -123,9 +125,10 @@ def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now
     if judgement.ignored:
         log.info("station %s: %d sample(s) older than the rules horizon stored but not judged",
                  station_id, judgement.ignored)
-    values = {"engine": judgement.state, "level": judgement.level.label}
+    # ``state_values``: the caller's own station_state columns, written in the same UPDATE.
+    values = {**(state_values or {}), "engine": judgement.state, "level": judgement.level.label}
     if state is None:  # callers other than ingest (tests, tools)
-        conn.execute(sa.insert(station_state).values(station_id=station_id, latest={}, updated_at=now, **values))
+        conn.execute(sa.insert(station_state).values({"station_id": station_id, "latest": {}, "updated_at": now, **values}))
     else:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(**values))
     recorded = []

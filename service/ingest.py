@@ -170,13 +170,14 @@ class Ingestor:
         # Every new sample goes to the rules (signal too: a station that only reports its
         # signal is still back online); rain_tips counters are judged as the rainfall made of them.
         judged = [s for s in inserted if s.metric != "rain_tips"]
-        _update_station_state(conn, station_id, state, inserted, received_at, counter)
-        if judged:
+        values = _station_state_values(state, inserted, received_at, counter)
+        if not judged:
+            conn.execute(update(station_state).where(station_state.c.station_id == station_id).values(**values))
+        else:
             if station.rules is None:
                 station.rules = alerting.station_rules(station.row)
-            events = alerting.apply_samples(
-                conn, station.row, judged, received_at, exercise=self.exercise(), state=state, rules=station.rules
-            )
+            events = alerting.apply_samples(conn, station.row, judged, received_at, exercise=self.exercise(),
+                                            state=state, rules=station.rules, state_values=values)
             _attach_events(by_station[station_id], station_id, events)
 
     def exercise(self) -> bool:
@@ -321,10 +322,8 @@ def _lock_station_state(conn: Connection, station_id: str, now: datetime) -> dic
     return dict(conn.execute(query).first()._mapping)
 
 
-def _update_station_state(
-    conn: Connection, station_id: str, state: dict, inserted: list[Sample], received_at: datetime, counter: dict | None
-) -> None:
-    """Record the newest value of each metric, when the station was last heard, and its tip counter."""
+def _station_state_values(state: dict, inserted: list[Sample], received_at: datetime, counter: dict | None) -> dict:
+    """The newest value of each metric, when the station was last heard, and its tip counter."""
     latest = dict(state.get("latest") or {})
     for sample in inserted:
         known = latest.get(sample.metric)
@@ -333,7 +332,7 @@ def _update_station_state(
     values = {"latest": latest, "last_seen": received_at, "online": True, "updated_at": received_at}
     if counter is not None:
         values["rain_counter"] = counter
-    conn.execute(update(station_state).where(station_state.c.station_id == station_id).values(**values))
+    return values
 
 
 def _assign(results: list[IngestResult], station_id: str, inserted: list[Sample], rain_rejections: list[Rejection]) -> None:

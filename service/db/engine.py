@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+
+# Set while serving a request that only reads (GET, HEAD): SQLite then begins its transactions
+# DEFERRED, so readers run side by side in WAL mode instead of queueing for the write lock.
+_READ_ONLY = contextvars.ContextVar("ews_read_only", default=False)
+
+
+@contextlib.contextmanager
+def reads_only():
+    """Within this block, SQLite transactions begin DEFERRED (a write still works, and waits its turn)."""
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -33,8 +50,9 @@ def _sqlite_engine(url: str, **kwargs) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        # Take the write lock up front: avoids SQLITE_BUSY on a read-to-write upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front: avoids SQLITE_BUSY on a read-to-write upgrade.
+        # Read-only requests begin DEFERRED so they never wait behind ingest or each other.
+        conn.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -98,6 +98,25 @@ def services():
     return current_app.extensions["ews"]
 
 
+def _read_only_for_safe_methods(app: Flask) -> None:
+    """GET and HEAD requests read without taking SQLite's write lock (see service.db.engine.reads_only)."""
+    from flask import g, request
+
+    from service.db.engine import reads_only
+
+    @app.before_request
+    def _enter_read_only():
+        if request.method in ("GET", "HEAD"):
+            g.ews_reads_only = reads_only()
+            g.ews_reads_only.__enter__()
+
+    @app.teardown_request
+    def _leave_read_only(_exc=None):
+        context = g.pop("ews_reads_only", None)
+        if context is not None:
+            context.__exit__(None, None, None)
+
+
 def create_app(services_) -> Flask:
     """Build the Flask app serving the API, CAP, operations endpoints and plugged-in blueprints."""
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path=f"{API_PREFIX}/static")
@@ -106,6 +125,7 @@ def create_app(services_) -> Flask:
     app.url_map.converters["int"] = BoundedIntConverter
     app.extensions["ews"] = services_
     app.json.sort_keys = False
+    _read_only_for_safe_methods(app)
     app.config.update(
         API_TITLE="EWS Luwu Timur",
         API_VERSION="1",

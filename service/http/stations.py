@@ -5,9 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
+import time
 
 import marshmallow as ma
 import sqlalchemy as sa
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -247,12 +250,21 @@ def station_rules(given: dict | None) -> dict:
 
 
 def _stations_changed(svc) -> None:
-    """Tell the ingest side its cached station list is stale (if it caches one)."""
+    """Tell the ingest side (and this app's list cache) that the station registry changed."""
+    _list_cache()[0].clear()
     for name in ("forget_stations", "invalidate_stations"):
         hook = getattr(svc.ingestor, name, None)
         if callable(hook):
             hook()
             return
+
+
+LIST_CACHE_SECONDS = 1.0
+
+
+def _list_cache() -> tuple[dict, threading.Lock]:
+    """This app's cache of station-list answers ({query string: (expires, body)}) and its rebuild lock."""
+    return current_app.extensions.setdefault("ews_station_list_cache", ({}, threading.Lock()))
 
 
 # ---------------------------------------------------------------- routes
@@ -264,6 +276,31 @@ class Stations(MethodView):
     @blp.response(200, page_schema(StationSchema))
     def get(self, args):
         """List stations (by id), each with its current status."""
+        # Every dashboard and COC screen polls this list; it holds no personal data, so one
+        # answer serves every caller for a second instead of being rebuilt per request.
+        cache, rebuilding = _list_cache()
+        cached = cache.get(request.query_string)
+        if cached is not None and cached[0] > time.monotonic():
+            return current_app.response_class(cached[1], mimetype="application/json")
+        if cached is not None and not rebuilding.acquire(blocking=False):
+            # Another request is rebuilding this answer: serve the one-second-old copy meanwhile.
+            return current_app.response_class(cached[1], mimetype="application/json")
+        try:
+            return self._rebuild(args, cache)
+        finally:
+            if cached is not None:
+                rebuilding.release()
+
+    def _rebuild(self, args, cache: dict):
+        page = self._page(args)
+        body = current_app.json.dumps(page_schema(StationSchema)().dump(page)).encode()
+        if len(cache) > 256:
+            cache.clear()
+        cache[request.query_string] = (time.monotonic() + LIST_CACHE_SECONDS, body)
+        return current_app.response_class(body, mimetype="application/json")
+
+    @staticmethod
+    def _page(args) -> dict:
         s, st = schema.stations, schema.station_state
         query = sa.select(s)
         if args.get("kecamatan"):

@@ -1,7 +1,4 @@
-"""A copy of ``tests/fakes/twilio_server.py`` for ``ews bench`` (the installed service must not import
-from ``tests/``); keep the two in step. The original's description:
-
-A local HTTP server speaking Twilio's Messages API, for tests with the real ``twilio`` library.
+"""A local HTTP server speaking Twilio's Messages API, for tests with the real ``twilio`` library.
 
 - ``POST /2010-04-01/Accounts/{sid}/Messages.json`` creates a message: 201 with Twilio-shaped JSON.
 - ``GET  /2010-04-01/Accounts/{sid}/Messages.json?To=…`` lists messages (newest first), and

@@ -48,6 +48,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--stations", type=int, default=50)
     p.add_argument("--profile", action="store_true", help="cProfile the ingest calls of the worker thread")
     p.add_argument("--profile-out", help="write the profile here instead of stdout")
+    p.add_argument("--instances", help="e.g. 1,2,3: run that many `ews run --role ingest` processes on PostgreSQL "
+                                       "with a shared subscription and report how the rate scales")
 
     p = sub.add_parser("latency", parents=[common], help="publish-to-SMS-request latency under a steady stream")
     p.add_argument("--rate", type=float, default=500.0, help="readings per second (default 500)")
@@ -75,5 +77,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     """Run one benchmark mode."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.bench_mode == "ingest" and getattr(args, "instances", None):
+        from service.bench import scale_bench
+
+        return int(scale_bench.run(args) or 0)
     module = importlib.import_module(MODES[args.bench_mode])
     return int(module.run(args) or 0)

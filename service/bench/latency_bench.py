@@ -8,7 +8,6 @@ come from one monotonic clock.
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 import uuid
 from datetime import datetime, timezone

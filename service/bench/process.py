@@ -25,7 +25,8 @@ class ServiceProcess:
     """One ``ews run`` subprocess; its logs go to ``directory/stdout.log`` and ``stderr.log``."""
 
     def __init__(self, directory: Path, *, database_url: str, mqtt_url: str, prefix: str = "ews/v1",
-                 client_id: str | None = None, env: dict[str, str] | None = None, log_level: str = "WARNING") -> None:
+                 client_id: str | None = None, env: dict[str, str] | None = None, log_level: str = "WARNING",
+                 role: str = "all") -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.port = free_port()
@@ -44,6 +45,7 @@ class ServiceProcess:
             "PYTHONUNBUFFERED": "1",
         })
         self.env.update(env or {})
+        self.role = role
         self.process: subprocess.Popen | None = None
         self.starts = 0
         self._tokens: dict[str, str] = {}
@@ -54,7 +56,7 @@ class ServiceProcess:
         """Start ``ews run``; by default wait until ``/readyz`` answers 200."""
         self.starts += 1
         with open(self.directory / "stdout.log", "ab") as out, open(self.directory / "stderr.log", "ab") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "service.cli", "run"], env=self.env, cwd=ROOT,
+            self.process = subprocess.Popen([sys.executable, "-m", "service.cli", "run", "--role", self.role], env=self.env, cwd=ROOT,
                                             stdout=out, stderr=err)
         if wait_ready:
             self.wait_ready(timeout)

@@ -276,16 +276,17 @@ def publish_all(url: str, items, total: int, progress: Progress | None = None, m
 
 
 @contextlib.contextmanager
-def bench_database(kind: str, directory: Path):
-    """Yield the URL of a new empty database: SQLite in ``directory``, or PostgreSQL (EWS_BENCH_DATABASE_URL)."""
+def bench_database(kind: str, directory: Path, *, base: str | None = None, prefix: str = "ews_bench"):
+    """Yield the URL of a new empty database: SQLite in ``directory``, or PostgreSQL on ``base``
+    (default EWS_BENCH_DATABASE_URL), created now and dropped afterwards."""
     if kind == "sqlite":
-        yield f"sqlite:///{directory / 'bench.db'}"
+        yield f"sqlite:///{directory / f'{prefix}-{uuid.uuid4().hex[:8]}.db'}"
         return
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    base = os.environ.get("EWS_BENCH_DATABASE_URL") or PG_DEFAULT
-    name = f"ews_bench_{uuid.uuid4().hex[:10]}"
+    base = base or os.environ.get("EWS_BENCH_DATABASE_URL") or PG_DEFAULT
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -309,9 +310,10 @@ def station_area(i: int) -> dict:
 
 def bench_station_rows(count: int, now: datetime, *, rules_overrides: dict | None = None) -> list[dict]:
     """``count`` water-level stations with the default rules (waspada 2.0, siaga 2.5, awas 3.0 m)."""
-    from service.seed import default_rules, merge
+    from alerts.rules import merge_rules
+    from service.alerting import default_rules_doc
 
-    rules = merge(default_rules(), rules_overrides or {})
+    rules = merge_rules(default_rules_doc(), rules_overrides or {})
     return [
         {
             "id": station_id(i), "name": f"Pos TMA Bench {i + 1:03d}", "river": "Sungai Bench",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import threading
@@ -15,7 +14,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from alerts.model import METRICS
+from alerts.rules import RulesError, merge_rules, parse_rules
 from service import audit
+from service.alerting import default_rules_doc
 from service.db import schema
 from service.http import services
 from service.http.auth import current_actor, require
@@ -200,52 +201,26 @@ def check_station(doc: dict) -> list[dict]:
     return errors
 
 
-def default_rules() -> dict:
-    """config/rules/defaults.json without its comment keys."""
-    from config import load_json
-
-    return {k: v for k, v in load_json("rules", "defaults.json").items() if not k.startswith("_")}
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def station_rules(given: dict | None) -> dict:
     """The rules a new station starts with: the defaults with ``given`` merged over them.
 
-    Uses ``alerts.rules.merge_rules``/``parse_rules`` (the rules engine's own) when present, so
-    a bad threshold document is refused here with the engine's message.
+    Validated with the rules engine's own parser, so a bad threshold document is refused
+    here with the engine's message, field by field.
     """
-    defaults = default_rules()
     try:
-        from alerts import rules as rules_module
-    except ImportError:
-        rules_module = None
-    merge = getattr(rules_module, "merge_rules", None)
-    try:
-        merged = merge(defaults, given or {}) if merge else _deep_merge(defaults, given or {})
+        merged = merge_rules(default_rules_doc(), given or {})
     except (ValueError, TypeError, KeyError) as exc:
         raise _validation([{"field": "rules", "message": str(exc)[:300]}]) from None
     try:
         json.dumps(merged, allow_nan=False)
     except ValueError:
         raise _validation([{"field": "rules", "message": "numbers must be finite"}]) from None
-    parse = getattr(rules_module, "parse_rules", None)
-    if parse is not None:
-        try:
-            parse(merged)
-        except (ValueError, TypeError, KeyError) as exc:
-            fields = getattr(exc, "errors", None)
-            if fields:  # alerts.rules.RulesError: [(dotted field, message)]
-                raise _validation([{"field": f"rules.{f}".rstrip("."), "message": str(m)} for f, m in fields]) from None
-            raise _validation([{"field": "rules", "message": str(exc)[:300]}]) from None
+    try:
+        parse_rules(merged)
+    except RulesError as exc:
+        raise _validation([{"field": f"rules.{f}".rstrip("."), "message": str(m)} for f, m in exc.errors]) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _validation([{"field": "rules", "message": str(exc)[:300]}]) from None
     return merged
 
 

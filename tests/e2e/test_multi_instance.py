@@ -218,12 +218,13 @@ class Instance:
 
 
 def bulk_station_rows(now: datetime) -> list[dict]:
-    from service.seed import default_rules
+    from alerts.rules import merge_rules
+    from service.alerting import default_rules_doc
 
     return [{
         "id": f"BNC-{i:03d}", "name": f"Bench {i:03d}", "river": None, "kecamatan": "Nuha", "desa": None,
         "lat": None, "lon": None, "mm_per_tip": None, "metrics": ["water_level"], "areas": [{"kecamatan": "Nuha"}],
-        "expected_interval_s": 600, "plausible": {"water_level": [0, 10]}, "downstream": [], "rules": default_rules(),
+        "expected_interval_s": 600, "plausible": {"water_level": [0, 10]}, "downstream": [], "rules": merge_rules(default_rules_doc(), {}),
         "created_at": now, "updated_at": now,
     } for i in range(BULK_STATIONS)]
 

@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.settings import parse_mqtt_url
+from tests.support.infra import wait_until
 
 GAUGES = ["PKR-LASKAP", "MLL-MALILI", "LAO-HARAPAN", "KLN-MANGKUTANA", "KLN-KALAENA", "KLN-WOTU", "AGK-ANGKONA",
           "LRN-PARUMPANAI"]
@@ -35,15 +36,6 @@ def sample_stream(prefix: str, count: int, seed: int = 3) -> list[tuple[str, byt
     return out
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
-    """Poll until ``condition()`` is truthy; raise AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class StreamPublisher:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 import os
 import signal
 import subprocess
@@ -31,7 +30,7 @@ import sqlalchemy as sa
 from service import subscribers
 from service.db import schema
 from service.leader import Lease, current_holder
-from tests.support.infra import MOSQUITTO, PrivateMosquitto, free_port, fresh_database, postgres_base_url, wait_for_port
+from tests.support.infra import MOSQUITTO, PrivateMosquitto, free_port, fresh_database, postgres_base_url, wait_for_port, wait_until
 from tests.support.mqtt import Publisher
 from tests.support.services import make_services
 
@@ -47,15 +46,6 @@ BULK_PER_STATION = 200  # 20,000 readings
 LEASE_S = 4
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
-    """Poll until ``condition()`` is truthy; a safety net, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # --------------------------------------------------------------------------- the lease

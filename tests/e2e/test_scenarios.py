@@ -8,13 +8,11 @@ the mosquitto binary is missing); the simulator runs as fast as it can.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 
 from alerts.levels import Level
 from sensors.simulator import list_scenarios, load_scenario, load_seed_stations
-from tests.support.infra import MOSQUITTO, PrivateMosquitto, free_port, wait_for_port
+from tests.support.infra import MOSQUITTO, PrivateMosquitto, free_port, wait_for_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_STALE_AFTER_S = 60  # stale_after_s for stations a scenario expects to go offline
@@ -37,16 +35,6 @@ def _service_available() -> bool:
     return True
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.25):
-    """Poll until ``condition()`` is truthy; a safety net, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class EwsService:

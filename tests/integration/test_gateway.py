@@ -11,7 +11,6 @@ every sample exactly once.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -29,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sensors import topics
 from sensors.gateway import Queue, parse_line, sample_from_fields
-from tests.support.infra import MOSQUITTO, PrivateMosquitto
+from tests.support.infra import MOSQUITTO, PrivateMosquitto, wait_until
 
 STATION = "PKR-LASKAP"  # a seed station, so the service (EWS_SEED=luwu-timur) knows it
 TOTAL = 5000
@@ -37,15 +36,6 @@ CHUNK = 500
 METRICS = ("water_level", "battery")
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``condition`` until it is true; fail with ``what`` after ``timeout`` seconds (a safety net only)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Collector:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 # The benchmark and the tests share one implementation of each (service/ must not import tests/).
@@ -29,3 +30,14 @@ def fresh_database(kind: str, tmp_path: Path):
         yield url
 
 
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
+    """Poll until ``condition()`` is truthy and return it; fail naming ``what`` after ``timeout`` (a safety net, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

@@ -126,7 +126,7 @@ class Dispatcher:
         backoff_base: float = 2.0,
         # A warning must go out soon after the provider recovers: retries are never more than 30 s apart.
         backoff_max: float = 30.0,
-        reconcile_after: float = 60.0,
+        reconcile_after: float = 15.0,  # long enough for the provider to list a message it accepted
         stale_after: float = 120.0,
         max_age: float = 6 * 3600.0,
         max_wait: float = 5.0,

@@ -5,48 +5,27 @@ Only the two entry points import this module, so paho stays out of the pure part
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import ssl
 from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from config.settings import ConfigError, MqttUrl, parse_mqtt_url
 from sensors import topics
 
 
-@dataclasses.dataclass(frozen=True)
-class Broker:
-    """Where to connect: parsed from ``mqtt://user:pass@host:port`` or ``mqtts://…``."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+# The same URL form as EWS_MQTT_URL, parsed by the same code.
+Broker = MqttUrl
 
 
 def parse_broker_url(raw: str) -> Broker:
     """Parse an MQTT URL; raise ValueError with a one-line reason when it is not one."""
-    parts = urlsplit(raw)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"{raw!r} is not an MQTT URL; use mqtt://user:pass@host:1883 or mqtts://host:8883")
     try:
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-    except ValueError:
-        raise ValueError(f"{raw!r} has a bad port; use a port from 1 to 65535") from None
-    return Broker(
-        host=parts.hostname,
-        port=port,
-        tls=parts.scheme == "mqtts",
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
+        return parse_mqtt_url(raw)
+    except ConfigError as exc:
+        raise ValueError(str(exc).split(": ", 1)[-1]) from None
 
 
 def default_broker_url(environ: Mapping[str, str] | None = None) -> str:

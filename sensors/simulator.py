@@ -108,7 +108,7 @@ def command(args: argparse.Namespace) -> int:
     progress = Progress(scenario, quiet=args.quiet)
     try:
         if not publisher.connect(timeout=15):
-            print(f"ews simulate: cannot reach the MQTT broker at {broker}; start it or pass --mqtt-url", file=sys.stderr)
+            print(f"ews simulate: cannot reach the MQTT broker at {broker.host}:{broker.port}; start it or pass --mqtt-url", file=sys.stderr)
             return 1
         round_no = 0
         while True:

@@ -9,6 +9,7 @@ it ``unknown``, and an unknown row is reconciled with the provider before any re
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -30,7 +31,9 @@ class RateLimiter:
     """A token bucket of size one refilled every ``1/rate`` s, shared by every sender thread.
 
     Each ``acquire()`` reserves the next free slot, so request starts are at least ``1/rate``
-    apart: never more than ``rate`` in any second. ``pause_until()`` holds every slot back
+    apart. A thread that wakes late for its slot (a busy machine) could still start together
+    with the next ones, so ``acquire()`` also admits at most ``rate`` starts in any sliding
+    second: never more than ``rate`` in any second. ``pause_until()`` holds every slot back
     (a 429 with Retry-After applies to the whole account, not to one message).
     """
 
@@ -41,6 +44,8 @@ class RateLimiter:
         # the provider's never bunches requests into more than ``rate`` per second over there.
         self.interval = (1.0 + margin) / rate
         self.clock = clock
+        self._cap = max(1, int(rate))  # starts admitted in any sliding second
+        self._starts: collections.deque[float] = collections.deque()
         self._next = 0.0
         self._paused_until = 0.0
         self._lock = threading.Lock()
@@ -74,8 +79,21 @@ class RateLimiter:
                     time.sleep(wait)
                 elif stop.wait(wait):
                     return 0.0
-            if not self.paused():
+            if not self.paused() and self._admit():
                 return None
+
+    def _admit(self) -> bool:
+        """Record a request start now, unless the last second already holds ``rate`` of them."""
+        with self._lock:
+            now = self.clock()
+            while self._starts and self._starts[0] <= now - 1.0:
+                self._starts.popleft()
+            if len(self._starts) >= self._cap:
+                # Full: the next slot comes when the oldest start leaves the window.
+                self._next = max(self._next, self._starts[0] + 1.0)
+                return False
+            self._starts.append(now)
+            return True
 
     def paused(self) -> bool:
         """True while a pause (``pause_until``) is in force."""

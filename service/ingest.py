@@ -14,7 +14,6 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import insert, select, update
@@ -133,11 +132,11 @@ class Ingestor:
             if result.accepted:
                 samples_by_station[result.station_id].extend(result.accepted)
                 received_by_station[result.station_id] = message.received_at
-        # Lock stations in one global order: two instances committing batches that share
-        # stations would otherwise deadlock on PostgreSQL (each holding a row the other wants).
         by_station: dict[str, list[IngestResult]] = defaultdict(list)
         for result in results:
             by_station[result.station_id].append(result)
+        # Lock stations in one global order: two instances committing batches that share
+        # stations would otherwise deadlock on PostgreSQL (each holding a row the other wants).
         for station_id, samples in sorted(samples_by_station.items()):
             self._store_station(conn, station_id, samples, received_by_station[station_id], by_station)
         for message, result in zip(messages, results):
@@ -160,13 +159,18 @@ class Ingestor:
         self, conn: Connection, station_id: str, samples: list[Sample], received_at: datetime,
         by_station: dict[str, list[IngestResult]],
     ) -> None:
-        """Insert one station's samples, update its state and run its rules."""
+        """Insert one station's samples, update its state and run its rules.
+
+        ``by_station[station_id]`` are this station's results, in arrival order: the inserted
+        samples, rain rejections and events are assigned back to them.
+        """
         station = self._stations[station_id]
         state = _lock_station_state(conn, station_id, received_at)
         samples = _unique(samples)
         rain, rain_rejections, counter = _rain_from_tips(samples, state.get("rain_counter"), station)
         inserted = _insert_readings(conn, samples + rain, received_at)
-        _assign(by_station[station_id], station_id, inserted, rain_rejections)
+        results = by_station[station_id]
+        _assign(results, inserted, rain_rejections)
         # Every new sample goes to the rules (signal too: a station that only reports its
         # signal is still back online); rain_tips counters are judged as the rainfall made of them.
         judged = [s for s in inserted if s.metric != "rain_tips"]
@@ -178,7 +182,7 @@ class Ingestor:
                 station.rules = alerting.station_rules(station.row)
             events = alerting.apply_samples(conn, station.row, judged, received_at, exercise=self.exercise(),
                                             state=state, rules=station.rules, state_values=values)
-            _attach_events(by_station[station_id], station_id, events)
+            results[-1].events.extend(events)
 
     def exercise(self) -> bool:
         """True while alerts are exercises (EWS_EXERCISE, or a simulator's retained exercise flag)."""
@@ -335,8 +339,8 @@ def _station_state_values(state: dict, inserted: list[Sample], received_at: date
     return values
 
 
-def _assign(results: list[IngestResult], station_id: str, inserted: list[Sample], rain_rejections: list[Rejection]) -> None:
-    """Split the inserted samples back onto the messages they came from; count the rest as duplicates."""
+def _assign(results: list[IngestResult], inserted: list[Sample], rain_rejections: list[Rejection]) -> None:
+    """Split one station's inserted samples back onto its messages; count the rest as duplicates."""
     inserted_keys = {(s.metric, s.ts) for s in inserted}
     claimed: set[tuple[str, datetime]] = set()
     for result in results:
@@ -351,16 +355,8 @@ def _assign(results: list[IngestResult], station_id: str, inserted: list[Sample]
             else:
                 result.duplicates += 1
         result.accepted = kept
-    if rain_rejections:
-        owner = next((r for r in reversed(results) if r.station_id == station_id), None)
-        if owner is not None:
-            owner.rejected.extend(rain_rejections)
-
-
-def _attach_events(results: list[IngestResult], station_id: str, events: Iterable[dict]) -> None:
-    owner = next((r for r in reversed(results) if r.station_id == station_id), None)
-    if owner is not None:
-        owner.events.extend(events)
+    # Rain made of counters belongs to no single message: the batch's last one reports it.
+    results[-1].rejected.extend(rain_rejections)
 
 
 def _insert_dead_letters(conn: Connection, message: Message, station_id: str | None, rejections: list[Rejection]) -> None:

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from config.settings import ConfigError
+
 # name -> (module, one-line help)
 COMMANDS = {
     "run": ("service.runtime", "run the whole service: MQTT ingest, rules, scheduler, SMS dispatch, API and dashboard"),
@@ -51,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         print(f"ews {args.command}: not available in this build", file=sys.stderr)
         return 2
-    return int(module.command(args) or 0)
+    try:
+        return int(module.command(args) or 0)
+    except ConfigError as exc:
+        # Every command reads the same settings: a wrong one is one line, whichever command met it.
+        print(f"ews: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -192,11 +192,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM or SIGINT."""
-    try:
-        settings = load_settings(os.environ)
-    except ConfigError as exc:
-        print(f"ews: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(os.environ)  # a ConfigError is printed as one line by service.cli
     configure_logging(settings.log_level)
     runtime = Runtime(settings, role=args.role)
     stop = threading.Event()

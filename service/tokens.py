@@ -64,25 +64,16 @@ def configure_parser(parser) -> None:
 def _engine():
     import os
 
-    from config.settings import ConfigError, load_settings
+    from config.settings import load_settings
+    from service.db.engine import make_engine
 
-    try:
-        settings = load_settings(os.environ)
-    except ConfigError as exc:
-        print(f"ews token: {exc}", file=sys.stderr)
-        return None
-    try:
-        from service.db.engine import make_engine
-    except ModuleNotFoundError:  # pragma: no cover - before the integrator's engine module exists
-        return sa.create_engine(settings.database_url)
-    return make_engine(settings.database_url)
+    # A ConfigError is printed as one line by service.cli.
+    return make_engine(load_settings(os.environ).database_url)
 
 
 def command(args) -> int:
     """Run ``ews token create|list|revoke``."""
     engine = _engine()
-    if engine is None:
-        return 2
     try:
         if args.token_command == "create":
             try:

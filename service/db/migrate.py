@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from alembic import command as alembic_command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-from config.settings import ConfigError, load_settings
+from config.settings import load_settings
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 
@@ -39,11 +38,7 @@ def command(args: argparse.Namespace) -> int:
     """Run ``ews db upgrade``."""
     from service.db.engine import make_engine
 
-    try:
-        settings = load_settings(os.environ)
-    except ConfigError as exc:
-        print(f"ews: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(os.environ)  # a ConfigError is printed as one line by service.cli
     upgrade(make_engine(settings.database_url))
     print("database is at the latest schema")
     return 0

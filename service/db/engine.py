@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 
 from sqlalchemy import create_engine, event
@@ -13,14 +12,14 @@ from sqlalchemy.engine import Engine
 _READ_ONLY = contextvars.ContextVar("ews_read_only", default=False)
 
 
-@contextlib.contextmanager
-def reads_only():
-    """Within this block, SQLite transactions begin DEFERRED (a write still works, and waits its turn)."""
-    token = _READ_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _READ_ONLY.reset(token)
+def begin_reads_only() -> contextvars.Token:
+    """From now on in this context, SQLite transactions begin DEFERRED (a write still works, and waits its turn)."""
+    return _READ_ONLY.set(True)
+
+
+def end_reads_only(token: contextvars.Token) -> None:
+    """Undo ``begin_reads_only``."""
+    _READ_ONLY.reset(token)
 
 
 def make_engine(url: str, **kwargs) -> Engine:

@@ -99,22 +99,21 @@ def services():
 
 
 def _read_only_for_safe_methods(app: Flask) -> None:
-    """GET and HEAD requests read without taking SQLite's write lock (see service.db.engine.reads_only)."""
+    """GET and HEAD requests read without taking SQLite's write lock (see service.db.engine)."""
     from flask import g, request
 
-    from service.db.engine import reads_only
+    from service.db.engine import begin_reads_only, end_reads_only
 
     @app.before_request
     def _enter_read_only():
         if request.method in ("GET", "HEAD"):
-            g.ews_reads_only = reads_only()
-            g.ews_reads_only.__enter__()
+            g.ews_reads_only = begin_reads_only()
 
     @app.teardown_request
     def _leave_read_only(_exc=None):
-        context = g.pop("ews_reads_only", None)
-        if context is not None:
-            context.__exit__(None, None, None)
+        token = g.pop("ews_reads_only", None)
+        if token is not None:
+            end_reads_only(token)
 
 
 def create_app(services_) -> Flask:

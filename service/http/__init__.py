@@ -49,6 +49,7 @@ from flask_smorest import Api
 from werkzeug.routing import IntegerConverter
 
 from service.http.errors import ProblemErrorSchema, register_error_handlers
+from service.http.openapi import DocumentConventions
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ class EwsApi(Api):
             super()._register_responses()
         finally:
             self.DEFAULT_RESPONSE_CONTENT_TYPE = "application/json"
+
+    def _register_pagination_header(self):
+        # Our lists page with cursors in the body (service.http.pagination), not flask-smorest's
+        # X-Pagination header: registering it would leave an unused component in the document.
+        pass
 
 
 def services():
@@ -139,14 +145,18 @@ def create_app(services_) -> Flask:
                 "description": "Staff API of the BPBD Luwu Timur flood and heavy-rain early-warning service. "
                 "Every request carries `Authorization: Bearer <token>`; errors are "
                 "`application/problem+json` (RFC 9457).",
+                "contact": {"name": "BPBD Kabupaten Luwu Timur", "url": services_.settings.public_url},
+                "license": {"name": "Apache-2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0"},
             },
+            # Paths carry /api/v1 themselves, so the server is the service's public root.
+            "servers": [{"url": services_.settings.public_url, "description": "this service (EWS_PUBLIC_URL)"}],
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
             },
             "security": [{"bearerAuth": []}],
         },
     )
-    api = EwsApi(app)
+    api = EwsApi(app, spec_kwargs={"extra_plugins": [DocumentConventions(API_PREFIX)]})
     app.extensions["ews_api"] = api
     for name in OWN_API_MODULES:
         module = _import(name)

@@ -161,7 +161,9 @@ class Readings(MethodView):
     @blp.doc(requestBody={
         "required": True,
         "description": "The MQTT payload (spec section 1): one sample or an array of up to 1000.",
-        "content": {"application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]},
+        "content": {"application/json": {"schema": {"oneOf": [
+            {"type": "object", "description": "one sample"},
+            {"type": "array", "items": {"type": "object"}, "maxItems": 1000, "description": "up to 1000 samples"}]},
                                          "example": {"ts": "2026-11-30T06:05:00Z", "seq": 10452,
                                                      "values": {"water_level": 2.43, "battery": 12.6}}}},
     })

@@ -19,4 +19,4 @@ def test_upgrade_creates_every_table_and_matches_the_schema(database_url):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
     engine.dispose()
-    assert diff == [], "schema.py changed: run `python -m service.db.regen "what changed"`"
+    assert diff == [], 'schema.py changed: run `python -m service.db.regen "what changed"`'

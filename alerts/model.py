@@ -40,3 +40,4 @@ class Rejection:
     detail: str = ""
     metric: str | None = None
     ts: str | None = None
+    index: int | None = None  # the sample's position in its payload; None for the payload as a whole

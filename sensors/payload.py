@@ -38,6 +38,7 @@ class Parsed:
     samples: list[Sample] = dataclasses.field(default_factory=list)
     rejections: list[Rejection] = dataclasses.field(default_factory=list)
     seqs: list[int] = dataclasses.field(default_factory=list)
+    indexes: list[int] = dataclasses.field(default_factory=list)  # of each sample's item in the payload
 
 
 def parse_payload(payload: bytes, station: StationInfo | None, now: datetime) -> Parsed:
@@ -47,8 +48,8 @@ def parse_payload(payload: bytes, station: StationInfo | None, now: datetime) ->
     if isinstance(whole, Rejection):
         result.rejections.append(whole)
         return result
-    for item in whole:
-        _parse_item(item, station, now, result)
+    for index, item in enumerate(whole):
+        _parse_item(item, station, now, result, index)
     return result
 
 
@@ -80,32 +81,40 @@ def _reject_constant(name: str) -> float:
     return math.nan
 
 
-def _parse_item(item, station: StationInfo, now: datetime, result: Parsed) -> None:
-    """Parse one sample object into ``result``."""
+def _parse_item(item, station: StationInfo, now: datetime, result: Parsed, index: int) -> None:
+    """Parse the sample object at ``index`` of the payload into ``result``."""
+
+    def reject(reason: str, detail: str, **where) -> None:
+        result.rejections.append(Rejection(reason, detail, index=index, **where))
+
     if not isinstance(item, dict):
-        result.rejections.append(Rejection("not_an_object", f"a sample must be an object, got {type(item).__name__}"))
+        reject("not_an_object", f"a sample must be an object, got {type(item).__name__}")
         return
     ts = parse_timestamp(item.get("ts"))
     if isinstance(ts, Rejection):
-        result.rejections.append(ts)
+        reject(ts.reason, ts.detail)
         return
     raw_ts = _short(str(item.get("ts")), 64)
     if ts > now + FUTURE_TOLERANCE:
-        result.rejections.append(Rejection("ts_in_future", f"{raw_ts} is ahead of the service clock", ts=raw_ts))
+        reject("ts_in_future", f"{raw_ts} is ahead of the service clock", ts=raw_ts)
         return
     if ts < now - MAX_AGE:
-        result.rejections.append(Rejection("ts_too_old", f"{raw_ts} is older than 7 days", ts=raw_ts))
+        reject("ts_too_old", f"{raw_ts} is older than 7 days", ts=raw_ts)
         return
     seq = item.get("seq")
     if isinstance(seq, int) and not isinstance(seq, bool):
         result.seqs.append(seq)
     values = item.get("values")
     if not isinstance(values, dict) or not values:
-        result.rejections.append(Rejection("no_values", "'values' must be an object with at least one metric", ts=raw_ts))
+        reject("no_values", "'values' must be an object with at least one metric", ts=raw_ts)
         return
     for metric, value in values.items():
         outcome = _parse_value(station, str(metric), value, ts, raw_ts)
-        (result.samples if isinstance(outcome, Sample) else result.rejections).append(outcome)
+        if isinstance(outcome, Sample):
+            result.samples.append(outcome)
+            result.indexes.append(index)
+        else:
+            result.rejections.append(dataclasses.replace(outcome, index=index))
 
 
 def _parse_value(station: StationInfo, metric: str, value, ts: datetime, raw_ts: str) -> Sample | Rejection:
@@ -113,10 +122,10 @@ def _parse_value(station: StationInfo, metric: str, value, ts: datetime, raw_ts:
     name = _short(metric, 64)
     if metric not in METRICS:
         return Rejection("unknown_metric", f"{name!r} is not one of {', '.join(METRICS)}", metric=name, ts=raw_ts)
-    if metric in RAIN_METRICS and metric not in station.metrics:
-        configured = next((m for m in RAIN_METRICS if m in station.metrics), None)
-        detail = f"this station is configured for {configured}" if configured else "this station has no rain gauge"
-        return Rejection("metric_not_configured", detail, metric=metric, ts=raw_ts)
+    if metric not in station.metrics:
+        # A value the station does not measure is never judged: a water_level sent to a rain
+        # gauge must not raise a flood warning (spec section 9).
+        return Rejection("metric_not_configured", _not_configured(station, metric), metric=metric, ts=raw_ts)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return Rejection("not_a_number", f"{_short(repr(value), 64)} is not a finite number", metric=metric, ts=raw_ts)
     bounds = station.plausible.get("rainfall" if metric == "rain_tips" else metric)
@@ -126,6 +135,14 @@ def _parse_value(station: StationInfo, metric: str, value, ts: datetime, raw_ts:
     elif bounds is not None and not bounds[0] <= value <= bounds[1]:
         return Rejection("out_of_range", f"{value} is outside [{bounds[0]}, {bounds[1]}]", metric=metric, ts=raw_ts)
     return Sample(station.id, metric, ts, float(value))
+
+
+def _not_configured(station: StationInfo, metric: str) -> str:
+    if metric in RAIN_METRICS:
+        configured = next((m for m in RAIN_METRICS if m in station.metrics), None)
+        if configured:
+            return f"this station is configured for {configured}"
+    return f"{station.id} does not measure {metric} (its metrics: {', '.join(station.metrics) or 'none'})"
 
 
 def parse_timestamp(raw) -> datetime | Rejection:

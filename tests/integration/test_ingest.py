@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.db.schema import dead_letters, readings, station_state
-from service.ingest import Message
+from tests.support.ingest import iso, message, stored
 from tests.support.services import make_services
 
 
@@ -18,23 +18,6 @@ def services(database_url):
     services = make_services(database_url)
     yield services
     services.engine.dispose()
-
-
-def message(station: str, body, received_at: datetime | None = None) -> Message:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Message(topic=f"ews/v1/stations/{station}/readings", payload=raw,
-                   received_at=received_at or datetime.now(timezone.utc))
-
-
-def stored(services, station: str, metric: str) -> list[tuple[datetime, float]]:
-    with services.engine.connect() as conn:
-        rows = conn.execute(select(readings.c.ts, readings.c.value)
-                            .where(readings.c.station_id == station, readings.c.metric == metric).order_by(readings.c.ts))
-        return [(row.ts, row.value) for row in rows]
-
-
-def iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
 
 
 def test_a_redelivered_sample_is_stored_once(services):

@@ -3,15 +3,14 @@ a sample that cannot be overwritten, and a message the database refuses."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select, text
 
-from service.db.schema import alerts, dead_letters, readings
+from service.db.schema import alerts, dead_letters
 from service.http import create_app
-from service.ingest import Message
+from tests.support.ingest import iso, message, stored
 from tests.support.services import make_services
 
 
@@ -20,23 +19,6 @@ def services(database_url):
     services = make_services(database_url)
     yield services
     services.engine.dispose()
-
-
-def iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
-
-
-def message(station: str, body, received_at: datetime | None = None) -> Message:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Message(topic=f"ews/v1/stations/{station}/readings", payload=raw,
-                   received_at=received_at or datetime.now(timezone.utc))
-
-
-def stored(services, station: str, metric: str) -> list[tuple[datetime, float]]:
-    with services.engine.connect() as conn:
-        rows = conn.execute(select(readings.c.ts, readings.c.value)
-                            .where(readings.c.station_id == station, readings.c.metric == metric).order_by(readings.c.ts))
-        return [(row.ts, row.value) for row in rows]
 
 
 def dead(services) -> list[dict]:

@@ -1,9 +1,11 @@
-"""The thresholds of one station (spec section 3): parsing, validation and merging.
+"""The thresholds of one station (spec section 3): parsing, validation and the canonical document.
 
 A rules document is what ``PUT /stations/{id}/rules`` takes and ``GET`` returns. The
 canonical form (``rules_to_doc``) names every known key and writes ``null`` where a
-threshold or section is switched off, so that merging it over the defaults again is a
-no-op (``merge_rules`` follows JSON Merge Patch, RFC 7386: ``null`` deletes a key).
+threshold or section is switched off; it is what a station stores (see
+``alerts/station_rules.py`` for replacing and patching). ``merge_rules`` (JSON Merge Patch,
+RFC 7386: ``null`` deletes a key) is how the bundled seed and the benchmark write a station
+as overrides of the defaults.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from alerts.levels import WARNING_LEVELS, Level
 # Rolling rainfall windows we know, and their length in seconds.
 RAIN_WINDOWS = {"1h": 3600, "3h": 3 * 3600, "24h": 24 * 3600}
 
-# Fallbacks for keys a document leaves out; effective rules normally come from
-# config/rules/defaults.json merged with the station's own document.
+# Fallbacks for keys a document leaves out; the documented defaults are those of
+# config/rules/defaults.json, which ``complete_rules`` fills in before parsing.
 DEFAULT_STALE_AFTER_S = 1800
 DEFAULT_REPEAT_AWAS_S = 3600
 DEFAULT_RAIN_CLEAR_HOLD_S = 1800
@@ -342,8 +344,3 @@ def _strip_nulls(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
     return _copy(value)
-
-
-def effective_rules(defaults: Mapping, station_rules: Mapping | None) -> Rules:
-    """The rules a station runs with: its own document merged over the defaults, validated."""
-    return parse_rules(merge_rules(defaults, station_rules or {}))

@@ -76,8 +76,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="simulated seconds per wall second (default 1440: a day per minute); max = as fast as possible")
     parser.add_argument("--stations", nargs="+", metavar="ID", help="publish only these stations (default: all)")
     parser.add_argument("--loop", action="store_true", help="repeat the scenario until interrupted")
-    parser.add_argument("--exercise", action="store_true",
-                        help="mark the run as an exercise: retained 'on' on {prefix}/exercise while it runs")
     parser.add_argument("--mqtt-url", help="broker URL (default: EWS_MQTT_URL, else the embedded broker at mqtt://127.0.0.1:1883)")
     parser.add_argument("--prefix", help="topic prefix (default: EWS_MQTT_TOPIC_PREFIX or ews/v1)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for noise (default 1)")
@@ -104,7 +102,7 @@ def command(args: argparse.Namespace) -> int:
             return 2
     prefix = topics.normalize_prefix(args.prefix) if args.prefix else mqttlink.default_prefix()
     publisher = Publisher(broker, prefix, args.stations or sorted(known),
-                          client_prefix=args.client_id_prefix or f"ews-sim-{os.getpid()}", exercise=args.exercise)
+                          client_prefix=args.client_id_prefix or f"ews-sim-{os.getpid()}")
     progress = Progress(scenario, quiet=args.quiet)
     try:
         if not publisher.connect(timeout=15):
@@ -149,11 +147,10 @@ def run_once(scenario, publisher: "Publisher", progress: "Progress", *, speed: f
 class Publisher:
     """One paho client per simulated gateway, each with its own retained ``offline`` will."""
 
-    def __init__(self, broker, prefix: str, station_ids: list[str], *, client_prefix: str, exercise: bool = False):
+    def __init__(self, broker, prefix: str, station_ids: list[str], *, client_prefix: str):
         from sensors import mqttlink
 
         self.prefix = prefix
-        self.exercise = exercise
         self.samples_sent = 0
         self.payloads_sent = 0
         self._lock = threading.Lock()
@@ -166,13 +163,6 @@ class Publisher:
             client.on_connect = self._on_connect_station(sid)
             client.on_publish = self._on_publish(sid)
             self.clients[sid] = client
-        self.control = None
-        if exercise:
-            # The exercise flag falls back to "off" if the simulator dies (its will).
-            self.control = mqttlink.make_client(broker, f"{client_prefix}-control",
-                                                will=(topics.exercise_topic(prefix), topics.EXERCISE_OFF))
-            self.control.on_publish = self._on_publish("_control")
-            self.clients["_control"] = self.control
         for client in self.clients.values():
             client.connect_async(broker.host, broker.port, keepalive=30)
             client.loop_start()
@@ -191,15 +181,12 @@ class Publisher:
         return on_publish
 
     def connect(self, timeout: float) -> bool:
-        """Wait until every client is connected; then raise the exercise flag if asked."""
+        """Wait until every client is connected."""
         deadline = time.monotonic() + timeout
         while not all(c.is_connected() for c in self.clients.values()):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
-        if self.control is not None:
-            self._publish("_control", topics.exercise_topic(self.prefix), topics.EXERCISE_ON.encode(), retain=True)
-            self.drain(timeout=10)
         return True
 
     def _publish(self, sid: str, topic: str, payload: bytes, retain: bool = False) -> None:
@@ -238,12 +225,10 @@ class Publisher:
         return True
 
     def close(self) -> None:
-        """Say goodbye properly: stations offline, exercise off, then disconnect."""
+        """Say goodbye properly: stations offline, then disconnect."""
         try:
             for sid in list(self.clients):
-                if sid == "_control":
-                    self._publish(sid, topics.exercise_topic(self.prefix), topics.EXERCISE_OFF.encode(), retain=True)
-                elif self.clients[sid].is_connected():
+                if self.clients[sid].is_connected():
                     self._publish(sid, topics.status_topic(self.prefix, sid), topics.STATUS_OFFLINE.encode(), retain=True)
             self.drain(timeout=5)
         finally:

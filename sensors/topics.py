@@ -4,7 +4,6 @@ Topics, with ``prefix`` from ``EWS_MQTT_TOPIC_PREFIX`` (default ``ews/v1``):
 
 - ``{prefix}/stations/{station_id}/readings``: samples, QoS 1, one JSON object or an array;
 - ``{prefix}/stations/{station_id}/status``: retained ``online`` / ``offline`` (the gateway's will);
-- ``{prefix}/exercise``: retained ``on`` / ``off``, set by ``ews simulate --exercise``.
 
 Pure functions only: no paho here, so the ingest side and tests can use them freely.
 """
@@ -24,8 +23,6 @@ MAX_SAMPLES_PER_PAYLOAD = 1000  # spec: an array holds at most 1,000 samples
 
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
-EXERCISE_ON = "on"
-EXERCISE_OFF = "off"
 
 
 def normalize_prefix(prefix: str | None) -> str:
@@ -53,11 +50,6 @@ def readings_topic(prefix: str, station_id: str) -> str:
 def status_topic(prefix: str, station_id: str) -> str:
     """The retained ``online``/``offline`` topic of a station's gateway."""
     return f"{normalize_prefix(prefix)}/stations/{_checked(station_id)}/status"
-
-
-def exercise_topic(prefix: str) -> str:
-    """The retained ``on``/``off`` topic that marks a running exercise (``ews simulate --exercise``)."""
-    return f"{normalize_prefix(prefix)}/exercise"
 
 
 def readings_subscription(prefix: str) -> str:

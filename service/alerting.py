@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from alerts.engine import EngineEvent, current_rain_sums, judge
 from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS, Sample
-from alerts.rules import Rules, RulesError, effective_rules
+from alerts.rules import Rules, RulesError, parse_rules, rules_to_doc
+from alerts.station_rules import effective_rules
 from service.db.schema import alert_events, alerts, station_state, stations
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,14 @@ def default_rules_doc() -> dict:
     return load_json("rules", "defaults.json")
 
 
+def new_station_rules_doc() -> dict:
+    """The rules a new station starts with when none are given: the defaults, in canonical form."""
+    defaults = default_rules_doc()
+    return rules_to_doc(effective_rules(defaults, {k: v for k, v in defaults.items() if not k.startswith("_")}))
+
+
 def station_rules(station: Mapping) -> Rules:
-    """The effective rules of ``station`` (its stored document over the defaults).
+    """The effective rules of ``station``: its stored (whole) document.
 
     A stored document that no longer validates (written by hand, or by an older version)
     must not stop ingestion: the station then runs on the defaults, and we say so.
@@ -55,7 +62,7 @@ def station_rules(station: Mapping) -> Rules:
         return effective_rules(default_rules_doc(), station.get("rules") or {})
     except RulesError as exc:
         log.error("station %s: stored rules are invalid (%s); using the defaults", station.get("id"), exc)
-        return effective_rules(default_rules_doc(), {})
+        return parse_rules(new_station_rules_doc())
 
 
 # --- helpers ------------------------------------------------------------------------

@@ -38,8 +38,6 @@ class Services:
     mqtt_connected: Callable[[], bool] = lambda: False
     # Set by service/runtime.py: wakes the SMS dispatcher after a commit that queued messages.
     wake_dispatcher: Callable[[], None] = lambda: None
-    # Set by service/runtime.py: True while a simulator's retained "{prefix}/exercise" flag is on.
-    exercise_now: Callable[[], bool] = lambda: False
     # Set by service/runtime.py: the SMS provider in use (service.dispatch), None until started.
     sms_provider: "object | None" = None
 

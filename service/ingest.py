@@ -205,14 +205,11 @@ class Ingestor:
         else:
             if station.rules is None:
                 station.rules = alerting.station_rules(station.row)
-            events = alerting.apply_samples(conn, station.row, judged, received_at, exercise=self.exercise(),
+            events = alerting.apply_samples(conn, station.row, judged, received_at,
+                                            exercise=self.services.settings.exercise,
                                             state=state, rules=station.rules, state_values=values)
             last.events.extend(events)
         return skipped
-
-    def exercise(self) -> bool:
-        """True while alerts are exercises (EWS_EXERCISE, or a simulator's retained exercise flag)."""
-        return self.services.settings.exercise or self.services.exercise_now()
 
     # -- station registry cache ---------------------------------------------------------------
 

@@ -36,8 +36,7 @@ def run_rule_jobs(services, leader=None) -> None:
         return
     now = services.clock()
     try:
-        exercise = services.settings.exercise or services.exercise_now()
-        offline = alerting.check_offline(services.engine, now, exercise=exercise)
+        offline = alerting.check_offline(services.engine, now, exercise=services.settings.exercise)
         reminded = alerting.remind_awas(services.engine, now)
     except Exception:
         log.exception("scheduled rule jobs failed; will retry next period")

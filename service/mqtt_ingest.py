@@ -52,8 +52,6 @@ class MqttIngest:
         self.max_batch = max_batch
         topic = f"{prefix}/stations/+/readings"
         self.readings_filter = f"$share/{shared_group}/{topic}" if shared_group else topic
-        self.exercise_topic = f"{prefix}/exercise"
-        self.exercise = False
         self._queue: queue.Queue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -119,7 +117,7 @@ class MqttIngest:
             if reason_code.is_failure:
                 log.error("MQTT broker refused the connection: %s", reason_code)
                 return
-            client.subscribe([(self.readings_filter, 1), (self.exercise_topic, 1)])
+            client.subscribe([(self.readings_filter, 1)])
             self._connected.set()
             self.on_connection_change(True)
             log.info("connected to MQTT %s:%s (session present: %s)", self.url.host, self.url.port, flags.session_present)
@@ -174,10 +172,7 @@ class MqttIngest:
         return batch
 
     def _commit_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
-        readings = [_to_message(m, at) for m, at in batch if m.topic != self.exercise_topic]
-        for message, _ in batch:
-            if message.topic == self.exercise_topic:
-                self.exercise = message.payload.strip().lower() in (b"on", b"1", b"true")
+        readings = [_to_message(m, at) for m, at in batch]
         delay = 0.5
         while readings:
             try:

@@ -13,6 +13,9 @@ import phonenumbers
 
 DEFAULT_REGION = "ID"
 _SEPARATORS = re.compile(r"[\s\-\.\(\)/\u00a0\u2010-\u2015]")
+# A phone number inside a text: at least 8 digits, maybe a leading +, spaces, dashes, dots or
+# brackets between them, and no letter or digit right before or after (a message sid is not one).
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w+])\+?\(?\d(?:[ ().-]{0,2}\d){7,}(?![\w])")
 
 
 class InvalidPhone(ValueError):
@@ -75,3 +78,11 @@ def mask(phone: str | None) -> str:
     tail = 4
     hidden = max(1, len(phone) - head - tail)
     return phone[:head] + "*" * hidden + phone[-tail:]
+
+
+def mask_numbers(text: str | None) -> str | None:
+    """``text`` with every phone number in it masked (a provider's error message may quote the number)."""
+    if not text:
+        return text
+    return _NUMBER_IN_TEXT.sub(lambda m: mask(("+" if m.group().startswith("+") else "") + re.sub(r"\D", "", m.group())),
+                               str(text))

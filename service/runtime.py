@@ -84,7 +84,6 @@ class Runtime:
             shared_group=shared,
         )
         self.services.mqtt_connected = lambda: self.mqtt.connected and self.mqtt.db_healthy
-        self.services.exercise_now = lambda: self.mqtt.exercise
         self.mqtt.start()
         log.info("MQTT ingest started on %s:%s, topic %s", url.host, url.port, self.mqtt.readings_filter)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
-from alerts.rules import merge_rules
+from alerts.station_rules import rules_from_overrides
 from config import load_json
 from service.alerting import default_rules_doc
 from service.db.schema import stations
@@ -28,7 +28,7 @@ def station_rows(seed: str, now: datetime) -> list[dict]:
             expected_interval_s=station.get("expected_interval_s", 600),
             plausible=station.get("plausible", {}),
             downstream=station.get("downstream", []),
-            rules=merge_rules(defaults, station.get("rules", {})),
+            rules=rules_from_overrides(defaults, station.get("rules", {})),
             created_at=now,
             updated_at=now,
         )

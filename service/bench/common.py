@@ -310,10 +310,10 @@ def station_area(i: int) -> dict:
 
 def bench_station_rows(count: int, now: datetime, *, rules_overrides: dict | None = None) -> list[dict]:
     """``count`` water-level stations with the default rules (waspada 2.0, siaga 2.5, awas 3.0 m)."""
-    from alerts.rules import merge_rules
+    from alerts.station_rules import rules_from_overrides
     from service.alerting import default_rules_doc
 
-    rules = merge_rules(default_rules_doc(), rules_overrides or {})
+    rules = rules_from_overrides(default_rules_doc(), rules_overrides)
     return [
         {
             "id": station_id(i), "name": f"Pos TMA Bench {i + 1:03d}", "river": "Sungai Bench",

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from alerts import messages
 from service import subscribers
 from service.db import schema
+from service.phones import mask_numbers
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ def _insert(engine_or_conn):
     if name == "sqlite":
         return sqlite.insert(n).on_conflict_do_nothing()
     raise RuntimeError(f"unsupported database {name}")
+
+
+def error_text(message: str | None) -> str:
+    """A provider's error message as stored: phone numbers masked, at most 500 characters."""
+    return (mask_numbers(message) or "")[:500]
 
 
 def _skip_locked(query, conn):
@@ -283,7 +289,7 @@ def mark_retry(engine, row, instance: str, next_attempt_at: datetime, code, mess
     with engine.begin() as conn:
         conn.execute(_mine(row, instance).values(status="pending", next_attempt_at=next_attempt_at,
                                                  error_code=None if code is None else str(code)[:16],
-                                                 error_message=(message or "")[:500], updated_at=now))
+                                                 error_message=error_text(message), updated_at=now))
 
 
 def mark_failed(engine, row, instance: str | None, code, message: str, now: datetime, opt_out: bool = False) -> None:
@@ -292,7 +298,7 @@ def mark_failed(engine, row, instance: str | None, code, message: str, now: date
         query = _mine(row, instance) if instance else sa.update(n).where(n.c.id == row.id, n.c.status.in_(["pending", "unknown"]))
         changed = conn.execute(query.values(status="failed", next_attempt_at=None,
                                             error_code=None if code is None else str(code)[:16],
-                                            error_message=(message or "")[:500], updated_at=now)).rowcount
+                                            error_message=error_text(message), updated_at=now)).rowcount
         if changed and opt_out and row.subscriber_id is not None:
             subscribers.set_opted_out(conn, row.subscriber_id, True, now)
 
@@ -302,7 +308,7 @@ def mark_unknown(engine, row, instance: str, reconcile_at: datetime, code, messa
     with engine.begin() as conn:
         conn.execute(_mine(row, instance).values(status="unknown", next_attempt_at=reconcile_at,
                                                  error_code=None if code is None else str(code)[:16],
-                                                 error_message=(message or "")[:500], updated_at=now))
+                                                 error_message=error_text(message), updated_at=now))
 
 
 def recover_stale(engine, now: datetime, older_than: timedelta, dead_instances: list[str] | None = None) -> int:
@@ -375,7 +381,7 @@ def apply_status(engine, now: datetime, *, notification_id: int | None, sid: str
             values["sent_at"] = now
         if error_code:
             values["error_code"] = str(error_code)[:16]
-            values["error_message"] = (error_message or "")[:500] or None
+            values["error_message"] = error_text(error_message) or None
         changed = conn.execute(sa.update(n).where(n.c.id == row.id, n.c.status.in_(lower)).values(**values)).rowcount
         if changed and error_code and _int(error_code) in OPT_OUT_CODES and row.subscriber_id is not None:
             subscribers.set_opted_out(conn, row.subscriber_id, True, now)

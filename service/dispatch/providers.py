@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-from service.phones import mask
+from service.phones import mask, mask_numbers
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class ProviderError(Exception):
     """Base of the send outcomes that are not a plain success."""
 
     def __init__(self, message: str = "", code=None, retry_after: float | None = None) -> None:
+        # Providers quote the recipient in their errors ("The 'To' number +62... is not valid"):
+        # mask it here, before any log line or stored error text can carry it.
+        message = mask_numbers(message) or ""
         super().__init__(message)
         self.message = message
         self.code = None if code is None else str(code)

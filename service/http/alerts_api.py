@@ -1,8 +1,8 @@
 """``/api/v1/stations/{id}/rules`` and ``/api/v1/alerts``: thresholds, alerts and acknowledgement.
 
-Rules: a viewer reads, an admin replaces them. A ``PUT`` body is a rules document (spec
-section 3) merged over config/rules/defaults.json (JSON Merge Patch: ``null`` switches a
-threshold or section off); the stored and returned document is the canonical effective one.
+Rules: a viewer reads, an admin replaces (``PUT``, a whole document) or patches them (``PATCH``,
+JSON Merge Patch into the current rules); both are validated as a whole by
+``alerts.station_rules`` and the stored and returned document is the canonical one.
 Alerts: a viewer reads, an operator acknowledges.
 """
 
@@ -14,7 +14,8 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from alerts.rules import RulesError, effective_rules, rules_to_doc
+from alerts.rules import RulesError, rules_to_doc
+from alerts.station_rules import patch_rules, replace_rules
 from service import alerting, audit
 from service.db import schema
 from service.http import services
@@ -90,8 +91,9 @@ class AckSchema(Strict):
 
 
 RULES_DOC = {
-    "description": "A rules document (spec section 3), merged over the defaults; `null` switches a "
-                   "threshold, window or section off.",
+    "description": "The station's whole rules document (spec sections 3 and 9): each `water_level` block "
+                   "and rainfall window names `waspada`, `siaga` and `awas` (`null` for a level not used); "
+                   "`null` switches a window or section off; other fields left out take their defaults.",
     "content": {"application/json": {"schema": {"type": "object"}, "example": {
         "water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0, "clear_margin": 0.1, "hold_s": 0,
                         "clear_hold_s": 600, "rise_rate": {"per_hour": 0.5, "level": "waspada"}},
@@ -100,6 +102,12 @@ RULES_DOC = {
         "stale_after_s": 1800, "notify_from": "waspada", "repeat_awas_s": 3600, "all_clear": True}}},
 }
 RULES_RESPONSE = {"content": {"application/json": {"schema": {"type": "object"}}}}
+MERGE_PATCH = "application/merge-patch+json"
+RULES_PATCH = {
+    "description": "A JSON Merge Patch (RFC 7396) into the station's current rules; `null` switches a "
+                   "threshold, window or section off.",
+    "content": {MERGE_PATCH: {"schema": {"type": "object"}, "example": {"water_level": {"awas": 3.3}}}},
+}
 
 
 # ---------------------------------------------------------------- rules
@@ -111,12 +119,49 @@ def _station_row(conn, station_id: str):
     return row
 
 
+def _rules_body(media_types: tuple[str, ...]) -> dict:
+    """The JSON object of the request; 415 for another media type, 422 when it is not an object."""
+    if request.mimetype not in media_types:
+        raise Problem(415, f"Send the rules as {' or '.join(media_types)}.")
+    body = request.get_json(silent=False)
+    if not isinstance(body, dict):
+        raise Problem(422, "The rules must be a JSON object.", type=VALIDATION_TYPE, title="Validation failed",
+                      errors=[{"field": "body", "message": "must be a JSON object"}])
+    return body
+
+
+def _rules_problem(exc: RulesError) -> Problem:
+    errors = [{"field": field or "body", "message": message} for field, message in exc.errors]
+    return Problem(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+                   type=VALIDATION_TYPE, title="Validation failed", errors=errors)
+
+
+def _change_rules(station_id: str, body: dict, *, patch: bool) -> dict:
+    """Replace (PUT) or patch (PATCH) a station's rules, validated as a whole; audited; the new document."""
+    svc = services()
+    now = svc.clock()
+    with svc.engine.begin() as conn:
+        row = _station_row(conn, station_id)
+        before = rules_to_doc(alerting.station_rules(row._mapping))
+        try:
+            rules = replace_rules(patch_rules(before, body) if patch else body, alerting.default_rules_doc(),
+                                  measured=row.metrics or ())
+        except RulesError as exc:
+            raise _rules_problem(exc) from None
+        doc = rules_to_doc(rules)
+        conn.execute(sa.update(schema.stations).where(schema.stations.c.id == station_id)
+                     .values(rules=doc, updated_at=now))
+        audit.record(conn, current_actor(), "update", "rules", station_id, before, doc, now)
+    svc.ingestor.forget_stations()  # the ingest path caches station rows and their rules
+    return doc
+
+
 @rules_blp.route("/<station_id>/rules")
 class StationRules(MethodView):
     @require("viewer")
     @rules_blp.doc(responses={"200": RULES_RESPONSE})
     def get(self, station_id):
-        """The effective rules of a station (every key; `null` where switched off)."""
+        """The rules of a station (every key; `null` where switched off)."""
         with services().engine.connect() as conn:
             row = _station_row(conn, station_id)
         return rules_to_doc(alerting.station_rules(row._mapping))
@@ -125,30 +170,19 @@ class StationRules(MethodView):
     @rules_blp.doc(requestBody=RULES_DOC, responses={"200": RULES_RESPONSE})
     @rules_blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def put(self, station_id):
-        """Replace a station's rules (admin); 422 names every bad field. Judged from the next sample on."""
-        body = request.get_json(silent=False)
-        if not isinstance(body, dict):
-            raise Problem(422, "The rules must be a JSON object.", type=VALIDATION_TYPE, title="Validation failed",
-                          errors=[{"field": "body", "message": "must be a JSON object"}])
-        try:
-            rules = effective_rules(alerting.default_rules_doc(), body)
-        except RulesError as exc:
-            errors = [{"field": field or "body", "message": message} for field, message in exc.errors]
-            raise Problem(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
-                          type=VALIDATION_TYPE, title="Validation failed", errors=errors) from None
-        doc = rules_to_doc(rules)
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
-            row = _station_row(conn, station_id)
-            before = rules_to_doc(alerting.station_rules(row._mapping))
-            conn.execute(sa.update(schema.stations).where(schema.stations.c.id == station_id)
-                         .values(rules=doc, updated_at=now))
-            audit.record(conn, current_actor(), "update", "rules", station_id, before, doc, now)
-        forget = getattr(svc.ingestor, "forget_stations", None)
-        if callable(forget):
-            forget()  # the ingest path caches station rows
-        return doc
+        """Replace a station's rules (admin); answers the full rules. Each `water_level` block and
+        rainfall window must name `waspada`, `siaga` and `awas` (a number, or null); other fields
+        left out take their documented defaults. 422 names every bad field. Judged from the next sample on."""
+        return _change_rules(station_id, _rules_body(("application/json",)), patch=False)
+
+    @require("admin")
+    @rules_blp.doc(requestBody=RULES_PATCH, responses={"200": RULES_RESPONSE})
+    @rules_blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    def patch(self, station_id):
+        """Change some of a station's rules (admin): a JSON Merge Patch (RFC 7396) into the current
+        rules, where `null` switches a threshold or section off; the result is validated as a PUT
+        body. Answers the full rules."""
+        return _change_rules(station_id, _rules_body((MERGE_PATCH, "application/json")), patch=True)
 
 
 # ---------------------------------------------------------------- alerts

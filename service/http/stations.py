@@ -14,9 +14,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from alerts.model import METRICS
-from alerts.rules import RulesError, merge_rules, parse_rules
+from alerts.rules import RulesError, rules_to_doc
+from alerts.station_rules import replace_rules
 from service import audit
-from service.alerting import default_rules_doc
+from service.alerting import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import services
 from service.http.auth import current_actor, require
@@ -78,7 +79,7 @@ class StationPatchSchema(Strict):
 
 
 class StationCreateSchema(StationPatchSchema):
-    """A new station; ``rules`` (optional) are merged over config/rules/defaults.json."""
+    """A new station; ``rules`` (optional) is its whole rules document, as ``PUT /stations/{id}/rules`` takes it."""
 
     id = ma.fields.String(required=True, validate=ma.validate.Regexp(STATION_ID_RE),
                           metadata={"description": "^[A-Za-z0-9_-]{1,64}$"})
@@ -88,8 +89,9 @@ class StationCreateSchema(StationPatchSchema):
         required=True,
         validate=ma.validate.Length(min=1, max=len(METRICS)),
     )
-    rules = ma.fields.Dict(keys=ma.fields.String(), metadata={"description": "thresholds (spec section 3), "
-                                                              "merged over the defaults"})
+    rules = ma.fields.Dict(keys=ma.fields.String(), metadata={"description": "the station's whole rules "
+                                                              "document, as PUT /stations/{id}/rules takes it; "
+                                                              "the defaults when left out"})
 
 
 class StationLatestSchema(ma.Schema):
@@ -201,27 +203,20 @@ def check_station(doc: dict) -> list[dict]:
     return errors
 
 
-def station_rules(given: dict | None) -> dict:
-    """The rules a new station starts with: the defaults with ``given`` merged over them.
-
-    Validated with the rules engine's own parser, so a bad threshold document is refused
-    here with the engine's message, field by field.
-    """
+def station_rules(given: dict | None, metrics) -> dict:
+    """The rules a new station starts with: ``given`` as a whole document (as ``PUT /rules`` takes it),
+    or the defaults when none are given. Validated by the rules engine's own parser, so a bad
+    threshold document is refused here with the engine's message, field by field."""
+    if given is None:
+        return new_station_rules_doc()
     try:
-        merged = merge_rules(default_rules_doc(), given or {})
-    except (ValueError, TypeError, KeyError) as exc:
-        raise _validation([{"field": "rules", "message": str(exc)[:300]}]) from None
-    try:
-        json.dumps(merged, allow_nan=False)
+        json.dumps(given, allow_nan=False)
     except ValueError:
         raise _validation([{"field": "rules", "message": "numbers must be finite"}]) from None
     try:
-        parse_rules(merged)
+        return rules_to_doc(replace_rules(given, default_rules_doc(), measured=metrics))
     except RulesError as exc:
         raise _validation([{"field": f"rules.{f}".rstrip("."), "message": str(m)} for f, m in exc.errors]) from None
-    except (ValueError, TypeError, KeyError) as exc:
-        raise _validation([{"field": "rules", "message": str(exc)[:300]}]) from None
-    return merged
 
 
 def _stations_changed(svc) -> None:
@@ -291,7 +286,7 @@ class Stations(MethodView):
     @blp.response(201, StationSchema)
     @blp.alt_response(409, response="CONFLICT")
     def post(self, data):
-        """Register a station (admin); its rules are the defaults merged with ``rules``."""
+        """Register a station (admin) with ``rules`` (a whole rules document) or the default rules."""
         svc = services()
         doc = {"areas": [], "plausible": {}, "downstream": [], "expected_interval_s": 600, **data}
         if not doc["areas"] and doc.get("kecamatan"):
@@ -299,7 +294,7 @@ class Stations(MethodView):
         errors = check_station(doc)
         if errors:
             raise _validation(errors)
-        rules = station_rules(doc.pop("rules", None))
+        rules = station_rules(doc.pop("rules", None), doc["metrics"])
         now = svc.clock()
         values = {k: doc.get(k) for k in EDITABLE}
         s = schema.stations

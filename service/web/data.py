@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from alerts.levels import Level
-from alerts.rules import merge_rules
-from config import load_json
+from alerts.rules import rules_to_doc
+from service.alerting import station_rules
 from service.db import schema
 
 PUBLIC_KINDS = ("water_level", "rainfall")
@@ -48,14 +48,15 @@ def primary_metric(metrics: list[str]) -> str | None:
 
 
 def thresholds(rules: dict | None, metric: str | None) -> dict:
-    """The warning thresholds of ``metric``: the station's own rules over the bundled defaults."""
-    merged = merge_rules(load_json("rules", "defaults.json"), rules or {})
+    """The warning thresholds of ``metric`` in the station's rules (levels not used are left out)."""
+    doc = rules_to_doc(station_rules({"rules": rules}))
+    levels = ("waspada", "siaga", "awas")
     if metric == "water_level":
-        wl = merged.get("water_level") or {}
-        return {"water_level": {name: wl[name] for name in ("waspada", "siaga", "awas") if name in wl}}
+        wl = doc.get("water_level") or {}
+        return {"water_level": {name: wl[name] for name in levels if wl.get(name) is not None}}
     if metric == "rainfall":
-        rain = merged.get("rainfall") or {}
-        return {"rainfall": {window: {k: v for k, v in marks.items() if k in ("waspada", "siaga", "awas")}
+        rain = doc.get("rainfall") or {}
+        return {"rainfall": {window: {k: v for k, v in marks.items() if k in levels and v is not None}
                              for window, marks in rain.items() if isinstance(marks, dict)}}
     return {}
 

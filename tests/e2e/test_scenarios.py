@@ -244,7 +244,7 @@ def test_scenario_end_to_end(scenario_name, tmp_path, mqtt_url):
         started = datetime.now(timezone.utc)
         result = subprocess.run(
             [sys.executable, "-m", "service.cli", "simulate", "--scenario", scenario_name, "--speed", "max",
-             "--mqtt-url", service.mqtt_url, "--prefix", prefix, "--seed", "7", "--exercise",
+             "--mqtt-url", service.mqtt_url, "--prefix", prefix, "--seed", "7",
              "--client-id-prefix", f"sim-{uuid.uuid4().hex[:6]}"],
             cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr + result.stdout

@@ -323,7 +323,7 @@ def test_put_rules_422_names_each_bad_field(api):
     response = api.call("PUT", f"/api/v1/stations/{STATION}/rules", json=bad)
     assert response.status_code == 422 and response.content_type == "application/problem+json"
     assert sorted(e["field"] for e in response.get_json()["errors"]) == [
-        "colour", "notify_from", "rainfall.2h", "water_level.siaga"]
+        "colour", "notify_from", "rainfall.2h", "water_level.awas", "water_level.siaga"]
     assert api.call("PUT", f"/api/v1/stations/{STATION}/rules", json=[1]).status_code == 422
     malformed = api.call("PUT", f"/api/v1/stations/{STATION}/rules", data=b"{nope", content_type="application/json")
     assert malformed.status_code == 400

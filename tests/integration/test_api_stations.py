@@ -12,7 +12,7 @@ from tests.support.api import make_harness
 
 NEW = {"id": "TST-01", "name": "Pos Uji", "river": "Sungai Uji", "kecamatan": "Malili", "desa": "Baruga",
        "lat": -2.6, "lon": 121.1, "metrics": ["water_level", "battery"],
-       "plausible": {"water_level": [0, 8]}, "rules": {"water_level": {"awas": 3.5}}}
+       "plausible": {"water_level": [0, 8]}, "rules": {"water_level": {"waspada": 2.5, "siaga": 3.0, "awas": 3.5}}}
 
 
 @pytest.fixture
@@ -34,8 +34,8 @@ def test_create_get_patch_delete_station_with_audit(api):
     assert body["status"] == {"level": "normal", "online": False, "last_seen": None, "latest": {}}
     with api.services.engine.connect() as conn:
         rules = conn.execute(sa.select(schema.stations.c.rules).where(schema.stations.c.id == "TST-01")).scalar_one()
-    assert rules["water_level"]["awas"] == 3.5 and rules["water_level"]["siaga"] == 2.5  # merged over defaults
-    assert rules["rainfall"]["24h"]["awas"] == 150 and "_source" not in rules
+    assert rules["water_level"]["awas"] == 3.5 and rules["water_level"]["clear_hold_s"] == 600  # documented default
+    assert rules["rainfall"] is None and rules["battery"]["low"] == 11.5 and "_source" not in rules
 
     assert api.call("POST", "/api/v1/stations", json=NEW).status_code == 409
     assert api.call("GET", "/api/v1/stations/TST-01", "viewer").get_json()["name"] == "Pos Uji"
@@ -63,7 +63,9 @@ def test_create_get_patch_delete_station_with_audit(api):
         ({"areas": [{"desa": "Baruga"}]}, "areas.0.kecamatan"),
         ({"metrics": ["rain_tips"]}, "mm_per_tip"),
         ({"metrics": ["rainfall", "rain_tips"], "mm_per_tip": 0.2}, "metrics"),
-        ({"rules": {"water_level": {"siaga": "high"}}}, "rules.water_level.siaga"),
+        ({"rules": {"water_level": {"waspada": 1, "siaga": "high", "awas": 3}}}, "rules.water_level.siaga"),
+        ({"rules": {"water_level": {"awas": 3.5}}}, "rules.water_level.waspada"),
+        ({"rules": {"battery": {"low": 11}}}, "rules.water_level"),
         ({"expected_interval_s": 10**30}, "expected_interval_s"),
         ({"name": "a\x00b"}, "name"),
         ({"colour": "red"}, "colour"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.phones import InvalidPhone, mask, normalise
+from service.phones import InvalidPhone, mask, mask_numbers, normalise
 
 FORMS = [
     "081234567890", "0812-3456-7890", "0812 3456 7890", "(0812) 3456-7890", "0812.3456.7890",
@@ -42,3 +42,20 @@ def test_mask():
     assert mask("+628114201234") == "+62811***1234"
     assert mask(None) == "-"
     assert "3456" not in mask("+6281234567890")[:-4]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The 'To' number +6281234567890 is not a valid phone number.",
+     "The 'To' number +62812****7890 is not a valid phone number."),
+    ("Attempt to send to unsubscribed recipient 0812-3456-7890", "Attempt to send to unsubscribed recipient 08123***7890"),
+    ("to +62 812 3456 7890 and (0812) 3456-7891", "to +62812****7890 and 08123***7891"),
+    # Not phone numbers: error codes, message sids, short counts, times.
+    ("21211 SM0123456789abcdef0123456789abcdef 1234567 at 2026-11-30T06:05:00Z",
+     "21211 SM0123456789abcdef0123456789abcdef 1234567 at 2026-11-30T06:05:00Z"),
+])
+def test_mask_numbers_masks_every_number_in_a_text(text, expected):
+    assert mask_numbers(text) == expected
+
+
+def test_mask_numbers_keeps_empty_texts():
+    assert mask_numbers(None) is None and mask_numbers("") == ""

@@ -1,4 +1,4 @@
-"""Rules documents: validation with field paths, canonical form, merging over defaults."""
+"""Rules documents: validation with field paths, canonical form, merging overrides over the defaults."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 
 import config
 from alerts.levels import Level
-from alerts.rules import RulesError, effective_rules, merge_rules, parse_rules, rules_to_doc
+from alerts.rules import RulesError, merge_rules, parse_rules, rules_to_doc
+from alerts.station_rules import effective_rules, rules_from_overrides
 
 SPEC_EXAMPLE = {
     "water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0,
@@ -39,7 +40,7 @@ def test_spec_example_parses():
 
 def test_defaults_file_parses_and_round_trips():
     defaults = config.load_json("rules", "defaults.json")
-    rules = effective_rules(defaults, {})
+    rules = parse_rules(rules_from_overrides(defaults, {}))
     assert rules.battery.low == 11.5
     doc = rules_to_doc(rules)
     assert "_source" not in doc
@@ -48,10 +49,11 @@ def test_defaults_file_parses_and_round_trips():
     assert rules_to_doc(parse_rules(merge_rules(defaults, doc))) == doc
 
 
-def test_every_seed_station_has_valid_effective_rules():
+def test_every_seed_station_has_valid_rules():
     defaults = config.load_json("rules", "defaults.json")
     for station in config.load_json("seed", "luwu-timur.json")["stations"]:
-        effective_rules(defaults, station.get("rules") or {})
+        doc = rules_from_overrides(defaults, station.get("rules") or {})
+        assert effective_rules(defaults, doc) == parse_rules(doc)
 
 
 @pytest.mark.parametrize(
@@ -109,18 +111,20 @@ def test_merge_is_deep_and_null_removes():
 
 def test_switching_a_threshold_off_survives_remerging():
     defaults = config.load_json("rules", "defaults.json")
-    rules = effective_rules(defaults, {"rainfall": {"3h": None, "1h": {"waspada": None}}, "battery": None})
+    rules = parse_rules(rules_from_overrides(defaults, {"rainfall": {"3h": None, "1h": {"waspada": None}},
+                                                        "battery": None}))
     assert rules.rainfall.window("3h") is None
     assert rules.rainfall.window("1h").waspada is None
     assert rules.battery is None
     doc = rules_to_doc(rules)
     assert doc["rainfall"]["3h"] is None and doc["battery"] is None
     assert effective_rules(defaults, doc) == rules
+    assert parse_rules(rules_from_overrides(defaults, doc)) == rules
 
 
 def test_seed_override_keeps_default_sections():
     defaults = config.load_json("rules", "defaults.json")
-    rules = effective_rules(defaults, {"water_level": {"waspada": 1.2, "siaga": 1.6, "awas": 2.0}})
+    rules = parse_rules(rules_from_overrides(defaults, {"water_level": {"waspada": 1.2, "siaga": 1.6, "awas": 2.0}}))
     assert rules.water_level.awas == 2.0
     assert rules.water_level.clear_hold_s == 600  # from the defaults
     assert rules.rainfall.window("24h").waspada == 50

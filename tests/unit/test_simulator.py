@@ -198,7 +198,6 @@ def test_parse_speed():
 def test_topics():
     assert topics.readings_topic("ews/v1", "PKR-LASKAP") == "ews/v1/stations/PKR-LASKAP/readings"
     assert topics.status_topic("/ews/v1/", "PKR-LASKAP") == "ews/v1/stations/PKR-LASKAP/status"
-    assert topics.exercise_topic("ews/v1") == "ews/v1/exercise"
     assert topics.parse_readings_topic("ews/v1", "ews/v1/stations/PKR-LASKAP/readings") == "PKR-LASKAP"
     for bad in ("ews/v1/stations/PKR-LASKAP/status", "ews/v2/stations/X/readings", "ews/v1/stations//readings",
                 "ews/v1/stations/a b/readings", "ews/v1/stations/X/readings/extra", f"ews/v1/stations/{'x' * 65}/readings"):

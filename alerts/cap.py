@@ -1,41 +1,47 @@
-"""CAP 1.2 (OASIS Common Alerting Protocol) messages and an Atom feed, built from an alert's events.
+"""CAP 1.2 (OASIS Common Alerting Protocol) messages and an Atom feed of them.
 
-Pure and deterministic: the same alert, events and station always give the same XML, so
-nothing needs storing. Each state-changing event (raised, escalated, deescalated, cleared)
-is one CAP message: the first an ``Alert``, later ones an ``Update`` referencing every
-earlier message, and ``cleared`` a ``Cancel``. One ``info`` per language (id, en).
+Pure: ``build_message`` writes one message's XML from the alert, the event whose state it
+carries, the station and the issuer's ``CapProfile``. When a message is due and of what
+type (Alert, Update, Cancel, the renewal before expiry) is ``alerts.cap_chain``; the service
+stores each issued message and serves it unchanged (``service/cap.py``). One ``info`` per
+language (id, en). Times are local with their offset (WITA ``+08:00``), as BMKG publishes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
+
+from alerts.model import PUBLIC_ALERT_KINDS
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 CAP_MEDIA_TYPE = "application/cap+xml"
-SENDER = "bpbd@luwutimurkab.go.id"
+DEFAULT_SENDER = "bpbd@luwutimurkab.go.id"
 SENDER_NAME = "BPBD Kabupaten Luwu Timur"
-CAP_EVENT_TYPES = ("raised", "escalated", "deescalated", "cleared")
-PUBLIC_KINDS = ("water_level", "rainfall")
-CIRCLE_RADIUS_KM = 5.0
-WARNING_EXPIRES = timedelta(hours=6)
-CANCEL_EXPIRES = timedelta(hours=1)
+PUBLIC_KINDS = PUBLIC_ALERT_KINDS
+DEFAULT_RADIUS_KM = 5.0
+DEFAULT_EXPIRES_S = 21600
+MIN_EXPIRES_S = 60
+ZONE_LABELS = {"Asia/Makassar": "WITA", "Asia/Jakarta": "WIB", "Asia/Jayapura": "WIT"}
 
-# level -> (urgency, severity, certainty, responseType); "cleared" is the all-clear.
+# level -> (urgency, severity, certainty, responseType); "cleared" is the all-clear (Cancel).
 LEVEL_MAP = {
     "awas": ("Immediate", "Extreme", "Observed", "Evacuate"),
     "siaga": ("Expected", "Severe", "Observed", "Prepare"),
     "waspada": ("Future", "Moderate", "Observed", "Monitor"),
     "cleared": ("Past", "Minor", "Observed", "AllClear"),
+    # A Cancel that is not a return to normal (closed by hand, spec section 10): it must not tell people it is safe.
+    "withdrawn": ("Past", "Unknown", "Unknown", "Monitor"),
 }
 
 EVENTS = {
     "water_level": {"id": "Banjir", "en": "River flood"},
     "rainfall": {"id": "Hujan lebat", "en": "Heavy rain"},
+    "upstream": {"id": "Banjir kiriman", "en": "Flood wave from upstream"},
 }
 METRIC_TEXT = {
     "water_level": {"id": "tinggi muka air", "en": "water level", "unit": "m"},
@@ -50,7 +56,26 @@ INSTRUCTIONS = {
                 "en": "Watch the river and BPBD updates. Emergency: 112."},
     "cleared": {"id": "Kondisi kembali normal. Tetap waspada dan ikuti informasi BPBD.",
                 "en": "Conditions are back to normal. Stay alert and follow BPBD updates."},
+    "withdrawn": {"id": "Tetap waspada dan ikuti informasi BPBD. Darurat: 112.",
+                  "en": "Stay alert and follow BPBD updates. Emergency: 112."},
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class CapProfile:
+    """Who issues the messages and how (``EWS_CAP_SENDER``, ``EWS_CAP_OID``, ``EWS_CAP_EXPIRES_S``, ``EWS_TIMEZONE``)."""
+
+    sender: str = DEFAULT_SENDER
+    sender_name: str = SENDER_NAME
+    timezone: str = "Asia/Makassar"
+    oid: str | None = None  # the WMO register's OID of the alerting authority; None: our own identifiers
+    expires_s: int = DEFAULT_EXPIRES_S
+    web: str | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The zone CAP times are written in."""
+        return ZoneInfo(self.timezone)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +87,8 @@ class CapStation:
     river: str | None = None
     lat: float | None = None
     lon: float | None = None
-    areas: Sequence[Mapping] = ()
+    areas: Sequence[Mapping] = ()  # {kecamatan, desa?, polygon?: [[lat, lon], ...]}
+    cap_radius_km: float = DEFAULT_RADIUS_KM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,26 +118,29 @@ class CapEvent:
 
 @dataclasses.dataclass(frozen=True)
 class CapMessage:
-    """One generated CAP message."""
+    """One issued CAP message."""
 
     identifier: str
     sender: str
     sent: datetime
+    expires: datetime
     msg_type: str
-    level: str
     headline: str
     xml: str
 
-    @property
-    def reference(self) -> str:
-        """This message as a CAP ``references`` triple: ``sender,identifier,sent``."""
-        return f"{self.sender},{self.identifier},{cap_time(self.sent)}"
+    def reference(self, tz: ZoneInfo) -> str:
+        """This message as a CAP ``references`` entry: ``sender,identifier,sent``."""
+        return reference(self.sender, self.identifier, self.sent, tz)
 
 
-def cap_time(value: datetime) -> str:
-    """A CAP dateTime: whole seconds with an explicit offset (CAP forbids ``Z``)."""
-    value = value.astimezone(timezone.utc).replace(microsecond=0)
-    return value.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+def cap_time(value: datetime, tz: ZoneInfo) -> str:
+    """A CAP dateTime: whole seconds, local time with its offset (``2026-11-30T14:05:00+08:00``)."""
+    return value.astimezone(tz).replace(microsecond=0).isoformat()
+
+
+def reference(sender: str, identifier: str, sent: datetime, tz: ZoneInfo) -> str:
+    """A ``references`` entry, ``sent`` written exactly as in the referenced message."""
+    return f"{sender},{identifier},{cap_time(sent, tz)}"
 
 
 def atom_time(value: datetime) -> str:
@@ -119,9 +148,18 @@ def atom_time(value: datetime) -> str:
     return value.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def identifier_for(alert_id: int, event_id: int) -> str:
-    """The CAP identifier of the message for one event of one alert."""
-    return f"bpbd-lutim-{alert_id}-{event_id}"
+def identifier_for(profile: CapProfile, *, alert_id: int, event_id: int, number: int, seq: int, sent: datetime,
+                   first_for_event: bool) -> str:
+    """The message's ``identifier``.
+
+    With an OID (the WMO Register of Alerting Authorities): ``{oid}.{YYYY}.{MM}.{DD}.{HH}.{NN}.{seq}``
+    in the sender's local time, ``seq`` unique per sender. Without: ``bpbd-lutim-{alert}-{event}``,
+    and ``-{number}`` after it for a later message carrying the same event (a renewal).
+    """
+    if profile.oid:
+        return f"{profile.oid}.{sent.astimezone(profile.tz):%Y.%m.%d.%H.%M}.{seq}"
+    base = f"bpbd-lutim-{alert_id}-{event_id}"
+    return base if first_for_event else f"{base}-{number}"
 
 
 def area_names(areas: Sequence[Mapping]) -> list[str]:
@@ -133,10 +171,14 @@ def area_names(areas: Sequence[Mapping]) -> list[str]:
     return names
 
 
+def polygon_text(points: Sequence[Sequence[float]]) -> str:
+    """A CAP polygon: ``lat,lon`` pairs separated by spaces, at most 6 decimals (Google's limit)."""
+    return " ".join(f"{float(lat):.6f},{float(lon):.6f}" for lat, lon in points)
+
+
 def _local(value: datetime, tz: ZoneInfo) -> str:
     local = value.astimezone(tz)
-    label = {"Asia/Makassar": "WITA", "Asia/Jakarta": "WIB", "Asia/Jayapura": "WIT"}.get(str(tz), local.strftime("%Z"))
-    return f"{local:%d-%m-%Y %H:%M} {label}"
+    return f"{local:%d-%m-%Y %H:%M} {ZONE_LABELS.get(str(tz), local.strftime('%Z'))}"
 
 
 def _reading_text(reading: Mapping | None, kind: str, lang: str) -> str:
@@ -148,33 +190,45 @@ def _reading_text(reading: Mapping | None, kind: str, lang: str) -> str:
     return f"{metric[lang].capitalize()}{window_text} {float(reading['value']):g} {metric['unit']}"
 
 
-def _texts(alert: CapAlert, event: CapEvent, station: CapStation, tz: ZoneInfo) -> dict[str, dict[str, str]]:
+def _state_key(msg_type: str, event: CapEvent) -> str:
+    """What a message says: a level, ``cleared`` (back to normal) or ``withdrawn`` (a Cancel that is not)."""
+    if msg_type != "Cancel":
+        return event.level
+    return "cleared" if event.type == "cleared" else "withdrawn"
+
+
+def _texts(alert: CapAlert, event: CapEvent, station: CapStation, tz: ZoneInfo, key: str) -> dict[str, dict]:
     """Headline, description and instruction in each language."""
     place = station.name + (f" ({station.river})" if station.river else "")
     areas = "; ".join(area_names(station.areas)) or station.name
     when = _local(event.at, tz)
-    cleared = event.type == "cleared"
-    key = "cleared" if cleared else event.level
+    name = EVENTS.get(alert.kind, EVENTS["water_level"])
+    level = event.level.upper()
+    verb = {"raised": ("dinyatakan", "declared"), "escalated": ("naik menjadi", "raised to"),
+            "deescalated": ("turun menjadi", "lowered to")}.get(event.type, ("tetap", "remains"))
+    if key == "cleared":
+        lines = {"id": (f"Peringatan {name['id'].lower()} berakhir: {station.name}",
+                        f"Kondisi di {place} kembali normal pada {when}."),
+                 "en": (f"{name['en']} warning ended: {station.name}",
+                        f"Conditions at {place} returned to normal at {when}.")}
+    elif key == "withdrawn":
+        lines = {"id": (f"Peringatan {name['id'].lower()} dicabut: {station.name}",
+                        f"Peringatan untuk {place} dicabut oleh BPBD (status terakhir {level})."),
+                 "en": (f"{name['en']} warning withdrawn: {station.name}",
+                        f"The warning for {place} was withdrawn by BPBD (last status {level}).")}
+    else:
+        lines = {"id": (f"{level} {name['id'].lower()}: {station.name}",
+                        f"Status {verb[0]} {level} di {place} pada {when}."),
+                 "en": (f"{level} {name['en'].lower()}: {station.name}",
+                        f"Status {verb[1]} {level} at {place} at {when}.")}
     out = {}
     for lang in ("id", "en"):
+        headline, description = lines[lang]
         reading = _reading_text(event.reading, alert.kind, lang)
-        if cleared:
-            headline = (f"Peringatan {EVENTS[alert.kind]['id'].lower()} berakhir: {station.name}" if lang == "id"
-                        else f"{EVENTS[alert.kind]['en']} warning ended: {station.name}")
-            description = (f"Kondisi di {place} kembali normal pada {when}." if lang == "id"
-                           else f"Conditions at {place} returned to normal at {when}.")
-        else:
-            level = event.level.upper()
-            verb = {"raised": ("dinyatakan", "declared"), "escalated": ("naik menjadi", "raised to"),
-                    "deescalated": ("turun menjadi", "lowered to")}.get(event.type, ("", ""))
-            headline = (f"{level} {EVENTS[alert.kind]['id'].lower()}: {station.name}" if lang == "id"
-                        else f"{level} {EVENTS[alert.kind]['en'].lower()}: {station.name}")
-            description = (f"Status {verb[0]} {level} di {place} pada {when}." if lang == "id"
-                           else f"Status {verb[1]} {level} at {place} at {when}.")
-        if reading:
+        if reading and key != "withdrawn":
             description += f" {reading}."
         description += f" Wilayah: {areas}." if lang == "id" else f" Areas: {areas}."
-        out[lang] = {"headline": headline[:160], "description": description,
+        out[lang] = {"headline": headline[:140], "description": description,
                      "instruction": INSTRUCTIONS.get(key, INSTRUCTIONS["waspada"])[lang]}
     return out
 
@@ -186,13 +240,60 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     return element
 
 
-def _message_xml(alert: CapAlert, event: CapEvent, station: CapStation, *, identifier: str, sender: str,
-                 msg_type: str, references: Sequence[str], tz: ZoneInfo, web: str | None) -> tuple[str, str]:
-    """The XML of one message and its Indonesian headline."""
+def _areas(info: ET.Element, station: CapStation) -> None:
+    """One ``area`` per warned place: its polygon when the registry has one, else a circle around the station."""
+    places = list(station.areas) or [{"kecamatan": None, "desa": None}]
+    names = area_names(station.areas) or [station.name]
+    for place, name in zip(places, names):
+        area = _sub(info, "area")
+        _sub(area, "areaDesc", name[:100])
+        if place.get("polygon"):
+            _sub(area, "polygon", polygon_text(place["polygon"]))
+        elif station.lat is not None and station.lon is not None:
+            _sub(area, "circle", f"{station.lat:.6f},{station.lon:.6f} {station.cap_radius_km:g}")
+
+
+def _info(root: ET.Element, lang: str, alert: CapAlert, event: CapEvent, station: CapStation,
+          profile: CapProfile, texts: dict, *, sent: datetime, expires: datetime, key: str) -> None:
+    tz = profile.tz
+    urgency, severity, certainty, response = LEVEL_MAP.get(key, LEVEL_MAP["waspada"])
+    info = _sub(root, "info")
+    _sub(info, "language", lang)
+    _sub(info, "category", "Met")  # CAP's Met covers flood as well as heavy rain
+    _sub(info, "event", EVENTS.get(alert.kind, EVENTS["water_level"])[lang])
+    _sub(info, "responseType", response)
+    _sub(info, "urgency", urgency)
+    _sub(info, "severity", severity)
+    _sub(info, "certainty", certainty)
+    code = _sub(info, "eventCode")
+    _sub(code, "valueName", "BNPB_LEVEL")
+    _sub(code, "value", "normal" if key == "cleared" else event.level)
+    _sub(info, "effective", cap_time(sent, tz))
+    _sub(info, "onset", cap_time(event.at, tz))
+    _sub(info, "expires", cap_time(expires, tz))
+    _sub(info, "senderName", profile.sender_name)
+    for field in ("headline", "description", "instruction"):
+        _sub(info, field, texts[lang][field])
+    if profile.web:
+        _sub(info, "web", profile.web)
+    _sub(info, "contact", "BPBD Luwu Timur / Darurat 112")
+    parameter = _sub(info, "parameter")
+    _sub(parameter, "valueName", "station_id")
+    _sub(parameter, "value", station.id)
+    _areas(info, station)
+
+
+def build_message(alert: CapAlert, event: CapEvent, station: CapStation, profile: CapProfile, *, identifier: str,
+                  msg_type: str, sent: datetime, expires: datetime, references: Sequence[str] = ()) -> CapMessage:
+    """One CAP message carrying the state of ``event`` (a ``Cancel`` ends the alert)."""
+    if alert.kind not in EVENTS or alert.kind not in PUBLIC_KINDS:
+        raise ValueError(f"{alert.kind} alerts are for staff only and have no CAP message")
+    key = _state_key(msg_type, event)
+    tz = profile.tz
     root = ET.Element(f"{{{CAP_NS}}}alert")
     _sub(root, "identifier", identifier)
-    _sub(root, "sender", sender)
-    _sub(root, "sent", cap_time(event.recorded_at))
+    _sub(root, "sender", profile.sender)
+    _sub(root, "sent", cap_time(sent, tz))
     _sub(root, "status", "Exercise" if alert.exercise else "Actual")
     _sub(root, "msgType", msg_type)
     _sub(root, "source", f"EWS Luwu Timur, station {station.id}")
@@ -202,79 +303,29 @@ def _message_xml(alert: CapAlert, event: CapEvent, station: CapStation, *, ident
     if references:
         _sub(root, "references", " ".join(references))
     _sub(root, "incidents", f"bpbd-lutim-{alert.id}")
-    key = "cleared" if event.type == "cleared" else event.level
-    urgency, severity, certainty, response = LEVEL_MAP.get(key, LEVEL_MAP["waspada"])
-    sent = event.recorded_at
-    expires = sent + (CANCEL_EXPIRES if event.type == "cleared" else WARNING_EXPIRES)
-    texts = _texts(alert, event, station, tz)
+    texts = _texts(alert, event, station, tz, key)
     for lang in ("id", "en"):
-        info = _sub(root, "info")
-        _sub(info, "language", lang)
-        _sub(info, "category", "Met")  # CAP's Met covers flood as well as heavy rain
-        _sub(info, "event", EVENTS[alert.kind][lang])
-        _sub(info, "responseType", response)
-        _sub(info, "urgency", urgency)
-        _sub(info, "severity", severity)
-        _sub(info, "certainty", certainty)
-        code = _sub(info, "eventCode")
-        _sub(code, "valueName", "BNPB_LEVEL")
-        _sub(code, "value", "normal" if event.type == "cleared" else event.level)
-        _sub(info, "effective", cap_time(sent))
-        _sub(info, "onset", cap_time(event.at))
-        _sub(info, "expires", cap_time(expires))
-        _sub(info, "senderName", SENDER_NAME)
-        _sub(info, "headline", texts[lang]["headline"])
-        _sub(info, "description", texts[lang]["description"])
-        _sub(info, "instruction", texts[lang]["instruction"])
-        if web:
-            _sub(info, "web", web)
-        _sub(info, "contact", "BPBD Luwu Timur / Darurat 112")
-        parameter = _sub(info, "parameter")
-        _sub(parameter, "valueName", "station_id")
-        _sub(parameter, "value", station.id)
-        names = area_names(station.areas) or [station.name]
-        for name in names:
-            area = _sub(info, "area")
-            _sub(area, "areaDesc", name)
-            if station.lat is not None and station.lon is not None:
-                _sub(area, "circle", f"{station.lat:.6f},{station.lon:.6f} {CIRCLE_RADIUS_KM:g}")
-    xml = ET.tostring(root, encoding="unicode", default_namespace=CAP_NS)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n", texts["id"]["headline"]
-
-
-def cap_messages(alert: CapAlert, events: Sequence[CapEvent], station: CapStation, *, sender: str = SENDER,
-                 tz: str = "Asia/Makassar", web: str | None = None) -> list[CapMessage]:
-    """Every CAP message of ``alert``, oldest first: one per state-changing event."""
-    if alert.kind not in PUBLIC_KINDS:
-        raise ValueError(f"{alert.kind} alerts are for staff only and have no CAP message")
-    zone = ZoneInfo(tz)
-    messages: list[CapMessage] = []
-    for event in sorted((e for e in events if e.type in CAP_EVENT_TYPES), key=lambda e: (e.recorded_at, e.id)):
-        if not messages:
-            msg_type = "Cancel" if event.type == "cleared" else "Alert"
-        else:
-            msg_type = "Cancel" if event.type == "cleared" else "Update"
-        identifier = identifier_for(alert.id, event.id)
-        xml, headline = _message_xml(alert, event, station, identifier=identifier, sender=sender,
-                                     msg_type=msg_type, references=[m.reference for m in messages],
-                                     tz=zone, web=web)
-        messages.append(CapMessage(identifier=identifier, sender=sender, sent=event.recorded_at,
-                                   msg_type=msg_type, level=event.level, headline=headline, xml=xml))
-    return messages
+        _info(root, lang, alert, event, station, profile, texts, sent=sent, expires=expires, key=key)
+    xml = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode", default_namespace=CAP_NS) + "\n"
+    return CapMessage(identifier=identifier, sender=profile.sender, sent=sent, expires=expires, msg_type=msg_type,
+                      headline=texts["id"]["headline"], xml=xml)
 
 
 @dataclasses.dataclass(frozen=True)
 class FeedEntry:
-    """One active alert in the Atom feed: its latest CAP message and where to fetch it."""
+    """One alert in the Atom feed: its latest CAP message and where to fetch it."""
 
-    message: CapMessage
+    identifier: str
+    sender: str
+    sent: datetime
+    headline: str
     url: str
     summary: str = ""
 
 
-def atom_feed(entries: Sequence[FeedEntry], *, feed_url: str, updated: datetime,
+def atom_feed(entries: Sequence[FeedEntry], *, feed_url: str, updated: datetime, author_email: str = DEFAULT_SENDER,
               title: str = "BPBD Luwu Timur: peringatan dini banjir / flood early warnings") -> str:
-    """An Atom feed of CAP messages (one entry per active alert, linking to its CAP XML)."""
+    """An Atom feed of CAP messages (one entry per alert, linking to its CAP XML)."""
     # Plain tags with an xmlns attribute: ElementTree's default_namespace refuses unqualified attributes.
     feed = ET.Element("feed", {"xmlns": ATOM_NS})
 
@@ -286,19 +337,18 @@ def atom_feed(entries: Sequence[FeedEntry], *, feed_url: str, updated: datetime,
 
     sub(feed, "id", feed_url)
     sub(feed, "title", title)
-    newest = max([updated] + [e.message.sent for e in entries]) if entries else updated
-    sub(feed, "updated", atom_time(newest))
+    sub(feed, "updated", atom_time(max([updated] + [e.sent for e in entries])))
     author = sub(feed, "author")
     sub(author, "name", SENDER_NAME)
-    sub(author, "email", SENDER)
+    if "@" in author_email:  # a CAP sender need not be an e-mail address; Atom's email must be one
+        sub(author, "email", author_email)
     sub(feed, "link", rel="self", href=feed_url, type="application/atom+xml")
     for entry in entries:
         item = sub(feed, "entry")
-        sub(item, "id", f"urn:cap:{entry.message.sender}:{entry.message.identifier}")
-        sub(item, "title", entry.message.headline)
-        sub(item, "updated", atom_time(entry.message.sent))
+        sub(item, "id", f"urn:cap:{entry.sender}:{entry.identifier}")
+        sub(item, "title", entry.headline)
+        sub(item, "updated", atom_time(entry.sent))
         sub(item, "link", rel="alternate", href=entry.url, type=CAP_MEDIA_TYPE)
         if entry.summary:
             sub(item, "summary", entry.summary)
-    xml = ET.tostring(feed, encoding="unicode")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n"
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(feed, encoding="unicode") + "\n"

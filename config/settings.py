@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from alerts.cap import DEFAULT_EXPIRES_S, DEFAULT_SENDER, MIN_EXPIRES_S
+
 SMS_PROVIDERS = ("console", "twilio")
 SEEDS = ("luwu-timur",)
 TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
@@ -60,6 +62,9 @@ class Settings:
     exercise: bool = False  # mark every alert as an exercise (drills, simulations)
     mqtt_shared_group: str | None = None  # None: automatic (see service.runtime.shared_group); "none": off
     leader_lease_s: float = 15.0  # how long the scheduler lease lasts without renewal
+    cap_sender: str = DEFAULT_SENDER  # CAP <sender>
+    cap_oid: str | None = None  # the WMO register OID of BPBD as an alerting authority
+    cap_expires_s: int = DEFAULT_EXPIRES_S  # a CAP message's validity; renewed before it runs out
 
     @property
     def tz(self) -> ZoneInfo:
@@ -206,6 +211,20 @@ def _shared_group(env: Mapping[str, str]) -> str | None:
     return raw or None
 
 
+def _cap(env: Mapping[str, str]) -> dict:
+    """The CAP issuer's settings (spec section 15)."""
+    sender = env.get("EWS_CAP_SENDER", DEFAULT_SENDER)
+    if not re.match(r"^[^\s,<>&\"']{1,200}$", sender):
+        raise _fail("EWS_CAP_SENDER", f"{sender!r} cannot be a CAP sender (no spaces, commas, <, >, & or quotes)",
+                    "use an address such as bpbd@luwutimurkab.go.id")
+    oid = env.get("EWS_CAP_OID")
+    if oid is not None and not re.match(r"^[0-2](\.(0|[1-9][0-9]*)){2,}$", oid):
+        raise _fail("EWS_CAP_OID", f"{oid!r} is not an OID",
+                    "use the dotted numbers the WMO register gave BPBD (e.g. 2.49.0.1.360.1), or unset it")
+    return {"cap_sender": sender, "cap_oid": oid,
+            "cap_expires_s": _int(env, "EWS_CAP_EXPIRES_S", DEFAULT_EXPIRES_S, MIN_EXPIRES_S, 7 * 86400)}
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build ``Settings`` from an environment mapping; raise ``ConfigError`` on the first bad value."""
     env = _merged(environ)
@@ -252,5 +271,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         exercise=env.get("EWS_EXERCISE", "").lower() in ("1", "true", "yes"),
         mqtt_shared_group=_shared_group(env),
         leader_lease_s=_float(env, "EWS_LEADER_LEASE_S", 15.0, 3.0, 600.0),
+        **_cap(env),
         **_twilio(env, provider),
     )

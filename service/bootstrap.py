@@ -38,6 +38,8 @@ class Services:
     mqtt_connected: Callable[[], bool] = lambda: False
     # Set by service/runtime.py: wakes the SMS dispatcher after a commit that queued messages.
     wake_dispatcher: Callable[[], None] = lambda: None
+    # Set by service/runtime.py: issues the CAP messages of new alert events now (service.jobs).
+    wake_cap: Callable[[], None] = lambda: None
     # Set by service/runtime.py: the SMS provider in use (service.dispatch), None until started.
     sms_provider: "object | None" = None
 

@@ -112,6 +112,7 @@ class Ingestor:
         self.services.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
         if any(result.events for result in results):
             self.services.wake_dispatcher()
+            self.services.wake_cap()
         return results
 
     def _ingest_alone(self, message: Message) -> IngestResult:

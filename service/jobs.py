@@ -1,4 +1,4 @@
-"""Scheduled jobs (APScheduler 3): station offline checks and AWAS reminders.
+"""Scheduled jobs (APScheduler 3): station offline checks, AWAS reminders and CAP issuing.
 
 Every job is idempotent (conditional updates), so a job that runs twice, or on
 two instances at once, records each event once. With several instances, only the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +45,45 @@ def run_rule_jobs(services, leader=None) -> None:
     if offline or reminded:
         log.info("scheduler: %d station(s) went offline, %d AWAS reminder(s)", offline, reminded)
         services.wake_dispatcher()
+
+
+# --- CAP: renewals on time, new events at once ----------------------------------------
+
+CAP_POLL_S = 5  # safety net: events another process recorded, a wake-up that was missed
+
+
+def schedule_cap_jobs(scheduler, services, leader=None):
+    """Issue CAP messages every ``CAP_POLL_S``, at the next renewal time, and at once when woken; return the wake.
+
+    The renewal date job is moved to the earliest renewal after every pass, so a chain is
+    renewed on time however short its validity (``EWS_CAP_EXPIRES_S`` may be 60 s; the
+    rule jobs' 30 s period would be too coarse). Passes never overlap (one lock), and with a
+    ``leader`` lease only its holder issues.
+    """
+    from service import cap
+
+    profile = cap.cap_profile(services.settings)
+    lock = threading.Lock()
+
+    def run() -> None:
+        if leader is not None and not leader.is_leader:
+            return
+        with lock:
+            try:
+                result = cap.issue_due(services.engine, profile, services.clock())
+            except Exception:
+                log.exception("CAP issuing failed; will retry in %d s", CAP_POLL_S)
+                return
+        if result.next_at is not None:
+            scheduler.add_job(run, "date", run_date=result.next_at, id="cap-renewal", replace_existing=True,
+                              misfire_grace_time=None)
+
+    def wake() -> None:
+        try:
+            scheduler.add_job(run, "date", id="cap-now", replace_existing=True, misfire_grace_time=None)
+        except Exception:  # never let a wake-up break the caller (the ingest loop)
+            log.exception("could not wake the CAP job; the next poll issues it")
+
+    scheduler.add_job(run, "interval", seconds=CAP_POLL_S, id="cap")
+    scheduler.add_job(run, "date", id="cap-first", misfire_grace_time=None)
+    return wake

@@ -100,7 +100,7 @@ class Runtime:
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        from service.jobs import run_now, schedule_jobs
+        from service.jobs import run_now, schedule_cap_jobs, schedule_jobs
         from service.leader import Lease, new_holder_id
 
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
@@ -114,6 +114,7 @@ class Runtime:
         self.leader = Lease(self.services.engine, holder=new_holder_id(self.services.instance_id),
                             ttl=self.settings.leader_lease_s, on_change=on_change)
         schedule_jobs(self.scheduler, self.services, SCHEDULER_PERIOD_S, leader=self.leader)
+        self.services.wake_cap = schedule_cap_jobs(self.scheduler, self.services, leader=self.leader)
         self.leader.start()
         self.scheduler.start()
 

@@ -81,6 +81,7 @@ stations = Table(
     Column("expected_interval_s", Integer, nullable=False, server_default="600"),
     Column("plausible", JSON, nullable=False),  # {"water_level": [min, max]}
     Column("downstream", JSON, nullable=False),  # [{"station_id": .., "travel_s": ..}]
+    Column("cap_radius_km", Float, nullable=False, server_default="5"),  # CAP circle for areas without a polygon
     Column("rules", JSON, nullable=False),  # spec section 3 document
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -274,16 +275,24 @@ audit_log = Table(
     Column("after", JSON, nullable=True),
 )
 
+# Every CAP message as issued (service/cap.py), served unchanged; its id is the WMO identifier's seq.
 cap_messages = Table(
     "cap_messages",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("alert_id", BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("alerts.id"), nullable=False),
+    Column("number", Integer, nullable=False),  # position in the alert's chain: 1, 2, ...
+    # The event whose state the message carries (a renewal carries the same one again).
+    Column("event_id", BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("alert_events.id"), nullable=False),
     Column("identifier", String(200), nullable=False, unique=True),
     Column("msg_type", String(8), nullable=False),  # Alert Update Cancel
     Column("sent", UTCDateTime, nullable=False),
+    Column("expires", UTCDateTime, nullable=False),
+    Column("headline", Text, nullable=False),
     Column("xml", Text, nullable=False),
     Index("ix_cap_messages_alert", "alert_id"),
+    # One message per chain position: a second issuer's insert fails instead of forking the chain.
+    UniqueConstraint("alert_id", "number", name="uq_cap_messages_alert_number"),
 )
 
 # Leadership for scheduled jobs when several instances share one database.

@@ -13,6 +13,8 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from alerts.areas import MAX_POLYGON_POINTS, polygon_problem
+from alerts.cap import DEFAULT_RADIUS_KM
 from alerts.model import METRICS
 from alerts.rules import RulesError, rules_to_doc
 from alerts.station_rules import replace_rules
@@ -30,7 +32,7 @@ blp = Blueprint("stations", __name__, url_prefix="/api/v1/stations", description
 STATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_INTERVAL_S = 7 * 86400
 EDITABLE = ("name", "river", "kecamatan", "desa", "lat", "lon", "metrics", "areas", "mm_per_tip",
-            "expected_interval_s", "plausible", "downstream")
+            "expected_interval_s", "plausible", "downstream", "cap_radius_km")
 
 
 # ---------------------------------------------------------------- schemas
@@ -40,6 +42,11 @@ class StationAreaSchema(Strict):
 
     kecamatan = Text(required=True, min_length=1, max_length=120)
     desa = Text(load_default=None, allow_none=True, min_length=1, max_length=120)
+    polygon = ma.fields.List(
+        ma.fields.List(ma.fields.Float(allow_nan=False), validate=ma.validate.Length(equal=2)),
+        validate=ma.validate.Length(max=MAX_POLYGON_POINTS), allow_none=True,
+        metadata={"description": "the place's outline for CAP: [lat, lon] points, a closed ring (last = first), "
+                                 "at least 4, not crossing itself; without it CAP draws a circle of cap_radius_km"})
 
 
 class DownstreamSchema(Strict):
@@ -76,6 +83,9 @@ class StationPatchSchema(Strict):
     expected_interval_s = ma.fields.Integer(validate=ma.validate.Range(min=1, max=MAX_INTERVAL_S))
     plausible = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(list(METRICS))), values=_range_list())
     downstream = ma.fields.List(ma.fields.Nested(DownstreamSchema), validate=ma.validate.Length(max=50))
+    cap_radius_km = ma.fields.Float(validate=ma.validate.Range(min=0.1, max=100),
+                                    metadata={"description": "radius of the CAP circle around the station for "
+                                                             f"areas without a polygon (km, default {DEFAULT_RADIUS_KM:g})"})
 
 
 class StationCreateSchema(StationPatchSchema):
@@ -114,6 +124,7 @@ class StationStatusSchema(ma.Schema):
 class StationAreaOutSchema(ma.Schema):
     kecamatan = ma.fields.String()
     desa = ma.fields.String(allow_none=True)
+    polygon = ma.fields.List(ma.fields.List(ma.fields.Float()), allow_none=True)
 
 
 class DownstreamOutSchema(ma.Schema):
@@ -140,6 +151,7 @@ class StationSchema(ma.Schema):
     expected_interval_s = ma.fields.Integer()
     plausible = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.Float()))
     downstream = ma.fields.List(ma.fields.Nested(DownstreamOutSchema))
+    cap_radius_km = ma.fields.Float()
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
     status = ma.fields.Nested(StationStatusSchema)
@@ -155,13 +167,20 @@ def station_json(row, state=None) -> dict:
     """The API view of a stations row and its station_state row (if any)."""
     m = row._mapping
     out = {k: m[k] for k in ("id",) + EDITABLE + ("created_at", "updated_at")}
-    out["areas"] = [{"kecamatan": a.get("kecamatan"), "desa": a.get("desa")} for a in (m["areas"] or [])]
+    out["areas"] = [_area_json(a) for a in (m["areas"] or [])]
     if state is None:
         out["status"] = {"level": "normal", "online": False, "last_seen": None, "latest": {}}
     else:
         s = state._mapping
         out["status"] = {"level": s["level"], "online": bool(s["online"]), "last_seen": s["last_seen"],
                          "latest": s["latest"] or {}}
+    return out
+
+
+def _area_json(area: dict) -> dict:
+    out = {"kecamatan": area.get("kecamatan"), "desa": area.get("desa")}
+    if area.get("polygon"):
+        out["polygon"] = area["polygon"]
     return out
 
 
@@ -200,6 +219,10 @@ def check_station(doc: dict) -> list[dict]:
     for i, target in enumerate(doc.get("downstream") or []):
         if target["station_id"] == doc.get("id"):
             errors.append({"field": f"downstream.{i}.station_id", "message": "a station cannot flow into itself"})
+    for i, area in enumerate(doc.get("areas") or []):
+        problem = polygon_problem(area["polygon"]) if area.get("polygon") is not None else None
+        if problem:
+            errors.append({"field": f"areas.{i}.polygon", "message": problem})
     return errors
 
 
@@ -288,7 +311,8 @@ class Stations(MethodView):
     def post(self, data):
         """Register a station (admin) with ``rules`` (a whole rules document) or the default rules."""
         svc = services()
-        doc = {"areas": [], "plausible": {}, "downstream": [], "expected_interval_s": 600, **data}
+        doc = {"areas": [], "plausible": {}, "downstream": [], "expected_interval_s": 600,
+               "cap_radius_km": DEFAULT_RADIUS_KM, **data}
         if not doc["areas"] and doc.get("kecamatan"):
             doc["areas"] = [{"kecamatan": doc["kecamatan"], "desa": doc.get("desa")}]
         errors = check_station(doc)

@@ -26,9 +26,9 @@ class ApiHarness:
         return self.client.open(path, method=method, headers=headers, **kwargs)
 
 
-def make_harness(database_url: str, seed: str | None = "luwu-timur") -> ApiHarness:
-    """Services, app, test client and tokens for every role (and a revoked admin token)."""
-    services = make_services(database_url, seed=seed)
+def make_harness(database_url: str, seed: str | None = "luwu-timur", **env: str) -> ApiHarness:
+    """Services, app, test client and tokens for every role (and a revoked admin token); ``env``: more settings."""
+    services = make_services(database_url, seed=seed, **env)
     app = create_app(services)
     app.testing = True
     tokens = {role: create_token(services.engine, role, f"test {role}")[1] for role in ROLES}

@@ -53,6 +53,10 @@ def test_twilio_settings_are_read_when_chosen():
         ({"EWS_MQTT_TOPIC_PREFIX": "ews/#"}, "EWS_MQTT_TOPIC_PREFIX"),
         ({"EWS_PUBLIC_URL": "ews.lutim"}, "EWS_PUBLIC_URL"),
         ({"EWS_CONFIG": "/nonexistent/ews.toml"}, "EWS_CONFIG"),
+        ({"EWS_CAP_EXPIRES_S": "59"}, "EWS_CAP_EXPIRES_S"),
+        ({"EWS_CAP_EXPIRES_S": "6h"}, "EWS_CAP_EXPIRES_S"),
+        ({"EWS_CAP_OID": "2.49.0.1.360.x"}, "EWS_CAP_OID"),
+        ({"EWS_CAP_SENDER": "BPBD Luwu Timur"}, "EWS_CAP_SENDER"),
     ],
 )
 def test_a_wrong_setting_is_one_line_naming_it_and_the_fix(env, variable):
@@ -79,3 +83,11 @@ def test_ews_run_prints_one_line_and_exits_2_on_a_wrong_setting(monkeypatch, cap
     assert main(["run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("ews: EWS_HTTP_PORT")
+
+
+def test_cap_settings_default_to_the_first_release_and_take_the_register_oid():
+    defaults = load_settings({})
+    assert (defaults.cap_sender, defaults.cap_oid, defaults.cap_expires_s) == ("bpbd@luwutimurkab.go.id", None, 21600)
+    chosen = load_settings({"EWS_CAP_OID": "2.49.0.1.360.7", "EWS_CAP_EXPIRES_S": "60",
+                            "EWS_CAP_SENDER": "bpbd.lutim@example.go.id"})
+    assert (chosen.cap_sender, chosen.cap_oid, chosen.cap_expires_s) == ("bpbd.lutim@example.go.id", "2.49.0.1.360.7", 60)

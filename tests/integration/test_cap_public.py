@@ -204,10 +204,10 @@ def test_a_new_station_has_the_default_radius_and_a_bad_radius_is_refused(api):
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "cap_radius_km"
 
 
-def test_a_database_of_the_first_release_upgrades_and_its_active_alert_gets_a_chain(tmp_path, cap_schema):
+def test_a_database_of_the_previous_head_upgrades_and_its_active_alert_gets_a_chain(tmp_path, cap_schema):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)
-    upgrade(engine, "0001")
+    upgrade(engine, "0002")  # the previous head
     with engine.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO stations (id, name, lat, lon, metrics, areas, expected_interval_s, plausible, downstream,"

@@ -218,7 +218,12 @@ def import_csv(conn, text: str, now: datetime) -> dict:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample.strip() else csv.excel
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        # newline="": the csv module sees the file's own line ends (old Mac \r included), as it needs to.
+        rows = list(csv.reader(io.StringIO(text, newline=""), dialect))
+    except csv.Error as exc:  # e.g. a quote never closed: a 422 naming the file, not a crash
+        raise SubscriberError("file", f"is not readable as CSV ({exc})") from None
+    reader = iter(rows)
     header = next(reader, None)
     if header is None:
         raise SubscriberError("file", "is empty; the first line must be phone,name,language,kecamatan,desa")

@@ -63,6 +63,7 @@ OWN_API_MODULES = (
     "service.http.dead_letters",
     "service.http.tokens_api",
     "service.http.audit_api",
+    "service.http.reports_api",
 )
 OWN_PLAIN_MODULES = ("service.http.ops", "service.http.cap_routes")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -151,7 +152,11 @@ def create_app(services_) -> Flask:
             # Paths carry /api/v1 themselves, so the server is the service's public root.
             "servers": [{"url": services_.settings.public_url, "description": "this service (EWS_PUBLIC_URL)"}],
             "components": {
-                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer"},
+                    # A dashboard link to one printable report (service.http.report_links).
+                    "reportTicket": {"type": "apiKey", "in": "query", "name": "ticket"},
+                },
             },
             "security": [{"bearerAuth": []}],
         },

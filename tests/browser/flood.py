@@ -140,15 +140,19 @@ def _notifications(conn, now, ids) -> None:
                                                       ("LAO-HARAPAN", 12, 12, 0), ("ARR-PONGKERU", 60, 51, 3),
                                                       ("ARR-MALILI", 30, 30, 0)):
         alert_id = ids[station_id]
-        event_id = conn.execute(sa.select(schema.alert_events.c.id).where(schema.alert_events.c.alert_id == alert_id)
-                                .order_by(schema.alert_events.c.id.desc()).limit(1)).scalar_one()
+        event_id, event_at = conn.execute(
+            sa.select(schema.alert_events.c.id, schema.alert_events.c.at)
+            .where(schema.alert_events.c.alert_id == alert_id)
+            .order_by(schema.alert_events.c.id.desc()).limit(1)).one()
         targets = sub_ids[:residents] + sub_ids[60:]
         for index, sub_id in enumerate(targets):
             status = "delivered" if index < delivered or index >= residents else (
                 "failed" if index < delivered + failed else "sent")
+            # Handed to the provider 20 s after the reading, at the SMS rate of 10 per second.
+            sent_at = event_at + timedelta(seconds=20 + index / 10)
             rows.append({"event_id": event_id, "alert_id": alert_id, "subscriber_id": sub_id,
-                         "phone": "+620000000000", "language": "id", "kind": "warning", "body": "-",
-                         "status": status, "created_at": now, "updated_at": now})
+                         "phone": f"+62000000{index:04d}", "language": "id", "kind": "warning", "body": "-",
+                         "status": status, "created_at": now, "updated_at": now, "sent_at": sent_at})
     conn.execute(sa.insert(schema.notifications), rows)
 
 

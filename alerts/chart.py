@@ -163,7 +163,7 @@ def runs(points: Sequence[Point]) -> list[list[Point]]:
     if len(points) < 2:
         return [list(points)] if points else []
     steps = sorted((b.ts - a.ts).total_seconds() for a, b in zip(points, points[1:]))
-    gap = max(GAP_FACTOR * steps[len(steps) // 2], 1.0)
+    gap = max(GAP_FACTOR * steps[(len(steps) - 1) // 2], 1.0)  # the lower median: a few points are enough
     out = [[points[0]]]
     for previous, point in zip(points, points[1:]):
         if (point.ts - previous.ts).total_seconds() > gap:

@@ -121,7 +121,8 @@ def count_by_state(sms: Iterable[SmsFacts]) -> dict[str, int]:
 
 
 def _place_key(s: SmsFacts) -> tuple:
-    return (s.kecamatan or "", s.desa or "")
+    # Each kecamatan's desa in name order, then its residents registered for the whole kecamatan.
+    return (s.kecamatan or "", s.desa is None, s.desa or "")
 
 
 def sms_by_place(sms: Sequence[SmsFacts]) -> list[dict]:
@@ -130,7 +131,7 @@ def sms_by_place(sms: Sequence[SmsFacts]) -> list[dict]:
     for s in sms:
         if s.resident:
             groups.setdefault(_place_key(s), []).append(s)
-    return [{"kecamatan": key[0] or None, "desa": key[1] or None, "messages": len(items),
+    return [{"kecamatan": key[0] or None, "desa": key[2] or None, "messages": len(items),
              "by_state": count_by_state(items)} for key, items in sorted(groups.items())]
 
 

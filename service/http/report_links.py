@@ -48,17 +48,19 @@ def _token_row(engine, token_id: int):
                             .where(t.c.id == token_id)).first()
 
 
-def issue(engine, caller: Caller, alert_id: int, now: datetime) -> str:
-    """A ticket for ``caller`` to open the report of ``alert_id`` until ``now`` + ``LINK_TTL_S``."""
-    row = _token_row(engine, caller.token_id)
+def issue(token_hash: str, token_id: int, alert_id: int, now: datetime) -> str:
+    """A ticket of token ``token_id`` (stored hash ``token_hash``) for the report of ``alert_id``, valid ``LINK_TTL_S``."""
     expires = int(now.timestamp()) + LINK_TTL_S
-    return f"{caller.token_id}.{alert_id}.{expires}.{_signature(row.token_hash, caller.token_id, alert_id, expires)}"
+    return f"{token_id}.{alert_id}.{expires}.{_signature(token_hash, token_id, alert_id, expires)}"
 
 
-def report_path(engine, caller: Caller, alert_id: int, now: datetime, lang: str | None = None) -> str:
-    """The path of the printable report of ``alert_id`` with a fresh ticket (and ``lang`` when not the default)."""
-    suffix = f"&lang={lang}" if lang and lang != "id" else ""
-    return f"/api/v1/alerts/{alert_id}/report.html?ticket={issue(engine, caller, alert_id, now)}{suffix}"
+def report_paths(engine, caller: Caller, alert_ids, now: datetime) -> dict[str, str]:
+    """{alert id: path of its printable report with a fresh ticket of ``caller``} (one token read for all)."""
+    row = _token_row(engine, caller.token_id)
+    if row is None or row.revoked_at is not None:
+        return {}
+    return {str(alert_id): f"/api/v1/alerts/{alert_id}/report.html?ticket="
+                           f"{issue(row.token_hash, row.id, alert_id, now)}" for alert_id in alert_ids}
 
 
 def _refused(detail: str) -> Problem:

@@ -134,7 +134,7 @@ class HtmlReportArgs(ReportArgs):
 
 
 class SummaryArgs(ma.Schema):
-    from_ = UTCDateTime(data_key="from", load_default=None,
+    from_ = UTCDateTime(data_key="from", attribute="from", load_default=None,
                         metadata={"description": "start (inclusive), RFC 3339; default `to` minus 31 days"})
     to = UTCDateTime(load_default=None, metadata={"description": "end (exclusive), RFC 3339; default now"})
     format = ma.fields.String(load_default=None, validate=ma.validate.OneOf(["json", "csv"]),

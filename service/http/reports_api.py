@@ -90,7 +90,7 @@ class AlertReport(MethodView):
     @require("viewer")
     @blp.arguments(ReportArgs, location="query")
     @blp.response(200, AlertReportSchema)
-    @blp.doc(responses={"200": {"content": HTML_CONTENT}})
+    @blp.doc(responses={"200": {"content": {"application/json": {"schema": AlertReportSchema}, **HTML_CONTENT}}})
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, args, alert_id):
         """The event report of an alert: lead time, warning delays, SMS per desa and state.
@@ -151,7 +151,8 @@ class PeriodReport(MethodView):
     @require("viewer")
     @blp.arguments(SummaryArgs, location="query")
     @blp.response(200, PeriodSummarySchema)
-    @blp.doc(responses={"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+    @blp.doc(responses={"200": {"content": {"application/json": {"schema": PeriodSummarySchema},
+                                            "text/csv": {"schema": {"type": "string"}}}}})
     def get(self, args):
         """The regency's flood and rain episodes over a period: peaks, warnings sent and delivered, median lead time.
 

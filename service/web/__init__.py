@@ -7,8 +7,9 @@ Routes (a plain Flask blueprint, registered by ``service.http.create_app``):
 - ``GET /dashboard/public.json``: stations, levels, latest values, thresholds and active public
   alerts with SMS counts - no token, no names or phone numbers.
 - ``GET /dashboard/stations/<id>/series.json?hours=24``: chart data of one station (public).
-- ``GET /dashboard/session.json``: with a bearer token, who the caller is, what they may do, and
-  SMS counts of every active alert (also the staff-only kinds).
+- ``GET /dashboard/session.json``: with a bearer token, who the caller is, what they may do,
+  SMS counts of every active alert (also the staff-only kinds), the alerts closed in the last
+  7 days, and a short-lived link to each of those alerts' printable report.
 
 The staff view reads alerts from ``GET /api/v1/alerts`` and acknowledges with
 ``POST /api/v1/alerts/{id}/ack``; see docs/dashboard.md.
@@ -74,15 +75,22 @@ def create_blueprint(services) -> Blueprint:
         """Who holds the bearer token and what the dashboard may offer them."""
         from service.http.auth import authenticate, check_role
 
+        from service.http.report_links import report_paths
+
         caller = authenticate()
         check_role(caller, ("viewer",))
         with services.engine.connect() as conn:
             alerts = data.active_alerts(conn, public=False)
+            closed = data.recently_closed(conn, now())
         return _no_store(jsonify({
             "name": caller.name,
             "role": caller.role,
             "can_ack": caller.role in CAN_ACK,
             "alerts": alerts,
+            "recently_closed": closed,
+            # Links to each alert's printable report, with a ticket valid 15 minutes (a plain
+            # link cannot carry the Bearer header): see service/http/report_links.py.
+            "reports": report_paths(services.engine, caller, [a["id"] for a in alerts + closed], now()),
         }))
 
     return bp

@@ -200,6 +200,17 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
     return items
 
 
+def recently_closed(conn, now: datetime, days: int = 7, limit: int = 20) -> list[dict]:
+    """Alerts of the public kinds closed in the last ``days`` (newest first): their reports are what BPBD files."""
+    a = schema.alerts
+    rows = conn.execute(sa.select(a).where(a.c.state == "closed", a.c.kind.in_(PUBLIC_KINDS),
+                                           a.c.closed_at >= now - timedelta(days=days))
+                        .order_by(a.c.closed_at.desc(), a.c.id.desc()).limit(limit)).all()
+    return [{"id": row.id, "station_id": row.station_id, "kind": row.kind, "peak_level": row.peak_level,
+             "opened_at": iso(row.opened_at), "closed_at": iso(row.closed_at), "exercise": bool(row.exercise)}
+            for row in rows]
+
+
 def public_view(engine, now: datetime, tz_name: str) -> dict:
     """The document behind ``GET /dashboard/public.json``."""
     with engine.connect() as conn:

@@ -36,7 +36,9 @@
     loaded: false,
     apiMissing: false,
     chartDoc: null,
-    chartFetchedAt: 0
+    chartFetchedAt: 0,
+    reports: {},            // alert id -> printable report link (staff; each with a 15-minute ticket)
+    recentClosed: []        // staff: public alerts closed in the last 7 days
   };
 
   var map, markers = {}, kecLabels = {}, chart = null, tilesOk = false;
@@ -287,12 +289,31 @@
     });
   }
 
+  // A plain link to an alert's printable report (opens in a new tab; no script on that page).
+  function reportLink(id) {
+    var href = state.reports[String(id)];
+    if (!href) return "";
+    if (state.lang === "en") href += "&lang=en";
+    return '<a class="report-link" href="' + esc(href) + '" target="_blank" rel="noopener noreferrer" data-report="' +
+      id + '">' + esc(t("report")) + "</a>";
+  }
+
+  function renderClosed() {
+    if (!state.session || !state.recentClosed.length) return "";
+    return '<h3 class="closed-title">' + esc(t("recent_closed")) + '</h3><ul class="closed-alerts">' +
+      state.recentClosed.map(function (a) {
+        var st = stationById(a.station_id) || { name: a.station_id };
+        return '<li data-alert-id="' + a.id + '">' + badge(a.peak_level) + " <b>" + esc(st.name) + "</b> " +
+          '<span class="muted">' + esc(t("closed_at", { at: fmtTime(a.closed_at) })) + "</span> " + reportLink(a.id) + "</li>";
+      }).join("") + "</ul>";
+  }
+
   function renderAlerts() {
     var now = serverNow();
     var list = sortedAlerts();
     $("alert-count").textContent = list.length ? "(" + list.length + ")" : "";
     if (!list.length) {
-      $("alerts").innerHTML = '<p class="all-clear">' + esc(t("no_alerts")) + "</p>";
+      $("alerts").innerHTML = '<p class="all-clear">' + esc(t("no_alerts")) + "</p>" + renderClosed();
       return;
     }
     var canAck = state.session && state.session.can_ack;
@@ -324,9 +345,10 @@
         (a.peak_level && a.peak_level !== a.level ? " · " + esc(t("peak", { level: levelText(a.peak_level) })) : "") + "</div>" +
         '<div class="alert-ack">' + ackHtml + "</div>" +
         (smsHtml ? '<div class="alert-sms">' + smsHtml + "</div>" : "") +
+        (state.reports[String(a.id)] ? '<div class="alert-report">' + reportLink(a.id) + "</div>" : "") +
         (canAck && !ack ? '<button type="button" class="btn btn-primary ack-button" data-ack="' + a.id + '">' + esc(t("ack")) + "</button>" : "") +
         "</article>";
-    }).join("");
+    }).join("") + renderClosed();
   }
 
   function renderSummary() {
@@ -550,6 +572,8 @@
       if (sess.status === 403) { dropToken(t("gateway_token")); return null; }
       if (!sess.ok || !sess.body) throw new Error("session " + sess.status);
       state.session = { name: sess.body.name, role: sess.body.role, can_ack: sess.body.can_ack };
+      state.reports = sess.body.reports || {};
+      state.recentClosed = sess.body.recently_closed || [];
       var counts = {};
       sess.body.alerts.forEach(function (a) { counts[a.id] = a.sms; });
       if (apiAlerts === null && !state.apiMissing) showNotice(t("api_missing"), false);
@@ -570,6 +594,7 @@
       state.skewMs = Date.parse(doc.generated_at) - Date.now();
       state.stations = doc.stations;
       state.alerts = r[1] || doc.alerts;
+      if (!r[1]) { state.reports = {}; state.recentClosed = []; }
       var now = serverNow();
       state.alerts.forEach(function (a) { if (!state.firstSeen[a.id]) state.firstSeen[a.id] = state.loaded ? now : 1; });
       if (!state.selected || !stationById(state.selected)) {
@@ -714,6 +739,7 @@
       if (tr) selectStation(tr.getAttribute("data-station"), true);
     });
     $("alerts").addEventListener("click", function (ev) {
+      if (ev.target.closest("a.report-link")) return;  // the link opens the report; keep the chart as it is
       var btn = ev.target.closest("[data-ack]");
       if (btn) { openAck(Number(btn.getAttribute("data-ack"))); return; }
       var card = ev.target.closest("[data-station]");

@@ -13,7 +13,8 @@
 - ``auto_callbacks`` (e.g. ``["sent", "delivered"]``) fires signed status callbacks to the
   message's ``StatusCallback`` after each create; ``fire_status()`` fires one by hand.
 
-Every request is recorded in ``requests`` with its arrival time (``time.monotonic()``).
+Every request is recorded in ``requests`` with its arrival time (``time.monotonic()``, and the
+wall clock in UTC for comparing with the times the service records).
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ ERROR_MESSAGES = {
 
 
 class Recorded:
-    """One request the fake received."""
+    """One request the fake received: ``at`` (monotonic) and ``wall`` (UTC) when it arrived."""
 
-    def __init__(self, at: float, method: str, path: str, form: dict) -> None:
+    def __init__(self, at: float, method: str, path: str, form: dict, wall: datetime | None = None) -> None:
         self.at = at
         self.method = method
         self.path = path
         self.form = form
+        self.wall = wall
 
     def __repr__(self) -> str:
         return f"Recorded({self.at:.3f}, {self.method} {self.path}, {self.form})"
@@ -258,7 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, form: dict) -> None:
         with self.fake._lock:
-            self.fake.requests.append(Recorded(time.monotonic(), self.command, self.path, form))
+            self.fake.requests.append(Recorded(time.monotonic(), self.command, self.path, form,
+                                               datetime.now(timezone.utc)))
 
     def do_POST(self):  # noqa: N802 - http.server's naming
         length = int(self.headers.get("Content-Length") or 0)

@@ -189,7 +189,7 @@ def build_chart(points: Sequence[Point], start: datetime, end: datetime, thresho
     """The chart of ``points`` from ``start`` to ``end`` with ``thresholds`` {level: value} and ``events`` (at, type, level)."""
     if end <= start:
         end = start + timedelta(minutes=1)
-    box = Box(left=40.0, top=34.0, right=width - 84.0, bottom=height - 24.0)  # thresholds labelled right
+    box = Box(left=40.0, top=34.0, right=width - 96.0, bottom=height - 24.0)  # thresholds labelled right
     low, high, step = value_range([p.value for p in points], list(thresholds.values()), floor_zero)
     span = (end - start).total_seconds()
 

@@ -29,6 +29,7 @@ from service.subscribers import area_matches
 UNITS = {"water_level": "m", "rainfall": "mm", "battery": "V", "signal": "dBm"}
 MAX_FAILURES = 100  # failed SMS listed one by one (masked); the counts hold them all
 FAILED_STATES = ("failed", "undelivered")
+MAX_MARGIN = timedelta(hours=6)  # the chart shows at most this much before and after the episode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +147,21 @@ def readings(conn: Connection, station_id: str, metric: str, start: datetime, en
 def episode_window(opened_at: datetime, closed_at: datetime | None, now: datetime) -> tuple[datetime, datetime]:
     """The chart's time span: the episode with a margin either side (15 %, 1 min to 6 h), never past now."""
     until = closed_at or now
-    margin = min(max((until - opened_at) * 0.15, timedelta(minutes=1)), timedelta(hours=6))
+    margin = min(max((until - opened_at) * 0.15, timedelta(minutes=1)), MAX_MARGIN)
     return opened_at - margin, min(until + margin, max(now, until))
+
+
+def widened(conn: Connection, station_id: str, metric: str, start: datetime, end: datetime,
+            now: datetime) -> tuple[datetime, datetime]:
+    """The window stretched to the reading just before it and just after it (within ``MAX_MARGIN``),
+    so the line starts below the threshold it crosses and ends where the river settled."""
+    r = schema.readings
+    base = sa.select(r.c.ts).where(r.c.station_id == station_id, r.c.metric == metric)
+    before = conn.execute(base.where(r.c.ts < start, r.c.ts >= start - MAX_MARGIN)
+                          .order_by(r.c.ts.desc()).limit(1)).scalar()
+    after = conn.execute(base.where(r.c.ts > end, r.c.ts <= min(end + MAX_MARGIN, now))
+                         .order_by(r.c.ts).limit(1)).scalar()
+    return before or start, after or end
 
 
 def level_thresholds(marks: Mapping[str, float | None]) -> dict[str, float]:
@@ -186,6 +200,7 @@ def series(conn: Connection, alert, station: Mapping, rules: Rules, raw_events: 
     thresholds = water_thresholds(rules) if metric == "water_level" else {}
     if metric == "battery" and rules.battery is not None:
         thresholds = {"waspada": rules.battery.low}
+    start, end = widened(conn, station["id"], metric, start, end, now)
     return Series(metric, UNITS.get(metric, ""), start, end, readings(conn, station["id"], metric, start, end),
                   thresholds)
 

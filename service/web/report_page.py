@@ -56,7 +56,7 @@ def lead_view(doc: dict, t: Texts) -> dict:
     """The lead time figure and the sentences that explain it."""
     lead = doc["lead_time"]
     status, reference = lead["status"], lead["reference"]
-    figure = t.signed_duration(lead["seconds"]) if lead["seconds"] is not None else t("figures.lead_none")
+    figure = t.signed_duration(lead["seconds"], precise=True) if lead["seconds"] is not None else t("figures.lead_none")
     if status in ("before", "after"):
         sentences = [t(f"lead.{status}_{reference}", lead=t.duration(lead["seconds"]),
                        at=t.time(lead["reached_at"], tz=True))]

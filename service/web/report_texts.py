@@ -66,8 +66,11 @@ class Texts:
         text = when.astimezone(self.zone).strftime(self(fmt))
         return f"{text} {self.tz(when)}" if tz else text
 
-    def duration(self, seconds: float | None) -> str:
-        """``seconds`` (sign dropped) in words: ``45 dtk``, ``12 mnt``, ``1 jam 5 mnt``, ``2 hari 3 jam``."""
+    def duration(self, seconds: float | None, precise: bool = False) -> str:
+        """``seconds`` (sign dropped) in words: ``45 dtk``, ``12 mnt``, ``1 jam 5 mnt``, ``2 hari 3 jam``.
+
+        Seconds are kept under ten minutes, or under an hour when ``precise`` (the lead time figure).
+        """
         if seconds is None:
             return "-"
         total = int(round(abs(seconds)))
@@ -79,15 +82,15 @@ class Texts:
         if hours:
             return self("duration.hours", h=hours, m=minutes)
         if minutes:
-            return self("duration.minutes_seconds", m=minutes, s=secs) if minutes < 10 and secs else \
-                self("duration.minutes", m=minutes)
+            keep = secs and (minutes < 10 or precise)
+            return self("duration.minutes_seconds", m=minutes, s=secs) if keep else self("duration.minutes", m=minutes)
         return self("duration.seconds", s=secs)
 
-    def signed_duration(self, seconds: float | None) -> str:
+    def signed_duration(self, seconds: float | None, precise: bool = False) -> str:
         """A duration with its sign (a lead time after the fact is negative): ``-12 mnt``."""
         if seconds is None:
             return "-"
-        return ("\u2212" if seconds < 0 else "") + self.duration(seconds)
+        return ("\u2212" if seconds < 0 else "") + self.duration(seconds, precise)
 
     def level(self, name: str | None) -> str:
         """The level's word (``Siaga``)."""

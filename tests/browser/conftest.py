@@ -24,18 +24,25 @@ CHROMIUM_FLAGS = (
 )
 
 
-def _install_chromium() -> str | None:
-    """Install Debian's chromium and chromium-driver; return why it failed, or None."""
+def _apt_install(*packages: str) -> str | None:
+    """Install Debian ``packages``; return why it failed, or None."""
     if os.geteuid() != 0:
-        return "not root, cannot apt-get install chromium chromium-driver"
+        return f"not root, cannot apt-get install {' '.join(packages)}"
     if not shutil.which("apt-get"):
         return "no apt-get on this machine"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium", "chromium-driver"]):
+    # Wait for another apt-get (another test run on this machine) instead of failing on its lock.
+    install = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", *packages]
+    for cmd in (["apt-get", "update"], install):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
             return f"{' '.join(cmd)} failed: {result.stderr.strip()[-300:]}"
     return None
+
+
+def _install_chromium() -> str | None:
+    """Install Debian's chromium and chromium-driver; return why it failed, or None."""
+    return _apt_install("chromium", "chromium-driver")
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +57,17 @@ def chromium():
         if why or not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
             pytest.skip(f"Chromium for browser tests unavailable: {why or 'still missing after apt-get'}")
     return CHROMIUM, CHROMEDRIVER
+
+
+@pytest.fixture(scope="session")
+def pdf_tools():
+    """Debian's poppler-utils (``pdfinfo``, ``pdftotext``, ``pdftoppm``), installed on first use when possible."""
+    tools = ("pdfinfo", "pdftotext", "pdftoppm")
+    if not all(shutil.which(tool) for tool in tools):
+        why = _apt_install("poppler-utils")
+        if why or not all(shutil.which(tool) for tool in tools):
+            pytest.skip(f"poppler-utils for the printed report unavailable: {why or 'still missing after apt-get'}")
+    return {tool: shutil.which(tool) for tool in tools}
 
 
 @pytest.fixture

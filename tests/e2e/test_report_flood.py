@@ -97,9 +97,15 @@ class Flood:
         items = wait_until(lambda: self.api("/alerts", station_id=station, state="closed").json()["items"], 120,
                            f"the {station} alert to close")
         alert = items[0]
-        wait_until(lambda: all(n["status"] in FINAL for n in self.notifications(alert["id"])), 120,
-                   "every SMS of the alert handed to the provider")
+        # The all-clear is expanded after the alert's earlier events (in event order): once it is
+        # there and every SMS is settled, nothing of this alert is still to come.
+        wait_until(lambda: self.settled(self.notifications(alert["id"])), 120,
+                   "every SMS of the alert, the all-clear included, handed to the provider")
         return alert
+
+    @staticmethod
+    def settled(notes: list[dict]) -> bool:
+        return any(n["kind"] == "all_clear" for n in notes) and all(n["status"] in FINAL for n in notes)
 
     def notifications(self, alert_id: int) -> list[dict]:
         return self.api("/notifications", alert_id=alert_id, limit=1000).json()["items"]

@@ -65,6 +65,7 @@ class Settings:
     cap_sender: str = DEFAULT_SENDER  # CAP <sender>
     cap_oid: str | None = None  # the WMO register OID of BPBD as an alerting authority
     cap_expires_s: int = DEFAULT_EXPIRES_S  # a CAP message's validity; renewed before it runs out
+    dead_letter_max_mb: int = 512  # the dead-letter table's cap; past it the oldest go first
 
     @property
     def tz(self) -> ZoneInfo:
@@ -272,5 +273,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         mqtt_shared_group=_shared_group(env),
         leader_lease_s=_float(env, "EWS_LEADER_LEASE_S", 15.0, 3.0, 600.0),
         **_cap(env),
+        dead_letter_max_mb=_int(env, "EWS_DEAD_LETTER_MAX_MB", 512, 1, 1_000_000),
         **_twilio(env, provider),
     )

@@ -113,14 +113,15 @@ def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules) -> 
 
 def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now: datetime, *,
                   exercise: bool = False, state: Mapping | None = None, rules: Rules | None = None,
-                  state_values: Mapping | None = None) -> list[dict]:
+                  state_values: Mapping | None = None, reporting: bool = True) -> list[dict]:
     """Judge a station's newly stored samples inside the caller's transaction; return the events recorded.
 
     The caller has inserted the samples and holds the station_state row (created if new);
     this updates only its ``engine`` and ``level`` columns. Ingest passes the ``state`` row
     it has locked (read before this batch) and the station's cached ``rules``, which saves
     reading and parsing them again on every batch, and its own ``state_values`` (latest values,
-    last seen), written in the same UPDATE.
+    last seen), written in the same UPDATE. ``reporting`` is False for samples received before the
+    station was last heard (a replay of old dead letters): they end no offline alert.
     """
     station_id = station["id"]
     rules = rules or station_rules(station)
@@ -142,7 +143,7 @@ def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now
     for event in judgement.events:
         recorded.extend(_record_engine_event(conn, station_id, rules, event, now, exercise))
     # An open offline alert always comes with online = false, so an online station has none to end.
-    if samples and (state is None or not state.get("online", False)):
+    if reporting and samples and (state is None or not state.get("online", False)):
         recorded.extend(_back_online(conn, station_id, rules, max(samples, key=lambda s: s.ts), now))
     return recorded
 

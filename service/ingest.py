@@ -19,20 +19,19 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.model import Rejection, Sample
 from sensors.payload import StationInfo, parse_payload
-from service import alerting, samples
-from service.db.schema import dead_letters, station_state, stations
+from service import alerting, dead_letters, samples
+from service.db.schema import station_state, stations
 from service.samples import Offered, Skipped
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_PAYLOAD_BYTES = 4096
 STATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATION_CACHE_SECONDS = 5.0
 
@@ -46,6 +45,7 @@ class Message:
     received_at: datetime
     source: str = "mqtt"
     station_id: str | None = None  # set for HTTP; parsed from the topic for MQTT
+    replay: bool = False  # from ``ews dead-letters replay``: its rejections are no new dead letters
 
 
 @dataclasses.dataclass
@@ -72,6 +72,8 @@ class Ingestor:
 
     def __init__(self, services) -> None:
         self.services = services
+        self.dead_letter_cap = dead_letters.DeadLetterCap(
+            services.engine, services.settings.dead_letter_max_mb * 1024 * 1024, services.metrics)
         self._stations: dict[str, _Station] = {}
         self._stations_loaded = 0.0
         self._lock = threading.Lock()
@@ -99,7 +101,8 @@ class Ingestor:
         started = time.perf_counter()
         try:
             with self.services.engine.begin() as conn:
-                results = self._ingest_batch(conn, messages)
+                results, dead_bytes = self._ingest_batch(conn, messages)
+            self.dead_letter_cap.written(dead_bytes)
         except Exception as exc:
             if database_unavailable(exc):
                 raise
@@ -119,7 +122,9 @@ class Ingestor:
         """Retry one message alone; if it fails again it becomes an ``internal_error`` dead letter."""
         try:
             with self.services.engine.begin() as conn:
-                return self._ingest_batch(conn, [message])[0]
+                results, dead_bytes = self._ingest_batch(conn, [message])
+            self.dead_letter_cap.written(dead_bytes)
+            return results[0]
         except Exception as exc:
             if database_unavailable(exc):
                 raise
@@ -135,14 +140,19 @@ class Ingestor:
                   message.topic[:200], _short_error(exc), exc_info=not isinstance(exc, DBAPIError))
         station_id = message.station_id or _station_from_topic(message.topic, self.services.settings.mqtt_topic_prefix)
         rejection = Rejection("internal_error", _short_error(exc))
-        with self.services.engine.begin() as conn:
-            _insert_dead_letters(conn, message, station_id, [rejection])
+        if not message.replay:
+            with self.services.engine.begin() as conn:
+                dead_bytes = dead_letters.insert(conn, [_dead_letter(message, station_id, [rejection])])
+            self.dead_letter_cap.written(dead_bytes)
         return IngestResult(station_id=station_id, rejected=[rejection])
 
     # -- one transaction ----------------------------------------------------------------------
 
-    def _ingest_batch(self, conn: Connection, messages: list[Message]) -> list[IngestResult]:
-        """Parse, store and judge ``messages`` on ``conn`` (inside a transaction)."""
+    def _ingest_batch(self, conn: Connection, messages: list[Message]) -> tuple[list[IngestResult], int]:
+        """Parse, store and judge ``messages`` on ``conn`` (inside a transaction).
+
+        Returns the results and the bytes of dead letters written (for the cap).
+        """
         results = [self._parse(conn, message) for message in messages]
         offers_by_station: dict[str, list[tuple[IngestResult, Offered]]] = defaultdict(list)
         received_by_station: dict[str, datetime] = {}
@@ -161,10 +171,9 @@ class Ingestor:
             for result, offer in offers:
                 result.accepted, result.duplicates = offer.kept, offer.duplicates
                 result.rejected.extend(offer.conflicts)
-        for message, result in zip(messages, results):
-            if result.rejected:
-                _insert_dead_letters(conn, message, result.station_id, result.rejected)
-        return results
+        rows = [_dead_letter(message, result.station_id, result.rejected)
+                for message, result in zip(messages, results) if result.rejected and not message.replay]
+        return results, dead_letters.insert(conn, rows)
 
     def _parse(self, conn: Connection, message: Message) -> IngestResult:
         """Parse one message into accepted samples (not yet stored) and rejections."""
@@ -208,7 +217,8 @@ class Ingestor:
                 station.rules = alerting.station_rules(station.row)
             events = alerting.apply_samples(conn, station.row, judged, received_at,
                                             exercise=self.services.settings.exercise,
-                                            state=state, rules=station.rules, state_values=values)
+                                            state=state, rules=station.rules, state_values=values,
+                                            reporting=samples.is_news(state, received_at))
             last.events.extend(events)
         return skipped
 
@@ -287,25 +297,9 @@ def _to_station(row: dict) -> _Station:
     return _Station(info=info, row=row)
 
 
-def _insert_dead_letters(conn: Connection, message: Message, station_id: str | None, rejections: list[Rejection]) -> None:
-    """Keep each rejection with the (truncated) payload, so nothing is silently dropped."""
-    payload = message.payload[:DEAD_LETTER_PAYLOAD_BYTES].decode("utf-8", errors="backslashreplace")
-    payload = payload.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
-    rows = [
-        {
-            "received_at": message.received_at,
-            "source": message.source,
-            "topic": message.topic[:512],
-            "station_id": station_id if station_id and STATION_ID_RE.match(station_id) else None,
-            "reason": rejection.reason,
-            "detail": _detail(rejection).replace("\x00", "\\x00"),
-            "payload": payload,
-        }
-        for rejection in rejections
-    ]
-    conn.execute(insert(dead_letters), rows)
-
-
-def _detail(rejection: Rejection) -> str:
-    where = " ".join(part for part in (rejection.metric and f"metric={rejection.metric}", rejection.ts and f"ts={rejection.ts}") if part)
-    return f"{rejection.detail} ({where})" if where else rejection.detail
+def _dead_letter(message: Message, station_id: str | None, rejections: list[Rejection]) -> dict:
+    """One dead letter for one rejected payload, whatever the number of its bad samples."""
+    return dead_letters.row(
+        received_at=message.received_at, source=message.source, topic=message.topic,
+        station_id=station_id if station_id and STATION_ID_RE.match(station_id) else None,
+        payload=message.payload, rejections=rejections)

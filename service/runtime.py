@@ -65,6 +65,8 @@ class Runtime:
     def _start_ingest(self) -> None:
         from service.mqtt_ingest import MqttIngest
 
+        # A database upgraded from a release without the cap may hold far more: trim it before ingesting.
+        self.services.ingestor.dead_letter_cap.enforce()
         url = self.settings.mqtt
         if url is None:
             from service.broker import EmbeddedBroker

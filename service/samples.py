@@ -172,14 +172,24 @@ def lock_station_state(conn: Connection, station_id: str, now: datetime) -> dict
     return dict(conn.execute(query).first()._mapping)
 
 
+def is_news(state: dict, received_at: datetime) -> bool:
+    """True unless the station was already heard after ``received_at`` (a replay of old dead letters)."""
+    return state.get("last_seen") is None or received_at >= state["last_seen"]
+
+
 def station_state_values(state: dict, inserted: list[Sample], received_at: datetime, counter: dict | None) -> dict:
-    """The newest value of each metric, when the station was last heard, and its tip counter."""
+    """The newest value of each metric, when the station was last heard, and its tip counter.
+
+    ``last_seen`` never goes back: samples received before it (replayed) change no liveness.
+    """
     latest = dict(state.get("latest") or {})
     for sample in inserted:
         known = latest.get(sample.metric)
         if known is None or datetime.fromisoformat(known["ts"]) < sample.ts:
             latest[sample.metric] = {"value": sample.value, "ts": sample.ts.isoformat()}
-    values = {"latest": latest, "last_seen": received_at, "online": True, "updated_at": received_at}
+    values = {"latest": latest, "updated_at": max(received_at, state.get("updated_at") or received_at)}
+    if is_news(state, received_at):
+        values.update(last_seen=received_at, online=True)
     if counter is not None:
         values["rain_counter"] = counter
     return values

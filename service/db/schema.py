@@ -114,6 +114,7 @@ readings = Table(
     UniqueConstraint("station_id", "metric", "ts", name="uq_readings_sample"),
 )
 
+# One row per rejected payload (spec section 9), however many of its samples were bad.
 dead_letters = Table(
     "dead_letters",
     metadata,
@@ -122,9 +123,18 @@ dead_letters = Table(
     Column("source", String(16), nullable=False),  # mqtt | http
     Column("topic", String(512), nullable=False),
     Column("station_id", String(64), nullable=True),
-    Column("reason", String(32), nullable=False),
-    Column("detail", Text, nullable=False, server_default=""),
-    Column("payload", Text, nullable=False),  # first 4 KiB, undecodable bytes escaped
+    Column("reason", String(32), nullable=False),  # the first rejection's reason
+    Column("detail", Text, nullable=False, server_default=""),  # the first rejection's detail
+    Column("payload", Text, nullable=False),  # whole (at most 256 KiB); undecodable bytes escaped
+    # [{index, metric, reason, detail, ts?}] of the first 1,000 rejections; rejected_count counts them all.
+    Column("rejections", JSON, nullable=True),
+    Column("rejected_count", Integer, nullable=False, server_default="1"),
+    Column("reasons", String(400), nullable=False, server_default=""),  # " reason_a reason_b ": filters
+    Column("payload_bytes", Integer, nullable=True),  # size of the payload as received (null: older release)
+    Column("truncated", Boolean, nullable=False, server_default=text("false")),  # payload not kept whole
+    Column("size_bytes", Integer, nullable=False, server_default="0"),  # what EWS_DEAD_LETTER_MAX_MB counts
+    Column("replayed_at", UTCDateTime, nullable=True),
+    Column("replay", JSON, nullable=True),  # {stored, duplicates, rejected, reasons} of the replay
     Index("ix_dead_letters_reason", "reason"),
 )
 

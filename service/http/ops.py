@@ -67,8 +67,9 @@ class DatabaseCollector:
         alerts = GaugeMetricFamily("ews_alerts_active", "Open alerts, by level and kind", labels=["level", "kind"])
         notifications = GaugeMetricFamily("ews_notifications", "SMS notifications, by status", labels=["status"])
         up = GaugeMetricFamily("ews_database_up", "1 when the scrape could read the database")
+        dead = GaugeMetricFamily("ews_dead_letters_bytes", "Bytes of dead letters held (EWS_DEAD_LETTER_MAX_MB caps them)")
         try:
-            a, n = schema.alerts, schema.notifications
+            a, n, d = schema.alerts, schema.notifications, schema.dead_letters
             with self.engine.connect() as conn:
                 for level, kind, count in conn.execute(
                     sa.select(a.c.level, a.c.kind, sa.func.count()).where(a.c.state == "active")
@@ -77,12 +78,14 @@ class DatabaseCollector:
                     alerts.add_metric([level, kind], count)
                 for status, count in conn.execute(sa.select(n.c.status, sa.func.count()).group_by(n.c.status)):
                     notifications.add_metric([status], count)
+                dead.add_metric([], conn.execute(sa.select(sa.func.coalesce(sa.func.sum(d.c.size_bytes), 0))).scalar_one())
             up.add_metric([], 1)
         except Exception:
             log.warning("metrics: database not readable", exc_info=True)
             up.add_metric([], 0)
         yield alerts
         yield notifications
+        yield dead
         yield up
 
 

@@ -85,11 +85,14 @@ class IngestResultSchema(ma.Schema):
     rejected = ma.fields.List(ma.fields.Nested(RejectedSchema))
 
 
-def _station_exists(conn, station_id: str) -> None:
+def _station_known(conn, station_id: str) -> bool:
     s = schema.stations
-    if not STATION_ID_RE.match(station_id) or conn.execute(
-        sa.select(s.c.id).where(s.c.id == station_id)
-    ).first() is None:
+    return bool(STATION_ID_RE.match(station_id)) and conn.execute(
+        sa.select(s.c.id).where(s.c.id == station_id)).first() is not None
+
+
+def _station_exists(conn, station_id: str) -> None:
+    if not _station_known(conn, station_id):
         raise Problem(404, f"No station {station_id[:64]!r}.")
 
 
@@ -171,11 +174,13 @@ class Readings(MethodView):
     @blp.alt_response(422, response=HTTPStatus(422).name)
     def post(self, station_id):
         """Post samples over HTTP (gateway or admin). 200 lists what was accepted and rejected;
-        422 when nothing in the payload could be used."""
+        422 when nothing in the payload could be used; 404 (and a dead letter) for an unknown station."""
         svc = services()
         with svc.engine.connect() as conn:
-            _station_exists(conn, station_id)
+            known = _station_known(conn, station_id)
         result = svc.ingestor.ingest_http(station_id, request.get_data(cache=False))
+        if not known:  # the payload is kept as an unknown_station dead letter, for replay once it is registered
+            raise Problem(404, f"No station {station_id[:64]!r}; the payload is kept as a dead letter.")
         accepted = [{"metric": s.metric, "ts": s.ts, "value": s.value} for s in result.accepted]
         rejected = [{"reason": j.reason, "detail": j.detail, "metric": j.metric, "ts": j.ts} for j in result.rejected]
         if not accepted and not result.duplicates and rejected:

@@ -81,12 +81,15 @@ def test_every_rejection_becomes_a_dead_letter_with_its_reason(services, station
     now = datetime.now(timezone.utc)
     if not isinstance(body, bytes):
         body = json.loads(json.dumps(body).replace('"NOW"', json.dumps(iso(now - timedelta(minutes=1)))))
-    services.ingestor.ingest([message(station, body, now)])
+    sent = message(station, body, now)
+    services.ingestor.ingest([sent])
     with services.engine.connect() as conn:
         rows = conn.execute(select(dead_letters)).mappings().all()
     assert [row["reason"] for row in rows] == [reason]
     assert rows[0]["topic"] == f"ews/v1/stations/{station}/readings"
-    assert len(rows[0]["payload"]) <= 4096 * 4
+    # The payload is kept whole up to 256 KiB (spec section 9); a too_large one is cut there.
+    assert rows[0]["truncated"] == (reason == "too_large")
+    assert rows[0]["payload"].encode() == sent.payload[:256 * 1024]
     assert services.metrics.readings_rejected.labels(reason)._value.get() == 1
 
 

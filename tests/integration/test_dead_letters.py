@@ -8,23 +8,15 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from service.db.schema import alerts, dead_letters, readings, station_state, stations
+from service.db.schema import alerts, dead_letters, station_state, stations
 from service.http import create_app
 from service.tokens import create_token
 from tests.support.ingest import iso, message, stored
 from tests.support.services import make_services
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def services(database_url):
-    services = make_services(database_url)
-    yield services
-    services.engine.dispose()
 
 
 def letters(services) -> list[dict]:

@@ -14,13 +14,6 @@ from tests.support.ingest import iso, message, stored
 from tests.support.services import make_services
 
 
-@pytest.fixture
-def services(database_url):
-    services = make_services(database_url)
-    yield services
-    services.engine.dispose()
-
-
 def dead(services) -> list[dict]:
     with services.engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(dead_letters).order_by(dead_letters.c.id)).mappings()]

@@ -24,11 +24,17 @@ LANGUAGES = ("id", "en")
 WARNING_LEVELS = ("waspada", "siaga", "awas")
 PUBLIC_KINDS = ("water_level", "rainfall")
 OPERATIONAL_KINDS = ("offline", "battery")
-# Every template key a language file must have (dotted paths into the TOML document).
-REQUIRED_KEYS = tuple(
+# Alerts of an exercise use the same keys under this section: ``exercise.water_level.raised.awas``.
+EXERCISE = "exercise"
+# The texts of alerts, by kind (the exercise section has each of them too).
+ALERT_KEYS = tuple(
     [f"{kind}.{event}.{level}" for kind in PUBLIC_KINDS for event in ("raised", "escalated") for level in WARNING_LEVELS]
     + [f"{kind}.{event}" for kind in PUBLIC_KINDS for event in ("reminder", "all_clear")]
     + [f"{kind}.{event}" for kind in OPERATIONAL_KINDS for event in ("raised", "cleared")]
+)
+# Every template key a language file must have (dotted paths into the TOML document).
+REQUIRED_KEYS = tuple(
+    list(ALERT_KEYS) + [f"{EXERCISE}.{key}" for key in ALERT_KEYS]
     + ["broadcast.wrapper"]
     + [f"reply.{name}" for name in ("opted_out", "opted_in", "registered", "register_unknown", "not_registered",
                                     "info", "info_none", "info_line", "unknown")]

@@ -76,6 +76,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="simulated seconds per wall second (default 1440: a day per minute); max = as fast as possible")
     parser.add_argument("--stations", nargs="+", metavar="ID", help="publish only these stations (default: all)")
     parser.add_argument("--loop", action="store_true", help="repeat the scenario until interrupted")
+    parser.add_argument("--exercise", type=int, metavar="ID",
+                        help="publish as drill readings of exercise ID (started with POST /api/v1/exercises) on "
+                             "{prefix}/exercise/stations/{id}/readings; no status topics")
     parser.add_argument("--mqtt-url", help="broker URL (default: EWS_MQTT_URL, else the embedded broker at mqtt://127.0.0.1:1883)")
     parser.add_argument("--prefix", help="topic prefix (default: EWS_MQTT_TOPIC_PREFIX or ews/v1)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for noise (default 1)")
@@ -102,12 +105,15 @@ def command(args: argparse.Namespace) -> int:
             return 2
     prefix = topics.normalize_prefix(args.prefix) if args.prefix else mqttlink.default_prefix()
     publisher = Publisher(broker, prefix, args.stations or sorted(known),
-                          client_prefix=args.client_id_prefix or f"ews-sim-{os.getpid()}")
+                          client_prefix=args.client_id_prefix or f"ews-sim-{os.getpid()}", exercise=args.exercise)
     progress = Progress(scenario, quiet=args.quiet)
     try:
         if not publisher.connect(timeout=15):
             print(f"ews simulate: cannot reach the MQTT broker at {broker.host}:{broker.port}; start it or pass --mqtt-url", file=sys.stderr)
             return 1
+        if args.exercise is not None and not args.quiet:
+            print(f"exercise #{args.exercise}: drill readings on {topics.exercise_readings_subscription(prefix)} "
+                  "(the service takes them while that exercise covers the station)")
         round_no = 0
         while True:
             run_once(scenario, publisher, progress, speed=args.speed, seed=args.seed + round_no,
@@ -145,12 +151,18 @@ def run_once(scenario, publisher: "Publisher", progress: "Progress", *, speed: f
 
 
 class Publisher:
-    """One paho client per simulated gateway, each with its own retained ``offline`` will."""
+    """One paho client per simulated gateway, each with its own retained ``offline`` will.
 
-    def __init__(self, broker, prefix: str, station_ids: list[str], *, client_prefix: str):
+    With ``exercise`` (an exercise id) the samples go to the exercise topics, and nothing is
+    said on the stations' real status topics: a drill must not mark a real station offline.
+    """
+
+    def __init__(self, broker, prefix: str, station_ids: list[str], *, client_prefix: str,
+                 exercise: int | None = None):
         from sensors import mqttlink
 
         self.prefix = prefix
+        self.exercise = exercise
         self.samples_sent = 0
         self.payloads_sent = 0
         self._lock = threading.Lock()
@@ -158,8 +170,8 @@ class Publisher:
         self._acked_early: set[tuple[str, int]] = set()
         self.clients = {}
         for sid in station_ids:
-            client = mqttlink.make_client(broker, f"{client_prefix}-{sid}",
-                                          will=(topics.status_topic(prefix, sid), topics.STATUS_OFFLINE), max_inflight=100)
+            will = None if exercise is not None else (topics.status_topic(prefix, sid), topics.STATUS_OFFLINE)
+            client = mqttlink.make_client(broker, f"{client_prefix}-{sid}", will=will, max_inflight=100)
             client.on_connect = self._on_connect_station(sid)
             client.on_publish = self._on_publish(sid)
             self.clients[sid] = client
@@ -169,7 +181,7 @@ class Publisher:
 
     def _on_connect_station(self, sid: str):
         def on_connect(client, userdata, flags, reason_code, properties):
-            if not reason_code.is_failure:
+            if not reason_code.is_failure and self.exercise is None:
                 client.publish(topics.status_topic(self.prefix, sid), topics.STATUS_ONLINE, qos=1, retain=True)
         return on_connect
 
@@ -204,9 +216,12 @@ class Publisher:
         """Publish one emission on the right topic."""
         sid, payload = emission.station_id, emission.payload
         if isinstance(payload, Status):
-            self._publish(sid, topics.status_topic(self.prefix, sid), payload.state.encode(), retain=True)
+            if self.exercise is None:
+                self._publish(sid, topics.status_topic(self.prefix, sid), payload.state.encode(), retain=True)
             return
-        self._publish(sid, topics.readings_topic(self.prefix, sid), encode_payload(payload))
+        topic = (topics.readings_topic(self.prefix, sid) if self.exercise is None
+                 else topics.exercise_readings_topic(self.prefix, sid))
+        self._publish(sid, topic, encode_payload(payload))
         self.samples_sent += sample_count(payload)
         self.payloads_sent += 1
 
@@ -228,7 +243,7 @@ class Publisher:
         """Say goodbye properly: stations offline, then disconnect."""
         try:
             for sid in list(self.clients):
-                if self.clients[sid].is_connected():
+                if self.exercise is None and self.clients[sid].is_connected():
                     self._publish(sid, topics.status_topic(self.prefix, sid), topics.STATUS_OFFLINE.encode(), retain=True)
             self.drain(timeout=5)
         finally:

@@ -4,6 +4,8 @@ Topics, with ``prefix`` from ``EWS_MQTT_TOPIC_PREFIX`` (default ``ews/v1``):
 
 - ``{prefix}/stations/{station_id}/readings``: samples, QoS 1, one JSON object or an array;
 - ``{prefix}/stations/{station_id}/status``: retained ``online`` / ``offline`` (the gateway's will);
+- ``{prefix}/exercise/stations/{station_id}/readings``: a drill's samples (same payload), taken only
+  while an exercise started through the API covers the station (spec section 10).
 
 Pure functions only: no paho here, so the ingest side and tests can use them freely.
 """
@@ -50,6 +52,22 @@ def readings_topic(prefix: str, station_id: str) -> str:
 def status_topic(prefix: str, station_id: str) -> str:
     """The retained ``online``/``offline`` topic of a station's gateway."""
     return f"{normalize_prefix(prefix)}/stations/{_checked(station_id)}/status"
+
+
+def exercise_readings_topic(prefix: str, station_id: str) -> str:
+    """The topic a station's drill samples are published on (``ews simulate --exercise ID``)."""
+    return f"{normalize_prefix(prefix)}/exercise/stations/{_checked(station_id)}/readings"
+
+
+def exercise_readings_subscription(prefix: str) -> str:
+    """The subscription filter matching every station's exercise readings topic."""
+    return f"{normalize_prefix(prefix)}/exercise/stations/+/readings"
+
+
+def parse_exercise_readings_topic(prefix: str, topic: str) -> str | None:
+    """The station id of an exercise readings topic, or None when ``topic`` is not one."""
+    head = normalize_prefix(prefix) + "/exercise"
+    return _parse(head, topic, "readings") if topic.startswith(head + "/") else None
 
 
 def readings_subscription(prefix: str) -> str:

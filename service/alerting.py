@@ -2,7 +2,7 @@
 
 ``apply_samples`` runs inside the ingest transaction: it judges the station's new samples
 with ``alerts.engine``, stores the engine state, and turns level changes into alerts
-(one open alert per station and kind) and alert events. An event that must reach people
+(one open alert per station and kind, per ``AlertScope``: real or one drill's) and alert events. An event that must reach people
 gets ``dispatch='pending'``; the dispatcher expands it into notifications. The scheduled
 jobs ``check_offline`` and ``remind_awas`` and the staff action ``acknowledge`` complete
 the lifecycle. Every function is idempotent under retries and concurrent instances.
@@ -10,6 +10,7 @@ the lifecycle. Every function is idempotent under retries and concurrent instanc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from alerts.engine import EngineEvent, current_rain_sums, judge
+from alerts.engine import EngineEvent, Judgement, current_rain_sums, judge
 from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS, Sample
 from alerts.rules import Rules, RulesError, parse_rules, rules_to_doc
@@ -33,6 +34,21 @@ STAFF_KINDS = ("offline", "battery")
 
 class AlreadyAcknowledged(Exception):
     """The alert was acknowledged before (the API answers 409)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertScope:
+    """Whose alerts a judgement opens and continues: the real ones, or one drill's (each its own per (station, kind))."""
+
+    exercise: bool = False  # marked as an exercise: EWS_EXERCISE, or a drill
+    exercise_id: int | None = None  # the drill (POST /exercises); None for real alerts
+
+    def owns(self):
+        """The condition on ``alerts`` that selects this scope's alerts."""
+        return alerts.c.exercise_id.is_(None) if self.exercise_id is None else alerts.c.exercise_id == self.exercise_id
+
+
+REAL = AlertScope()
 
 
 # --- rules --------------------------------------------------------------------------
@@ -69,15 +85,12 @@ def station_rules(station: Mapping) -> Rules:
 
 
 def _iso(ts: datetime | None) -> str | None:
-    if ts is None:
-        return None
-    text = ts.isoformat()
-    return text.replace("+00:00", "Z")
+    return None if ts is None else ts.isoformat().replace("+00:00", "Z")
 
 
-def _open_alert(conn: Connection, station_id: str, kind: str, *, lock: bool = False):
+def _open_alert(conn: Connection, station_id: str, kind: str, *, lock: bool = False, scope: AlertScope = REAL):
     query = sa.select(alerts).where(alerts.c.station_id == station_id, alerts.c.kind == kind,
-                                    alerts.c.state == "active")
+                                    alerts.c.state == "active", scope.owns())
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
     return conn.execute(query).first()
@@ -129,30 +142,41 @@ def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now
         row = conn.execute(sa.select(station_state.c.engine, station_state.c.online)
                            .where(station_state.c.station_id == station_id)).first()
         state = dict(row._mapping) if row is not None else None
-    judgement = judge(rules, state["engine"] if state is not None else None, samples, take_state=True)
-    if judgement.ignored:
-        log.info("station %s: %d sample(s) older than the rules horizon stored but not judged",
-                 station_id, judgement.ignored)
+    judgement, recorded = judge_and_record(conn, station_id, rules, state["engine"] if state is not None else None,
+                                           samples, now, AlertScope(exercise=exercise))
     # ``state_values``: the caller's own station_state columns, written in the same UPDATE.
     values = {**(state_values or {}), "engine": judgement.state, "level": judgement.level.label}
     if state is None:  # callers other than ingest (tests, tools)
         conn.execute(sa.insert(station_state).values({"station_id": station_id, "latest": {}, "updated_at": now, **values}))
     else:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(**values))
-    recorded = []
-    for event in judgement.events:
-        recorded.extend(_record_engine_event(conn, station_id, rules, event, now, exercise))
     # An open offline alert always comes with online = false, so an online station has none to end.
     if reporting and samples and (state is None or not state.get("online", False)):
         recorded.extend(_back_online(conn, station_id, rules, max(samples, key=lambda s: s.ts), now))
     return recorded
 
 
+def judge_and_record(conn: Connection, station_id: str, rules: Rules, engine_state: Mapping | None,
+                     samples: list[Sample], now: datetime, scope: AlertScope) -> tuple[Judgement, list[dict]]:
+    """Judge samples from ``engine_state`` and record the alert events they cause in ``scope``.
+
+    The caller stores the judgement's state (station_state, or exercise_state for a drill).
+    """
+    judgement = judge(rules, engine_state, samples, take_state=True)
+    if judgement.ignored:
+        log.info("station %s: %d sample(s) older than the rules horizon stored but not judged",
+                 station_id, judgement.ignored)
+    recorded = []
+    for event in judgement.events:
+        recorded.extend(_record_engine_event(conn, station_id, rules, event, now, scope))
+    return judgement, recorded
+
+
 def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event: EngineEvent, now: datetime,
-                         exercise: bool) -> list[dict]:
-    """Open, change or close the (station, kind) alert for one engine event."""
+                         scope: AlertScope) -> list[dict]:
+    """Open, change or close the (station, kind) alert of ``scope`` for one engine event."""
     kind, level = event.kind, event.level
-    current = _open_alert(conn, station_id, kind, lock=True)
+    current = _open_alert(conn, station_id, kind, lock=True, scope=scope)
     type_ = event.type
     if current is None:
         if type_ == "cleared":
@@ -161,7 +185,7 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
         type_ = "raised"
         alert_id = conn.execute(sa.insert(alerts).values(
             station_id=station_id, kind=kind, level=level.label, peak_level=level.label, state="active",
-            opened_at=event.at, exercise=exercise)).inserted_primary_key[0]
+            opened_at=event.at, exercise=scope.exercise, exercise_id=scope.exercise_id)).inserted_primary_key[0]
         peak = level
     else:
         alert_id = current.id
@@ -254,8 +278,9 @@ def remind_awas(engine: Engine, now: datetime) -> int:
                       stations.c.rules, station_state.c.latest, station_state.c.engine)
             .join(stations, stations.c.id == alerts.c.station_id)
             .outerjoin(station_state, station_state.c.station_id == alerts.c.station_id)
+            # A drill's alerts are not reminded: the exercise tests the warning chain, not the hourly repeat.
             .where(alerts.c.state == "active", alerts.c.level == Level.AWAS.label,
-                   alerts.c.kind.in_(PUBLIC_ALERT_KINDS))
+                   alerts.c.kind.in_(PUBLIC_ALERT_KINDS), REAL.owns())
         ).all()
     reminded = 0
     for row in rows:
@@ -323,6 +348,7 @@ def alert_to_dict(row, events: list | None = None) -> dict:
         "closed_at": _iso(row.closed_at),
         "acknowledged": None if row.ack_at is None else {"by": row.ack_by, "at": _iso(row.ack_at), "note": row.ack_note},
         "exercise": bool(row.exercise),
+        "exercise_id": row.exercise_id,
     }
     if events is not None:
         doc["events"] = [event_to_dict(e) for e in events]
@@ -348,11 +374,27 @@ def get_alert(conn: Connection, alert_id: int) -> dict:
     return alert_to_dict(row, events)
 
 
-def alerts_query(state: str | None = None, station_id: str | None = None):
+def alerts_query(state: str | None = None, station_id: str | None = None, exercise_id: int | None = None):
     """The SELECT behind ``GET /alerts`` (filter only; the caller orders and pages by (opened_at, id))."""
     query = sa.select(alerts)
     if state is not None:
         query = query.where(alerts.c.state == state)
     if station_id is not None:
         query = query.where(alerts.c.station_id == station_id)
+    if exercise_id is not None:
+        query = query.where(alerts.c.exercise_id == exercise_id)
     return query
+
+
+def clear_alerts(conn: Connection, scope: AlertScope, now: datetime, *, by: str, note: str) -> list[dict]:
+    """Close every open alert of ``scope`` with a ``cleared`` event (and its all-clear, as the rules say)."""
+    rows = conn.execute(sa.select(alerts, stations.c.rules).outerjoin(stations, stations.c.id == alerts.c.station_id)
+                        .where(alerts.c.state == "active", scope.owns()).order_by(alerts.c.id)).all()
+    recorded = []
+    for row in rows:
+        rules = station_rules({"id": row.station_id, "rules": row.rules})
+        conn.execute(sa.update(alerts).where(alerts.c.id == row.id).values(state="closed", level="normal", closed_at=now))
+        dispatch = "pending" if notifies(row.kind, "cleared", Level.NORMAL, Level.parse(row.peak_level), rules) else "none"
+        event_id = _insert_event(conn, row.id, "cleared", Level.NORMAL.label, now, now, None, dispatch, by=by, note=note)
+        recorded.append(_event_dict(event_id, row.id, row.station_id, row.kind, "cleared", "normal", now, dispatch))
+    return recorded

@@ -71,12 +71,15 @@ class Ingestor:
     """Validates, stores and judges batches of reading payloads."""
 
     def __init__(self, services) -> None:
+        from service.exercise_ingest import ExerciseIngest  # it builds on this module
+
         self.services = services
         self.dead_letter_cap = dead_letters.DeadLetterCap(
             services.engine, services.settings.dead_letter_max_mb * 1024 * 1024, services.metrics)
         self._stations: dict[str, _Station] = {}
         self._stations_loaded = 0.0
         self._lock = threading.Lock()
+        self.exercises = ExerciseIngest(self)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -98,6 +101,9 @@ class Ingestor:
         Only an unavailable database propagates (the caller retries and acknowledges nothing);
         a message the database refuses, or that hits a bug, is isolated and dead-lettered.
         """
+        if any(self.exercises.claims(message.topic) for message in messages):
+            # Drill readings are a separate step with tables of their own (service/exercise_ingest.py).
+            return self.exercises.ingest_alongside(messages, self.ingest)
         started = time.perf_counter()
         try:
             with self.services.engine.begin() as conn:

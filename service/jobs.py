@@ -12,6 +12,8 @@ import importlib
 import logging
 import threading
 
+from service import exercises
+
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +30,7 @@ def run_now(scheduler, services, leader=None) -> None:
 
 
 def run_rule_jobs(services, leader=None) -> None:
-    """Mark silent stations offline and remind AWAS alerts; never raise into the scheduler."""
+    """Mark silent stations offline, remind AWAS alerts, end exercises that ran out; never raise into the scheduler."""
     if leader is not None and not leader.is_leader:
         return  # another instance holds the scheduler lease
     try:
@@ -39,11 +41,13 @@ def run_rule_jobs(services, leader=None) -> None:
     try:
         offline = alerting.check_offline(services.engine, now, exercise=services.settings.exercise)
         reminded = alerting.remind_awas(services.engine, now)
+        ended = exercises.end_due(services.engine, now)  # drills whose `until` has come
     except Exception:
         log.exception("scheduled rule jobs failed; will retry next period")
         return
-    if offline or reminded:
-        log.info("scheduler: %d station(s) went offline, %d AWAS reminder(s)", offline, reminded)
+    if offline or reminded or ended:
+        log.info("scheduler: %d station(s) went offline, %d AWAS reminder(s), %d exercise(s) ended",
+                 offline, reminded, ended)
         services.wake_dispatcher()
 
 

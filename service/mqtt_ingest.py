@@ -52,6 +52,8 @@ class MqttIngest:
         self.max_batch = max_batch
         topic = f"{prefix}/stations/+/readings"
         self.readings_filter = f"$share/{shared_group}/{topic}" if shared_group else topic
+        drills = f"{prefix}/exercise/stations/+/readings"  # staff start exercises through the API
+        self.exercise_filter = f"$share/{shared_group}/{drills}" if shared_group else drills
         self._queue: queue.Queue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -117,7 +119,7 @@ class MqttIngest:
             if reason_code.is_failure:
                 log.error("MQTT broker refused the connection: %s", reason_code)
                 return
-            client.subscribe([(self.readings_filter, 1)])
+            client.subscribe([(self.readings_filter, 1), (self.exercise_filter, 1)])
             self._connected.set()
             self.on_connection_change(True)
             log.info("connected to MQTT %s:%s (session present: %s)", self.url.host, self.url.port, flags.session_present)

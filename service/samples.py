@@ -10,8 +10,9 @@ one query per batch reads the stored values of only the samples the insert skipp
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,19 +54,25 @@ def unique(samples: Iterable[Sample]) -> list[Sample]:
     return list(seen.values())
 
 
-def insert_readings(conn: Connection, samples: list[Sample], received_at: datetime) -> list[Sample]:
-    """Insert samples, skipping ones already stored; return those inserted now."""
+def insert_readings(conn: Connection, samples: list[Sample], received_at: datetime, *,
+                    table: sa.Table = readings, scope: Mapping = MappingProxyType({})) -> list[Sample]:
+    """Insert samples, skipping ones already stored; return those inserted now.
+
+    ``table`` and ``scope`` name another ledger with the same columns: an exercise's readings
+    (``exercise_readings``, ``{"exercise_id": 7}``), whose identity also holds the scope's keys.
+    """
     if not samples:
         return []
     rows = [
-        {"station_id": s.station_id, "metric": s.metric, "ts": s.ts, "value": s.value, "received_at": received_at}
+        {**scope, "station_id": s.station_id, "metric": s.metric, "ts": s.ts, "value": s.value,
+         "received_at": received_at}
         for s in samples
     ]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(readings)
-        .on_conflict_do_nothing(index_elements=["station_id", "metric", "ts"])
-        .returning(readings.c.metric, readings.c.ts)
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=[*scope, "station_id", "metric", "ts"])
+        .returning(table.c.metric, table.c.ts)
     )
     inserted = {(row.metric, row.ts) for row in conn.execute(statement, rows)}
     return [s for s in samples if (s.metric, s.ts) in inserted]
@@ -93,15 +100,16 @@ def assign(offers: list[Offered], inserted: list[Sample], winners: dict[tuple[st
     return skipped
 
 
-def settle_against_stored(conn: Connection, skipped: list[Skipped]) -> None:
+def settle_against_stored(conn: Connection, skipped: list[Skipped], *, table: sa.Table = readings,
+                          scope: Mapping = MappingProxyType({})) -> None:
     """Compare skipped samples with the stored values, in one query per batch (chunked)."""
     keys = sorted({(s.sample.station_id, s.sample.metric, s.sample.ts) for s in skipped})
     stored: dict[tuple[str, str, datetime], float] = {}
-    key_columns = sa.tuple_(readings.c.station_id, readings.c.metric, readings.c.ts)
+    key_columns = sa.tuple_(table.c.station_id, table.c.metric, table.c.ts)
     for start in range(0, len(keys), CONFLICT_QUERY_KEYS):
         chunk = keys[start:start + CONFLICT_QUERY_KEYS]
-        query = sa.select(readings.c.station_id, readings.c.metric, readings.c.ts, readings.c.value).where(
-            key_columns.in_(chunk))
+        query = sa.select(table.c.station_id, table.c.metric, table.c.ts, table.c.value).where(
+            key_columns.in_(chunk), *(table.c[k] == v for k, v in scope.items()))
         stored.update({(r.station_id, r.metric, r.ts): r.value for r in conn.execute(query)})
     for item in skipped:
         sample = item.sample

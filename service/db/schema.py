@@ -167,17 +167,74 @@ alerts = Table(
     Column("ack_at", UTCDateTime, nullable=True),
     Column("ack_note", Text, nullable=True),
     Column("exercise", Boolean, nullable=False, server_default=text("false")),
+    # The drill (POST /exercises) whose readings raised it; NULL for real alerts (and EWS_EXERCISE).
+    Column("exercise_id", Integer, ForeignKey("exercises.id"), nullable=True),
     Column("last_notified_at", UTCDateTime, nullable=True),  # drives AWAS reminders
-    # One open alert per (station, kind), enforced by the database (a partial unique index).
+    # One open alert per (station, kind), enforced by the database (partial unique indexes):
+    # one among the real alerts, and one per exercise, so a drill never blocks a real warning.
     Index(
         "uq_alerts_one_open",
         "station_id",
         "kind",
         unique=True,
-        sqlite_where=text("state = 'active'"),
-        postgresql_where=text("state = 'active'"),
+        sqlite_where=text("state = 'active' AND exercise_id IS NULL"),
+        postgresql_where=text("state = 'active' AND exercise_id IS NULL"),
+    ),
+    Index(
+        "uq_alerts_one_open_exercise",
+        "exercise_id",
+        "station_id",
+        "kind",
+        unique=True,
+        sqlite_where=text("state = 'active' AND exercise_id IS NOT NULL"),
+        postgresql_where=text("state = 'active' AND exercise_id IS NOT NULL"),
     ),
     Index("ix_alerts_state_opened", "state", "opened_at"),
+)
+
+# Drills (spec section 10): staff start one for some stations until a time; its readings, engine
+# state and alerts are its own, so a real flood during a drill warns as always.
+exercises = Table(
+    "exercises",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stations", JSON, nullable=False),  # ["PKR-LASKAP", ...]
+    Column("residents", Boolean, nullable=False, server_default=text("false")),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),  # NULL while it runs
+    Column("created_by", String(120), nullable=False),
+    Column("ended_by", String(120), nullable=True),  # who ended it; "until" when it ran out
+    Index("ix_exercises_ended", "ended_at"),
+)
+
+# Readings that came on {prefix}/exercise/stations/{id}/readings: never mixed with real ones.
+exercise_readings = Table(
+    "exercise_readings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("exercise_id", Integer, ForeignKey("exercises.id"), nullable=False),
+    Column("station_id", String(64), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("exercise_id", "station_id", "metric", "ts", name="uq_exercise_readings_sample"),
+)
+
+# The rules engine's state of one station within one exercise (station_state is the real one).
+exercise_state = Table(
+    "exercise_state",
+    metadata,
+    Column("exercise_id", Integer, ForeignKey("exercises.id"), primary_key=True),
+    Column("station_id", String(64), primary_key=True),
+    Column("level", String(16), nullable=False, server_default="normal"),
+    Column("last_seen", UTCDateTime, nullable=True),
+    Column("latest", JSON, nullable=False),
+    Column("rain_counter", JSON, nullable=True),
+    Column("engine", JSON, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 alert_events = Table(

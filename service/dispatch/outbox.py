@@ -33,6 +33,7 @@ ev = schema.alert_events
 al = schema.alerts
 st = schema.stations
 bc = schema.broadcasts
+ex = schema.exercises
 
 RANK = {"pending": 0, "sending": 1, "unknown": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
 FINAL = ("delivered", "undelivered", "failed")
@@ -157,17 +158,22 @@ def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, st
 
 
 def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) -> int:
-    alert = conn.execute(sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.exercise).where(al.c.id == event.alert_id)).first()
+    alert = conn.execute(
+        sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.exercise, ex.c.residents.label("drill_residents"))
+        .outerjoin(ex, ex.c.id == al.c.exercise_id).where(al.c.id == event.alert_id)).first()
     if alert is None:
         return 0
     plan = message_plan(alert.kind, event.type, event.level)
     if plan is None:
         return 0
     notification_kind, key = plan
+    if alert.exercise:  # LATIHAN texts of their own (config/templates: [exercise...])
+        key = f"{messages.EXERCISE}.{key}"
     station = _station(conn, alert.station_id)
     public = alert.kind in messages.PUBLIC_KINDS
-    # Exercises (drills, simulations) never reach residents; staff see them.
-    audience = subscribers.audience(conn, station.get("areas") or [], residents=public and not alert.exercise,
+    # Exercises reach staff; residents only of a drill started with residents: true (never EWS_EXERCISE's).
+    residents = public and (not alert.exercise or bool(alert.drill_residents))
+    audience = subscribers.audience(conn, station.get("areas") or [], residents=residents,
                                     staff=True, staff_match_areas=staff_match_areas)
     if not audience:
         return 0
@@ -186,15 +192,15 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) ->
 
 
 def _render_event(templates, language, key, station, alert, event, zone) -> str:
-    level = event.level if key.split(".")[1] != "all_clear" else "normal"
+    level = "normal" if key.endswith(".all_clear") else event.level
     try:
         context = event_context(templates, language, station, alert.kind, level, event.at, event.reading, zone)
         body = messages.render(templates, key, language, context)
     except (messages.TemplateError, KeyError, ValueError, TypeError):
         log.exception("cannot render %s for event %s; sending a plain text", key, event.id)
         body = f"BPBD LUTIM: {str(event.level).upper()} {alert.kind} {station.get('name') or alert.station_id}. Darurat: 112"
-    if alert.exercise:
-        body = "LATIHAN " + body
+        if alert.exercise:
+            body = "LATIHAN " + body
     return body
 
 

@@ -64,6 +64,7 @@ OWN_API_MODULES = (
     "service.http.tokens_api",
     "service.http.audit_api",
     "service.http.reports_api",
+    "service.http.exercises_api",
 )
 OWN_PLAIN_MODULES = ("service.http.ops", "service.http.cap_routes")
 STATIC_DIR = Path(__file__).parent / "static"

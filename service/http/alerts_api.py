@@ -73,7 +73,10 @@ class AlertSchema(ma.Schema):
     opened_at = UTCDateTime()
     closed_at = UTCDateTime(allow_none=True)
     acknowledged = ma.fields.Nested(AcknowledgedSchema, allow_none=True)
-    exercise = ma.fields.Boolean(metadata={"description": "raised during a drill or simulation"})
+    exercise = ma.fields.Boolean(metadata={"description": "an exercise: raised by a drill's readings, or "
+                                                          "under EWS_EXERCISE (CAP status Exercise)"})
+    exercise_id = ma.fields.Integer(allow_none=True, metadata={"description": "the drill (GET /exercises/{id}) "
+                                                                              "whose readings raised it; null otherwise"})
 
 
 class AlertDetailSchema(AlertSchema):
@@ -84,6 +87,8 @@ class AlertListArgs(PageArgs):
     state = ma.fields.String(validate=ma.validate.OneOf(["active", "closed"]))
     station_id = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
     kind = ma.fields.String(validate=ma.validate.OneOf(["water_level", "rainfall", "offline", "battery"]))
+    exercise_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**31 - 1),
+                                    metadata={"description": "only the alerts of this exercise"})
 
 
 class AckSchema(Strict):
@@ -193,9 +198,9 @@ class Alerts(MethodView):
     @alerts_blp.arguments(AlertListArgs, location="query")
     @alerts_blp.response(200, page_schema(AlertSchema))
     def get(self, args):
-        """Alerts, newest first; filter by `state`, `station_id`, `kind`."""
+        """Alerts, newest first; filter by `state`, `station_id`, `kind`, `exercise_id`."""
         a = schema.alerts
-        query = alerting.alerts_query(args.get("state"), args.get("station_id"))
+        query = alerting.alerts_query(args.get("state"), args.get("station_id"), args.get("exercise_id"))
         if args.get("kind"):
             query = query.where(a.c.kind == args["kind"])
         with services().engine.connect() as conn:

@@ -181,8 +181,8 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
     """Active alerts, highest level first then oldest first; ``public`` keeps the public kinds and hides who acked."""
     a = schema.alerts
     query = sa.select(a).where(a.c.state == "active")
-    if public:
-        query = query.where(a.c.kind.in_(PUBLIC_KINDS))
+    if public:  # a drill's alerts are for staff: the public view shows only that a drill runs
+        query = query.where(a.c.kind.in_(PUBLIC_KINDS), a.c.exercise_id.is_(None))
     rows = conn.execute(query).all()
     counts = sms_counts(conn, [row.id for row in rows])
     items = []
@@ -194,7 +194,7 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
             "id": row.id, "station_id": row.station_id, "kind": row.kind, "level": row.level,
             "peak_level": row.peak_level, "state": row.state, "opened_at": iso(row.opened_at),
             "closed_at": iso(row.closed_at), "acknowledged": ack, "exercise": bool(row.exercise),
-            "sms": counts[row.id],
+            "exercise_id": row.exercise_id, "sms": counts[row.id],
         })
     items.sort(key=lambda item: (-_level_rank(item["level"]), item["opened_at"] or ""))
     return items
@@ -219,7 +219,16 @@ def public_view(engine, now: datetime, tz_name: str) -> dict:
             "timezone": tz_name,
             "stations": station_rows(conn, now),
             "alerts": active_alerts(conn, public=True),
+            "exercises": running_exercises(conn, now),
         }
+
+
+def running_exercises(conn, now: datetime) -> list[dict]:
+    """The exercises running now: which stations, until when, whether residents get its messages."""
+    e = schema.exercises
+    rows = conn.execute(sa.select(e).where(e.c.ended_at.is_(None), e.c.until > now).order_by(e.c.id)).all()
+    return [{"id": row.id, "stations": list(row.stations), "until": iso(row.until), "residents": bool(row.residents)}
+            for row in rows]
 
 
 def _hourly_rain(rows, start: datetime, end: datetime) -> tuple[list[datetime], list[float]]:
@@ -271,7 +280,8 @@ def station_series(engine, station_id: str, now: datetime, hours: int, *, public
         query = (
             sa.select(e.c.type, e.c.level, e.c.at, a.c.kind, a.c.id.label("alert_id"))
             .select_from(e.join(a, a.c.id == e.c.alert_id))
-            .where(a.c.station_id == station_id, e.c.at >= start)
+            # The chart shows real readings: a drill's alert events are not drawn on it.
+            .where(a.c.station_id == station_id, e.c.at >= start, a.c.exercise_id.is_(None))
             .order_by(e.c.at)
         )
         if public:

@@ -29,12 +29,16 @@ def resident_keys(kind):
     return keys + [f"{kind}.reminder", f"{kind}.all_clear"]
 
 
+EXERCISE_WORD = {"id": "LATIHAN", "en": "EXERCISE"}
+
+
 def cases():
     for station in SEED:
         for language in messages.LANGUAGES:
             for kind in messages.PUBLIC_KINDS:
                 for key in resident_keys(kind):
                     yield station, language, kind, key
+                    yield station, language, kind, f"{messages.EXERCISE}.{key}"
 
 
 @pytest.mark.parametrize("language", messages.LANGUAGES)
@@ -47,7 +51,8 @@ def test_both_languages_have_every_template(language):
 def test_every_resident_warning_fits_one_segment_with_every_seed_station():
     checked = 0
     for station, language, kind, key in cases():
-        level = key.split(".")[-1] if key.split(".")[1] in ("raised", "escalated") else "awas"
+        plain = key.removeprefix(f"{messages.EXERCISE}.")
+        level = plain.split(".")[-1] if plain.split(".")[1] in ("raised", "escalated") else "awas"
         if key.endswith("all_clear"):
             level = "normal"
         for value, rate, window in EXTREMES[kind]:
@@ -57,12 +62,13 @@ def test_every_resident_warning_fits_one_segment_with_every_seed_station():
             where = f"{key} {language} {station['id']} {value}: {text!r}"
             assert gsm7.is_gsm7(text), where
             assert gsm7.septets(text) <= 160, f"{gsm7.septets(text)} septets: {where}"
-            assert text.startswith("BPBD LUTIM"), where
+            sender = f"{EXERCISE_WORD[language]} BPBD LUTIM" if key != plain else "BPBD LUTIM"
+            assert text.startswith(sender), where
             assert "112" in text and "23:59 WITA" in text, where
             if level != "normal":
                 assert level.upper() in text, where
             checked += 1
-    assert checked == len(SEED) * 2 * 2 * 8 * 5 - len(SEED) * 2 * 8 * 1  # 5 water, 4 rain values
+    assert checked == 2 * (len(SEED) * 2 * 2 * 8 * 5 - len(SEED) * 2 * 8 * 1)  # 5 water, 4 rain values; real and drill
 
 
 def test_the_example_warning_reads_as_intended():
@@ -86,11 +92,13 @@ def test_an_unknown_trend_leaves_nothing_and_english_glosses_the_level():
 def test_staff_texts_and_replies_are_gsm7():
     for station in SEED:
         for language in messages.LANGUAGES:
-            for key in ("offline.raised", "offline.cleared", "battery.raised", "battery.cleared"):
+            for key in ("offline.raised", "offline.cleared", "battery.raised", "battery.cleared",
+                        "exercise.offline.raised", "exercise.battery.cleared"):
                 context = messages.warning_context(T, language, station=station, level="waspada", metric="battery",
                                                    value=10.9, at=LATE, zone=WITA)
                 text = messages.render(T, key, language, context)
-                assert gsm7.is_gsm7(text) and station["id"] in text and text.startswith("BPBD LUTIM")
+                assert gsm7.is_gsm7(text) and station["id"] in text
+                assert text.startswith(f"{EXERCISE_WORD[language]} BPBD LUTIM" if key.startswith("exercise.") else "BPBD LUTIM")
     for language in messages.LANGUAGES:
         for key in ("opted_out", "opted_in", "registered", "register_unknown", "not_registered", "info", "info_none",
                     "unknown"):

@@ -199,6 +199,11 @@ def test_topics():
     assert topics.readings_topic("ews/v1", "PKR-LASKAP") == "ews/v1/stations/PKR-LASKAP/readings"
     assert topics.status_topic("/ews/v1/", "PKR-LASKAP") == "ews/v1/stations/PKR-LASKAP/status"
     assert topics.parse_readings_topic("ews/v1", "ews/v1/stations/PKR-LASKAP/readings") == "PKR-LASKAP"
+    drill = topics.exercise_readings_topic("ews/v1", "PKR-LASKAP")
+    assert drill == "ews/v1/exercise/stations/PKR-LASKAP/readings"
+    assert topics.parse_exercise_readings_topic("ews/v1", drill) == "PKR-LASKAP"
+    assert topics.parse_readings_topic("ews/v1", drill) is None
+    assert topics.parse_exercise_readings_topic("ews/v1", "ews/v1/stations/PKR-LASKAP/readings") is None
     for bad in ("ews/v1/stations/PKR-LASKAP/status", "ews/v2/stations/X/readings", "ews/v1/stations//readings",
                 "ews/v1/stations/a b/readings", "ews/v1/stations/X/readings/extra", f"ews/v1/stations/{'x' * 65}/readings"):
         assert topics.parse_readings_topic("ews/v1", bad) is None, bad

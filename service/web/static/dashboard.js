@@ -26,6 +26,7 @@
     session: null,          // {name, role, can_ack} with a token
     stations: [],
     alerts: [],
+    exercises: [],          // running drills (public.json): {id, stations, until, residents}
     tz: "Asia/Makassar",
     skewMs: 0,              // server clock minus this screen's clock
     lastOk: null,           // Date of the last successful refresh
@@ -284,8 +285,10 @@
   /* ---------- alerts ---------- */
 
   function sortedAlerts() {
+    // Real alerts first; a drill's alerts (marked LATIHAN) after them, whatever their level.
     return state.alerts.slice().sort(function (a, b) {
-      return rank(b.level) - rank(a.level) || String(a.opened_at).localeCompare(String(b.opened_at));
+      return (a.exercise_id ? 1 : 0) - (b.exercise_id ? 1 : 0) ||
+        rank(b.level) - rank(a.level) || String(a.opened_at).localeCompare(String(b.opened_at));
     });
   }
 
@@ -306,6 +309,18 @@
         return '<li data-alert-id="' + a.id + '">' + badge(a.peak_level) + " <b>" + esc(st.name) + "</b> " +
           '<span class="muted">' + esc(t("closed_at", { at: fmtTime(a.closed_at) })) + "</span> " + reportLink(a.id) + "</li>";
       }).join("") + "</ul>";
+  }
+
+  function renderExercises() {
+    var banner = $("exercise-banner");
+    var running = state.exercises || [];
+    banner.hidden = !running.length;
+    banner.innerHTML = running.map(function (ex) {
+      var names = ex.stations.map(function (id) { var st = stationById(id); return st ? st.name : id; }).join(", ");
+      return '<div class="exercise-line" data-exercise-id="' + ex.id + '">🛈 ' +
+        esc(t("exercise_running", { id: ex.id, stations: names, until: fmtTime(ex.until) })) + " " +
+        esc(t(ex.residents ? "exercise_residents" : "exercise_staff_only")) + "</div>";
+    }).join("");
   }
 
   function renderAlerts() {
@@ -336,7 +351,7 @@
         if (sms.failed) smsHtml += ' · <span class="failed">' + esc(t("sms_failed", { failed: sms.failed })) + "</span>";
         if (sms.pending) smsHtml += " · " + esc(t("sms_pending", { pending: sms.pending }));
       }
-      return '<article class="alert ' + (operational ? "operational" : "lvl-border-" + esc(a.level)) + (isNew ? " is-new" : "") + '" data-alert-id="' + a.id + '" data-level="' + esc(a.level) + '" data-station="' + esc(a.station_id) + '">' +
+      return '<article class="alert ' + (operational ? "operational" : "lvl-border-" + esc(a.level)) + (isNew ? " is-new" : "") + (a.exercise ? " is-exercise" : "") + '" data-alert-id="' + a.id + '" data-level="' + esc(a.level) + '" data-station="' + esc(a.station_id) + '"' + (a.exercise_id ? ' data-exercise-id="' + a.exercise_id + '"' : "") + ">" +
         '<div class="alert-head">' + (operational ? '<span class="badge lvl-offline">' + esc(t("kind_" + a.kind)) + "</span>" : badge(a.level)) + ' <b class="alert-station">' + esc(st.name) + "</b>" +
         (st.kecamatan ? ' <span class="muted">· ' + esc(st.kecamatan) + "</span>" : "") +
         (a.exercise ? ' <span class="badge exercise">' + esc(t("exercise")) + "</span>" : "") + "</div>" +
@@ -357,7 +372,8 @@
     $("summary").innerHTML = ["awas", "siaga", "waspada", "normal", "offline"].map(function (lv) {
       return '<span class="chip lvl-' + lv + (counts[lv] ? "" : " zero") + '" data-level="' + lv + '">' + esc(levelText(lv)) + " <b>" + counts[lv] + "</b></span>";
     }).join("");
-    var top = state.alerts.reduce(function (m, a) { return Math.max(m, rank(a.level)); }, 0);
+    // A drill's AWAS must not turn the screen's title and colour to AWAS.
+    var top = state.alerts.reduce(function (m, a) { return a.exercise_id ? m : Math.max(m, rank(a.level)); }, 0);
     document.title = (top >= 2 ? "[" + LEVELS[top].toUpperCase() + "] " : "") + "EWS Luwu Timur";
     document.body.setAttribute("data-top-level", LEVELS[top]);
   }
@@ -382,6 +398,7 @@
     renderMap();
     renderTable();
     renderAlerts();
+    renderExercises();
     renderWho();
     renderLegend();
   }
@@ -595,6 +612,7 @@
       state.stations = doc.stations;
       state.alerts = r[1] || doc.alerts;
       if (!r[1]) { state.reports = {}; state.recentClosed = []; }
+      state.exercises = doc.exercises || [];
       var now = serverNow();
       state.alerts.forEach(function (a) { if (!state.firstSeen[a.id]) state.firstSeen[a.id] = state.loaded ? now : 1; });
       if (!state.selected || !stationById(state.selected)) {

@@ -45,6 +45,9 @@ window.EWS_TEXTS = {
     hourly: "Hujan per jam", rolling_24h: "Jumlah 24 jam",
     threshold: "Batas {level}", threshold_window: "Batas {level} ({window})",
     exercise: "LATIHAN", map_label: "Peta pos",
+    exercise_running: "LATIHAN berlangsung (#{id}): {stations} sampai {until}. Peringatan latihan bertanda LATIHAN; peringatan sungguhan tetap berjalan seperti biasa.",
+    exercise_residents: "Warga di wilayah pos ini juga menerima SMS LATIHAN.",
+    exercise_staff_only: "SMS LATIHAN hanya untuk petugas.",
     legend: "Keterangan"
   },
   en: {
@@ -90,6 +93,9 @@ window.EWS_TEXTS = {
     hourly: "Rain per hour", rolling_24h: "24 h total",
     threshold: "{level} threshold", threshold_window: "{level} threshold ({window})",
     exercise: "EXERCISE", map_label: "Station map",
+    exercise_running: "EXERCISE running (#{id}): {stations} until {until}. Drill alerts are marked EXERCISE; real warnings work as always.",
+    exercise_residents: "Residents of these stations' areas also get the EXERCISE SMS.",
+    exercise_staff_only: "EXERCISE SMS go to staff only.",
     legend: "Legend"
   }
 };

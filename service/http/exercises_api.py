@@ -1,0 +1,182 @@
+"""``/api/v1/exercises``: drills that never touch real warnings (spec section 10).
+
+Operators and admins start and end them; only an admin may start one that reaches residents
+(``residents: true``). Every start and end is audited. Viewers read them, with each station's
+exercise level, and the drill's own readings. The domain is ``service/exercises.py``.
+"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from alerts.model import STORED_METRICS
+from service import audit, exercises
+from service.db import schema
+from service.http import services
+from service.http.auth import current_actor, current_caller, require
+from service.http.errors import Problem, field_error
+from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.schemas import Strict, Text, UTCDateTime
+from service.http.stations import STATION_ID_RE
+
+blp = Blueprint("exercises", __name__, url_prefix="/api/v1/exercises",
+                description="Exercises (drills): readings, state and alerts of their own")
+
+MAX_STATIONS = 200
+MAX_NOTE = 500
+
+
+class ExerciseCreateSchema(Strict):
+    """A new exercise: which stations, until when, and whether residents get its LATIHAN messages."""
+
+    stations = ma.fields.List(ma.fields.String(validate=ma.validate.Regexp(STATION_ID_RE)), required=True,
+                              validate=ma.validate.Length(min=1, max=MAX_STATIONS),
+                              metadata={"description": "ids of the stations the drill covers"})
+    until = UTCDateTime(required=True, metadata={"description": "when it ends by itself: RFC 3339, at most 24 h ahead"})
+    residents = ma.fields.Boolean(load_default=False, metadata={
+        "description": "also send its LATIHAN messages to the residents of those stations' areas (admin only)"})
+    note = Text(load_default="", max_length=MAX_NOTE, metadata={"description": "what the drill is for"})
+
+
+class ExerciseSchema(ma.Schema):
+    """An exercise (spec section 10)."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.Integer()
+    stations = ma.fields.List(ma.fields.String())
+    residents = ma.fields.Boolean()
+    note = ma.fields.String()
+    started_at = UTCDateTime()
+    until = UTCDateTime()
+    ended_at = UTCDateTime(allow_none=True, metadata={"description": "null while it runs"})
+    by = ma.fields.String(metadata={"description": "who started it"})
+    ended_by = ma.fields.String(allow_none=True, metadata={"description": "who ended it; `until` when it ran out"})
+
+
+class ExerciseStationStatusSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    level = ma.fields.String()
+    last_seen = UTCDateTime(allow_none=True)
+    latest = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Dict())
+
+
+class ExerciseDetailSchema(ExerciseSchema):
+    status = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(ExerciseStationStatusSchema),
+                            metadata={"description": "per station that sent drill readings: its exercise level"})
+
+
+class ExerciseListArgs(PageArgs):
+    state = ma.fields.String(validate=ma.validate.OneOf(["active", "ended"]),
+                             metadata={"description": "active (not ended yet) or ended"})
+
+
+class ExerciseReadingArgs(PageArgs):
+    station_id = ma.fields.String(validate=ma.validate.Regexp(STATION_ID_RE))
+    metric = ma.fields.String(validate=ma.validate.OneOf(STORED_METRICS))
+
+
+class ExerciseReadingSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    station_id = ma.fields.String()
+    metric = ma.fields.String()
+    ts = UTCDateTime()
+    value = ma.fields.Float()
+
+
+def _load(conn, exercise_id: int) -> dict:
+    try:
+        return exercises.get(conn, exercise_id)
+    except LookupError:
+        raise Problem(404, f"No exercise {exercise_id}.") from None
+
+
+@blp.route("")
+class Exercises(MethodView):
+    @require("viewer")
+    @blp.arguments(ExerciseListArgs, location="query")
+    @blp.response(200, page_schema(ExerciseSchema))
+    def get(self, args):
+        """Exercises, newest first; `state=active|ended`."""
+        e = schema.exercises
+        with services().engine.connect() as conn:
+            rows, next_cursor = keyset_page(conn, exercises.list_query(args.get("state")), (e.c.id,), args)
+        return {"items": [exercises.to_dict(row) for row in rows], "next_cursor": next_cursor}
+
+    @require("operator")
+    @blp.arguments(ExerciseCreateSchema)
+    @blp.response(201, ExerciseSchema)
+    @blp.alt_response(409, response="CONFLICT")
+    def post(self, data):
+        """Start an exercise now (operator; `residents: true` admin only); 409 when a station is in a running one."""
+        if data["residents"] and current_caller().role != "admin":
+            raise Problem(403, "Only an admin may start an exercise that sends LATIHAN messages to residents.")
+        svc = services()
+        now = svc.clock()
+        with svc.engine.begin() as conn:
+            try:
+                created = exercises.start(conn, station_ids=data["stations"], until=data["until"],
+                                          residents=data["residents"], note=data["note"], by=current_actor(),
+                                          now=now)
+            except exercises.ExerciseError as exc:
+                raise field_error(exc.field, exc.message) from None
+            except exercises.StationBusy as exc:
+                raise Problem(409, str(exc)) from None
+            audit.record(conn, current_actor(), "create", "exercise", created["id"], None, created, now)
+        return created
+
+
+@blp.route("/<int:exercise_id>")
+class ExerciseView(MethodView):
+    @require("viewer")
+    @blp.response(200, ExerciseDetailSchema)
+    def get(self, exercise_id):
+        """One exercise, with the exercise level of each station that sent drill readings."""
+        with services().engine.connect() as conn:
+            return {**_load(conn, exercise_id), "status": exercises.station_status(conn, exercise_id)}
+
+    @require("operator")
+    @blp.response(200, ExerciseSchema)
+    @blp.alt_response(409, response="CONFLICT")
+    def delete(self, exercise_id):
+        """End an exercise now (operator): its open alerts close with their all-clear; 409 if it has ended."""
+        svc = services()
+        now = svc.clock()
+        with svc.engine.begin() as conn:
+            before = _load(conn, exercise_id)
+            try:
+                ended, events = exercises.end(conn, exercise_id, by=current_actor(), now=now)
+            except exercises.AlreadyEnded as exc:
+                raise Problem(409, str(exc)) from None
+            audit.record(conn, current_actor(), "end", "exercise", exercise_id, before, ended, now)
+        if events:
+            svc.wake_dispatcher()
+        return ended
+
+
+@blp.route("/<int:exercise_id>/readings")
+class ExerciseReadings(MethodView):
+    @require("viewer")
+    @blp.arguments(ExerciseReadingArgs, location="query")
+    @blp.response(200, page_schema(ExerciseReadingSchema))
+    def get(self, args, exercise_id):
+        """The drill's own readings, newest first (never in a station's real readings)."""
+        r = schema.exercise_readings
+        query = sa.select(r).where(r.c.exercise_id == exercise_id)
+        if args.get("station_id"):
+            query = query.where(r.c.station_id == args["station_id"])
+        if args.get("metric"):
+            query = query.where(r.c.metric == args["metric"])
+        with services().engine.connect() as conn:
+            _load(conn, exercise_id)
+            rows, next_cursor = keyset_page(conn, query, (r.c.ts, r.c.id), args)
+        items = [{"station_id": row.station_id, "metric": row.metric, "ts": row.ts, "value": row.value} for row in rows]
+        return {"items": items, "next_cursor": next_cursor}

@@ -112,10 +112,13 @@ def test_a_drill_over_mqtt_beside_a_real_flood(tmp_path, sqlite_url, broker_url,
         assert len(api.items(f"/exercises/{laskap_id}/readings?limit=1000&metric=water_level")) > 100
 
         # CAP: Exercise at its URL, never in the public feed (which has the real one).
-        cap = requests.get(f"{service.base_url}/cap/alerts/{drill_alert['id']}.xml", timeout=30)
-        assert cap.status_code == 200 and "<status>Exercise</status>" in cap.text
-        feed = requests.get(f"{service.base_url}/cap/feed.atom", timeout=30).text
-        assert f"/cap/alerts/{real_alert['id']}.xml" in feed and f"/cap/alerts/{drill_alert['id']}.xml" not in feed
+        # (CAP messages are issued by the scheduler's job, within a period of the alert.)
+        cap = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(
+            requests.get(f"{service.base_url}/cap/alerts/{drill_alert['id']}.xml", timeout=30)), 90, "the drill's CAP")
+        assert "<status>Exercise</status>" in cap.text
+        feed = wait_until(lambda: (lambda text: text if f"/cap/alerts/{real_alert['id']}.xml" in text else None)(
+            requests.get(f"{service.base_url}/cap/feed.atom", timeout=30).text), 90, "the real alert in the feed")
+        assert f"/cap/alerts/{drill_alert['id']}.xml" not in feed
 
         # Ending the drill closes its alert, with its all-clear to staff; the real flood stays open.
         assert api.call("DELETE", f"/exercises/{wotu_id}", "operator").status_code == 200

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from service import exercises, subscribers
+from service import cap, exercises, subscribers
 from service.db import schema
 from service.dispatch import ConsoleProvider, Dispatcher
 from service.ingest import Message
@@ -199,8 +199,9 @@ def test_a_drills_cap_says_exercise_and_stays_out_of_the_public_feed(api):
     exercise_id = start(api).get_json()["id"]
     api.services.ingestor.ingest([reading(WOTU, 4.5)])
     (alert,) = api.call("GET", f"/api/v1/alerts?exercise_id={exercise_id}", "viewer").get_json()["items"]
-    cap = api.call("GET", f"/cap/alerts/{alert['id']}.xml", None)
-    assert cap.status_code == 200 and "<status>Exercise</status>" in cap.get_data(as_text=True)
+    cap.issue_due(api.services.engine, cap.cap_profile(api.services.settings), datetime.now(timezone.utc))
+    xml = api.call("GET", f"/cap/alerts/{alert['id']}.xml", None)
+    assert xml.status_code == 200 and "<status>Exercise</status>" in xml.get_data(as_text=True)
     feed = api.call("GET", "/cap/feed.atom", None).get_data(as_text=True)
     assert f"/cap/alerts/{alert['id']}.xml" not in feed
     public = api.call("GET", "/dashboard/public.json", None).get_json()

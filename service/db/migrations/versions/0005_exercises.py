@@ -65,9 +65,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('exercise_id', 'station_id', name=op.f('pk_exercise_state'))
     )
     op.drop_index('uq_alerts_one_open', table_name='alerts')
-    with op.batch_alter_table('alerts', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('exercise_id', sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(batch_op.f('fk_alerts_exercise_id_exercises'), 'exercises', ['exercise_id'], ['id'])
+    # A plain ADD COLUMN with its REFERENCES, not a batch copy: on SQLite the copy would drop
+    # ``alerts`` while alert_events and cap_messages point at it (foreign keys are enforced).
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE alerts ADD COLUMN exercise_id INTEGER "
+                   "CONSTRAINT fk_alerts_exercise_id_exercises REFERENCES exercises (id)")
+    else:
+        op.add_column('alerts', sa.Column('exercise_id', sa.Integer(), nullable=True))
+        op.create_foreign_key('fk_alerts_exercise_id_exercises', 'alerts', 'exercises', ['exercise_id'], ['id'])
     op.create_index('uq_alerts_one_open', 'alerts', ['station_id', 'kind'], unique=True,
                     sqlite_where=sa.text("state = 'active' AND exercise_id IS NULL"),
                     postgresql_where=sa.text("state = 'active' AND exercise_id IS NULL"))

@@ -8,6 +8,7 @@ message is one line naming the variable and how to fix it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -17,7 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alerts.cap import DEFAULT_EXPIRES_S, DEFAULT_SENDER, MIN_EXPIRES_S
 
-SMS_PROVIDERS = ("console", "twilio")
+SMS_PROVIDERS = ("console", "twilio", "gammu")
+GAMMU_FOLDERS = ("inbox", "outbox", "sent", "error")  # the daemon's inboxpath, outboxpath, sentsmspath, errorsmspath
 SEEDS = ("luwu-timur",)
 TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 
@@ -49,7 +51,11 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
-    sms_provider: str = "console"
+    sms_provider: str = "console"  # one provider, or several in failover order: "twilio,gammu"
+    sms_failover_s: float = 60.0  # how long the first provider may refuse before the next takes over
+    gammu_spool: str | None = None  # holds gammu-smsd's inbox/, outbox/, sent/ and error/
+    gammu_outbox_format: str = "detail"  # detail (.smsbackup) or standard (.txt)
+    gammu_outbox_max: int = 10  # our files waiting in the daemon's outbox at most (the rest wait in order here)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None
@@ -71,6 +77,11 @@ class Settings:
     def tz(self) -> ZoneInfo:
         """The time zone people read times in (WITA by default)."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def sms_providers(self) -> tuple[str, ...]:
+        """The SMS providers in failover order (``EWS_SMS_PROVIDER=twilio,gammu``)."""
+        return tuple(self.sms_provider.split(","))
 
     @property
     def is_sqlite(self) -> bool:
@@ -180,7 +191,7 @@ def _database_url(env: Mapping[str, str]) -> str:
     return url
 
 
-def _twilio(env: Mapping[str, str], provider: str) -> dict[str, str | None]:
+def _twilio(env: Mapping[str, str], providers: tuple[str, ...]) -> dict[str, str | None]:
     keys = {
         "twilio_account_sid": env.get("TWILIO_ACCOUNT_SID"),
         "twilio_auth_token": env.get("TWILIO_AUTH_TOKEN"),
@@ -188,11 +199,11 @@ def _twilio(env: Mapping[str, str], provider: str) -> dict[str, str | None]:
         "twilio_messaging_service_sid": env.get("TWILIO_MESSAGING_SERVICE_SID"),
         "twilio_api_base_url": env.get("TWILIO_API_BASE_URL"),
     }
-    if provider != "twilio":
+    if "twilio" not in providers:
         return keys
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
         if not env.get(name):
-            raise _fail(name, "is required with EWS_SMS_PROVIDER=twilio", "copy it from the Twilio console")
+            raise _fail(name, "is required when EWS_SMS_PROVIDER names twilio", "copy it from the Twilio console")
     if not (keys["twilio_from_number"] or keys["twilio_messaging_service_sid"]):
         raise _fail(
             "TWILIO_FROM_NUMBER",
@@ -203,6 +214,48 @@ def _twilio(env: Mapping[str, str], provider: str) -> dict[str, str | None]:
     if base and not re.match(r"^https?://[^/]+", base):
         raise _fail("TWILIO_API_BASE_URL", f"{base!r} is not an http(s) URL", "use e.g. http://127.0.0.1:4010")
     return keys
+
+
+def _sms_providers(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("EWS_SMS_PROVIDER", "console").lower()
+    names = tuple(name.strip() for name in raw.split(","))
+    for name in names:
+        if name not in SMS_PROVIDERS:
+            raise _fail("EWS_SMS_PROVIDER", f"{name!r} is not a provider",
+                        f"use one of {', '.join(SMS_PROVIDERS)}, or several in failover order (twilio,gammu)")
+    if len(set(names)) != len(names):
+        raise _fail("EWS_SMS_PROVIDER", f"{raw!r} names a provider twice", "name each provider once (twilio,gammu)")
+    if "console" in names and len(names) > 1:
+        raise _fail("EWS_SMS_PROVIDER", "console only prints, it cannot be part of a failover",
+                    "use console alone, or real providers (twilio,gammu)")
+    return names
+
+
+def _gammu(env: Mapping[str, str], providers: tuple[str, ...]) -> dict:
+    fmt = env.get("EWS_GAMMU_OUTBOX_FORMAT", "detail").lower()
+    if fmt not in ("detail", "standard"):
+        raise _fail("EWS_GAMMU_OUTBOX_FORMAT", f"{fmt!r} is not a format", "use detail (.smsbackup) or standard (.txt)")
+    values = {"gammu_spool": env.get("EWS_GAMMU_SPOOL"), "gammu_outbox_format": fmt,
+              "gammu_outbox_max": _int(env, "EWS_GAMMU_OUTBOX_MAX", 10, 1, 10000)}
+    if "gammu" in providers:
+        values["gammu_spool"] = _gammu_spool(values["gammu_spool"])
+    return values
+
+
+def _gammu_spool(raw: str | None) -> str:
+    """The spool folder, checked: its four folders exist and we may write where we must."""
+    fix = "point it at the folder holding gammu-smsd's inbox/, outbox/, sent/ and error/ (docs/sms.md)"
+    if not raw:
+        raise _fail("EWS_GAMMU_SPOOL", "is required with EWS_SMS_PROVIDER=gammu", fix)
+    root = Path(raw)
+    missing = [name for name in GAMMU_FOLDERS if not (root / name).is_dir()]
+    if missing:
+        raise _fail("EWS_GAMMU_SPOOL", f"{raw!r} has no {', '.join(f'{m}/' for m in missing)}", fix)
+    for name in ("outbox", "inbox"):  # we write messages into outbox/, and move handled ones out of inbox/
+        if not os.access(root / name, os.W_OK | os.X_OK):
+            raise _fail("EWS_GAMMU_SPOOL", f"{root / name} is not writable by this user",
+                        "add the service's user to the spool's group and make the folders group-writable (docs/sms.md)")
+    return str(root.resolve())
 
 
 def _shared_group(env: Mapping[str, str]) -> str | None:
@@ -229,9 +282,7 @@ def _cap(env: Mapping[str, str]) -> dict:
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build ``Settings`` from an environment mapping; raise ``ConfigError`` on the first bad value."""
     env = _merged(environ)
-    provider = env.get("EWS_SMS_PROVIDER", "console").lower()
-    if provider not in SMS_PROVIDERS:
-        raise _fail("EWS_SMS_PROVIDER", f"{provider!r} is not a provider", f"use one of {', '.join(SMS_PROVIDERS)}")
+    providers = _sms_providers(env)
     prefix = env.get("EWS_MQTT_TOPIC_PREFIX", "ews/v1").strip("/")
     if not TOPIC_PREFIX_RE.match(prefix):
         raise _fail("EWS_MQTT_TOPIC_PREFIX", f"{prefix!r} has characters MQTT topics cannot use here",
@@ -264,7 +315,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         http_host=host,
         http_port=port,
         public_url=public_url,
-        sms_provider=provider,
+        sms_provider=",".join(providers),
+        sms_failover_s=_float(env, "EWS_SMS_FAILOVER_S", 60.0, 1.0, 86400.0),
         sms_max_per_second=_float(env, "EWS_SMS_MAX_PER_SECOND", 10.0, 0.1, 1000.0),
         timezone=timezone_name,
         seed=seed,
@@ -274,5 +326,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         leader_lease_s=_float(env, "EWS_LEADER_LEASE_S", 15.0, 3.0, 600.0),
         **_cap(env),
         dead_letter_max_mb=_int(env, "EWS_DEAD_LETTER_MAX_MB", 512, 1, 1_000_000),
-        **_twilio(env, provider),
+        **_twilio(env, providers),
+        **_gammu(env, providers),
     )

@@ -34,6 +34,11 @@ class Metrics:
         )
         self.mqtt_connected = Gauge("ews_mqtt_connected", "1 when the ingest client is connected", registry=self.registry)
         self.sms_sent = Counter("ews_sms_requests", "Provider send requests, by outcome", ["outcome"], registry=self.registry)
+        self.sms_provider_requests = Counter(
+            "ews_sms_provider_requests", "Messages handed to each SMS provider, by outcome (accepted, refused, "
+            "unknown, failed, busy)", ["provider", "outcome"], registry=self.registry)
+        self.sms_provider_up = Gauge("ews_sms_provider_up", "1 unless the SMS provider is down (failed over)",
+                                     ["provider"], registry=self.registry)
         self.provider_latency = Histogram(
             "ews_sms_provider_latency_seconds",
             "Time the SMS provider took to answer a send request",

@@ -35,6 +35,7 @@ class Runtime:
         self.scheduler = None
         self.leader = None
         self.dispatcher = None
+        self.spool = None  # the Gammu spool reader (sent/, error/, inbox/) when EWS_SMS_PROVIDER names gammu
         self.http = None
         self._http_thread: threading.Thread | None = None
         self.stopped = threading.Event()
@@ -92,11 +93,15 @@ class Runtime:
     def _start_dispatcher(self) -> None:
         from service import dispatch
 
-        provider = dispatch.make_provider(self.settings, self.services.metrics)
+        provider = dispatch.make_provider(self.settings, self.services.metrics, self.services.engine,
+                                          self.services.instance_id)
         self.services.sms_provider = provider
         self.dispatcher = dispatch.Dispatcher(self.services, provider)
         self.services.wake_dispatcher = self.dispatcher.wake
         self.dispatcher.start()
+        self.spool = dispatch.spool_reader_for(self.services, provider)
+        if self.spool is not None:
+            self.spool.start()
         log.info("SMS dispatcher started (provider %s, at most %g/s)", self.settings.sms_provider, self.settings.sms_max_per_second)
 
     def _start_scheduler(self) -> None:
@@ -154,6 +159,8 @@ class Runtime:
             self.scheduler.shutdown(wait=True)
         if self.leader is not None:
             self.leader.stop(release=True)
+        if self.spool is not None:
+            self.spool.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.broker is not None:

@@ -296,7 +296,10 @@ notifications = Table(
     Column("language", String(2), nullable=False),
     Column("kind", String(16), nullable=False),  # warning reminder all_clear operational broadcast reply
     Column("body", Text, nullable=False),
-    # pending -> sending -> sent -> delivered | undelivered | failed ; unknown = fate to reconcile
+    # alerts.priority.priority(kind, level, exercise): 0 (AWAS warning) goes first; set when the row is created.
+    Column("priority", Integer, nullable=False, server_default="6"),
+    # pending -> sending -> sent -> delivered | undelivered | failed ; unknown = fate to reconcile;
+    # spooled = in gammu-smsd's outbox, not yet sent by the modem (sent_at is set when it is)
     Column("status", String(12), nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UTCDateTime, nullable=True),

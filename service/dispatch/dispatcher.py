@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from service.dispatch import outbox
+from service.dispatch.failover import as_router
 from service.dispatch.providers import OPT_OUT_CODES, Permanent, ProviderError, Transient, Unknown
 from service.phones import mask
 
@@ -152,8 +153,7 @@ class Dispatcher:
     ) -> None:
         from config.templates import default_templates
 
-        self.services = services
-        self.provider = provider
+        self.services, self.provider = services, as_router(provider)  # one provider or several in failover order
         self.templates = templates or default_templates()
         settings = services.settings
         rate = max_per_second or settings.sms_max_per_second
@@ -348,7 +348,7 @@ class Dispatcher:
             return
         started = time.monotonic()
         try:
-            result = self.provider.send(row.phone, row.body, self._callback_url(row.id))
+            result = self.provider.send(row.phone, row.body, self._callback_url(row.id), notification=row)
         except ProviderError as exc:
             metrics.provider_latency.observe(time.monotonic() - started)
             self._send_failed(row, exc)
@@ -359,7 +359,7 @@ class Dispatcher:
             return
         metrics.provider_latency.observe(time.monotonic() - started)
         metrics.sms_sent.labels("sent").inc()
-        self._write(outbox.mark_sent, engine, row.id, self.provider.name, result.sid, result.status, self._now())
+        self._write(outbox.mark_sent, engine, row.id, result.provider or self.provider.name, result.sid, result.status, self._now())
         log.info("SMS %s to %s sent (%s)", row.id, mask(row.phone), result.sid)
 
     def _send_failed(self, row, exc: ProviderError) -> None:
@@ -403,14 +403,14 @@ class Dispatcher:
             if self.limiter.acquire(self._stop, self.max_wait) is not None:
                 return  # the lease runs out and the row is looked at again
             try:
-                found = self.provider.lookup(row.phone, row.body, row.claimed_at or row.created_at)
+                found = self.provider.lookup(row.phone, row.body, row.claimed_at or row.created_at, notification=row)
             except ProviderError as exc:
                 log.info("cannot reconcile SMS %s yet: %s", row.id, exc.message)
                 outbox.delay_unknown(engine, row, now + timedelta(seconds=max(self._backoff(row.attempts), 1.0)), now)
                 return
         if found is not None:
             self.services.metrics.sms_sent.labels("reconciled").inc()
-            self._write(outbox.mark_sent, engine, row.id, self.provider.name, found.sid, found.status, now)
+            self._write(outbox.mark_sent, engine, row.id, found.provider or self.provider.name, found.sid, found.status, now)
             log.info("SMS %s to %s was accepted after all (%s)", row.id, mask(row.phone), found.sid)
             return
         # Not at the provider (or it cannot tell): send again. A rare duplicate beats a missed warning.

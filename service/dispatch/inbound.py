@@ -2,17 +2,20 @@
 
 ``handle(...)`` applies the keyword and returns the reply text (sent back as TwiML by the
 webhook). A webhook retry carrying the same MessageSid gets the stored reply and changes
-nothing a second time.
+nothing a second time. ``handle_once(...)`` is the same for a message read from Gammu's
+inbox by several instances at once: it claims the message id first and answers None when
+someone else has handled it; ``queue_reply(...)`` then queues the answer as a notification
+(kind ``reply``) that goes back through the modem.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from alerts import gsm7, messages
+from alerts import gsm7, messages, priority
 from alerts.levels import Level
 from service import phones, subscribers
 from service.db import schema
@@ -92,6 +95,58 @@ def handle(conn, templates, zone, now: datetime, phone_raw: str, body: str, mess
                             .where(schema.inbound_messages.c.provider_sid == message_sid)).first()
         if done is not None:
             return done.reply or ""
+    phone, keyword, _, text = _respond(conn, templates, zone, now, phone_raw, body)
+    values = {"received_at": now, "phone": phone, "body": (body or "")[:1600], "keyword": keyword[:16] or None,
+              "reply": text, "provider_sid": message_sid}
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(schema.inbound_messages).values(**values))
+    except sa.exc.IntegrityError:
+        pass  # the same MessageSid, processed concurrently
+    return text
+
+
+def handle_once(conn, templates, zone, now: datetime, phone_raw: str, body: str,
+                message_sid: str) -> tuple[str, str] | None:
+    """Like ``handle`` (returns the reply and its language), but None when ``message_sid`` was handled already.
+
+    The record is inserted first: a second transaction with the same id fails on the unique
+    key (``sa.exc.IntegrityError``, the caller rolls back) before it changes anything.
+    """
+    t = schema.inbound_messages
+    if conn.execute(sa.select(t.c.id).where(t.c.provider_sid == message_sid)).first() is not None:
+        return None
+    row_id = conn.execute(sa.insert(t).values(received_at=now, phone=str(phone_raw or "")[:20], body=(body or "")[:1600],
+                                              provider_sid=message_sid).returning(t.c.id)).scalar_one()
+    phone, keyword, language, text = _respond(conn, templates, zone, now, phone_raw, body)
+    conn.execute(sa.update(t).where(t.c.id == row_id).values(phone=phone, keyword=keyword[:16] or None, reply=text))
+    return text, language
+
+
+REPLIES_PER_HOUR = 5  # per sender: an auto-responder answering our replies must not start an endless exchange
+
+
+def queue_reply(conn, phone_raw: str, text: str, language: str, now: datetime) -> int | None:
+    """Queue ``text`` to the sender as a ``reply`` notification; None (nothing queued) for a sender we cannot answer."""
+    try:
+        phone = phones.normalise(phone_raw)
+    except phones.InvalidPhone:
+        return None  # an alphanumeric sender (the network's own messages) or a short code
+    n = schema.notifications
+    recent = conn.execute(sa.select(sa.func.count()).select_from(n).where(
+        n.c.phone == phone, n.c.kind == "reply", n.c.created_at > now - timedelta(hours=1))).scalar_one()
+    if recent >= REPLIES_PER_HOUR or not text:
+        return None
+    person = subscribers.by_phone(conn, phone)
+    return conn.execute(sa.insert(n).values(
+        subscriber_id=None if person is None else person.id, phone=phone, kind="reply", body=text,
+        language=language, status="pending",
+        priority=priority.priority("reply"), attempts=0, created_at=now, updated_at=now,
+    ).returning(n.c.id)).scalar_one()
+
+
+def _respond(conn, templates, zone, now: datetime, phone_raw: str, body: str) -> tuple[str, str, str, str]:
+    """Apply the keyword of ``body`` from ``phone_raw``; return (phone, keyword, language, reply text)."""
     try:
         phone = phones.normalise(phone_raw)
     except phones.InvalidPhone:
@@ -129,14 +184,7 @@ def handle(conn, templates, zone, now: datetime, phone_raw: str, body: str, mess
         text = _info(conn, templates, language, zone, now, person, reply)
     else:
         text = reply("unknown")
-    values = {"received_at": now, "phone": phone, "body": (body or "")[:1600], "keyword": keyword[:16] or None,
-              "reply": text, "provider_sid": message_sid}
-    try:
-        with conn.begin_nested():
-            conn.execute(sa.insert(schema.inbound_messages).values(**values))
-    except sa.exc.IntegrityError:
-        pass  # the same MessageSid, processed concurrently
-    return text
+    return phone, keyword, language, text
 
 
 def _register(conn, person, phone: str, place: Place, language: str, now: datetime) -> None:

@@ -5,7 +5,8 @@ States of a notification (column ``status``)::
     pending --claim--> sending --provider accepted--> sent --callback--> delivered | undelivered | failed
        ^                  |  \\--permanent error--> failed
        |                  |   \\--timeout / 5xx / crash--> unknown --lookup found--> sent
-       +--429, refused ---+                                   \\--not found (after the grace)--> pending
+       +--429, refused ---+    \\                             \\--not found (after the grace)--> pending
+                               '--written to Gammu's outbox--> spooled --daemon moved it--> sent | failed
 
 Every write that ends a send attempt is conditional on the row still being in the state
 and claim the writer saw, so late answers, status callbacks and reconciliation never undo
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from alerts import messages
+from alerts import messages, priority
 from service import subscribers
 from service.db import schema
 from service.phones import mask_numbers
@@ -35,7 +36,7 @@ st = schema.stations
 bc = schema.broadcasts
 ex = schema.exercises
 
-RANK = {"pending": 0, "sending": 1, "unknown": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+RANK = {"pending": 0, "sending": 1, "unknown": 1, "spooled": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4}
 FINAL = ("delivered", "undelivered", "failed")
 
 
@@ -179,6 +180,7 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) ->
         return 0
     bodies: dict[str, str] = {}
     rows = []
+    rank = priority.priority(notification_kind, event.level, exercise=bool(alert.exercise))
     for person in audience:
         language = person.language if person.language in templates.languages() else messages.DEFAULT_LANGUAGE
         if language not in bodies:
@@ -186,7 +188,7 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) ->
         rows.append({
             "event_id": event.id, "alert_id": alert.id, "subscriber_id": person.id, "phone": person.phone,
             "language": language, "kind": notification_kind, "body": bodies[language], "status": "pending",
-            "attempts": 0, "created_at": now, "updated_at": now,
+            "priority": rank, "attempts": 0, "created_at": now, "updated_at": now,
         })
     return len(conn.execute(_insert(conn).returning(n.c.id), rows).all())
 
@@ -234,7 +236,7 @@ def expand_broadcasts(engine, templates, now: datetime, *, limit: int = 5) -> in
                 rows.append({
                     "broadcast_id": broadcast.id, "subscriber_id": person.id, "phone": person.phone,
                     "language": language, "kind": "broadcast", "body": bodies[language], "status": "pending",
-                    "attempts": 0, "created_at": now, "updated_at": now,
+                    "priority": priority.priority("broadcast"), "attempts": 0, "created_at": now, "updated_at": now,
                 })
             if rows:
                 created += len(conn.execute(_insert(conn).returning(n.c.id), rows).all())
@@ -246,7 +248,7 @@ def expand_broadcasts(engine, templates, now: datetime, *, limit: int = 5) -> in
 # --- claims and outcomes -----------------------------------------------------------------------
 
 CLAIM_COLUMNS = (n.c.id, n.c.phone, n.c.body, n.c.attempts, n.c.created_at, n.c.subscriber_id, n.c.kind,
-                 n.c.claimed_at)
+                 n.c.claimed_at, n.c.priority, n.c.provider, n.c.error_code)
 
 
 def claim(engine, instance: str, count: int, now: datetime) -> list:
@@ -284,10 +286,10 @@ def mark_sent(engine, notification_id: int, provider: str, sid: str, status: str
     with engine.begin() as conn:
         conn.execute(sa.update(n).where(n.c.id == notification_id, n.c.provider_sid.is_(None))
                      .values(provider_sid=sid, provider=provider, updated_at=now))
-        lower = [s for s, rank in RANK.items() if rank < RANK.get(status, 2)]
-        conn.execute(sa.update(n).where(n.c.id == notification_id, n.c.status.in_(lower))
-                     .values(status=status, sent_at=now, next_attempt_at=None, error_code=None, error_message=None,
-                             updated_at=now))
+        lower = [s for s, rank in RANK.items() if rank < RANK.get(status, RANK["sent"])]
+        conn.execute(sa.update(n).where(n.c.id == notification_id, n.c.status.in_(lower))  # spooled: not sent yet
+                     .values(status=status, sent_at=None if status == "spooled" else now, next_attempt_at=None,
+                             error_code=None, error_message=None, updated_at=now))
 
 
 def mark_retry(engine, row, instance: str, next_attempt_at: datetime, code, message: str, now: datetime) -> None:

@@ -6,6 +6,9 @@
 - ``Permanent(code, message)``: will never succeed (21211 invalid number, 21610 unsubscribed, ...);
 - ``Unknown``: the request may have been accepted (timeout after sending, connection dropped,
   5xx). Never resend blindly: reconcile with ``lookup()`` first (Twilio has no idempotency key).
+- ``Busy``: a Transient that says nothing about the provider's health (the modem's queue is full).
+
+Several providers in a row (``twilio,gammu``) are ``service.dispatch.failover.Router``.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ STATUS_MAP = {
 
 @dataclasses.dataclass(frozen=True)
 class ProviderResult:
-    """The provider accepted the message: its id (Twilio's ``SM…`` sid)."""
+    """The provider accepted the message: its id (Twilio's ``SM…`` sid, Gammu's outbox file name)."""
 
     sid: str
-    status: str = "sent"
+    status: str = "sent"  # "spooled" for Gammu: in the daemon's queue, not sent yet
+    provider: str | None = None  # set by the failover router: who carried it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +56,9 @@ class Found:
     """A message ``lookup()`` found at the provider."""
 
     sid: str
-    status: str  # ours: sent, delivered, undelivered, failed
+    status: str  # ours: sent, delivered, undelivered, failed (spooled for Gammu)
     error_code: str | None = None
+    provider: str | None = None
 
 
 class ProviderError(Exception):
@@ -79,6 +84,10 @@ class Permanent(ProviderError):
 
 class Unknown(ProviderError):
     """The provider may or may not have accepted it: reconcile before sending again."""
+
+
+class Busy(Transient):
+    """Not sent because the provider's own queue is full (a modem): try later; the provider is not failing."""
 
 
 class Provider(Protocol):
@@ -305,15 +314,3 @@ class TwilioProvider:
             if session is not None:
                 session.close()
 
-
-def make_provider(settings, metrics=None) -> Provider:
-    """The provider ``settings.sms_provider`` names, configured from the settings."""
-    if settings.sms_provider == "twilio":
-        return TwilioProvider(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            from_number=settings.twilio_from_number,
-            messaging_service_sid=settings.twilio_messaging_service_sid,
-            base_url=settings.twilio_api_base_url,
-        )
-    return ConsoleProvider()

@@ -48,10 +48,30 @@ def readyz():
     if not mqtt_ok:
         problems.append("MQTT not connected")
     checks = {"database": db_problem is None, "mqtt": mqtt_ok}
+    warnings = []
+    sms = _sms_providers(services)
+    if sms is not None:
+        checks["sms"] = sms
+        down = [f"{p['name']} ({p['error'] or 'refusing'}, for {p['failing_s']:.0f} s)" for p in sms if p["state"] == "down"]
+        if down and len(down) == len(sms):
+            problems.append("every SMS provider is down: " + ", ".join(down))
+        elif down:
+            warnings.append("SMS provider down, the next one carries the messages: " + ", ".join(down))
     if problems:
         raise Problem(503, "Not ready: " + "; ".join(problems) + ".", title="Service Unavailable",
                       headers={"Retry-After": "5"})
-    return jsonify({"status": "ready", "checks": checks})
+    return jsonify({"status": "ready", "checks": checks, "warnings": warnings})
+
+
+def _sms_providers(services) -> list[dict] | None:
+    """The SMS providers' states in a process that sends SMS (None elsewhere): a down one is named.
+
+    A provider that is down while another carries the messages leaves the process ready (a
+    warning names it); every provider down makes it unready: no warning can go out.
+    """
+    router = getattr(services, "sms_provider", None)
+    status = getattr(router, "status", None)
+    return status() if status is not None else None
 
 
 class DatabaseCollector:
@@ -66,6 +86,9 @@ class DatabaseCollector:
     def collect(self):
         alerts = GaugeMetricFamily("ews_alerts_active", "Open alerts, by level and kind", labels=["level", "kind"])
         notifications = GaugeMetricFamily("ews_notifications", "SMS notifications, by status", labels=["status"])
+        carried = GaugeMetricFamily("ews_notifications_by_provider",
+                                    "SMS notifications by the provider that carried (or was last tried for) them, by status",
+                                    labels=["provider", "status"])
         up = GaugeMetricFamily("ews_database_up", "1 when the scrape could read the database")
         dead = GaugeMetricFamily("ews_dead_letters_bytes", "Bytes of dead letters held (EWS_DEAD_LETTER_MAX_MB caps them)")
         try:
@@ -79,6 +102,11 @@ class DatabaseCollector:
                 for status, count in conn.execute(sa.select(n.c.status, sa.func.count()).group_by(n.c.status)):
                     notifications.add_metric([status], count)
                 dead.add_metric([], conn.execute(sa.select(sa.func.coalesce(sa.func.sum(d.c.size_bytes), 0))).scalar_one())
+                for provider, status, count in conn.execute(
+                    sa.select(n.c.provider, n.c.status, sa.func.count()).where(n.c.provider.is_not(None))
+                    .group_by(n.c.provider, n.c.status)
+                ):
+                    carried.add_metric([provider, status], count)
             up.add_metric([], 1)
         except Exception:
             log.warning("metrics: database not readable", exc_info=True)
@@ -86,6 +114,7 @@ class DatabaseCollector:
         yield alerts
         yield notifications
         yield dead
+        yield carried
         yield up
 
 

@@ -24,7 +24,7 @@ from service.http.errors import VALIDATION_TYPE, Problem, field_error
 from service.http.pagination import PageArgs, keyset_page, page_schema
 from service.http.schemas import Strict, UTCDateTime
 
-STATUSES = ("pending", "sending", "sent", "delivered", "undelivered", "failed", "unknown")
+STATUSES = ("pending", "sending", "spooled", "sent", "delivered", "undelivered", "failed", "unknown")
 MAX_CSV_BYTES = 4 * 1024 * 1024
 
 
@@ -110,17 +110,24 @@ class NotificationSchema(ma.Schema):
     subscriber_id = ma.fields.Integer(allow_none=True)
     phone = ma.fields.String()
     language = ma.fields.String()
-    kind = ma.fields.String(metadata={"description": "warning, reminder, all_clear, operational or broadcast"})
+    kind = ma.fields.String(metadata={"description": "warning, reminder, all_clear, operational, broadcast, or reply "
+                                                     "(the answer to an SMS received through Gammu)"})
+    priority = ma.fields.Integer(metadata={"description": "0 (AWAS warning) goes first ... 7 (exercise) last; "
+                                                         "alerts.priority, spec section 10"})
     body = ma.fields.String()
     status = ma.fields.String(metadata={"description": ", ".join(STATUSES)})
     attempts = ma.fields.Integer()
     next_attempt_at = UTCDateTime(allow_none=True)
-    provider = ma.fields.String(allow_none=True)
-    provider_sid = ma.fields.String(allow_none=True)
+    provider = ma.fields.String(allow_none=True, metadata={
+        "description": "the provider that carried it (twilio, gammu, console); before it is sent, the one it was last "
+                       "tried at"})
+    provider_sid = ma.fields.String(allow_none=True, metadata={
+        "description": "the provider's id of the message: Twilio's SM... sid, Gammu's outbox file name"})
     error_code = ma.fields.String(allow_none=True)
     error_message = ma.fields.String(allow_none=True)
     created_at = UTCDateTime()
-    sent_at = UTCDateTime(allow_none=True)
+    sent_at = UTCDateTime(allow_none=True, metadata={"description": "when the provider took it: Twilio accepted it, or "
+                                                                  "gammu-smsd moved it to sent/"})
     updated_at = UTCDateTime()
 
 

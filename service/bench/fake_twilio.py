@@ -10,6 +10,9 @@
   ``"drop_after_accept"`` (store the message, then close the connection without answering),
   ``"drop_before_accept"``, ``("delay", seconds)`` (answer after that long: a client timeout).
 - ``fail_numbers`` maps a ``To`` number to a Twilio error code (400) returned every time.
+- ``outage`` (an HTTP status such as 500) answers *every* request with it, creates and lookups
+  alike (Twilio having a bad day), until set back to None; ``stop()`` and ``start()`` again on
+  the same ``port`` is Twilio not listening at all for a while.
 - ``auto_callbacks`` (e.g. ``["sent", "delivered"]``) fires signed status callbacks to the
   message's ``StatusCallback`` after each create; ``fire_status()`` fires one by hand.
 
@@ -63,7 +66,9 @@ class FakeTwilio:
     """The fake server; use as a context manager or call ``start()``/``stop()``."""
 
     def __init__(self, account_sid: str = "AC" + "f" * 32, auth_token: str = "fake-auth-token",
-                 latency: float | tuple[float, float] = 0.0) -> None:
+                 latency: float | tuple[float, float] = 0.0, port: int = 0) -> None:
+        self.port = port
+        self.outage: int | None = None
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.latency = latency
@@ -87,7 +92,8 @@ class FakeTwilio:
             pass
 
         Handler.fake = fake
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]  # the same port after a stop() and start()
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-twilio", daemon=True)
         self._thread.start()
@@ -109,9 +115,8 @@ class FakeTwilio:
 
     @property
     def url(self) -> str:
-        """The base URL to give as ``TWILIO_API_BASE_URL``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        """The base URL to give as ``TWILIO_API_BASE_URL`` (also while stopped)."""
+        return f"http://127.0.0.1:{self.port}"
 
     def env(self, public_url: str = "http://127.0.0.1:8080", from_number: str = "BPBDLUTIM") -> dict[str, str]:
         """The environment variables that point the service at this fake."""
@@ -263,10 +268,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.requests.append(Recorded(time.monotonic(), self.command, self.path, form,
                                                datetime.now(timezone.utc)))
 
+    def _html(self, status: int, text: str) -> None:
+        data = f"<html><body>{text}</body></html>".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _outage(self) -> bool:
+        if self.fake.outage is None:
+            return False
+        self._html(self.fake.outage, "Service Unavailable")
+        return True
+
     def do_POST(self):  # noqa: N802 - http.server's naming
         length = int(self.headers.get("Content-Length") or 0)
         form = {k: v[-1] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode(), keep_blank_values=True).items()}
         self._record(form)
+        if self._outage():
+            return None
         path = urllib.parse.urlsplit(self.path).path
         if path != f"/2010-04-01/Accounts/{self.fake.account_sid}/Messages.json":
             return self._error(404, 20404)
@@ -289,14 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop()
         kind = action[0]
         if kind == "status":
-            status = action[1]
-            data = b"<html><body>Internal Server Error</body></html>"
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            return None
+            return self._html(action[1], "Internal Server Error")
         if kind == "429":
             return self._error(429, 20429, {"Retry-After": str(action[1])})
         if kind == "error":
@@ -309,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         self._record({})
+        if self._outage():
+            return None
         parts = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
         base = f"/2010-04-01/Accounts/{self.fake.account_sid}/Messages"

@@ -7,8 +7,9 @@ The dispatcher always talks to a ``Router``, also for a single provider. For eac
   that stopped sending) for longer than ``EWS_SMS_FAILOVER_S`` without one accepted message.
   During those first seconds the message is retried at that provider, as before.
 - While an earlier provider is down, one message every ``EWS_SMS_FAILOVER_S`` *probes* it
-  first; if it is refused, the same message goes on through the next provider at once. An
-  accepted probe brings the provider back: the next messages go to it again.
+  first; if it is refused (a 5xx answer included: the provider is still refusing), the same
+  message goes on through the next provider at once. An accepted probe brings the provider
+  back: the next messages go to it again. A probe that times out is unknown, like any other.
 - Before a request goes out, the notification records the provider it is tried at
   (``notifications.provider``, committed), so a message whose outcome is unknown (a timeout
   after sending, a crash) is reconciled at *that* provider, and is not sent through another
@@ -20,8 +21,8 @@ The dispatcher always talks to a ``Router``, also for a single provider. For eac
 - A permanent error is the provider answering: it marks the message failed, not the
   provider down. A full modem queue (``Busy``) says nothing about health either.
 
-Health lives in the process (each dispatching instance watches for itself); ``health()``
-feeds ``/readyz`` and ``/metrics``.
+Health lives in the process (each dispatching instance watches for itself); ``status()``
+feeds ``/readyz`` and ``/metrics`` (``ews_sms_provider_up``).
 """
 
 from __future__ import annotations
@@ -123,8 +124,6 @@ class Router:
         self.instance = None if instance is None else str(instance)[:64]
         self.name = ",".join(p.name for p in self.providers)
         self.can_lookup = any(p.can_lookup for p in self.providers)
-        for provider in self.providers:
-            self._gauge(provider.name)
 
     def provider(self, name: str):
         """The provider called ``name``, or None."""
@@ -137,6 +136,7 @@ class Router:
         candidates = self.plan(notification)
         error: ProviderError | None = None
         for provider in candidates:
+            probing = self.health.down(provider.name)
             self._bind(notification, provider.name)
             try:
                 result = self._call(provider, "send", to, body, callback_url, notification=notification)
@@ -151,6 +151,10 @@ class Router:
                 error = exc
                 continue  # not accepted: the next candidate may take it now
             except ProviderError as exc:  # Unknown: bound to this provider until reconciled
+                if probing and _answered_5xx(exc.code) and len(candidates) > 1:
+                    self._refused(provider.name, "refused", exc)  # a down provider's 5xx: still refusing
+                    error = exc
+                    continue
                 self._refused(provider.name, "unknown", exc)
                 raise
             self._answered(provider.name, "accepted")
@@ -182,7 +186,6 @@ class Router:
                 self.health.refused(provider.name, why, observed=True)
             else:
                 self.health.problem_gone(provider.name)
-            self._gauge(provider.name)
 
     def _bind(self, notification, name: str) -> None:
         """Commit which provider the claimed notification is tried at, before the request goes out."""
@@ -216,9 +219,8 @@ class Router:
         return None
 
     def _refused_for_good(self, name: str, notification) -> bool:
-        code = str(getattr(notification, "error_code", None) or "")
-        answered_5xx = code.isdigit() and 500 <= int(code) <= 599
-        return answered_5xx and self.health.down(name) and len(self.providers) > 1
+        answered = _answered_5xx(getattr(notification, "error_code", None))
+        return answered and self.health.down(name) and len(self.providers) > 1
 
     # -- state for /readyz and /metrics ----------------------------------------------------------
 
@@ -240,20 +242,20 @@ class Router:
     def _answered(self, name: str, outcome: str) -> None:
         self.health.answered(name)
         self._count(name, outcome)
-        self._gauge(name)
 
     def _refused(self, name: str, outcome: str, exc: ProviderError) -> None:
         self.health.refused(name, f"{exc.code or ''} {exc.message}".strip()[:200])
         self._count(name, outcome)
-        self._gauge(name)
 
     def _count(self, name: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.sms_provider_requests.labels(name, outcome).inc()
 
-    def _gauge(self, name: str) -> None:
-        if self.metrics is not None:
-            self.metrics.sms_provider_up.labels(name).set(0 if self.health.down(name) else 1)
+
+def _answered_5xx(code) -> bool:
+    """True for an HTTP 5xx status as the error code: the provider answered, refusing (spec section 13)."""
+    code = str(code or "")
+    return code.isdigit() and 500 <= int(code) <= 599
 
 
 def as_router(provider) -> Router:

@@ -75,10 +75,15 @@ class SpoolReader:
             self._thread = None
 
     def _loop(self) -> None:
+        complained = 0.0
         while not self._stop.is_set():
             try:
                 self.run_once()
-            except Exception:  # noqa: BLE001 - a database or disk hiccup must not stop the reader
+            except OSError as exc:  # the spool went away (an unmounted disk): say so once a minute, not every second
+                if time.monotonic() - complained > 60:
+                    log.warning("cannot read the Gammu spool %s: %s; retrying", self.gammu.root, exc)
+                    complained = time.monotonic()
+            except Exception:  # noqa: BLE001 - a database hiccup must not stop the reader
                 log.exception("reading the Gammu spool failed; retrying")
             self._stop.wait(self.interval)
 

@@ -122,6 +122,8 @@ class DatabaseCollector:
 def metrics():
     """Prometheus text: the process counters plus database gauges read now."""
     services = current_app.extensions["ews"]
+    for provider in _sms_providers(services) or []:
+        services.metrics.sms_provider_up.labels(provider["name"]).set(0 if provider["state"] == "down" else 1)
     text = generate_latest(services.metrics.registry)
     db_registry = CollectorRegistry(auto_describe=False)
     db_registry.register(DatabaseCollector(services.engine))

@@ -22,6 +22,7 @@ STEADY_M_PER_H = 0.02
 SERIES_HOURS = (6, 12, 24, 48, 72, 168)
 DELIVERED = ("delivered",)
 FAILED = ("failed", "undelivered")
+CARRIED = ("spooled", "sent", "delivered", "undelivered")  # the provider took it (Gammu: in the modem's queue)
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -145,20 +146,20 @@ def station_rows(conn, now: datetime) -> list[dict]:
 
 
 def sms_counts(conn, alert_ids: list[int]) -> dict[int, dict]:
-    """Per alert: residents and staff messaged, and how many messages were delivered, failed or pending."""
+    """Per alert: residents and staff messaged, messages delivered, failed or pending, and by which provider."""
     counts: dict[int, dict] = {
         a: {"residents": 0, "residents_delivered": 0, "staff": 0, "messages": 0,
-            "delivered": 0, "failed": 0, "pending": 0}
+            "delivered": 0, "failed": 0, "pending": 0, "by_provider": {}}
         for a in alert_ids
     }
     if not alert_ids:
         return counts
     n, sub = schema.notifications, schema.subscribers
     rows = conn.execute(
-        sa.select(n.c.alert_id, n.c.subscriber_id, sub.c.role, n.c.status, sa.func.count().label("count"))
+        sa.select(n.c.alert_id, n.c.subscriber_id, sub.c.role, n.c.status, n.c.provider, sa.func.count().label("count"))
         .select_from(n.outerjoin(sub, sub.c.id == n.c.subscriber_id))
         .where(n.c.alert_id.in_(alert_ids))
-        .group_by(n.c.alert_id, n.c.subscriber_id, sub.c.role, n.c.status)
+        .group_by(n.c.alert_id, n.c.subscriber_id, sub.c.role, n.c.status, n.c.provider)
     ).all()
     people: dict[int, dict[str, set]] = defaultdict(lambda: defaultdict(set))
     for row in rows:
@@ -166,6 +167,8 @@ def sms_counts(conn, alert_ids: list[int]) -> dict[int, dict]:
         c["messages"] += row.count
         bucket = "delivered" if row.status in DELIVERED else "failed" if row.status in FAILED else "pending"
         c[bucket] += row.count
+        if row.provider and row.status in CARRIED:
+            c["by_provider"][row.provider] = c["by_provider"].get(row.provider, 0) + row.count
         role = "staff" if row.role == "staff" else "resident"
         people[row.alert_id][role].add(row.subscriber_id)
         if role == "resident" and row.status in DELIVERED:

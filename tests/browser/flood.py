@@ -150,9 +150,12 @@ def _notifications(conn, now, ids) -> None:
                 "failed" if index < delivered + failed else "sent")
             # Handed to the provider 20 s after the reading, at the SMS rate of 10 per second.
             sent_at = event_at + timedelta(seconds=20 + index / 10)
+            # At Laskap the internet link failed mid-flood: the last messages went out through the GSM modem.
+            provider = "gammu" if station_id == "PKR-LASKAP" and index >= 40 else "twilio"
             rows.append({"event_id": event_id, "alert_id": alert_id, "subscriber_id": sub_id,
                          "phone": f"+62000000{index:04d}", "language": "id", "kind": "warning", "body": "-",
-                         "status": status, "created_at": now, "updated_at": now, "sent_at": sent_at})
+                         "status": status, "provider": provider, "created_at": now, "updated_at": now,
+                         "sent_at": sent_at})
     conn.execute(sa.insert(schema.notifications), rows)
 
 

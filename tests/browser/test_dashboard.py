@@ -82,6 +82,7 @@ def test_public_view_hides_staff_alerts_and_names(browser, live, flood):
     text = browser.find_element("id", "alerts").text
     assert "Piket malam BPBD" not in text and "Tim TRC" not in text and "+62" not in text
     assert "Warga diperingatkan 60 · terkirim 54" in text
+    assert "lewat modem GSM 22, Twilio 40" in text  # which provider carried the messages
     assert not browser.find_elements("css selector", ".ack-button")
 
 

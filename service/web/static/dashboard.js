@@ -351,6 +351,12 @@
         if (sms.failed) smsHtml += ' · <span class="failed">' + esc(t("sms_failed", { failed: sms.failed })) + "</span>";
         if (sms.pending) smsHtml += " · " + esc(t("sms_pending", { pending: sms.pending }));
       }
+      var carriers = Object.keys((sms && sms.by_provider) || {}).sort();
+      if (carriers.length) {
+        smsHtml += ' · <span class="sms-via">' + esc(t("sms_via", { providers: carriers.map(function (p) {
+          return t("provider_" + p) + " " + sms.by_provider[p];
+        }).join(", ") })) + "</span>";
+      }
       return '<article class="alert ' + (operational ? "operational" : "lvl-border-" + esc(a.level)) + (isNew ? " is-new" : "") + (a.exercise ? " is-exercise" : "") + '" data-alert-id="' + a.id + '" data-level="' + esc(a.level) + '" data-station="' + esc(a.station_id) + '"' + (a.exercise_id ? ' data-exercise-id="' + a.exercise_id + '"' : "") + ">" +
         '<div class="alert-head">' + (operational ? '<span class="badge lvl-offline">' + esc(t("kind_" + a.kind)) + "</span>" : badge(a.level)) + ' <b class="alert-station">' + esc(st.name) + "</b>" +
         (st.kecamatan ? ' <span class="muted">· ' + esc(st.kecamatan) + "</span>" : "") +

@@ -243,3 +243,27 @@ def test_the_reply_to_an_auto_responder_stops_after_five_an_hour(daemon, gammu):
         daemon.receive("+6281211119999", "apa?")
     g.until(lambda: len(daemon.files("inbox/handled")) == 7, "seven messages handled")
     assert len(rows(g.services, kind="reply")) == 5
+
+
+def test_the_sample_smsdrc_runs_with_the_service(tmp_path, database_url):
+    """config/gammu-smsdrc as shipped, with the dummy phone instead of the modem and the spool in a temporary folder."""
+    from pathlib import Path
+
+    sample = (Path(__file__).resolve().parents[2] / "config" / "gammu-smsdrc").read_text()
+    folder = tmp_path / "sample"
+    text = (sample.replace("device = /dev/ttyUSB0\nconnection = at", f"model = dummy\nconnection = none\ndevice = {folder}/phone")
+            .replace("/var/spool/gammu", str(folder / "spool")).replace("/var/log/gammu-smsd.log", str(folder / "smsd.log")))
+    assert "model = dummy" in text and "/var/" not in text
+    daemon = GammuDaemon(folder, smsdrc=text)
+    g = Gammu(database_url, daemon)
+    try:
+        add(g.services, "0812-1111-0001")
+        daemon.start()
+        Alerts(g.services).event("raised", "awas", 3.3, 0.6)
+        (row,) = g.until(lambda: [r for r in rows(g.services) if r.status == "sent"], "the warning to be sent")
+        assert (row.provider_sid, "+6281211110001") in daemon.transmitted()
+        daemon.receive("+6281211110001", "INFO")
+        g.until(lambda: [r for r in rows(g.services, kind="reply") if r.status == "sent"], "the INFO reply", timeout=90)
+    finally:
+        g.close()
+        daemon.stop()

@@ -52,7 +52,7 @@ checksignal = 0
 class GammuDaemon:
     """``gammu-smsd -c smsdrc`` in the foreground, as our child process, on a dummy phone."""
 
-    def __init__(self, directory: Path, *, sent_path: Path | None = None) -> None:
+    def __init__(self, directory: Path, *, sent_path: Path | None = None, smsdrc: str | None = None) -> None:
         self.directory = Path(directory)
         self.phone = self.directory / "phone"
         self.spool = self.directory / "spool"
@@ -64,7 +64,7 @@ class GammuDaemon:
             (self.spool / folder).mkdir(parents=True, exist_ok=True)
         # ``sent_path``: where the daemon files what it sent (a missing folder makes it move each message to error/)
         sent = sent_path or self.spool / "sent"
-        self.config.write_text(SMSDRC.format(phone=self.phone, spool=self.spool, sent=sent, log=self.log))
+        self.config.write_text(smsdrc or SMSDRC.format(phone=self.phone, spool=self.spool, sent=sent, log=self.log))
         self._received = 0
 
     def start(self) -> "GammuDaemon":

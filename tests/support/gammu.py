@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -18,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from service.dispatch import gammu_files
-from tests.support.infra import wait_until
+from tests.support.infra import terminate, wait_until
 
 GAMMU_SMSD = shutil.which("gammu-smsd") or next((p for p in ("/usr/bin/gammu-smsd",) if os.path.exists(p)), None)
 SKIP_REASON = "needs Debian's gammu-smsd (apt-get install -y gammu gammu-smsd; .ci/run installs it)"
@@ -86,13 +85,7 @@ class GammuDaemon:
 
     def stop(self) -> None:
         """SIGTERM and wait (the daemon finishes the message in hand)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        terminate(self.process)
         self.process = None
 
     def __enter__(self) -> "GammuDaemon":

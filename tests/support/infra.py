@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def fresh_database(kind: str, tmp_path: Path):
         yield url
 
 
+
+
+def terminate(process, timeout: float = 30.0) -> None:
+    """SIGTERM a child process we started and wait for it; SIGKILL it after ``timeout``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.2):

@@ -22,14 +22,14 @@ def test_upgrade_creates_every_table_and_matches_the_schema(database_url):
     assert diff == [], 'schema.py changed: run `python -m service.db.regen "what changed"`'
 
 
-def test_0005_ranks_the_notifications_of_the_first_release(database_url):
-    """Rows written before 0005 (no priority column) get the rank alerts.priority gives them today."""
+def test_0006_ranks_the_notifications_of_the_first_release(database_url):
+    """Rows written before 0006 (no priority column) get the rank alerts.priority gives them today."""
     import sqlalchemy as sa
 
     from alerts import priority
 
     engine = make_engine(database_url)
-    upgrade(engine, "0004")  # the previous head
+    upgrade(engine, "0005")  # the previous head
     now = "2026-11-30 06:00:00+00:00"
     with engine.begin() as conn:
         for alert_id, station, exercise in ((1, "PKR-LASKAP", False), (2, "MLL-MALILI", True)):

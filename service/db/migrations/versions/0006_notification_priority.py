@@ -1,7 +1,7 @@
 """notification priority
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 10:02:09.098596
 
 Adds ``notifications.priority`` (``alerts.priority.priority``: 0 = an AWAS warning goes
@@ -14,8 +14,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

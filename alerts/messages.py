@@ -40,6 +40,7 @@ REQUIRED_KEYS = tuple(
                                     "info", "info_none", "info_line", "unknown")]
     + [f"levels.{level}" for level in ("normal",) + WARNING_LEVELS]
 )
+MAX_TREND_CM = 999  # the widest rate a trend text shows (cm/h)
 # Time-zone abbreviations people in Indonesia use (the tz database has only "+08").
 _TZ_WORDS = {"Asia/Makassar": "WITA", "Asia/Jakarta": "WIB", "Asia/Pontianak": "WIB", "Asia/Jayapura": "WIT"}
 
@@ -166,7 +167,9 @@ def station_short(name: str) -> str:
 
 
 def where(station: Mapping) -> str:
-    """River and place in few characters: ``S.Kalaena Wotu`` (not ``S.Kalaena Kalaena Wotu``)."""
+    """River and place in few characters: ``S.Kalaena Wotu`` (not ``S.Kalaena Kalaena Wotu``); ``sms_name`` when set."""
+    if station.get("sms_name"):
+        return str(station["sms_name"])
     short = station_short(station.get("name") or station.get("id") or "")
     river = river_short(station.get("river"))
     if not river:
@@ -216,7 +219,8 @@ def trend_text(templates: Templates, language: str, metric: str, rate_per_hour: 
     if rate_per_hour is None or metric not in PUBLIC_KINDS:
         return ""
     if metric == "water_level":
-        cm = round(abs(rate_per_hour) * 100)
+        # More than 10 m/h is a gauge fault, not a river: the text never shows more than 999 cm/h.
+        cm = min(round(abs(rate_per_hour) * 100), MAX_TREND_CM)
         direction = "steady" if cm < 5 else ("rising" if rate_per_hour > 0 else "falling")
         return templates.get(f"trend.water_level_{direction}", language).replace("{rate}", str(cm))
     direction = "steady" if abs(rate_per_hour) < 1 else ("rising" if rate_per_hour > 0 else "falling")
@@ -242,7 +246,8 @@ def warning_context(
     areas = station.get("areas") or []
     return {
         "level": level_word(templates, language, level),
-        "station": station_short(station.get("name") or station.get("id") or ""),
+        # sms_name, when set, is the whole place phrase (spec section 9): for {where} and {station}.
+        "station": station.get("sms_name") or station_short(station.get("name") or station.get("id") or ""),
         "station_id": station.get("id") or "",
         "river": river_short(station.get("river")) or station_short(station.get("name") or ""),
         "where": where(station),

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
+from alerts.segment import segment_problem
 from alerts.station_rules import rules_from_overrides
 from config import load_json
+from config.templates import default_templates
 from service.alerting import default_rules_doc
 from service.db.schema import stations
 
 log = logging.getLogger(__name__)
 
 
-def station_rows(seed: str, now: datetime) -> list[dict]:
-    """The rows of the ``stations`` table for a bundled seed."""
+def station_rows(seed: str, now: datetime, zone: tzinfo = ZoneInfo("Asia/Makassar")) -> list[dict]:
+    """The rows of the ``stations`` table for a bundled seed; ValueError for a station whose SMS would not fit."""
     defaults = default_rules_doc()
     rows = []
     for station in load_json("seed", f"{seed}.json")["stations"]:
+        problem = segment_problem(default_templates(), station, zone)
+        if problem:
+            raise ValueError(f"seed {seed}: station {station['id']}: {problem}")
         row = {key: station.get(key) for key in ("id", "name", "river", "kecamatan", "desa", "lat", "lon", "mm_per_tip")}
+        if station.get("sms_name"):  # left out otherwise: the rows also seed databases of earlier revisions (tests)
+            row["sms_name"] = station["sms_name"]
         row.update(
             metrics=station["metrics"],
             areas=station["areas"],
@@ -42,6 +50,7 @@ def seed_if_empty(engine: Engine, seed: str, now: datetime) -> int:
         if conn.execute(select(func.count()).select_from(stations)).scalar_one():
             return 0
         rows = station_rows(seed, now)
-        conn.execute(insert(stations), rows)
+        for row in rows:  # one by one: rows need not all have the same keys (sms_name)
+            conn.execute(insert(stations).values(**row))
     log.info("seeded %d %s stations", len(rows), seed)
     return len(rows)

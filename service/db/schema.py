@@ -82,6 +82,8 @@ stations = Table(
     Column("plausible", JSON, nullable=False),  # {"water_level": [min, max]}
     Column("downstream", JSON, nullable=False),  # [{"station_id": .., "travel_s": ..}]
     Column("cap_radius_km", Float, nullable=False, server_default="5"),  # CAP circle for areas without a polygon
+    # The whole place phrase of its SMS when the river and the name are too long (spec section 9).
+    Column("sms_name", String(24), nullable=True),
     Column("rules", JSON, nullable=False),  # spec section 3 document
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

@@ -20,7 +20,7 @@ from service.http.auth import current_actor, current_caller, require
 from service.http.errors import Problem, field_error
 from service.http.pagination import PageArgs, keyset_page, page_schema
 from service.http.schemas import Strict, Text, UTCDateTime
-from service.http.stations import STATION_ID_RE
+from service.http.station_schemas import STATION_ID_RE
 
 blp = Blueprint("exercises", __name__, url_prefix="/api/v1/exercises",
                 description="Exercises (drills): readings, state and alerts of their own")

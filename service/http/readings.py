@@ -18,7 +18,7 @@ from service.http.auth import require
 from service.http.errors import VALIDATION_TYPE, Problem, field_error
 from service.http.pagination import PageArgs, keyset_page
 from service.http.schemas import UTCDateTime
-from service.http.stations import STATION_ID_RE
+from service.http.station_schemas import STATION_ID_RE
 
 blp = Blueprint("readings", __name__, url_prefix="/api/v1/stations", description="Readings of a station")
 

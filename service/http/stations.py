@@ -3,163 +3,37 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 
-import marshmallow as ma
 import sqlalchemy as sa
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from alerts.areas import MAX_POLYGON_POINTS, polygon_problem
+from alerts.areas import polygon_problem
 from alerts.cap import DEFAULT_RADIUS_KM
-from alerts.model import METRICS
 from alerts.rules import RulesError, rules_to_doc
+from alerts.segment import segment_problem
 from alerts.station_rules import replace_rules
+from config.templates import default_templates
 from service import audit
 from service.alerting import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import services
 from service.http.auth import current_actor, require
 from service.http.errors import VALIDATION_TYPE, Problem
-from service.http.pagination import PageArgs, keyset_page, page_schema
-from service.http.schemas import Strict, Text, UTCDateTime
+from service.http.pagination import keyset_page, page_schema
+from service.http.station_schemas import (
+    EDITABLE,
+    STATION_ID_RE,
+    StationCreateSchema,
+    StationListArgs,
+    StationPatchSchema,
+    StationSchema,
+)
 
 blp = Blueprint("stations", __name__, url_prefix="/api/v1/stations", description="Station registry")
-
-STATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_INTERVAL_S = 7 * 86400
-EDITABLE = ("name", "river", "kecamatan", "desa", "lat", "lon", "metrics", "areas", "mm_per_tip",
-            "expected_interval_s", "plausible", "downstream", "cap_radius_km")
-
-
-# ---------------------------------------------------------------- schemas
-
-class StationAreaSchema(Strict):
-    """A place a station warns: a desa, or a whole kecamatan when ``desa`` is omitted."""
-
-    kecamatan = Text(required=True, min_length=1, max_length=120)
-    desa = Text(load_default=None, allow_none=True, min_length=1, max_length=120)
-    polygon = ma.fields.List(
-        ma.fields.List(ma.fields.Float(allow_nan=False), validate=ma.validate.Length(equal=2)),
-        validate=ma.validate.Length(max=MAX_POLYGON_POINTS), allow_none=True,
-        metadata={"description": "the place's outline for CAP: [lat, lon] points, a closed ring (last = first), "
-                                 "at least 4, not crossing itself; without it CAP draws a circle of cap_radius_km"})
-
-
-class DownstreamSchema(Strict):
-    """Where this river's water goes next and how long it takes."""
-
-    station_id = ma.fields.String(required=True, validate=ma.validate.Regexp(STATION_ID_RE))
-    travel_s = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=MAX_INTERVAL_S))
-
-
-def _range_list():
-    return ma.fields.List(
-        ma.fields.Float(allow_nan=False, validate=ma.validate.Range(min=-1e9, max=1e9)),
-        validate=ma.validate.Length(equal=2),
-        metadata={"description": "[min, max], min < max"},
-    )
-
-
-class StationPatchSchema(Strict):
-    """Fields of a station that may be changed (all optional)."""
-
-    name = Text(min_length=1, max_length=200)
-    river = Text(allow_none=True, max_length=120)
-    kecamatan = Text(allow_none=True, max_length=120)
-    desa = Text(allow_none=True, max_length=120)
-    lat = ma.fields.Float(allow_none=True, validate=ma.validate.Range(min=-90, max=90))
-    lon = ma.fields.Float(allow_none=True, validate=ma.validate.Range(min=-180, max=180))
-    metrics = ma.fields.List(
-        ma.fields.String(validate=ma.validate.OneOf(list(METRICS))),
-        validate=ma.validate.Length(min=1, max=len(METRICS)),
-        metadata={"description": f"what the station sends: {', '.join(METRICS)} (rainfall or rain_tips, not both)"},
-    )
-    areas = ma.fields.List(ma.fields.Nested(StationAreaSchema), validate=ma.validate.Length(max=200))
-    mm_per_tip = ma.fields.Float(allow_none=True, validate=ma.validate.Range(min=0, max=100, min_inclusive=False))
-    expected_interval_s = ma.fields.Integer(validate=ma.validate.Range(min=1, max=MAX_INTERVAL_S))
-    plausible = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(list(METRICS))), values=_range_list())
-    downstream = ma.fields.List(ma.fields.Nested(DownstreamSchema), validate=ma.validate.Length(max=50))
-    cap_radius_km = ma.fields.Float(validate=ma.validate.Range(min=0.1, max=100),
-                                    metadata={"description": "radius of the CAP circle around the station for "
-                                                             f"areas without a polygon (km, default {DEFAULT_RADIUS_KM:g})"})
-
-
-class StationCreateSchema(StationPatchSchema):
-    """A new station; ``rules`` (optional) is its whole rules document, as ``PUT /stations/{id}/rules`` takes it."""
-
-    id = ma.fields.String(required=True, validate=ma.validate.Regexp(STATION_ID_RE),
-                          metadata={"description": "^[A-Za-z0-9_-]{1,64}$"})
-    name = Text(required=True, min_length=1, max_length=200)
-    metrics = ma.fields.List(
-        ma.fields.String(validate=ma.validate.OneOf(list(METRICS))),
-        required=True,
-        validate=ma.validate.Length(min=1, max=len(METRICS)),
-    )
-    rules = ma.fields.Dict(keys=ma.fields.String(), metadata={"description": "the station's whole rules "
-                                                              "document, as PUT /stations/{id}/rules takes it; "
-                                                              "the defaults when left out"})
-
-
-class StationLatestSchema(ma.Schema):
-    value = ma.fields.Float()
-    ts = ma.fields.String()
-
-
-class StationStatusSchema(ma.Schema):
-    """What the station is doing now (from station_state)."""
-
-    class Meta:
-        ordered = True
-
-    level = ma.fields.String()
-    online = ma.fields.Boolean()
-    last_seen = UTCDateTime(allow_none=True)
-    latest = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(StationLatestSchema))
-
-
-class StationAreaOutSchema(ma.Schema):
-    kecamatan = ma.fields.String()
-    desa = ma.fields.String(allow_none=True)
-    polygon = ma.fields.List(ma.fields.List(ma.fields.Float()), allow_none=True)
-
-
-class DownstreamOutSchema(ma.Schema):
-    station_id = ma.fields.String()
-    travel_s = ma.fields.Integer()
-
-
-class StationSchema(ma.Schema):
-    """A station as the API returns it."""
-
-    class Meta:
-        ordered = True
-
-    id = ma.fields.String()
-    name = ma.fields.String()
-    river = ma.fields.String(allow_none=True)
-    kecamatan = ma.fields.String(allow_none=True)
-    desa = ma.fields.String(allow_none=True)
-    lat = ma.fields.Float(allow_none=True)
-    lon = ma.fields.Float(allow_none=True)
-    metrics = ma.fields.List(ma.fields.String())
-    areas = ma.fields.List(ma.fields.Nested(StationAreaOutSchema))
-    mm_per_tip = ma.fields.Float(allow_none=True)
-    expected_interval_s = ma.fields.Integer()
-    plausible = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.Float()))
-    downstream = ma.fields.List(ma.fields.Nested(DownstreamOutSchema))
-    cap_radius_km = ma.fields.Float()
-    created_at = UTCDateTime()
-    updated_at = UTCDateTime()
-    status = ma.fields.Nested(StationStatusSchema)
-
-
-class StationListArgs(PageArgs):
-    kecamatan = Text(max_length=120, metadata={"description": "only stations in this kecamatan"})
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -224,6 +98,14 @@ def check_station(doc: dict) -> list[dict]:
         if problem:
             errors.append({"field": f"areas.{i}.polygon", "message": problem})
     return errors
+
+
+def segment_errors(doc: dict, zone) -> list[dict]:
+    """``[{field, message}]`` when the station's resident warnings would not fit one SMS (spec section 9)."""
+    problem = segment_problem(default_templates(), doc, zone)
+    if problem is None:
+        return []
+    return [{"field": "sms_name" if doc.get("sms_name") else "name", "message": problem}]
 
 
 def station_rules(given: dict | None, metrics) -> dict:
@@ -315,7 +197,7 @@ class Stations(MethodView):
                "cap_radius_km": DEFAULT_RADIUS_KM, **data}
         if not doc["areas"] and doc.get("kecamatan"):
             doc["areas"] = [{"kecamatan": doc["kecamatan"], "desa": doc.get("desa")}]
-        errors = check_station(doc)
+        errors = check_station(doc) or segment_errors(doc, svc.settings.tz)
         if errors:
             raise _validation(errors)
         rules = station_rules(doc.pop("rules", None), doc["metrics"])
@@ -357,7 +239,7 @@ class StationView(MethodView):
         with svc.engine.begin() as conn:
             before = load_station(conn, station_id)
             doc = {**before, **data}
-            errors = check_station(doc)
+            errors = check_station(doc) or segment_errors(doc, svc.settings.tz)
             if errors:
                 raise _validation(errors)
             if data:

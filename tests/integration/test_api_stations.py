@@ -188,3 +188,52 @@ def test_post_readings_reports_accepted_duplicates_and_rejected(api):
     assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids)) >= 3
     only = api.call("GET", "/api/v1/dead-letters?reason=unknown_metric", "viewer").get_json()["items"]
     assert only and all("unknown_metric" in d["reasons"] for d in only)
+
+
+LONG_NAMED = {**NEW, "id": "TST-LONG", "name": "Pos TMA Bendungan Karebbe Desa Ussu Kecamatan Malili",
+              "river": "Sungai Larona Hulu"}
+
+
+def test_a_station_whose_warnings_would_not_fit_one_sms_is_refused_naming_the_length(api):
+    refused = api.call("POST", "/api/v1/stations", json=LONG_NAMED)
+    (error,) = refused.get_json()["errors"]
+    assert refused.status_code == 422 and error["field"] == "name"
+    length = int(error["message"].split("up to ")[1].split()[0])
+    assert length > 160 and "sms_name" in error["message"]
+    created = api.call("POST", "/api/v1/stations", json={**LONG_NAMED, "sms_name": "Bendungan Karebbe Ussu"})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["sms_name"] == "Bendungan Karebbe Ussu"
+
+
+def test_changing_a_station_is_checked_the_same_way(api):
+    url = "/api/v1/stations/PKR-LASKAP"
+    assert fields(api.call("PATCH", url, json={"name": LONG_NAMED["name"], "river": LONG_NAMED["river"]})) == ["name"]
+    assert fields(api.call("PATCH", url, json={"sms_name": "x" * 25})) == ["sms_name"]
+    assert fields(api.call("PATCH", url, json={"sms_name": "[Laskap]"})) == ["sms_name"]
+    fixed = api.call("PATCH", url, json={"name": LONG_NAMED["name"], "river": LONG_NAMED["river"], "sms_name": "Laskap"})
+    assert fixed.status_code == 200 and fixed.get_json()["sms_name"] == "Laskap"
+    assert api.call("PATCH", url, json={"sms_name": None}).status_code == 422  # back to the long name: too long
+
+
+def test_the_sms_of_a_station_with_sms_name_names_that_place(api):
+    import json
+    import os
+
+    from service import subscribers
+    from service.dispatch import ConsoleProvider, Dispatcher
+    from service.ingest import Message
+
+    assert api.call("POST", "/api/v1/stations", json={**LONG_NAMED, "sms_name": "Karebbe Ussu"}).status_code == 201
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with api.services.engine.begin() as conn:
+        subscribers.create(conn, {"phone": "0812-1111-0001", "areas": [{"kecamatan": "Malili", "desa": "Baruga"}]}, now)
+    payload = json.dumps({"ts": now.isoformat(), "values": {"water_level": 3.6}}).encode()
+    api.services.ingestor.ingest([Message("ews/v1/stations/TST-LONG/readings", payload, now)])
+    dispatcher = Dispatcher(api.services, ConsoleProvider(stream=open(os.devnull, "w")))
+    try:
+        dispatcher.run_until_idle()
+    finally:
+        dispatcher.stop()
+    with api.services.engine.connect() as conn:
+        (body,) = conn.execute(sa.select(schema.notifications.c.body)).scalars().all()
+    assert body.startswith("BPBD LUTIM: AWAS banjir. TMA Karebbe Ussu 3.6 m") and len(body) <= 160

@@ -4,8 +4,8 @@ Existing stations get NULL (their SMS name the river and the station as before).
 checked on upgrade: a station of an earlier release whose warnings would not fit one segment is
 refused on its next change until it gets an sms_name (docs/sms.md).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01 11:50:37.091493
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import service.db.schema
 
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

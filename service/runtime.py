@@ -46,12 +46,14 @@ class Runtime:
         from service.db.migrate import upgrade
         from service.leader import startup_lock
         from service.seed import seed_if_empty
+        from service.tokens import warn_legacy_gateway_tokens
 
         self.services = services = bootstrap(self.settings)
         with startup_lock(services.engine):  # instances started together migrate and seed one at a time
             upgrade(services.engine)
             if self.settings.seed:
                 seed_if_empty(services.engine, self.settings.seed, services.clock())
+        warn_legacy_gateway_tokens(services.engine, services.clock())
         if self.role in ("all", "ingest"):
             self._start_ingest()
         if self.role in ("all", "worker"):

@@ -129,12 +129,14 @@ class ServiceProcess:
         except (OSError, ValueError):
             return None
 
-    def token(self, role: str = "admin") -> str:
-        """A token for ``role`` (``ews token create``, cached per role)."""
+    def token(self, role: str = "admin", stations: list[str] | tuple[str, ...] = ()) -> str:
+        """A token for ``role`` (``ews token create``, cached per role); a gateway token names ``stations``."""
         if role not in self._tokens:
-            result = subprocess.run([sys.executable, "-m", "service.cli", "token", "create", "--role", role,
-                                     "--name", f"bench {role} {uuid.uuid4().hex[:6]}"], env=self.env, cwd=ROOT,
-                                    capture_output=True, text=True, timeout=120)
+            name = f"bench-{role}-{uuid.uuid4().hex[:6]}"
+            command = [sys.executable, "-m", "service.cli", "token", "create", "--role", role, "--name", name]
+            for station in stations:
+                command += ["--station", station]
+            result = subprocess.run(command, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
             if result.returncode != 0:
                 raise RuntimeError(f"ews token create failed: {result.stderr}")
             self._tokens[role] = result.stdout.split()[0]

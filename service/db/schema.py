@@ -152,6 +152,11 @@ api_tokens = Table(
     Column("created_by", String(120), nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("last_used_at", UTCDateTime, nullable=True),
+    # Gateway tokens only: the station ids it may post readings for (spec section 9); null otherwise.
+    Column("stations", JSON, nullable=True),
+    # A gateway token of the first release (no stations): until then it learns the stations it
+    # posts for (service/tokens.py, docs/api.md); null for every token issued since.
+    Column("stations_learn_until", UTCDateTime, nullable=True),
 )
 
 alerts = Table(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, g, request
@@ -37,6 +37,8 @@ class Caller:
     token_id: int
     name: str
     role: str
+    stations: tuple[str, ...] | None = None  # gateway tokens: the stations it may post for
+    stations_learn_until: datetime | None = None  # a first-release gateway token still learning them
 
     @property
     def actor(self) -> str:
@@ -70,7 +72,8 @@ def authenticate() -> Caller:
     t = schema.api_tokens
     with services.engine.connect() as conn:
         row = conn.execute(
-            sa.select(t.c.id, t.c.name, t.c.role, t.c.revoked_at, t.c.last_used_at).where(
+            sa.select(t.c.id, t.c.name, t.c.role, t.c.revoked_at, t.c.last_used_at, t.c.stations,
+                      t.c.stations_learn_until).where(
                 t.c.token_hash == hash_token(token)
             )
         ).first()
@@ -82,7 +85,9 @@ def authenticate() -> Caller:
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         with services.engine.begin() as conn:
             conn.execute(sa.update(t).where(t.c.id == row.id).values(last_used_at=now))
-    g.ews_caller = Caller(token_id=row.id, name=row.name, role=row.role)
+    g.ews_caller = Caller(token_id=row.id, name=row.name, role=row.role,
+                          stations=None if row.stations is None else tuple(row.stations),
+                          stations_learn_until=row.stations_learn_until)
     return g.ews_caller
 
 

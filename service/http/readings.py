@@ -12,9 +12,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from alerts.model import STORED_METRICS
+from service import tokens
 from service.db import schema
 from service.http import services
-from service.http.auth import require
+from service.http.auth import current_caller, require
 from service.http.errors import VALIDATION_TYPE, Problem, field_error
 from service.http.pagination import PageArgs, keyset_page
 from service.http.schemas import UTCDateTime
@@ -96,6 +97,19 @@ def _station_exists(conn, station_id: str) -> None:
         raise Problem(404, f"No station {station_id[:64]!r}.")
 
 
+def _check_gateway_scope(svc, caller, station_id: str, known: bool) -> None:
+    """A gateway token posts only for its stations: 403 otherwise, before anything is read or stored."""
+    if caller is None or caller.role != "gateway":
+        return  # admin: any station (an unknown one is a 404 and a dead letter)
+    scope = tokens.GatewayScope(token_id=caller.token_id, name=caller.name, stations=caller.stations or (),
+                                learn_until=caller.stations_learn_until)
+    decision = tokens.gateway_decision(scope, station_id, known, svc.clock())
+    if decision == "forbidden":
+        raise Problem(403, tokens.forbidden_detail(scope, station_id))
+    if decision == "learn":
+        tokens.learn_station(svc.engine, scope, station_id)
+
+
 def with_window_sums(conn, station_id: str, rows, window: timedelta) -> list[float]:
     """For each rainfall row, the sum of rainfall in ``(ts - window, ts]``."""
     if not rows:
@@ -174,10 +188,12 @@ class Readings(MethodView):
     @blp.alt_response(422, response=HTTPStatus(422).name)
     def post(self, station_id):
         """Post samples over HTTP (gateway or admin). 200 lists what was accepted and rejected;
-        422 when nothing in the payload could be used; 404 (and a dead letter) for an unknown station."""
+        422 when nothing in the payload could be used; 404 (and a dead letter) for an unknown station.
+        A gateway token gets 403 for a station outside its list, and nothing is stored."""
         svc = services()
         with svc.engine.connect() as conn:
             known = _station_known(conn, station_id)
+        _check_gateway_scope(svc, current_caller(), station_id, known)
         result = svc.ingestor.ingest_http(station_id, request.get_data(cache=False))
         if not known:  # the payload is kept as an unknown_station dead letter, for replay once it is registered
             raise Problem(404, f"No station {station_id[:64]!r}; the payload is kept as a dead letter.")

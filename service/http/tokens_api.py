@@ -11,10 +11,10 @@ from service import audit
 from service.db import schema
 from service.http import services
 from service.http.auth import current_actor, require
-from service.http.errors import Problem
+from service.http.errors import Problem, field_error
 from service.http.pagination import PageArgs, keyset_page, page_schema
 from service.http.schemas import Strict, Text, UTCDateTime
-from service.tokens import ROLES, create_token
+from service.tokens import ROLES, TokenError, create_token
 
 blp = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens", description="API tokens (admin)")
 
@@ -33,6 +33,12 @@ class TokenSchema(ma.Schema):
     created_by = ma.fields.String(allow_none=True)
     revoked_at = UTCDateTime(allow_none=True)
     last_used_at = UTCDateTime(allow_none=True, metadata={"description": "to the minute"})
+    stations = ma.fields.List(ma.fields.String(), allow_none=True,
+                              metadata={"description": "gateway tokens: the stations it may post readings for; "
+                                                       "null for other roles"})
+    stations_learn_until = UTCDateTime(allow_none=True, metadata={
+        "description": "a gateway token issued before tokens named stations: until then it may post for any "
+                       "registered station and learns each one it posts for (docs/api.md)"})
 
 
 class NewTokenSchema(TokenSchema):
@@ -45,13 +51,18 @@ class TokenIn(Strict):
     """What a new token is for."""
 
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
-    name = Text(required=True, min_length=1, max_length=120)
+    name = Text(required=True, min_length=1, max_length=120,
+                metadata={"description": "gateway: its MQTT user name, ^[A-Za-z0-9_-]{1,64}$"})
+    stations = ma.fields.List(Text(min_length=1, max_length=64), validate=ma.validate.Length(max=1000),
+                              metadata={"description": "gateway tokens (required, at least one): the station ids "
+                                                       "it may post readings for"})
 
 
 def token_json(row) -> dict:
     """The public view of an api_tokens row."""
     m = row._mapping
-    return {k: m[k] for k in ("id", "name", "role", "prefix", "created_at", "created_by", "revoked_at", "last_used_at")}
+    return {k: m[k] for k in ("id", "name", "role", "prefix", "created_at", "created_by", "revoked_at", "last_used_at",
+                              "stations", "stations_learn_until")}
 
 
 @blp.route("")
@@ -76,7 +87,11 @@ class Tokens(MethodView):
         if not name:
             raise Problem(422, "name: must not be blank", errors=[{"field": "name", "message": "must not be blank"}])
         now = svc.clock()
-        token_id, token = create_token(svc.engine, data["role"], name, created_by=current_actor(), now=now)
+        try:
+            token_id, token = create_token(svc.engine, data["role"], name, created_by=current_actor(),
+                                           stations=data.get("stations"), now=now)
+        except TokenError as exc:
+            raise field_error(exc.field, exc.message) from None
         t = schema.api_tokens
         with svc.engine.begin() as conn:
             row = conn.execute(sa.select(t).where(t.c.id == token_id)).first()

@@ -26,7 +26,8 @@ def dash(database_url):
 def bearer(services, role):
     from service.tokens import create_token
 
-    return {"Authorization": f"Bearer {create_token(services.engine, role, f'dash {role}')[1]}"}
+    stations = ["PKR-LASKAP"] if role == "gateway" else None  # a gateway token names its stations
+    return {"Authorization": f"Bearer {create_token(services.engine, role, f'dash-{role}', stations=stations)[1]}"}
 
 
 def test_page_is_served_at_root(dash):

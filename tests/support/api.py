@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import sqlalchemy as sa
+
+from service.db import schema
 from service.http import create_app
 from service.tokens import ROLES, create_token
 from tests.support.services import make_services
@@ -31,12 +34,12 @@ def make_harness(database_url: str, seed: str | None = "luwu-timur", **env: str)
     services = make_services(database_url, seed=seed, **env)
     app = create_app(services)
     app.testing = True
-    tokens = {role: create_token(services.engine, role, f"test {role}")[1] for role in ROLES}
+    tokens = {role: create_token(services.engine, role, f"test {role}")[1] for role in ROLES if role != "gateway"}
+    with services.engine.connect() as conn:
+        every = [row.id for row in conn.execute(sa.select(schema.stations.c.id))]
+    if every:  # a gateway token names its stations (spec section 9): this one may post for every station
+        tokens["gateway"] = create_token(services.engine, "gateway", "test-gateway", stations=every)[1]
     revoked_id, tokens["revoked"] = create_token(services.engine, "admin", "test revoked")
-    import sqlalchemy as sa
-
-    from service.db import schema
-
     with services.engine.begin() as conn:
         conn.execute(sa.update(schema.api_tokens).where(schema.api_tokens.c.id == revoked_id)
                      .values(revoked_at=services.clock()))

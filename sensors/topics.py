@@ -6,6 +6,8 @@ Topics, with ``prefix`` from ``EWS_MQTT_TOPIC_PREFIX`` (default ``ews/v1``):
 - ``{prefix}/stations/{station_id}/status``: retained ``online`` / ``offline`` (the gateway's will);
 - ``{prefix}/exercise/stations/{station_id}/readings``: a drill's samples (same payload), taken only
   while an exercise started through the API covers the station (spec section 10).
+- ``{prefix}/stations/{station_id}/backlog``: a gateway's backlog flush (spec section 16);
+- ``{prefix}/sirens/{siren_id}/command`` and ``.../ack``: the siren downlink (spec section 12).
 
 Pure functions only: no paho here, so the ingest side and tests can use them freely.
 """
@@ -68,6 +70,11 @@ def parse_exercise_readings_topic(prefix: str, topic: str) -> str | None:
     """The station id of an exercise readings topic, or None when ``topic`` is not one."""
     head = normalize_prefix(prefix) + "/exercise"
     return _parse(head, topic, "readings") if topic.startswith(head + "/") else None
+
+
+def backlog_topic(prefix: str, station_id: str) -> str:
+    """The topic a gateway flushes its backlog on after an outage (spec section 16)."""
+    return f"{normalize_prefix(prefix)}/stations/{_checked(station_id)}/backlog"
 
 
 def readings_subscription(prefix: str) -> str:

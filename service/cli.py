@@ -17,6 +17,7 @@ COMMANDS = {
     "run": ("service.runtime", "run the whole service: MQTT ingest, rules, scheduler, SMS dispatch, API and dashboard"),
     "db": ("service.db.migrate", "database migrations (ews db upgrade)"),
     "token": ("service.tokens", "API tokens (ews token create --role ROLE --name NAME)"),
+    "broker": ("service.broker_acl", "the MQTT broker's access list (ews broker acl)"),
     "dead-letters": ("service.replay", "rejected payloads (ews dead-letters replay [--station ID] [--reason REASON])"),
     "simulate": ("sensors.simulator", "publish a realistic scenario from simulated gateways"),
     "gateway": ("sensors.gateway", "store-and-forward gateway agent for a field station"),

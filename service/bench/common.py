@@ -149,6 +149,9 @@ class PrivateMosquitto:
                     f"max_inflight_messages {max_inflight}",
                     f"max_queued_messages {max_queued}",
                     "max_queued_bytes 0",
+                    # The payload bound of config/mosquitto.conf (spec section 1: at most 256 KiB).
+                    "message_size_limit 262144",
+                    "max_packet_size 263168",
                     f"log_dest file {directory / 'mosquitto.log'}",
                     "",
                 ]

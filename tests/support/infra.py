@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
+import re
+import shutil
+import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +48,56 @@ def terminate(process, timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
+
+
+class ProductionMosquitto(PrivateMosquitto):
+    """A private Mosquitto running ``config/mosquitto.conf`` itself (paths and port moved into a temp
+    directory), with a password file of ``users`` and the ``acl`` text: what production enforces."""
+
+    def __init__(self, directory: Path, users: dict[str, str], acl: str) -> None:
+        super().__init__(directory)
+        passwd, acl_file = directory / "passwd", directory / "acl"
+        passwd.touch()
+        for user, password in users.items():
+            subprocess.run([MOSQUITTO_PASSWD, "-b", str(passwd), user, password], check=True, capture_output=True)
+        acl_file.write_text(acl)
+        replacements = {
+            r"^persistence_location .*$": f"persistence_location {directory / 'data'}/",
+            r"^password_file .*$": f"password_file {passwd}",
+            r"^acl_file .*$": f"acl_file {acl_file}",
+            r"^listener 1883$": f"listener {self.port} 127.0.0.1",
+            r"^log_dest syslog$": f"log_dest file {directory / 'mosquitto.log'}\nuser {getpass.getuser()}",
+        }
+        text = (ROOT / "config" / "mosquitto.conf").read_text()
+        for pattern, value in replacements.items():
+            text, found = re.subn(pattern, value, text, flags=re.M)
+            assert found == 1, f"config/mosquitto.conf has no line {pattern!r}"
+        self.config.write_text(text)
+        self.acl_file = acl_file
+
+    def url_for(self, user: str, password: str) -> str:
+        """The MQTT URL of this broker for one user."""
+        return f"mqtt://{user}:{password}@127.0.0.1:{self.port}"
+
+    def reload(self, acl: str) -> None:
+        """Write a new ACL and reload it (SIGHUP), as docs/deploy.md says."""
+        self.acl_file.write_text(acl)
+        self.process.send_signal(signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def production_mosquitto(users: dict[str, str], acl: str):
+    """Run config/mosquitto.conf on a free port for a ``with`` block."""
+    with tempfile.TemporaryDirectory(prefix="ews-mosq-prod-") as tmp:
+        broker = ProductionMosquitto(Path(tmp), users, acl).start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.2):

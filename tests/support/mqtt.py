@@ -46,3 +46,51 @@ class Publisher:
         """Disconnect."""
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class Subscriber:
+    """A QoS 1 subscriber that keeps what it receives and every connect and disconnect it sees."""
+
+    def __init__(self, url: str, filters: list[str], client_id: str | None = None) -> None:
+        parsed = parse_mqtt_url(url)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"sub-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(parsed.username or "subscriber", parsed.password)
+        self.messages: list[tuple[str, bytes]] = []
+        self.events: list[str] = []  # "connected", "refused: ...", "disconnected"
+        self.granted: list = []
+        self._subscribed = threading.Event()
+
+        def on_connect(client, userdata, flags, reason_code, properties):
+            if reason_code.is_failure:
+                self.events.append(f"refused: {reason_code}")
+                return
+            self.events.append("connected")
+            if filters:
+                client.subscribe([(f, 1) for f in filters])
+
+        def on_subscribe(client, userdata, mid, reason_codes, properties):
+            self.granted = list(reason_codes)
+            self._subscribed.set()
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_disconnect = lambda c, u, f, rc, p: self.events.append("disconnected")
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
+        self.client.connect_async(parsed.host, parsed.port, keepalive=30)
+        self.client.loop_start()
+
+    def wait_subscribed(self, timeout: float = 15.0) -> list:
+        """Wait for the SUBACK; return the broker's answer per filter."""
+        if not self._subscribed.wait(timeout):
+            raise TimeoutError(f"no SUBACK; events: {self.events}")
+        return self.granted
+
+    def topics(self) -> list[str]:
+        """The topics of the messages received so far."""
+        return [topic for topic, _ in self.messages]
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()

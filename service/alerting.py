@@ -242,21 +242,33 @@ def check_offline(engine: Engine, now: datetime, *, exercise: bool = False) -> i
             continue
         try:
             with engine.begin() as conn:
-                raised += _raise_offline(conn, row.id, rules, now, exercise)
+                raised += _raise_offline(conn, row.id, now, exercise, stale_after_s=rules.stale_after_s)
         except IntegrityError:
             continue  # another instance raised it first (uq_alerts_one_open)
     return raised
 
 
-def _raise_offline(conn: Connection, station_id: str, rules: Rules, now: datetime, exercise: bool) -> int:
+def gateway_offline(conn: Connection, station_id: str, now: datetime, *, exercise: bool = False) -> int:
+    """The station's gateway said ``offline`` (its MQTT will, spec section 9): raise its ``offline`` alert now.
+
+    The same alert as ``check_offline`` raises, for staff only; it ends when the station reports
+    again. The caller holds the station's state row (``service.samples.lock_station_state``).
+    """
+    return _raise_offline(conn, station_id, now, exercise, stale_after_s=None)
+
+
+def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: bool, *,
+                   stale_after_s: int | None) -> int:
+    """Open the station's offline alert; ``stale_after_s`` None: at once (the gateway's will), else only if still silent."""
     query = sa.select(station_state).where(station_state.c.station_id == station_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()  # serialises with the ingest of this station
     state = conn.execute(query).first()
-    if state is None or state.last_seen is None:
+    if state is None:
         return 0
-    if now - state.last_seen < timedelta(seconds=rules.stale_after_s):
-        return 0  # a sample arrived meanwhile
+    if stale_after_s is not None and (state.last_seen is None
+                                      or now - state.last_seen < timedelta(seconds=stale_after_s)):
+        return 0  # never heard (not yet installed), or a sample arrived meanwhile
     if state.online:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=False))
     if _open_alert(conn, station_id, "offline") is not None:
@@ -264,9 +276,13 @@ def _raise_offline(conn: Connection, station_id: str, rules: Rules, now: datetim
     alert_id = conn.execute(sa.insert(alerts).values(
         station_id=station_id, kind="offline", level=Level.WASPADA.label, peak_level=Level.WASPADA.label,
         state="active", opened_at=now, exercise=exercise, last_notified_at=now)).inserted_primary_key[0]
-    reading = {"last_seen": _iso(state.last_seen), "silent_s": int((now - state.last_seen).total_seconds())}
+    silent = None if state.last_seen is None else int((now - state.last_seen).total_seconds())
+    reading = {"last_seen": _iso(state.last_seen), "silent_s": silent}
+    if stale_after_s is None:
+        reading["status"] = "offline"  # said by the gateway (its will), not found by the silence check
     _insert_event(conn, alert_id, "raised", Level.WASPADA.label, now, now, reading, "pending")
-    log.warning("station %s is offline: silent since %s", station_id, _iso(state.last_seen))
+    cause = "its gateway said offline" if stale_after_s is None else "silent"
+    log.warning("station %s is offline: %s (last seen %s)", station_id, cause, _iso(state.last_seen))
     return 1
 
 

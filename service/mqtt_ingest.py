@@ -21,6 +21,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.settings import MqttUrl
+from sensors import topics
+from service.gateway_status import StatusMessage
 from service.ingest import Message
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ QUEUE_SIZE = 5000
 
 
 class MqttIngest:
-    """Subscribes to every station's readings topic and feeds batches to ``ingest``."""
+    """Subscribes to every station's readings topic and feeds batches to ``ingest``; with ``on_status``,
+    also to every station's status topic (a gateway's last will, service/gateway_status.py)."""
 
     def __init__(
         self,
@@ -41,6 +44,7 @@ class MqttIngest:
         ingest: Callable[[list[Message]], object],
         *,
         on_connection_change: Callable[[bool], None] = lambda connected: None,
+        on_status: Callable[[list[StatusMessage]], object] | None = None,
         shared_group: str | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
@@ -54,6 +58,10 @@ class MqttIngest:
         self.readings_filter = f"$share/{shared_group}/{topic}" if shared_group else topic
         drills = f"{prefix}/exercise/stations/+/readings"  # staff start exercises through the API
         self.exercise_filter = f"$share/{shared_group}/{drills}" if shared_group else drills
+        # Status topics: never shared (a broker sends no retained message to a shared subscription)
+        # and handled by every instance (raising an offline alert twice records it once).
+        self.on_status = on_status
+        self.status_filter = topics.status_subscription(prefix)
         self._queue: queue.Queue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -119,7 +127,8 @@ class MqttIngest:
             if reason_code.is_failure:
                 log.error("MQTT broker refused the connection: %s", reason_code)
                 return
-            client.subscribe([(self.readings_filter, 1), (self.exercise_filter, 1)])
+            filters = [(self.readings_filter, 1), (self.exercise_filter, 1)]
+            client.subscribe(filters + ([(self.status_filter, 1)] if self.on_status else []))
             self._connected.set()
             self.on_connection_change(True)
             log.info("connected to MQTT %s:%s (session present: %s)", self.url.host, self.url.port, flags.session_present)
@@ -174,25 +183,37 @@ class MqttIngest:
         return batch
 
     def _commit_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
-        readings = [_to_message(m, at) for m, at in batch]
+        statuses = [_to_status(m, at) for m, at in batch if self._is_status(m.topic)]
+        readings = [_to_message(m, at) for m, at in batch if not self._is_status(m.topic)]
+        if not self._until_stored(self.ingest, readings):
+            return
+        if statuses and not self._until_stored(self.on_status, statuses):
+            return
+        for message, _ in batch:
+            if message.qos > 0:
+                self._client.ack(message.mid, message.qos)
+
+    def _is_status(self, topic: str) -> bool:
+        return self.on_status is not None and topics.parse_status_topic(self.prefix, topic) is not None
+
+    def _until_stored(self, handler: Callable[[list], object], items: list) -> bool:
+        """Hand ``items`` to ``handler`` until it commits; False if the worker is stopping first."""
         delay = 0.5
-        while readings:
+        while items:
             try:
-                self.ingest(readings)
+                handler(items)
                 self.db_healthy = True
                 self.last_commit_at = time.monotonic()
-                break
+                return True
             except Exception:
                 # The database is unreachable (or failing): keep the messages unacknowledged,
                 # so the broker keeps them, and try again with backoff.
                 self.db_healthy = False
-                log.exception("could not store %d MQTT messages; retrying in %.1f s", len(readings), delay)
+                log.exception("could not store %d MQTT messages; retrying in %.1f s", len(items), delay)
                 if self._stopping.wait(delay):
-                    return
+                    return False
                 delay = min(delay * 2, 10.0) * random.uniform(0.8, 1.2)
-        for message, _ in batch:
-            if message.qos > 0:
-                self._client.ack(message.mid, message.qos)
+        return True
 
     def _watch(self) -> None:
         """Restart paho's loop thread if it ever died (a callback exception kills it silently)."""
@@ -201,6 +222,11 @@ class MqttIngest:
             if thread is not None and not thread.is_alive() and not self._stopping.is_set():
                 log.error("paho network thread died; restarting it")
                 self._client.loop_start()
+
+
+def _to_status(message: mqtt.MQTTMessage, received_at: datetime) -> StatusMessage:
+    return StatusMessage(topic=message.topic, payload=message.payload, received_at=received_at,
+                         retained=bool(message.retain))
 
 
 def _to_message(message: mqtt.MQTTMessage, received_at: datetime) -> Message:

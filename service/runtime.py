@@ -66,6 +66,7 @@ class Runtime:
     # -- parts ---------------------------------------------------------------------------------
 
     def _start_ingest(self) -> None:
+        from service import gateway_status
         from service.mqtt_ingest import MqttIngest
 
         # A database upgraded from a release without the cap may hold far more: trim it before ingesting.
@@ -86,6 +87,7 @@ class Runtime:
             self.settings.mqtt_client_id,
             self.services.ingestor.ingest,
             on_connection_change=lambda up: self.services.metrics.mqtt_connected.set(1 if up else 0),
+            on_status=lambda statuses: gateway_status.apply(self.services, statuses),
             shared_group=shared,
         )
         self.services.mqtt_connected = lambda: self.mqtt.connected and self.mqtt.db_healthy

@@ -30,10 +30,10 @@ class Publisher:
             raise TimeoutError(f"cannot connect to {url}")
         self._infos: list[mqtt.MQTTMessageInfo] = []
 
-    def publish(self, topic: str, body, qos: int = 1) -> None:
+    def publish(self, topic: str, body, qos: int = 1, retain: bool = False) -> None:
         """Publish ``body`` (bytes, or JSON-encoded) without waiting."""
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self._infos.append(self.client.publish(topic, payload, qos=qos))
+        self._infos.append(self.client.publish(topic, payload, qos=qos, retain=retain))
 
     def wait_all(self, timeout: float = 120.0) -> None:
         """Wait until the broker acknowledged every message published so far."""

@@ -77,6 +77,12 @@ class Runtime:
 
             self.broker = EmbeddedBroker("127.0.0.1", self.settings.embedded_mqtt_port).start()
             url = parse_mqtt_url(self.broker.url)
+        if url.username and self.settings.mqtt_client_id != url.username:
+            # config/mosquitto.conf has use_username_as_clientid: the broker keys the session by the user.
+            log.warning("EWS_MQTT_CLIENT_ID %r is not the MQTT user %r: a broker with use_username_as_clientid "
+                        "(config/mosquitto.conf) uses the user name as the session's id instead; set "
+                        "EWS_MQTT_CLIENT_ID=%s to match (docs/deploy.md)", self.settings.mqtt_client_id,
+                        url.username, url.username)
         shared = shared_group(self.settings)
         if shared and self.settings.mqtt_client_id == "ews-ingest":
             log.warning("ingest shares group %r with the default client id: give every instance its own stable "

@@ -129,6 +129,11 @@ class ServiceProcess:
         except (OSError, ValueError):
             return None
 
+    def text(self, path: str, timeout: float = 10.0) -> str:
+        """The body of ``GET path`` (e.g. ``/metrics``)."""
+        with urllib.request.urlopen(self.base_url + path, timeout=timeout) as answer:
+            return answer.read().decode("utf-8")
+
     def token(self, role: str = "admin", stations: list[str] | tuple[str, ...] = ()) -> str:
         """A token for ``role`` (``ews token create``, cached per role); a gateway token names ``stations``."""
         if role not in self._tokens:

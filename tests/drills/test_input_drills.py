@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.drills.helpers import GAUGES, StreamPublisher, iso, wait_until
+from tests.support.mqtt import Subscriber
 from tests.support.infra import MOSQUITTO, private_mosquitto
 from tests.support.service_process import ServiceProcess, sqlite_count
 
@@ -47,6 +48,19 @@ def random_payload(rng: random.Random, n: int, base: datetime) -> bytes:
     return json.dumps({**sample, "seq": rng.randrange(-5, 10**12), rng.choice(["x", "ts", "values"]): {}}).encode()
 
 
+DEAD_LETTER_CAP_MB = 1  # small, so 10,000 hostile payloads run into it
+
+
+def counted(metrics_text: str) -> float:
+    """Every sample or payload the service counted: accepted, duplicate or rejected (any reason)."""
+    names = ("ews_readings_accepted_total", "ews_readings_duplicate_total", "ews_readings_rejected_total")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines() if line.startswith(names))
+
+
+def metric(metrics_text: str, name: str) -> float:
+    return next(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines() if line.startswith(name + " "))
+
+
 def test_random_and_huge_payloads_become_dead_letters_or_readings(tmp_path, figure):
     prefix = f"drill/{uuid.uuid4().hex[:8]}"
     database_url = f"sqlite:///{tmp_path / 'ews.db'}"
@@ -56,14 +70,21 @@ def test_random_and_huge_payloads_become_dead_letters_or_readings(tmp_path, figu
     huge = json.dumps({"ts": iso(base), "values": {"water_level": 1.0}, "pad": "x" * (1 << 20)}).encode()
     with private_mosquitto() as broker:
         service = ServiceProcess(tmp_path / "svc", database_url=database_url, mqtt_url=broker.url, prefix=prefix,
-                                 client_id=f"ews-drill-{uuid.uuid4().hex[:8]}", env={"EWS_SEED": "luwu-timur"}).start()
-        token = service.token("gateway")
+                                 client_id=f"ews-drill-{uuid.uuid4().hex[:8]}",
+                                 env={"EWS_SEED": "luwu-timur", "EWS_DEAD_LETTER_MAX_MB": str(DEAD_LETTER_CAP_MB)}).start()
+        token = service.token("gateway", stations=GAUGES)
         publisher = StreamPublisher(broker.url)
         try:
-            items = [(f"{prefix}/stations/{GAUGES[0]}/readings", huge)]
+            # 1 MiB over MQTT: the broker refuses the packet (max_packet_size) and drops that client;
+            # from its own client, so the stream is not held up by it.
+            huge_client = Subscriber(broker.url, [])
+            wait_until(lambda: huge_client.events, 15, "the huge payload's client")
+            huge_client.client.publish(f"{prefix}/stations/{GAUGES[0]}/readings", huge, qos=1)
+            wait_until(lambda: "disconnected" in huge_client.events, 15, "the broker to drop the 1 MiB packet")
+            huge_client.client.loop_stop()
             topics = [f"{prefix}/stations/{g}/readings" for g in GAUGES] + [f"{prefix}/stations/NOPE/readings",
                                                                             f"{prefix}/stations/a b/readings"]
-            items += [(rng.choice(topics), random_payload(rng, n, base)) for n in range(per_side)]
+            items = [(rng.choice(topics), random_payload(rng, n, base)) for n in range(per_side)]
             publisher.stream(items, rate=2000)
             statuses: dict[int, int] = {}
             lock = threading.Lock()
@@ -85,36 +106,51 @@ def test_random_and_huge_payloads_become_dead_letters_or_readings(tmp_path, figu
                 list(pool.map(post, bodies))
             http_s = time.monotonic() - started
             publisher.wait_all()
-            # The broker keeps what the service has not committed; wait until the MQTT side is drained.
-            wait_until(lambda: sqlite_count(database_url, "SELECT COUNT(*) FROM dead_letters WHERE source = 'mqtt'")
-                       + sqlite_count(database_url, "SELECT COUNT(*) FROM readings") > 0, 30, "something stored")
-            time.sleep(3)
+            # Every payload the service took in was counted once at least (accepted, duplicate or rejected);
+            # the broker keeps what the service has not committed: wait until the MQTT side is drained.
+            expected = 2 * per_side + 1 - statuses.get(403, 0)  # a gateway posting for NOPE: 403, nothing stored
+            wait_until(lambda: counted(service.text("/metrics")) >= expected, 120, "every payload counted")
             healthz = service.status("/healthz")
             # Still ingesting: one good sample after the storm is stored.
             good = {"ts": iso(datetime.now(timezone.utc).replace(microsecond=0)), "values": {"water_level": 0.777}}
             publisher.stream([(f"{prefix}/stations/{GAUGES[1]}/readings", json.dumps(good).encode())], rate=1)
             wait_until(lambda: sqlite_count(database_url, "SELECT COUNT(*) FROM readings WHERE value = 0.777") == 1, 60,
                        "the good sample after the storm")
+            metrics_text = service.text("/metrics")
             dead = sqlite_count(database_url, "SELECT COUNT(*) FROM dead_letters")
+            dead_bytes = sqlite_count(database_url, "SELECT COALESCE(SUM(size_bytes), 0) FROM dead_letters")
+            largest = sqlite_count(database_url, "SELECT COALESCE(MAX(size_bytes), 0) FROM dead_letters")
             internal = sqlite_count(database_url, "SELECT COUNT(*) FROM dead_letters WHERE reason = 'internal_error'")
             too_large = sqlite_count(database_url, "SELECT COUNT(*) FROM dead_letters WHERE reason = 'too_large'")
+            mqtt_huge = sqlite_count(database_url, "SELECT COUNT(*) FROM dead_letters WHERE source = 'mqtt' "
+                                                   "AND payload_bytes > 262144")
             stored = sqlite_count(database_url, "SELECT COUNT(*) FROM readings")
             alive = service.alive
         finally:
             publisher.close()
             service.stop()
+    dropped = metric(metrics_text, "ews_dead_letters_dropped_total")
+    cap = DEAD_LETTER_CAP_MB * 1024 * 1024
     figure("HTTP answers", dict(sorted(statuses.items())))
     figure("1 MiB over HTTP answered", huge_answers)
     figure("HTTP side", f"{len(bodies)} posts in {http_s:.1f} s")
     figure("dead letters / readings", f"{dead} / {stored} (too_large {too_large}, internal_error {internal})")
-    figure.summary(f"{2 * per_side + 2} hostile payloads (2 of 1 MiB): {dead} dead letters, {stored} readings, "
-                   f"HTTP {dict(sorted(statuses.items()))}, /healthz {healthz}, still ingesting")
+    figure("dead-letter table", f"{dead} rows, {dead_bytes} bytes (cap {cap}), largest {largest}, "
+                                f"{dropped:.0f} dropped by the cap")
+    figure.summary(f"{2 * per_side + 2} hostile payloads (2 of 1 MiB): {dead} dead letters ({dead_bytes / 1e6:.2f} MB, "
+                   f"{dropped:.0f} dropped by the cap), {stored} readings, HTTP {dict(sorted(statuses.items()))}, "
+                   f"/healthz {healthz}, still ingesting")
     assert alive and healthz == 200
     assert not any(code >= 500 for code in statuses)
-    assert too_large >= 2  # the 1 MiB payload over MQTT and over HTTP
     assert huge_answers and 400 <= huge_answers[0] < 500
+    assert mqtt_huge == 0  # the broker bounds payloads: the 1 MiB never reached the service over MQTT
     assert internal == 0
-    assert dead + stored >= 2 * per_side
+    # Bounded: one row per payload at most, each at most a 256 KiB payload and 1,000 listed rejections,
+    # and the table under its cap (plus the one enforcement step of this instance).
+    assert dead + dropped <= 2 * per_side + 2
+    assert largest <= 256 * 1024 + 1000 * 400
+    assert dead_bytes <= cap + 64 * 1024
+    assert dropped > 0
 
 
 def test_slow_loris_does_not_stop_healthz(tmp_path, figure):

@@ -60,8 +60,9 @@ def broker(registry, sqlite_url):
 def service(registry, broker):
     """The service's ingest as its own broker user, with the client id README documents."""
     changes: list[bool] = []
+    # The shared subscription production uses with PostgreSQL: the ACL is checked after the group name.
     ingest = MqttIngest(parse_mqtt_url(broker.url_for(SERVICE, SERVICE_PW)), PREFIX, SERVICE,
-                        registry.ingestor.ingest, on_connection_change=changes.append)
+                        registry.ingestor.ingest, on_connection_change=changes.append, shared_group="ews")
     ingest.start()
     assert ingest.wait_connected(15)
     ingest.connection_changes = changes

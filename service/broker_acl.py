@@ -65,7 +65,7 @@ def service_rules(prefix: str) -> list[str]:
     """What the service's own user may do: read every gateway topic, command the sirens, read their acks."""
     p = topics.normalize_prefix(prefix)
     return [f"topic read {topics.readings_subscription(p)}", f"topic read {topics.status_subscription(p)}",
-            f"topic read {p}/exercise/stations/+/readings", f"topic read {p}/stations/+/backlog",
+            f"topic read {topics.exercise_readings_subscription(p)}", f"topic read {p}/stations/+/backlog",
             f"topic write {p}/sirens/+/command", f"topic read {p}/sirens/+/ack"]
 
 

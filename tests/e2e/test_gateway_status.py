@@ -12,9 +12,7 @@ import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.settings import parse_mqtt_url
-from service import gateway_status
 from service.db.schema import alert_events, alerts, station_state
-from service.mqtt_ingest import MqttIngest
 from tests.support.infra import wait_until
 from tests.support.ingest import iso, message
 from tests.support.mqtt import Publisher
@@ -30,23 +28,6 @@ def services(sqlite_url, topic_prefix):
     services.engine.dispose()
 
 
-@pytest.fixture
-def start_ingest(services, broker_url, topic_prefix):
-    started = []
-
-    def start() -> MqttIngest:
-        ingest = MqttIngest(parse_mqtt_url(broker_url), topic_prefix, f"ews-test-{uuid.uuid4().hex[:8]}",
-                            services.ingestor.ingest, on_status=lambda s: gateway_status.apply(services, s))
-        ingest.start()
-        assert ingest.wait_connected(15)
-        started.append(ingest)
-        return ingest
-
-    yield start
-    for ingest in started:
-        ingest.stop()
-
-
 def offline_alerts(services) -> list:
     with services.engine.connect() as conn:
         return conn.execute(sa.select(alerts.c.id, alerts.c.station_id, alerts.c.state)
@@ -60,13 +41,13 @@ def report(services, station: str, minutes_ago: float, received_minutes_ago: flo
                                       prefix=services.settings.mqtt_topic_prefix)])
 
 
-def test_a_retained_offline_raises_the_offline_alert_within_seconds(services, broker_url, topic_prefix, start_ingest):
+def test_a_retained_offline_raises_the_offline_alert_within_seconds(services, broker_url, topic_prefix, mqtt_ingest):
     report(services, "PKR-LASKAP", 50, received_minutes_ago=50)  # heard 50 minutes ago (stale_after_s: 30 min)
     publisher = Publisher(broker_url)
     try:
         publisher.publish(f"{topic_prefix}/stations/PKR-LASKAP/status", b"offline", retain=True)
         publisher.wait_all()
-        start_ingest()  # the service (re)starts and finds the gateway's retained will
+        mqtt_ingest(services)  # the service (re)starts and finds the gateway's retained will
         [alert] = wait_until(lambda: offline_alerts(services), 10, "the offline alert")
     finally:
         publisher.publish(f"{topic_prefix}/stations/PKR-LASKAP/status", b"", retain=True)  # clear the retained flag
@@ -82,8 +63,8 @@ def test_a_retained_offline_raises_the_offline_alert_within_seconds(services, br
     assert [a.state for a in offline_alerts(services)] == ["closed"]
 
 
-def test_a_gateways_will_raises_the_alert_when_its_link_drops(services, broker_url, topic_prefix, start_ingest):
-    start_ingest()
+def test_a_gateways_will_raises_the_alert_when_its_link_drops(services, broker_url, topic_prefix, mqtt_ingest):
+    mqtt_ingest(services)
     report(services, "MLL-MALILI", 1)  # it was reporting a minute ago
     broker = parse_mqtt_url(broker_url)
     gateway = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"gw-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311)
@@ -103,14 +84,14 @@ def test_a_gateways_will_raises_the_alert_when_its_link_drops(services, broker_u
 
 
 def test_a_stale_retained_offline_does_not_raise_while_the_station_reports(services, broker_url, topic_prefix,
-                                                                           start_ingest):
+                                                                           mqtt_ingest):
     publisher = Publisher(broker_url)
     try:
         publisher.publish(f"{topic_prefix}/stations/KLN-WOTU/status", b"offline", retain=True)
         publisher.publish(f"{topic_prefix}/stations/LAO-HARAPAN/status", b"offline", retain=True)
         publisher.wait_all()
         report(services, "KLN-WOTU", 1)  # reporting: its retained offline is older than its readings
-        start_ingest()
+        mqtt_ingest(services)
         wait_until(lambda: offline_alerts(services), 10, "the subscription (LAO-HARAPAN's retained offline)")
         # Retained messages come first at a subscription, so once this live one is applied, both were.
         publisher.publish(f"{topic_prefix}/stations/ARR-MALILI/status", b"offline")

@@ -3,15 +3,12 @@ message the database refuses never stalls the other stations' readings."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select, text
 
-from config.settings import parse_mqtt_url
 from service.db.schema import alerts, dead_letters, readings
-from service.mqtt_ingest import MqttIngest
 from tests.support.infra import wait_until
 from tests.support.mqtt import Publisher
 from tests.support.services import make_services
@@ -28,26 +25,9 @@ def rows(services, query):
         return conn.execute(query).all()
 
 
-@pytest.fixture
-def ingest_of(broker_url, topic_prefix):
-    started = []
-
-    def start(services):
-        ingest = MqttIngest(parse_mqtt_url(broker_url), topic_prefix, f"ews-test-{uuid.uuid4().hex[:8]}",
-                            services.ingestor.ingest)
-        ingest.start()
-        assert ingest.wait_connected(15)
-        started.append(ingest)
-        return ingest
-
-    yield start
-    for ingest in started:
-        ingest.stop()
-
-
-def test_a_water_level_sent_to_a_rain_gauge_never_raises_a_flood_warning(sqlite_url, broker_url, topic_prefix, ingest_of):
+def test_a_water_level_sent_to_a_rain_gauge_never_raises_a_flood_warning(sqlite_url, broker_url, topic_prefix, mqtt_ingest):
     services = make_services(sqlite_url, EWS_MQTT_TOPIC_PREFIX=topic_prefix)
-    ingest_of(services)
+    mqtt_ingest(services)
     publisher = Publisher(broker_url)
     now = datetime.now(timezone.utc).replace(microsecond=0)
     try:
@@ -64,7 +44,7 @@ def test_a_water_level_sent_to_a_rain_gauge_never_raises_a_flood_warning(sqlite_
     assert rows(services, select(dead_letters.c.reason, dead_letters.c.station_id)) == [("metric_not_configured", "ARR-MALILI")]
 
 
-def test_a_message_the_database_refuses_never_stalls_the_other_stations(database_url, broker_url, topic_prefix, ingest_of):
+def test_a_message_the_database_refuses_never_stalls_the_other_stations(database_url, broker_url, topic_prefix, mqtt_ingest):
     if not database_url.startswith("postgresql"):
         pytest.skip("a value the database refuses: PostgreSQL")
     services = make_services(database_url, EWS_MQTT_TOPIC_PREFIX=topic_prefix)
@@ -73,7 +53,7 @@ def test_a_message_the_database_refuses_never_stalls_the_other_stations(database
             IF NEW.value = 6.66 THEN RAISE EXCEPTION 'out of range' USING ERRCODE = 'numeric_value_out_of_range'; END IF;
             RETURN NEW; END $$ LANGUAGE plpgsql"""))
         conn.execute(text("CREATE TRIGGER refuse_666 BEFORE INSERT ON readings FOR EACH ROW EXECUTE FUNCTION refuse_666()"))
-    ingest_of(services)
+    mqtt_ingest(services)
     publisher = Publisher(broker_url)
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
     poison = f'{{"ts": "{iso(start)}", "values": {{"water_level": 6.66}}}}'.encode()

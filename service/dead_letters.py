@@ -103,17 +103,14 @@ def reason_filter(reason: str):
     return dead_letters.c.reasons.like(f"% {escaped} %", escape="\\")
 
 
-def enforce_cap(engine: Engine, max_bytes: int, keep_bytes: int | None = None) -> tuple[int, int]:
-    """Past ``max_bytes``, drop the oldest dead letters until the table holds ``keep_bytes`` (default: the cap).
-
-    Returns (rows, bytes) dropped.
-    """
+def enforce_cap(engine: Engine, max_bytes: int) -> tuple[int, int]:
+    """Drop the oldest dead letters until the table holds at most ``max_bytes``; return (rows, bytes) dropped."""
     d = dead_letters
     with engine.begin() as conn:
         total = int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(d.c.size_bytes), 0))).scalar_one())
-        if total <= max_bytes:
+        excess = total - max_bytes
+        if excess <= 0:
             return 0, 0
-        excess = total - (max_bytes if keep_bytes is None else keep_bytes)
         freed, cutoff = 0, None
         while freed < excess:
             page = conn.execute(sa.select(d.c.id, d.c.size_bytes).where(d.c.id > (cutoff or 0))
@@ -133,16 +130,16 @@ class DeadLetterCap:
     """Keeps the table under ``EWS_DEAD_LETTER_MAX_MB`` without a SUM after every insert.
 
     Every instance counts the bytes it wrote; past ``check_every`` (a 64th of the cap, at most
-    4 MiB) it sums the table and, if it is over the cap, drops the oldest rows down to one
-    ``check_every`` under it. So each instance's next writes fit under the cap until its next check;
-    with several writing instances the table can pass the cap by their concurrent writes, briefly.
+    4 MiB) it sums the table and drops the oldest rows over one ``check_every`` under the cap. So
+    the writes until its next check fit under the cap; with several writing instances the table can
+    pass the cap by their concurrent writes, briefly.
     """
 
     def __init__(self, engine: Engine, max_bytes: int, metrics) -> None:
         self.engine = engine
         self.max_bytes = max_bytes
         self.metrics = metrics
-        self.check_every = max(64 * 1024, min(4 * 1024 * 1024, max_bytes // 64))
+        self.check_every = max(64 * 1024, min(4 * 1024 * 1024, max_bytes // 64))  # EWS_DEAD_LETTER_MAX_MB >= 1
         self._written = self.check_every  # check at the first write after start
         self._lock = threading.Lock()
 
@@ -161,8 +158,8 @@ class DeadLetterCap:
     def enforce(self) -> int:
         """Drop the oldest rows over the cap now; return how many went."""
         try:
-            # Down to one step under the cap: the next writes then fit under it until the next check.
-            rows, freed = enforce_cap(self.engine, self.max_bytes, self.max_bytes - self.check_every)
+            # One step under the cap: the writes until the next check then fit under it.
+            rows, freed = enforce_cap(self.engine, self.max_bytes - self.check_every)
         except sa.exc.DBAPIError:
             log.warning("dead letters: could not enforce EWS_DEAD_LETTER_MAX_MB now; will retry", exc_info=True)
             with self._lock:

@@ -447,7 +447,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--follow", action="store_true", help="csv: keep reading lines appended to the file")
     parser.add_argument("--baud", type=int, default=9600, help="serial speed (default 9600; needs pyserial)")
     parser.add_argument("--queue", help="SQLite queue file (default: EWS_GATEWAY_QUEUE or ./ews-gateway-{station}.db)")
-    parser.add_argument("--mqtt-url", help="broker URL (default: EWS_MQTT_URL, else mqtt://127.0.0.1:1883)")
+    parser.add_argument("--mqtt-url", help="broker URL (default: EWS_MQTT_URL, else the embedded broker of ews run on the "
+                                           "same database, wherever it listens, else mqtt://127.0.0.1:1883)")
     parser.add_argument("--prefix", help="topic prefix (default: EWS_MQTT_TOPIC_PREFIX or ews/v1)")
     parser.add_argument("--client-id", help="MQTT client id (default: ews-gw-{station})")
     parser.add_argument("--max-inflight", type=int, default=20, help="unacknowledged messages at most (default 20)")
@@ -471,7 +472,8 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        broker = mqttlink.parse_broker_url(args.mqtt_url or mqttlink.default_broker_url())
+        url, source = mqttlink.resolve_broker_url(args.mqtt_url, recorded=getattr(args, "recorded_broker_url", None))
+        broker = mqttlink.parse_broker_url(url)
     except ValueError as exc:
         print(f"ews gateway: {exc}", file=sys.stderr)
         return 2
@@ -494,7 +496,8 @@ def command(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info("gateway %s: %d sample(s) queued from before; broker %s, prefix %s", args.station, queue.count(), broker, prefix)
+    log.info("gateway %s: %d sample(s) queued from before; broker %s:%s (%s), prefix %s", args.station, queue.count(),
+             broker.host, broker.port, source, prefix)
     reader = threading.Thread(target=source.run, name="gateway-source", daemon=True)
     reader.start()
     client.connect_async(broker.host, broker.port, keepalive=30)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,12 +28,28 @@ def parse_broker_url(raw: str) -> Broker:
         raise ValueError(str(exc).split(": ", 1)[-1]) from None
 
 
-def default_broker_url(environ: Mapping[str, str] | None = None) -> str:
-    """``EWS_MQTT_URL``, else the embedded broker of a single-machine ``ews run``."""
+def default_broker_url(environ: Mapping[str, str] | None = None,
+                       recorded: Callable[[], str | None] | None = None) -> str:
+    """``EWS_MQTT_URL``, else the embedded broker of a single-machine ``ews run``.
+
+    That broker may have moved to another port (its own was taken): ``recorded`` returns where
+    ``ews run`` recorded it in the database, or None; the configured port is the fallback.
+    """
+    return resolve_broker_url(None, environ, recorded)[0]
+
+
+def resolve_broker_url(given: str | None, environ: Mapping[str, str] | None = None,
+                       recorded: Callable[[], str | None] | None = None) -> tuple[str, str]:
+    """The broker URL and where it came from: ``--mqtt-url``, ``EWS_MQTT_URL``, ``ews run`` or the default."""
     env = os.environ if environ is None else environ
+    if given:
+        return given, "--mqtt-url"
     if env.get("EWS_MQTT_URL"):
-        return env["EWS_MQTT_URL"]
-    return f"mqtt://127.0.0.1:{env.get('EWS_EMBEDDED_MQTT_PORT') or 1883}"
+        return env["EWS_MQTT_URL"], "EWS_MQTT_URL"
+    found = recorded() if recorded is not None else None
+    if found:
+        return found, "ews run's embedded broker, recorded in the database"
+    return f"mqtt://127.0.0.1:{env.get('EWS_EMBEDDED_MQTT_PORT') or 1883}", "the embedded broker's default port"
 
 
 def default_prefix(environ: Mapping[str, str] | None = None) -> str:

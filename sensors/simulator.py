@@ -79,7 +79,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exercise", type=int, metavar="ID",
                         help="publish as drill readings of exercise ID (started with POST /api/v1/exercises) on "
                              "{prefix}/exercise/stations/{id}/readings; no status topics")
-    parser.add_argument("--mqtt-url", help="broker URL (default: EWS_MQTT_URL, else the embedded broker at mqtt://127.0.0.1:1883)")
+    parser.add_argument("--mqtt-url", help="broker URL (default: EWS_MQTT_URL, else the embedded broker of ews run on the "
+                                           "same database, wherever it listens, else mqtt://127.0.0.1:1883)")
     parser.add_argument("--prefix", help="topic prefix (default: EWS_MQTT_TOPIC_PREFIX or ews/v1)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for noise (default 1)")
     parser.add_argument("--client-id-prefix", default=None, help="MQTT client ids are {this}-{station} (default ews-sim-{pid})")
@@ -92,7 +93,8 @@ def command(args: argparse.Namespace) -> int:
 
     try:
         scenario = load_scenario(args.scenario)
-        broker = mqttlink.parse_broker_url(args.mqtt_url or mqttlink.default_broker_url())
+        url, source = mqttlink.resolve_broker_url(args.mqtt_url, recorded=getattr(args, "recorded_broker_url", None))
+        broker = mqttlink.parse_broker_url(url)
     except (ScenarioError, ValueError) as exc:
         print(f"ews simulate: {exc}", file=sys.stderr)
         return 2
@@ -107,6 +109,7 @@ def command(args: argparse.Namespace) -> int:
     publisher = Publisher(broker, prefix, args.stations or sorted(known),
                           client_prefix=args.client_id_prefix or f"ews-sim-{os.getpid()}", exercise=args.exercise)
     progress = Progress(scenario, quiet=args.quiet)
+    print(f"ews simulate: publishing to {broker.host}:{broker.port} ({source})", file=sys.stderr)
     try:
         if not publisher.connect(timeout=15):
             print(f"ews simulate: cannot reach the MQTT broker at {broker.host}:{broker.port}; start it or pass --mqtt-url", file=sys.stderr)

@@ -4,14 +4,26 @@ For trying the service out only. amqtt 0.12.1 speaks MQTT 3.1.1 only, keeps its
 queues in memory, and does not redeliver an unacknowledged QoS 1 message after a
 reconnect (Yakifo/amqtt#401): a crash can lose readings. Production uses Mosquitto
 (``config/mosquitto.conf``) through ``EWS_MQTT_URL``.
+
+When its port is taken (a laptop that already runs Mosquitto on 1883), the broker takes
+the next free one and says so. ``ews run`` records where it listens in the database
+(``local_endpoints``), and ``ews simulate`` and ``ews gateway`` started without
+``EWS_MQTT_URL`` on the same database find it there (``recorded_broker_url``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
+from collections.abc import Mapping
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +31,10 @@ WARNING = (
     "embedded MQTT broker (amqtt) on {host}:{port}: for trying EWS out only, NOT for production "
     "(queues in memory, no redelivery of unacknowledged messages); set EWS_MQTT_URL to a Mosquitto broker"
 )
+
+
+PORT_TRIES = 20  # the configured port and the next 19
+ENDPOINT = "embedded_mqtt"  # its row in local_endpoints
 
 
 class BrokerStartError(Exception):
@@ -48,8 +64,12 @@ class EmbeddedBroker:
         self._error: BaseException | None = None
 
     def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
-        """Start the broker and wait until it listens; raise ``BrokerStartError`` otherwise."""
-        _check_port_free(self.host, self.port)
+        """Start the broker on its port, or the next free one, and wait until it listens; raise ``BrokerStartError`` otherwise."""
+        wanted = self.port
+        self.port = free_port_from(self.host, wanted)
+        if self.port != wanted:
+            log.warning("embedded MQTT broker: port %d on %s is taken (another broker?); listening on %d instead, "
+                        "where ews simulate and ews gateway on this database find it", wanted, self.host, self.port)
         self._thread = threading.Thread(target=self._run, name="embedded-mqtt-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -92,14 +112,70 @@ class EmbeddedBroker:
         return f"mqtt://ews@{self.host}:{self.port}"
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            raise BrokerStartError(
-                f"EWS_EMBEDDED_MQTT_PORT: port {port} on {host} is already in use; "
-                f"set EWS_MQTT_URL=mqtt://{host}:{port} to use the broker already running there, "
-                "or EWS_EMBEDDED_MQTT_PORT to another port"
-            ) from None
+def free_port_from(host: str, port: int, tries: int = PORT_TRIES) -> int:
+    """``port`` if nothing listens there, else the next free one (at most ``tries`` ports)."""
+    for candidate in range(port, min(port + tries, 65536)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    raise BrokerStartError(
+        f"EWS_EMBEDDED_MQTT_PORT: ports {port} to {min(port + tries, 65536) - 1} on {host} are all in use; "
+        f"set EWS_MQTT_URL=mqtt://{host}:{port} to use the broker already running there, "
+        "or EWS_EMBEDDED_MQTT_PORT to a free port")
+
+
+# --- where the embedded broker listens, for the local tools ------------------------------
+
+
+def record_endpoint(engine: Engine, url: str, holder: str, now: datetime) -> None:
+    """Record that this ``ews run`` (``holder``) serves the embedded broker at ``url``."""
+    from service.db.schema import local_endpoints
+
+    with engine.begin() as conn:
+        conn.execute(sa.delete(local_endpoints).where(local_endpoints.c.name == ENDPOINT))
+        conn.execute(sa.insert(local_endpoints).values(name=ENDPOINT, url=url, holder=holder, updated_at=now))
+
+
+def forget_endpoint(engine: Engine, holder: str) -> None:
+    """Remove the record at a clean stop (if it is still ours)."""
+    from service.db.schema import local_endpoints
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(local_endpoints).where(local_endpoints.c.name == ENDPOINT,
+                                                          local_endpoints.c.holder == holder))
+    except SQLAlchemyError:
+        log.warning("could not remove the embedded broker's record; the next ews run replaces it")
+
+
+def recorded_broker_url(environ: Mapping[str, str]) -> str | None:
+    """Where ``ews run`` on the database of ``environ`` runs its embedded broker, or None.
+
+    None also when ``EWS_MQTT_URL`` is set, the settings are wrong (the tool then uses its
+    default), the SQLite file does not exist (never create one here) or nothing was recorded.
+    """
+    from config.settings import ConfigError, load_settings
+    from service.db.schema import local_endpoints
+
+    try:
+        settings = load_settings(environ)
+    except ConfigError:
+        return None
+    url = settings.database_url
+    if settings.mqtt is not None or url == "sqlite://":
+        return None
+    if url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")):
+        return None
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
+                              connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(local_endpoints.c.url).where(local_endpoints.c.name == ENDPOINT)).scalar()
+    except SQLAlchemyError:  # not migrated yet, or unreachable: nothing recorded that we can read
+        return None
+    finally:
+        engine.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from config.settings import ConfigError
@@ -55,12 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         print(f"ews {args.command}: not available in this build", file=sys.stderr)
         return 2
+    # ews simulate and ews gateway (sensors/, which never imports the service) find the embedded
+    # broker of an `ews run` on the same database through this, whatever port it took.
+    args.recorded_broker_url = _recorded_broker_url
     try:
         return int(module.command(args) or 0)
     except ConfigError as exc:
         # Every command reads the same settings: a wrong one is one line, whichever command met it.
         print(f"ews: {exc}", file=sys.stderr)
         return 2
+
+
+def _recorded_broker_url() -> str | None:
+    from service.broker import recorded_broker_url
+
+    return recorded_broker_url(os.environ)
 
 
 if __name__ == "__main__":

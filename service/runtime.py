@@ -73,10 +73,12 @@ class Runtime:
         self.services.ingestor.dead_letter_cap.enforce()
         url = self.settings.mqtt
         if url is None:
-            from service.broker import EmbeddedBroker
+            from service.broker import EmbeddedBroker, record_endpoint
 
             self.broker = EmbeddedBroker("127.0.0.1", self.settings.embedded_mqtt_port).start()
             url = parse_mqtt_url(self.broker.url)
+            # ews simulate and ews gateway on this database find it there, whatever port it took.
+            record_endpoint(self.services.engine, self.broker.url, self.services.instance_id, self.services.clock())
         if url.username and self.settings.mqtt_client_id != url.username:
             # config/mosquitto.conf has use_username_as_clientid: the broker keys the session by the user.
             log.warning("EWS_MQTT_CLIENT_ID %r is not the MQTT user %r: a broker with use_username_as_clientid "
@@ -174,6 +176,9 @@ class Runtime:
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.broker is not None:
+            from service.broker import forget_endpoint
+
+            forget_endpoint(self.services.engine, self.services.instance_id)
             self.broker.stop()
         if self.services is not None:
             self.services.engine.dispose()

@@ -372,6 +372,17 @@ cap_messages = Table(
     UniqueConstraint("alert_id", "number", name="uq_cap_messages_alert_number"),
 )
 
+# Where this deployment's own local services listen, for the local tools: the embedded MQTT
+# broker of `ews run` (it takes another port when its own is taken; service/broker.py).
+local_endpoints = Table(
+    "local_endpoints",
+    metadata,
+    Column("name", String(32), primary_key=True),  # embedded_mqtt
+    Column("url", String(200), nullable=False),
+    Column("holder", String(128), nullable=False),  # instance id of the ews run that listens there
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # Leadership for scheduled jobs when several instances share one database.
 leases = Table(
     "leases",

@@ -3,8 +3,8 @@
 ``scenario_samples(scenario, start, seed)`` yields, in send order, ``(station_id, payload,
 sim_time)`` where ``payload`` is a sample dict, a list of sample dicts (a backlog batch after an
 outage), raw ``bytes`` (a garbage payload) or a ``Status`` (the gateway went on- or offline).
-No broker, no clock: testable on its own. Scenario files are JSON in ``sensors/scenarios/``
-(format in docs/field.md); rainfall drives the rivers through ``sensors.runoff``.
+No broker, no clock: testable on its own. Scenario files (``sensors/scenarios/``) are read and
+checked in ``sensors.scenario_files``; rainfall drives the rivers through ``sensors.runoff``.
 """
 
 from __future__ import annotations
@@ -16,23 +16,25 @@ import math
 import random
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from sensors import topics
 from sensors.runoff import load_network
-
-SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
-CATCHMENTS_FILE = Path(__file__).resolve().parent / "catchments.json"
-SEED_FILE = Path(__file__).resolve().parents[1] / "config" / "seed" / "luwu-timur.json"
-RULES_FILE = Path(__file__).resolve().parents[1] / "config" / "rules" / "defaults.json"
-
-EVENT_TYPES = ("outage", "silent", "battery_drain", "counter_reset", "spike", "stuck", "garbage")
-GARBAGE_KINDS = ("malformed_json", "not_an_object", "unknown_metric", "nan_string", "nan_literal", "future_ts")
-
-
-class ScenarioError(ValueError):
-    """A scenario file is missing or wrong; the message says where."""
+from sensors.scenario_files import (  # noqa: F401  (re-exported: the generator's callers read scenarios too)
+    CATCHMENTS_FILE,
+    EVENT_TYPES,
+    GARBAGE_KINDS,
+    RULES_FILE,
+    SCENARIO_DIR,
+    SEED_FILE,
+    ScenarioError,
+    list_scenarios,
+    load_catchments,
+    load_scenario,
+    load_seed_stations,
+    validate_scenario,
+    water_level_thresholds,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,73 +50,6 @@ class Emission(NamedTuple):
     station_id: str
     payload: Any  # dict | list[dict] | bytes | Status
     sim_time: datetime
-
-
-# --------------------------------------------------------------------------- data
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(f"no file {path}") from None
-    except json.JSONDecodeError as exc:
-        raise ScenarioError(f"{path} is not valid JSON: {exc}") from None
-
-
-def load_seed_stations(path: Path = SEED_FILE) -> list[dict[str, Any]]:
-    """The bundled Luwu Timur stations (``config/seed/luwu-timur.json``)."""
-    return _read_json(path)["stations"]
-
-
-def load_catchments(path: Path = CATCHMENTS_FILE) -> dict[str, Any]:
-    """The catchment model the rivers are simulated with (``sensors/catchments.json``)."""
-    return _read_json(path)
-
-
-def list_scenarios() -> list[str]:
-    """Names of the bundled scenarios."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json") if not p.stem.startswith("_"))
-
-
-def load_scenario(name_or_path: str) -> dict[str, Any]:
-    """A bundled scenario by name, or a scenario file by path; validated."""
-    path = Path(name_or_path)
-    if not (path.suffix == ".json" and path.exists()):
-        path = SCENARIO_DIR / f"{name_or_path}.json"
-        if not path.exists():
-            raise ScenarioError(f"unknown scenario {name_or_path!r}; bundled: {', '.join(list_scenarios())}")
-    scenario = _read_json(path)
-    validate_scenario(scenario, load_seed_stations(), load_catchments())
-    return scenario
-
-
-def validate_scenario(scenario: Mapping[str, Any], stations: list[Mapping[str, Any]], catchments: Mapping[str, Any]) -> None:
-    """Raise ScenarioError on the first problem in a scenario."""
-    name = scenario.get("name", "?")
-    ids = {s["id"] for s in stations}
-    if not isinstance(scenario.get("duration_h"), (int, float)) or not 0 < scenario["duration_h"] <= 6 * 24:
-        raise ScenarioError(f"scenario {name}: duration_h must be a number of hours from 0 to 144 (7 days)")
-    for cell, points in (scenario.get("rain") or {}).items():
-        if cell not in catchments["cells"]:
-            raise ScenarioError(f"scenario {name}: unknown rain cell {cell!r}; known: {', '.join(catchments['cells'])}")
-        if not points or any(len(p) != 2 or p[1] < 0 for p in points):
-            raise ScenarioError(f"scenario {name}: rain.{cell} must be a list of [hour, mm_per_h >= 0] points")
-    for i, event in enumerate(scenario.get("events") or []):
-        if event.get("type") not in EVENT_TYPES:
-            raise ScenarioError(f"scenario {name}: events[{i}] type must be one of {', '.join(EVENT_TYPES)}")
-        if event.get("station") not in ids:
-            raise ScenarioError(f"scenario {name}: events[{i}] names unknown station {event.get('station')!r}")
-        if event["type"] == "garbage" and event.get("kind") not in GARBAGE_KINDS:
-            raise ScenarioError(f"scenario {name}: events[{i}] kind must be one of {', '.join(GARBAGE_KINDS)}")
-
-
-def water_level_thresholds(station: Mapping[str, Any]) -> dict[str, float]:
-    """The station's water-level marks from the seed (defaults when it has none)."""
-    rules = (station.get("rules") or {}).get("water_level")
-    if not rules:
-        rules = _read_json(RULES_FILE)["water_level"]
-    return {level: float(rules[level]) for level in ("waspada", "siaga", "awas")}
 
 
 # --------------------------------------------------------------------------- generator
@@ -179,21 +114,124 @@ def scenario_samples(
     Deterministic for a given ``seed``. ``only`` restricts the output to some station ids
     (the rivers are still simulated as a whole, so a subset sees the same water).
     """
-    stations = stations if stations is not None else load_seed_stations()
-    catchments = catchments if catchments is not None else load_catchments()
-    rng = random.Random(seed)
-    step_s = int(scenario.get("step_s", 60))
-    duration_s = int(round(scenario["duration_h"] * 3600))
-    network = load_network(stations, catchments, step_s)
-    for sid, quick in (scenario.get("initial_quick_flow_m3s") or {}).items():
-        network.set_quick_flow(sid, quick)
-    rain = scenario.get("rain") or {}
-    gauge_cells = catchments.get("rain_gauges", {})
-    events = list(scenario.get("events") or [])
-    noise = {"water_level": 0.01, "signal": 3.0, "battery": 0.02, **(scenario.get("noise") or {})}
-    fast_interval = int(scenario.get("fast_interval_s", 300))
-    local_offset_h = _local_offset_hours(scenario)
+    run = _Run.prepare(scenario, start, random.Random(seed),
+                       stations if stations is not None else load_seed_stations(),
+                       catchments if catchments is not None else load_catchments(), only)
+    for step in range(run.duration_s // run.step_s):
+        t1 = (step + 1) * run.step_s
+        run.rain_and_rivers(step * run.step_s, t1)
+        now, hour = start + timedelta(seconds=t1), t1 / 3600
+        run.reset_counters(hour)
+        yield from run.garbage_due(now, hour)
+        for sid, st in run.state.items():
+            yield from run.report(sid, st, t1, now, hour)
 
+
+@dataclasses.dataclass
+class _Run:
+    """One scenario being played: its settings, the rivers, each station's memory and the events still to come."""
+
+    start: datetime
+    rng: random.Random
+    step_s: int
+    duration_s: int
+    network: Any
+    rain: Mapping[str, Any]
+    gauge_cells: Mapping[str, str]
+    events: list[Mapping[str, Any]]
+    noise: dict[str, float]
+    fast_interval: int
+    local_offset_h: float
+    state: dict[str, _Station]
+    wanted: set[str]
+    garbage: list[Mapping[str, Any]]
+    resets: dict[int, bool]
+    spikes_done: set[int]
+
+    @classmethod
+    def prepare(cls, scenario: Mapping[str, Any], start: datetime, rng: random.Random,
+                stations: list[Mapping[str, Any]], catchments: Mapping[str, Any], only: list[str] | None) -> _Run:
+        """Read the scenario's settings, build the rivers and give every station its starting memory."""
+        step_s = int(scenario.get("step_s", 60))
+        network = load_network(stations, catchments, step_s)
+        for sid, quick in (scenario.get("initial_quick_flow_m3s") or {}).items():
+            network.set_quick_flow(sid, quick)
+        events = list(scenario.get("events") or [])
+        state = _initial_state(scenario, stations, step_s, rng)
+        return cls(
+            start=start, rng=rng, step_s=step_s, duration_s=int(round(scenario["duration_h"] * 3600)),
+            network=network, rain=scenario.get("rain") or {}, gauge_cells=catchments.get("rain_gauges", {}),
+            events=events,
+            noise={"water_level": 0.01, "signal": 3.0, "battery": 0.02, **(scenario.get("noise") or {})},
+            fast_interval=int(scenario.get("fast_interval_s", 300)), local_offset_h=_local_offset_hours(scenario),
+            state=state, wanted=set(only) if only else set(state),
+            garbage=sorted((e for e in events if e["type"] == "garbage"), key=lambda e: e["at_h"]),
+            resets={id(e): False for e in events if e["type"] == "counter_reset"}, spikes_done=set(),
+        )
+
+    def rain_and_rivers(self, t0: int, t1: int) -> None:
+        """Rain for one step falls on the catchments (rivers move) and into the rain gauges."""
+        mid_h = (t0 + t1) / 2 / 3600
+        rain_mm = {cell: rain_intensity(points, mid_h) * self.step_s / 3600 for cell, points in self.rain.items()}
+        self.network.step(rain_mm)
+        for sid, st in self.state.items():
+            if st.kind != "river":
+                cell_rain = rain_mm.get(self.gauge_cells.get(sid, ""), 0.0)
+                st.rain_mm += cell_rain
+                st.rain_total_mm += cell_rain
+
+    def reset_counters(self, hour: float) -> None:
+        """Tipping-bucket counters whose reset event has come start again from zero."""
+        for event in self.events:
+            if event["type"] == "counter_reset" and not self.resets[id(event)] and hour >= event["at_h"]:
+                self.resets[id(event)] = True
+                st = self.state[event["station"]]
+                st.rain_total_mm, st.tips_offset = 0.0, 0
+
+    def garbage_due(self, now: datetime, hour: float) -> Iterator[Emission]:
+        """The broken payloads whose time has come."""
+        while self.garbage and self.garbage[0]["at_h"] <= hour:
+            event = self.garbage.pop(0)
+            if event["station"] in self.wanted:
+                end = self.start + timedelta(seconds=self.duration_s)
+                yield Emission(event["station"], _garbage(event, now, end, self.rng), now)
+
+    def report(self, sid: str, st: _Station, t1: int, now: datetime, hour: float) -> Iterator[Emission]:
+        """One station's step: its status when it falls silent or wakes, then its sample when one is due."""
+        # Silence: the station lost power; its gateway drops off the broker.
+        silent_now = any(_within(e, hour) for e in _events_for(self.events, sid, "silent"))
+        if silent_now != st.silent:
+            st.silent = silent_now
+            if sid in self.wanted:
+                yield Emission(sid, Status(topics.STATUS_OFFLINE if silent_now else topics.STATUS_ONLINE), now)
+        if t1 < st.next_report_s:
+            return
+        st.next_report_s = t1 + (self.fast_interval if _is_fast(st, self.network) else st.interval_s)
+        if st.silent:
+            return
+        sample = _sample(st, self.network, now, hour, self.rng, self.noise, self.events, self.spikes_done,
+                         self.local_offset_h)
+        if sid in self.wanted:
+            yield from self._send_or_hold(sid, st, sample, now, hour)
+
+    def _send_or_hold(self, sid: str, st: _Station, sample: dict[str, Any], now: datetime,
+                      hour: float) -> Iterator[Emission]:
+        """In an outage the logger keeps the sample; after it, the backlog goes out with it in batches."""
+        if any(_within(e, hour) for e in _events_for(self.events, sid, "outage")):
+            st.backlog.append(sample)  # stored in the logger, sent after reconnect
+            return
+        if not st.backlog:
+            yield Emission(sid, sample, now)
+            return
+        backlog, st.backlog = st.backlog + [sample], []
+        for i in range(0, len(backlog), topics.MAX_SAMPLES_PER_PAYLOAD):
+            chunk = backlog[i:i + topics.MAX_SAMPLES_PER_PAYLOAD]
+            yield Emission(sid, chunk if len(chunk) > 1 else chunk[0], now)
+
+
+def _initial_state(scenario: Mapping[str, Any], stations: list[Mapping[str, Any]], step_s: int,
+                   rng: random.Random) -> dict[str, _Station]:
+    """Each station's starting memory: kind, report interval, a spread-out first report, counters, battery."""
     state: dict[str, _Station] = {}
     for spec in stations:
         metrics = spec.get("metrics", [])
@@ -211,62 +249,7 @@ def scenario_samples(
             tips_offset=rng.randrange(1000, 30000),
             thresholds=water_level_thresholds(spec) if kind == "river" else None,
         )
-    wanted = set(only) if only else set(state)
-
-    garbage = sorted((e for e in events if e["type"] == "garbage"), key=lambda e: e["at_h"])
-    resets = {id(e): False for e in events if e["type"] == "counter_reset"}
-    spikes_done: set[int] = set()
-
-    for step in range(duration_s // step_s):
-        t0, t1 = step * step_s, (step + 1) * step_s
-        mid_h = (t0 + t1) / 2 / 3600
-        rain_mm = {cell: rain_intensity(points, mid_h) * step_s / 3600 for cell, points in rain.items()}
-        network.step(rain_mm)
-        now = start + timedelta(seconds=t1)
-        hour = t1 / 3600
-        for sid, st in state.items():
-            if st.kind != "river":
-                cell_rain = rain_mm.get(gauge_cells.get(sid, ""), 0.0)
-                st.rain_mm += cell_rain
-                st.rain_total_mm += cell_rain
-        for event in events:
-            if event["type"] == "counter_reset" and not resets[id(event)] and hour >= event["at_h"]:
-                resets[id(event)] = True
-                st = state[event["station"]]
-                st.rain_total_mm, st.tips_offset = 0.0, 0
-
-        while garbage and garbage[0]["at_h"] <= hour:
-            event = garbage.pop(0)
-            if event["station"] in wanted:
-                end = start + timedelta(seconds=duration_s)
-                yield Emission(event["station"], _garbage(event, now, end, rng), now)
-
-        for sid, st in state.items():
-            # Silence: the station lost power; its gateway drops off the broker.
-            silent_now = any(_within(e, hour) for e in _events_for(events, sid, "silent"))
-            if silent_now != st.silent:
-                st.silent = silent_now
-                if sid in wanted:
-                    yield Emission(sid, Status(topics.STATUS_OFFLINE if silent_now else topics.STATUS_ONLINE), now)
-            if t1 < st.next_report_s:
-                continue
-            st.next_report_s = t1 + (fast_interval if _is_fast(st, network) else st.interval_s)
-            if st.silent:
-                continue
-            sample = _sample(st, network, now, hour, rng, noise, events, spikes_done, local_offset_h)
-            if sid not in wanted:
-                continue
-            in_outage = any(_within(e, hour) for e in _events_for(events, sid, "outage"))
-            if in_outage:
-                st.backlog.append(sample)  # stored in the logger, sent after reconnect
-                continue
-            if st.backlog:
-                backlog, st.backlog = st.backlog + [sample], []
-                for i in range(0, len(backlog), topics.MAX_SAMPLES_PER_PAYLOAD):
-                    chunk = backlog[i:i + topics.MAX_SAMPLES_PER_PAYLOAD]
-                    yield Emission(sid, chunk if len(chunk) > 1 else chunk[0], now)
-                continue
-            yield Emission(sid, sample, now)
+    return state
 
 
 def _local_offset_hours(scenario: Mapping[str, Any]) -> float:

@@ -308,10 +308,26 @@ def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_s
     whole horizon on every batch.
     """
     st = state if take_state and state and state.get("v") == STATE_VERSION else _load(state)
+    in_order, late, ignored = _sort_incoming(st, samples)
+    events: list[EngineEvent] = []
+    if late:
+        events.extend(_replay_with_late(st, rules, late))
     cur = st["cur"]
-    last = tuple(cur["last"]) if cur["last"] is not None else None
-    base_key = tuple(st["base_key"]) if st["base_key"] is not None else None
+    for entry in in_order:
+        _apply(cur, rules, entry, events)
+    st["hz"].extend(in_order)
+    _advance_base(st, rules)
+    levels = {kind: Level(cur["k"][kind]["level"]) for kind in ENGINE_KINDS}
+    return Judgement(state=st, events=events, levels=levels, ignored=ignored)
 
+
+def _sort_incoming(st: dict, samples: Iterable[Sample]) -> tuple[list[list], list[list], int]:
+    """Split the judged samples, in time order, into in-order ones, late ones inside the horizon and ignored ones.
+
+    Returns ``(in_order, late, ignored)``; a late sample the horizon already holds is dropped (a duplicate).
+    """
+    last = tuple(st["cur"]["last"]) if st["cur"]["last"] is not None else None
+    base_key = tuple(st["base_key"]) if st["base_key"] is not None else None
     incoming: dict[tuple[int, str], float] = {}
     for sample in samples:
         if sample.metric in JUDGED_METRICS:
@@ -331,34 +347,31 @@ def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_s
             seen = {(e[0], e[1]) for e in st["hz"]}
         if key not in seen:
             late.append([key[0], key[1], incoming[key]])
+    return in_order, late, ignored
 
+
+def _replay_with_late(st: dict, rules: Rules, late: list[list]) -> list[EngineEvent]:
+    """Replay the horizon with the late samples in place, as if they had come on time; one event per changed kind."""
+    cur = st["cur"]
+    merged = sorted(st["hz"] + late, key=lambda e: (e[0], e[1]))
+    replay = _clone_snapshot(st["base"])
+    for entry in merged:
+        _apply(replay, rules, entry, None)
     events: list[EngineEvent] = []
-    if late:
-        # Replay the horizon with the late samples in place, as if they had come on time.
-        merged = sorted(st["hz"] + late, key=lambda e: (e[0], e[1]))
-        replay = _clone_snapshot(st["base"])
-        for entry in merged:
-            _apply(replay, rules, entry, None)
-        for kind in ENGINE_KINDS:
-            before, after = cur["k"][kind]["level"], replay["k"][kind]
-            if after["level"] != before:
-                # Kinds are independent, so only a kind with late samples can change here. Name
-                # the reading that caused the new level, or the late one if the replay merely
-                # undid a change (the level is the base's again).
-                reading = after["cause"]
-                if reading is None or reading is st["base"]["k"][kind]["cause"]:
-                    reading = _latest_reading(late, kind)
-                at = _dt(_parse_iso_us(reading["ts"]))
-                events.append(EngineEvent(kind, event_type(before, after["level"]), Level(after["level"]), at,
-                                          reading))
-        st["cur"] = cur = replay
-        st["hz"] = merged
-    for entry in in_order:
-        _apply(cur, rules, entry, events)
-    st["hz"].extend(in_order)
-    _advance_base(st, rules)
-    levels = {kind: Level(cur["k"][kind]["level"]) for kind in ENGINE_KINDS}
-    return Judgement(state=st, events=events, levels=levels, ignored=ignored)
+    for kind in ENGINE_KINDS:
+        before, after = cur["k"][kind]["level"], replay["k"][kind]
+        if after["level"] != before:
+            # Kinds are independent, so only a kind with late samples can change here. Name
+            # the reading that caused the new level, or the late one if the replay merely
+            # undid a change (the level is the base's again).
+            reading = after["cause"]
+            if reading is None or reading is st["base"]["k"][kind]["cause"]:
+                reading = _latest_reading(late, kind)
+            at = _dt(_parse_iso_us(reading["ts"]))
+            events.append(EngineEvent(kind, event_type(before, after["level"]), Level(after["level"]), at, reading))
+    st["cur"] = replay
+    st["hz"] = merged
+    return events
 
 
 def _advance_base(st: dict, rules: Rules) -> None:

@@ -26,7 +26,8 @@ DEFAULT_STALE_AFTER_S = 1800
 DEFAULT_REPEAT_AWAS_S = 3600
 DEFAULT_RAIN_CLEAR_HOLD_S = 1800
 
-TOP_LEVEL_KEYS = ("water_level", "rainfall", "battery", "stale_after_s", "notify_from", "repeat_awas_s", "all_clear")
+TOP_LEVEL_KEYS = ("water_level", "rainfall", "battery", "stale_after_s", "notify_from", "repeat_awas_s", "all_clear",
+                  "upstream_from")
 WATER_LEVEL_KEYS = ("waspada", "siaga", "awas", "clear_margin", "hold_s", "clear_hold_s", "rise_rate")
 LEVEL_KEYS = tuple(level.label for level in WARNING_LEVELS)
 
@@ -110,6 +111,7 @@ class Rules:
     notify_from: Level = Level.WASPADA
     repeat_awas_s: float = DEFAULT_REPEAT_AWAS_S
     all_clear: bool = True
+    upstream_from: Level = Level.SIAGA  # a water-level alert from this level warns downstream (spec section 11)
 
 
 # --- validation helpers -------------------------------------------------------------
@@ -264,6 +266,7 @@ def parse_rules(doc: Any) -> Rules:
         # 0 switches AWAS reminders off.
         repeat_awas_s=c.number(doc, "repeat_awas_s", "", minimum=0, default=float(DEFAULT_REPEAT_AWAS_S)),
         all_clear=all_clear,
+        upstream_from=c.level(doc, "upstream_from", "", Level.SIAGA),
     )
     if c.errors:
         raise RulesError(c.errors)
@@ -312,6 +315,7 @@ def rules_to_doc(rules: Rules) -> dict:
     doc["notify_from"] = rules.notify_from.label
     doc["repeat_awas_s"] = _num(rules.repeat_awas_s)
     doc["all_clear"] = rules.all_clear
+    doc["upstream_from"] = rules.upstream_from.label
     return doc
 
 

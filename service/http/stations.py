@@ -16,6 +16,7 @@ from alerts.cap import DEFAULT_RADIUS_KM
 from alerts.rules import RulesError, rules_to_doc
 from alerts.segment import segment_problem
 from alerts.station_rules import replace_rules
+from alerts.upstream import network_from_stations, network_problems
 from config.templates import default_templates
 from service import audit
 from service.alerting import default_rules_doc, new_station_rules_doc
@@ -97,6 +98,19 @@ def check_station(doc: dict) -> list[dict]:
         problem = polygon_problem(area["polygon"]) if area.get("polygon") is not None else None
         if problem:
             errors.append({"field": f"areas.{i}.polygon", "message": problem})
+    return errors
+
+
+def network_errors(conn, doc: dict) -> list[dict]:
+    """``[{field, message}]`` when ``doc``'s ``downstream`` names a station that does not exist or closes a cycle (spec section 11)."""
+    s = schema.stations
+    rows = [dict(r._mapping) for r in conn.execute(sa.select(s.c.id, s.c.downstream))]
+    network = network_from_stations([r for r in rows if r["id"] != doc["id"]] + [doc])
+    errors = []
+    for station_id, field, message in network_problems(network):
+        # Only this station's links are being changed; a cycle found now runs through them.
+        if station_id == doc["id"] or field == "downstream":
+            errors.append({"field": field, "message": message})
     return errors
 
 
@@ -205,6 +219,9 @@ class Stations(MethodView):
         values = {k: doc.get(k) for k in EDITABLE}
         s = schema.stations
         with svc.engine.begin() as conn:
+            errors = network_errors(conn, doc)
+            if errors:
+                raise _validation(errors)
             if conn.execute(sa.select(s.c.id).where(s.c.id == doc["id"])).first() is not None:
                 raise Problem(409, f"Station {doc['id']!r} already exists.")
             try:
@@ -239,7 +256,8 @@ class StationView(MethodView):
         with svc.engine.begin() as conn:
             before = load_station(conn, station_id)
             doc = {**before, **data}
-            errors = check_station(doc) or segment_errors(doc, svc.settings.tz)
+            errors = (check_station(doc) or segment_errors(doc, svc.settings.tz)
+                      or ("downstream" in data and network_errors(conn, doc)))
             if errors:
                 raise _validation(errors)
             if data:
@@ -266,6 +284,11 @@ class StationView(MethodView):
             if active:
                 raise Problem(409, f"Station {station_id!r} has {active} active alert(s); "
                                    "wait until they close before removing it.")
+            upstream = [r.id for r in conn.execute(sa.select(s.c.id, s.c.downstream))
+                        if any(d.get("station_id") == station_id for d in (r.downstream or []))]
+            if upstream:
+                raise Problem(409, f"Station {station_id!r} is downstream of {', '.join(upstream)}; "
+                                   "remove it from their downstream first.")
             conn.execute(sa.delete(st).where(st.c.station_id == station_id))
             conn.execute(sa.delete(s).where(s.c.id == station_id))
             audit.record(conn, current_actor(), "delete", "station", station_id, before, None, now)

@@ -1,0 +1,93 @@
+"""``/api/v1/notifications``: every outgoing SMS and its delivery state (``phone`` only for operators and admins)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service.db import schema
+from service.http import services
+from service.http.auth import current_caller, require
+from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.schemas import UTCDateTime
+
+STATUSES = ("pending", "sending", "spooled", "sent", "delivered", "undelivered", "failed", "unknown")
+
+blp = Blueprint("notifications", __name__, url_prefix="/api/v1/notifications",
+                description="Every outgoing SMS and its delivery state")
+
+
+class NotificationSchema(ma.Schema):
+    """One outgoing SMS and its delivery state (``phone`` only for operators and admins)."""
+
+    class Meta:
+        ordered = True
+
+    id = ma.fields.Integer()
+    alert_id = ma.fields.Integer(allow_none=True)
+    event_id = ma.fields.Integer(allow_none=True)
+    broadcast_id = ma.fields.Integer(allow_none=True)
+    subscriber_id = ma.fields.Integer(allow_none=True)
+    phone = ma.fields.String()
+    language = ma.fields.String()
+    kind = ma.fields.String(metadata={"description": "warning, reminder, all_clear, operational, broadcast, or reply "
+                                                     "(the answer to an SMS received through Gammu)"})
+    priority = ma.fields.Integer(metadata={"description": "0 (AWAS warning) goes first ... 7 (exercise) last; "
+                                                         "alerts.priority, spec section 10"})
+    body = ma.fields.String()
+    status = ma.fields.String(metadata={"description": ", ".join(STATUSES)})
+    attempts = ma.fields.Integer()
+    next_attempt_at = UTCDateTime(allow_none=True)
+    provider = ma.fields.String(allow_none=True, metadata={
+        "description": "the provider that carried it (twilio, gammu, console); before it is sent, the one it was last "
+                       "tried at"})
+    provider_sid = ma.fields.String(allow_none=True, metadata={
+        "description": "the provider's id of the message: Twilio's SM... sid, Gammu's outbox file name"})
+    error_code = ma.fields.String(allow_none=True)
+    error_message = ma.fields.String(allow_none=True)
+    created_at = UTCDateTime()
+    sent_at = UTCDateTime(allow_none=True, metadata={"description": "when the provider took it: Twilio accepted it, or "
+                                                                  "gammu-smsd moved it to sent/"})
+    updated_at = UTCDateTime()
+
+
+class NotificationArgs(PageArgs):
+    """Filters of the notification list."""
+
+    alert_id = ma.fields.Integer()
+    status = ma.fields.String(validate=ma.validate.OneOf(STATUSES))
+    subscriber_id = ma.fields.Integer()
+    broadcast_id = ma.fields.Integer()
+
+
+def _with_phone() -> bool:
+    caller = current_caller()
+    return caller is not None and caller.role in ("operator", "admin")
+
+
+@blp.route("")
+class Notifications(MethodView):
+    @require("viewer")
+    @blp.arguments(NotificationArgs, location="query")
+    @blp.response(200, page_schema(NotificationSchema))
+    def get(self, args):
+        """Outgoing SMS, newest first; ``phone`` only for operators and admins."""
+        n = schema.notifications
+        query = sa.select(n)
+        for name in ("alert_id", "status", "subscriber_id", "broadcast_id"):
+            if args.get(name) is not None:
+                query = query.where(n.c[name] == args[name])
+        with services().engine.connect() as conn:
+            rows, cursor = keyset_page(conn, query, (n.c.id,), args)
+        with_phone = _with_phone()
+        items = []
+        for row in rows:
+            item = dict(row._mapping)
+            for private in ("claimed_by", "claimed_at"):
+                item.pop(private, None)
+            if not with_phone:
+                item.pop("phone")
+            items.append(item)
+        return {"items": items, "next_cursor": cursor}

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from alerts import policy
 from alerts.engine import EngineEvent, Judgement, current_rain_sums, judge
 from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS, Sample
@@ -28,9 +29,6 @@ from alerts.station_rules import effective_rules
 from service.db.schema import alert_events, alerts, station_state, stations
 
 log = logging.getLogger(__name__)
-
-STAFF_KINDS = ("offline", "battery")
-
 
 class AlreadyAcknowledged(Exception):
     """The alert was acknowledged before (the API answers 409)."""
@@ -110,15 +108,11 @@ def _event_dict(event_id: int, alert_id: int, station_id: str, kind: str, type_:
             "level": level, "at": _iso(at), "dispatch": dispatch}
 
 
-def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules) -> bool:
-    """Whether an event must reach people (spec section 4); the dispatcher picks the audience."""
-    if kind in STAFF_KINDS:
-        return type_ in ("raised", "cleared", "reminded")
-    if type_ in ("raised", "escalated", "reminded"):
-        return level >= rules.notify_from
-    if type_ == "cleared":
-        return rules.all_clear and peak >= rules.notify_from
-    return False  # deescalated, acknowledged
+def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules, *, exercise: bool = False) -> bool:
+    """Whether an event must reach people: ``alerts.policy.decide`` has a notice for it."""
+    alert = policy.AlertFacts(kind=kind, peak=peak, exercise=exercise)
+    event = policy.EventFacts(type=type_, level=level.label, at=datetime.min)
+    return policy.decide(alert, event, policy.StationFacts({}), rules) is not None
 
 
 # --- the ingest path ----------------------------------------------------------------
@@ -201,7 +195,7 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
                 return []
             conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(
                 level=level.label, peak_level=peak.label))
-    dispatch = "pending" if notifies(kind, type_, level, peak, rules) else "none"
+    dispatch = "pending" if notifies(kind, type_, level, peak, rules, exercise=scope.exercise) else "none"
     event_id = _insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
@@ -410,7 +404,8 @@ def clear_alerts(conn: Connection, scope: AlertScope, now: datetime, *, by: str,
     for row in rows:
         rules = station_rules({"id": row.station_id, "rules": row.rules})
         conn.execute(sa.update(alerts).where(alerts.c.id == row.id).values(state="closed", level="normal", closed_at=now))
-        dispatch = "pending" if notifies(row.kind, "cleared", Level.NORMAL, Level.parse(row.peak_level), rules) else "none"
+        dispatch = "pending" if notifies(row.kind, "cleared", Level.NORMAL, Level.parse(row.peak_level), rules,
+                                          exercise=bool(row.exercise)) else "none"
         event_id = _insert_event(conn, row.id, "cleared", Level.NORMAL.label, now, now, None, dispatch, by=by, note=note)
         recorded.append(_event_dict(event_id, row.id, row.station_id, row.kind, "cleared", "normal", now, dispatch))
     return recorded

@@ -16,14 +16,15 @@ each other; status callbacks only move a row forward.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from alerts import messages, priority
+from alerts import messages, policy, priority
+from alerts.levels import Level
 from service import subscribers
+from service.alerting import station_rules
 from service.db import schema
 from service.phones import mask_numbers
 
@@ -60,77 +61,7 @@ def _skip_locked(query, conn):
     return query.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else query
 
 
-# --- what an event says ------------------------------------------------------------------------
-
-
-def message_plan(kind: str, event_type: str, level: str) -> tuple[str, str] | None:
-    """(notification kind, template key) for an event, or None when it tells nobody."""
-    if kind in messages.PUBLIC_KINDS:
-        if event_type in ("raised", "escalated") and level in messages.WARNING_LEVELS:
-            return "warning", f"{kind}.{event_type}.{level}"
-        if event_type == "reminded":
-            return "reminder", f"{kind}.reminder"
-        if event_type == "cleared":
-            return "all_clear", f"{kind}.all_clear"
-        return None
-    if kind in messages.OPERATIONAL_KINDS:
-        if event_type in ("raised", "escalated"):
-            return "operational", f"{kind}.raised"
-        if event_type == "cleared":
-            return "operational", f"{kind}.cleared"
-    return None
-
-
-def _rain_window(reading: Mapping, rules: Mapping | None, level: str) -> tuple[str | None, float | None]:
-    """The rainfall window that matters most for ``level`` (highest sum/threshold), and its sum."""
-    sums = reading.get("sums") or {}
-    if not sums:
-        return reading.get("window"), reading.get("value")
-    rain_rules = (rules or {}).get("rainfall") or {}
-    best, best_ratio = None, -1.0
-    for window, total in sums.items():
-        threshold = (rain_rules.get(window) or {}).get(level) if isinstance(rain_rules.get(window), Mapping) else None
-        ratio = (float(total) / float(threshold)) if threshold else -0.5
-        if ratio > best_ratio:
-            best, best_ratio = window, ratio
-    if best_ratio < 0:  # no thresholds known: the hourly sum is what people understand
-        best = "1h" if "1h" in sums else best
-    return best, sums.get(best)
-
-
-def _rain_rate(reading: Mapping) -> float | None:
-    """The change of the hourly rain: last hour minus the mean of the two hours before."""
-    sums = reading.get("sums") or {}
-    if "1h" in sums and "3h" in sums:
-        return float(sums["1h"]) - (float(sums["3h"]) - float(sums["1h"])) / 2
-    return None
-
-
-def event_context(templates, language: str, station: Mapping, kind: str, level: str, at: datetime,
-                  reading: Mapping | None, zone) -> dict:
-    """The template context for one event, in ``language``."""
-    reading = reading or {}
-    metric, value, rate, window = kind, reading.get("value"), None, None
-    if kind == "water_level":
-        rate = reading.get("rate_per_hour")
-    elif kind == "rainfall":
-        window, value = _rain_window(reading, station.get("rules"), level if level != "normal" else "waspada")
-        rate = _rain_rate(reading)
-    elif kind == "battery":
-        metric = "battery"
-    elif kind == "offline":
-        metric, value = "offline", None
-    when = at
-    stamp = reading.get("last_seen") or reading.get("ts")
-    if kind == "offline" and stamp:  # "no data since": the last time the station was heard
-        try:
-            when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-        except ValueError:
-            when = at
-    return messages.warning_context(
-        templates, language, station=station, level=level, metric=metric, value=value, at=when, zone=zone,
-        rate_per_hour=rate, window=window,
-    )
+# --- the station of an event --------------------------------------------------------------------
 
 
 def _station(conn, station_id: str) -> dict:
@@ -159,51 +90,51 @@ def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, st
 
 
 def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) -> int:
-    alert = conn.execute(
-        sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.exercise, ex.c.residents.label("drill_residents"))
+    """Create the notifications ``alerts.policy.decide`` asks for one event (none twice)."""
+    alert_row = conn.execute(
+        sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.peak_level, al.c.exercise,
+                  ex.c.residents.label("drill_residents"))
         .outerjoin(ex, ex.c.id == al.c.exercise_id).where(al.c.id == event.alert_id)).first()
-    if alert is None:
+    if alert_row is None:
         return 0
-    plan = message_plan(alert.kind, event.type, event.level)
-    if plan is None:
+    station_row = _station(conn, alert_row.station_id)
+    alert, facts, station = _facts(alert_row, event, station_row)
+    rules = station_rules(station_row)
+    notice = policy.decide(alert, facts, station, rules)
+    if notice is None:
         return 0
-    notification_kind, key = plan
-    if alert.exercise:  # LATIHAN texts of their own (config/templates: [exercise...])
-        key = f"{messages.EXERCISE}.{key}"
-    station = _station(conn, alert.station_id)
-    public = alert.kind in messages.PUBLIC_KINDS
-    # Exercises reach staff; residents only of a drill started with residents: true (never EWS_EXERCISE's).
-    residents = public and (not alert.exercise or bool(alert.drill_residents))
-    audience = subscribers.audience(conn, station.get("areas") or [], residents=residents,
-                                    staff=True, staff_match_areas=staff_match_areas)
+    audience = subscribers.audience(conn, station_row.get("areas") or [], residents=notice.residents,
+                                    staff=notice.staff, staff_match_areas=staff_match_areas)
     if not audience:
         return 0
     bodies: dict[str, str] = {}
     rows = []
-    rank = priority.priority(notification_kind, event.level, exercise=bool(alert.exercise))
     for person in audience:
         language = person.language if person.language in templates.languages() else messages.DEFAULT_LANGUAGE
         if language not in bodies:
-            bodies[language] = _render_event(templates, language, key, station, alert, event, zone)
+            bodies[language] = _render(templates, language, notice, alert, facts, station, rules, zone, event.id)
         rows.append({
-            "event_id": event.id, "alert_id": alert.id, "subscriber_id": person.id, "phone": person.phone,
-            "language": language, "kind": notification_kind, "body": bodies[language], "status": "pending",
-            "priority": rank, "attempts": 0, "created_at": now, "updated_at": now,
+            "event_id": event.id, "alert_id": alert_row.id, "subscriber_id": person.id, "phone": person.phone,
+            "language": language, "kind": notice.kind, "body": bodies[language], "status": "pending",
+            "priority": notice.priority, "attempts": 0, "created_at": now, "updated_at": now,
         })
     return len(conn.execute(_insert(conn).returning(n.c.id), rows).all())
 
 
-def _render_event(templates, language, key, station, alert, event, zone) -> str:
-    level = "normal" if key.endswith(".all_clear") else event.level
+def _facts(alert_row, event, station_row: dict):
+    """The policy's facts of one stored alert, event and station."""
+    alert = policy.AlertFacts(kind=alert_row.kind, peak=Level.parse(alert_row.peak_level),
+                              exercise=bool(alert_row.exercise), drill_residents=bool(alert_row.drill_residents))
+    facts = policy.EventFacts(type=event.type, level=event.level, at=event.at, reading=event.reading)
+    return alert, facts, policy.StationFacts(station_row)
+
+
+def _render(templates, language, notice, alert, facts, station, rules, zone, event_id) -> str:
     try:
-        context = event_context(templates, language, station, alert.kind, level, event.at, event.reading, zone)
-        body = messages.render(templates, key, language, context)
-    except (messages.TemplateError, KeyError, ValueError, TypeError):
-        log.exception("cannot render %s for event %s; sending a plain text", key, event.id)
-        body = f"BPBD LUTIM: {str(event.level).upper()} {alert.kind} {station.get('name') or alert.station_id}. Darurat: 112"
-        if alert.exercise:
-            body = "LATIHAN " + body
-    return body
+        return policy.notice_text(templates, language, notice, alert, facts, station, rules, zone)
+    except policy.RENDER_ERRORS:
+        log.exception("cannot render %s for event %s; sending a plain text", notice.template, event_id)
+        return policy.fallback_text(alert, facts, station)
 
 
 def broadcast_body(templates, language: str, message: str) -> str:

@@ -71,6 +71,9 @@ def add(services, phone, areas=LASKAP, role="resident", language="id", opted_out
     return row.id
 
 
+LEVELS = ["normal", "waspada", "siaga", "awas"]
+
+
 class Alerts:
     """Writes alerts and events the way the rules engine does (dispatch='pending' when people are told)."""
 
@@ -90,6 +93,10 @@ class Alerts:
             if rate is not None:
                 reading["rate_per_hour"] = rate
         with self.services.engine.begin() as conn:
+            if type_ in ("raised", "escalated"):  # the episode's peak, as the engine keeps it (an all-clear needs it)
+                peak = conn.execute(sa.select(schema.alerts.c.peak_level).where(schema.alerts.c.id == self.id)).scalar_one()
+                conn.execute(sa.update(schema.alerts).where(schema.alerts.c.id == self.id).values(
+                    peak_level=max(peak, level, key=LEVELS.index)))
             return conn.execute(sa.insert(schema.alert_events).values(
                 alert_id=self.id, type=type_, level=level, at=at, recorded_at=at, reading=reading, dispatch=dispatch,
             ).returning(schema.alert_events.c.id)).scalar_one()

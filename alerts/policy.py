@@ -1,0 +1,180 @@
+"""The notification policy (spec sections 4 and 10): who is told of an alert event, how urgently, and in what words.
+
+``decide(alert, event, station, rules)`` is the one place that answers it. It returns a
+``Notice`` (the notification kind, the template key, the level the text names, the rank from
+``alerts.priority``, and whether residents and staff are told), or None when the event tells
+nobody. ``service.alerting`` asks it when it records an event (``dispatch='pending'`` when
+there is a notice) and the outbox asks it again when it expands the event into
+notifications; the outbox only executes the answer. ``notice_text`` renders a notice for one
+language, with the words built here too (``message_context``).
+
+To change who is told (maintenance, acknowledgement, upstream warnings, sirens ...), add the
+fact to ``AlertFacts`` or ``StationFacts`` and the rule to ``decide``: callers pass facts,
+never decisions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime, tzinfo
+
+from alerts import messages, priority
+from alerts.levels import Level
+from alerts.rules import Rules
+
+PUBLIC_KINDS = messages.PUBLIC_KINDS  # warnings to residents (and staff)
+OPERATIONAL_KINDS = messages.OPERATIONAL_KINDS  # staff only
+EXERCISE_PREFIX = "LATIHAN "  # the start of every text of a drill
+# What a broken template or an odd reading raises while rendering; ``fallback_text`` is sent instead.
+RENDER_ERRORS = (messages.TemplateError, KeyError, ValueError, TypeError)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertFacts:
+    """What the policy knows of the alert an event belongs to."""
+
+    kind: str  # water_level, rainfall, offline, battery
+    peak: Level = Level.NORMAL  # the highest level of the episode so far
+    exercise: bool = False  # a drill's alert, or any alert under EWS_EXERCISE
+    drill_residents: bool = False  # the drill was started with residents: true
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFacts:
+    """One alert event as recorded: its type, level, time and the reading behind it."""
+
+    type: str  # raised, escalated, deescalated, reminded, cleared, acknowledged
+    level: str
+    at: datetime
+    reading: Mapping | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StationFacts:
+    """The station an alert is of: its registry row (name, river, areas, sms_name ...)."""
+
+    station: Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class Notice:
+    """The policy's answer for one event: what is sent, to whom, how urgently."""
+
+    kind: str  # notification kind: warning, reminder, all_clear, operational
+    template: str  # the template key (config/templates), exercise ones under ``exercise.``
+    level: str  # the level the text names (``normal`` for an all-clear)
+    priority: int  # alerts.priority rank, 0 first
+    residents: bool  # residents of the station's areas are told
+    staff: bool  # staff are told
+    exercise: bool = False
+
+
+def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: Rules) -> Notice | None:
+    """The notice for ``event`` of ``alert`` at ``station`` under ``rules``, or None when nobody is told."""
+    plan = _plan(alert, event, rules)
+    if plan is None:
+        return None
+    kind, key = plan
+    if alert.exercise:  # LATIHAN texts of their own (config/templates: [exercise...])
+        key = f"{messages.EXERCISE}.{key}"
+    public = alert.kind in PUBLIC_KINDS
+    # Exercises reach staff; residents only of a drill started with residents: true (never EWS_EXERCISE's).
+    residents = public and (not alert.exercise or alert.drill_residents)
+    level = Level.NORMAL.label if kind == "all_clear" else event.level
+    return Notice(kind=kind, template=key, level=level,
+                  priority=priority.priority(kind, event.level, exercise=alert.exercise),
+                  residents=residents, staff=True, exercise=alert.exercise)
+
+
+def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str] | None:
+    """(notification kind, template key) when the rules say ``event`` reaches people."""
+    kind, type_ = alert.kind, event.type
+    if kind in OPERATIONAL_KINDS:
+        return ("operational", f"{kind}.{type_}") if type_ in ("raised", "cleared") else None
+    if kind not in PUBLIC_KINDS:
+        return None
+    if type_ in ("raised", "escalated"):
+        if event.level in messages.WARNING_LEVELS and Level.parse(event.level) >= rules.notify_from:
+            return "warning", f"{kind}.{type_}.{event.level}"
+        return None
+    if type_ == "reminded":
+        return ("reminder", f"{kind}.reminder") if Level.parse(event.level) >= rules.notify_from else None
+    if type_ == "cleared":
+        return ("all_clear", f"{kind}.all_clear") if rules.all_clear and alert.peak >= rules.notify_from else None
+    return None  # deescalated, acknowledged
+
+
+# --- the words -----------------------------------------------------------------------------------
+
+
+def notice_text(templates: messages.Templates, language: str, notice: Notice, alert: AlertFacts, event: EventFacts,
+                station: StationFacts, rules: Rules, zone: tzinfo) -> str:
+    """The SMS of ``notice`` in ``language`` (raises ``RENDER_ERRORS``: the caller then sends ``fallback_text``)."""
+    context = message_context(templates, language, alert.kind, notice.level, event, station, rules, zone)
+    return messages.render(templates, notice.template, language, context)
+
+
+def fallback_text(alert: AlertFacts, event: EventFacts, station: StationFacts) -> str:
+    """The plain text sent when a template cannot be rendered: level, kind, station, 112."""
+    name = station.station.get("name") or station.station.get("id")
+    body = f"BPBD LUTIM: {str(event.level).upper()} {alert.kind} {name}. Darurat: 112"
+    return EXERCISE_PREFIX + body if alert.exercise else body
+
+
+def message_context(templates: messages.Templates, language: str, kind: str, level: str, event: EventFacts,
+                    station: StationFacts, rules: Rules, zone: tzinfo) -> dict:
+    """The template context for one event of a ``kind`` alert, naming ``level``, in ``language``."""
+    reading = event.reading or {}
+    metric, value, rate, window = kind, reading.get("value"), None, None
+    if kind == "water_level":
+        rate = reading.get("rate_per_hour")
+    elif kind == "rainfall":
+        window, value = rain_window(reading, rules, level if level != Level.NORMAL.label else Level.WASPADA.label)
+        rate = rain_rate(reading)
+    elif kind == "offline":
+        value = None
+    return messages.warning_context(
+        templates, language, station=station.station, level=level, metric=metric, value=value,
+        at=_when(kind, event), zone=zone, rate_per_hour=rate, window=window,
+    )
+
+
+def _when(kind: str, event: EventFacts) -> datetime:
+    """The time a text names: the event's, or for ``offline`` the last time the station was heard."""
+    stamp = (event.reading or {}).get("last_seen") or (event.reading or {}).get("ts")
+    if kind != "offline" or not stamp:
+        return event.at
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return event.at
+
+
+def rain_window(reading: Mapping, rules: Rules, level: str) -> tuple[str | None, float | None]:
+    """The rainfall window that matters most for ``level`` (highest sum/threshold), and its sum."""
+    sums = reading.get("sums") or {}
+    if not sums:
+        return reading.get("window"), reading.get("value")
+    best, best_ratio = None, -1.0
+    for window, total in sums.items():
+        threshold = _rain_threshold(rules, window, level)
+        ratio = (float(total) / float(threshold)) if threshold else -0.5
+        if ratio > best_ratio:
+            best, best_ratio = window, ratio
+    if best_ratio < 0:  # no thresholds known: the hourly sum is what people understand
+        best = "1h" if "1h" in sums else best
+    return best, sums.get(best)
+
+
+def _rain_threshold(rules: Rules, window: str, level: str) -> float | None:
+    rule = rules.rainfall.window(window) if rules.rainfall is not None else None
+    return None if rule is None else rule.threshold(Level.parse(level))
+
+
+def rain_rate(reading: Mapping) -> float | None:
+    """The change of the hourly rain: last hour minus the mean of the two hours before."""
+    sums = reading.get("sums") or {}
+    if "1h" in sums and "3h" in sums:
+        return float(sums["1h"]) - (float(sums["3h"]) - float(sums["1h"])) / 2
+    return None

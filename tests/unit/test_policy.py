@@ -1,0 +1,108 @@
+"""The notification policy: who is told of an event, how urgently, in what words (alerts.policy)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerts import gsm7, messages, policy, priority
+from alerts.levels import Level
+from alerts.rules import parse_rules
+from config.templates import default_templates
+
+AT = datetime(2026, 11, 30, 6, 5, tzinfo=timezone.utc)
+WITA = ZoneInfo("Asia/Makassar")
+RULES = parse_rules({"water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0},
+                     "rainfall": {"1h": {"waspada": 10, "siaga": 20, "awas": 40},
+                                  "24h": {"waspada": 50, "siaga": 100, "awas": 150}}})
+STATION = policy.StationFacts({"id": "PKR-LASKAP", "name": "Pos TMA Laskap", "river": "Sungai Pongkeru",
+                               "areas": [{"kecamatan": "Malili", "desa": "Laskap"}]})
+TYPES = ("raised", "escalated", "deescalated", "reminded", "cleared", "acknowledged")
+
+
+def decide(kind, type_, level, *, peak=Level.AWAS, rules=RULES, exercise=False, drill_residents=False):
+    alert = policy.AlertFacts(kind=kind, peak=peak, exercise=exercise, drill_residents=drill_residents)
+    return policy.decide(alert, policy.EventFacts(type=type_, level=level, at=AT), STATION, rules)
+
+
+def test_an_awas_warning_reaches_residents_and_staff_first():
+    notice = decide("water_level", "escalated", "awas")
+    assert (notice.kind, notice.template, notice.level) == ("warning", "water_level.escalated.awas", "awas")
+    assert notice.residents and notice.staff
+    assert notice.priority == priority.priority("warning", "awas") == 0
+
+
+def test_below_notify_from_and_deescalations_tell_nobody():
+    siaga_up = parse_rules({"water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0}, "notify_from": "siaga"})
+    assert decide("water_level", "raised", "waspada", rules=siaga_up) is None
+    assert decide("water_level", "raised", "siaga", rules=siaga_up).template == "water_level.raised.siaga"
+    assert decide("water_level", "deescalated", "siaga") is None
+    assert decide("water_level", "acknowledged", "awas") is None
+
+
+def test_an_all_clear_needs_the_rule_and_a_peak_that_was_announced():
+    notice = decide("rainfall", "cleared", "normal", peak=Level.SIAGA)
+    assert (notice.kind, notice.template, notice.level, notice.priority) == ("all_clear", "rainfall.all_clear", "normal", 3)
+    no_all_clear = parse_rules({"rainfall": {"1h": {"waspada": 10, "siaga": 20, "awas": 40}}, "all_clear": False})
+    assert decide("rainfall", "cleared", "normal", peak=Level.AWAS, rules=no_all_clear) is None
+    awas_only = parse_rules({"rainfall": {"1h": {"waspada": 10, "siaga": 20, "awas": 40}}, "notify_from": "awas"})
+    assert decide("rainfall", "cleared", "normal", peak=Level.SIAGA, rules=awas_only) is None
+
+
+def test_operational_alerts_reach_staff_only_and_come_last_but_drills():
+    raised, cleared = decide("offline", "raised", "waspada"), decide("battery", "cleared", "normal")
+    assert (raised.template, cleared.template) == ("offline.raised", "battery.cleared")
+    assert not raised.residents and raised.staff and raised.priority == 6
+    assert decide("battery", "escalated", "siaga") is None
+
+
+def test_a_drill_uses_its_own_texts_reaches_residents_only_when_asked_and_never_delays_real_ones():
+    staff_only = decide("water_level", "raised", "awas", exercise=True)
+    assert staff_only.template == "exercise.water_level.raised.awas" and staff_only.priority == priority.LOWEST
+    assert not staff_only.residents and staff_only.staff
+    assert decide("water_level", "raised", "awas", exercise=True, drill_residents=True).residents
+
+
+@given(kind=st.sampled_from(("water_level", "rainfall", "offline", "battery")), type_=st.sampled_from(TYPES),
+       level=st.sampled_from(("normal", "waspada", "siaga", "awas")), peak=st.sampled_from(list(Level)),
+       exercise=st.booleans(), drill_residents=st.booleans())
+def test_every_notice_names_a_template_that_exists_and_renders_in_one_gsm7_segment(kind, type_, level, peak,
+                                                                                  exercise, drill_residents):
+    notice = decide(kind, type_, level, peak=peak, exercise=exercise, drill_residents=drill_residents)
+    if notice is None:
+        return
+    assert notice.template in messages.REQUIRED_KEYS
+    assert notice.residents <= (kind in policy.PUBLIC_KINDS)  # operational alerts never reach residents
+    templates = default_templates()
+    alert = policy.AlertFacts(kind=kind, peak=peak, exercise=exercise)
+    reading = {"value": 3.45, "rate_per_hour": 0.4, "sums": {"1h": 25.0, "24h": 60.0}, "last_seen": "2026-11-30T05:00:00Z"}
+    event = policy.EventFacts(type=type_, level=level, at=AT, reading=reading)
+    for language in ("id", "en"):
+        text = policy.notice_text(templates, language, notice, alert, event, STATION, RULES, WITA)
+        assert gsm7.is_gsm7(text) and (len(text) <= 160 or not notice.residents)
+        assert text.startswith({"id": "LATIHAN", "en": "EXERCISE"}[language]) == exercise
+
+
+def test_the_rain_window_that_matters_is_the_highest_sum_over_its_threshold():
+    assert policy.rain_window({"sums": {"1h": 25.0, "24h": 60.0}}, RULES, "siaga") == ("1h", 25.0)
+    assert policy.rain_window({"sums": {"1h": 12.0, "24h": 110.0}}, RULES, "siaga") == ("24h", 110.0)
+    no_rain_rules = parse_rules({"water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0}})
+    assert policy.rain_window({"sums": {"3h": 30.0, "1h": 5.0}}, no_rain_rules, "siaga") == ("1h", 5.0)
+    assert policy.rain_window({"window": "1h", "value": 7.0}, RULES, "waspada") == ("1h", 7.0)
+
+
+def test_an_offline_text_names_the_last_time_the_station_was_heard():
+    notice = decide("offline", "raised", "waspada")
+    event = policy.EventFacts(type="raised", level="waspada", at=AT, reading={"last_seen": "2026-11-30T04:20:00Z"})
+    text = policy.notice_text(default_templates(), "id", notice, policy.AlertFacts(kind="offline"), event, STATION,
+                              RULES, WITA)
+    assert "12:20" in text and "14:05" not in text
+
+
+def test_the_plain_text_of_a_broken_template_names_level_kind_and_station():
+    alert = policy.AlertFacts(kind="rainfall", exercise=True)
+    text = policy.fallback_text(alert, policy.EventFacts(type="raised", level="siaga", at=AT), STATION)
+    assert text == "LATIHAN BPBD LUTIM: SIAGA rainfall Pos TMA Laskap. Darurat: 112"

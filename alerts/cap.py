@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
 
 from alerts.model import PUBLIC_ALERT_KINDS
+from alerts.times import rfc3339
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -144,8 +145,8 @@ def reference(sender: str, identifier: str, sent: datetime, tz: ZoneInfo) -> str
 
 
 def atom_time(value: datetime) -> str:
-    """An Atom (RFC 3339) UTC time."""
-    return value.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """An Atom (RFC 3339) UTC time, to the second."""
+    return rfc3339(value, whole_seconds=True)
 
 
 def identifier_for(profile: CapProfile, *, alert_id: int, event_id: int, number: int, seq: int, sent: datetime,

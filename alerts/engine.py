@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from alerts.levels import WARNING_LEVELS, Level
 from alerts.model import Sample
 from alerts.rules import RAIN_WINDOWS, Rules
+from alerts.times import rfc3339
 
 STATE_VERSION = 1
 HORIZON_S = 6 * 3600  # how late a sample may arrive and still be judged
@@ -95,8 +96,7 @@ def _dt(us: int) -> datetime:
 
 def iso(us: int) -> str:
     """RFC 3339 UTC text of a time in epoch microseconds."""
-    text = _dt(us).isoformat(timespec="microseconds" if us % _US else "seconds")
-    return text.replace("+00:00", "Z")
+    return rfc3339(_dt(us))
 
 
 # --- snapshots --------------------------------------------------------------------

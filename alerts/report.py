@@ -23,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
 from alerts.levels import Level
+from alerts.times import rfc3339
 
 # Delivery states in the order a report lists them; states not listed here follow.
 SMS_STATES = ("delivered", "sent", "undelivered", "failed", "pending", "sending", "unknown")
@@ -97,9 +98,6 @@ class LeadTime:
         return doc
 
 
-def rfc3339(ts: datetime | None) -> str | None:
-    """A UTC time as on the wire: ``2026-11-30T06:05:00Z``."""
-    return None if ts is None else ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:

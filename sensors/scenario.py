@@ -15,9 +15,10 @@ import json
 import math
 import random
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from alerts import times
 from sensors import topics
 from sensors.runoff import load_network
 from sensors.scenario_files import (  # noqa: F401  (re-exported: the generator's callers read scenarios too)
@@ -69,7 +70,7 @@ def rain_intensity(points: list[list[float]], hour: float) -> float:
 
 def rfc3339(moment: datetime) -> str:
     """UTC time as RFC 3339 with a ``Z``, to the second."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return times.rfc3339(moment, whole_seconds=True)
 
 
 @dataclasses.dataclass

@@ -26,6 +26,7 @@ from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS, Sample
 from alerts.rules import Rules, RulesError, parse_rules, rules_to_doc
 from alerts.station_rules import effective_rules
+from alerts.times import rfc3339
 from service.db.schema import alert_events, alerts, station_state, stations
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,6 @@ def station_rules(station: Mapping) -> Rules:
 # --- helpers ------------------------------------------------------------------------
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return None if ts is None else ts.isoformat().replace("+00:00", "Z")
-
-
 def _open_alert(conn: Connection, station_id: str, kind: str, *, lock: bool = False, scope: AlertScope = REAL):
     query = sa.select(alerts).where(alerts.c.station_id == station_id, alerts.c.kind == kind,
                                     alerts.c.state == "active", scope.owns())
@@ -105,7 +102,7 @@ def _insert_event(conn: Connection, alert_id: int, type_: str, level: str, at: d
 def _event_dict(event_id: int, alert_id: int, station_id: str, kind: str, type_: str, level: str,
                 at: datetime, dispatch: str) -> dict:
     return {"id": event_id, "alert_id": alert_id, "station_id": station_id, "kind": kind, "type": type_,
-            "level": level, "at": _iso(at), "dispatch": dispatch}
+            "level": level, "at": rfc3339(at), "dispatch": dispatch}
 
 
 def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules, *, exercise: bool = False) -> bool:
@@ -210,7 +207,7 @@ def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample
     conn.execute(sa.update(alerts).where(alerts.c.id == current.id).values(
         state="closed", level=Level.NORMAL.label, closed_at=now, last_notified_at=now))
     conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=True))
-    reading = {"metric": newest.metric, "value": newest.value, "ts": _iso(newest.ts)}
+    reading = {"metric": newest.metric, "value": newest.value, "ts": rfc3339(newest.ts)}
     event_id = _insert_event(conn, current.id, "cleared", Level.NORMAL.label, now, now, reading, "pending")
     return [_event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, "pending")]
 
@@ -271,12 +268,12 @@ def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: b
         station_id=station_id, kind="offline", level=Level.WASPADA.label, peak_level=Level.WASPADA.label,
         state="active", opened_at=now, exercise=exercise, last_notified_at=now)).inserted_primary_key[0]
     silent = None if state.last_seen is None else int((now - state.last_seen).total_seconds())
-    reading = {"last_seen": _iso(state.last_seen), "silent_s": silent}
+    reading = {"last_seen": rfc3339(state.last_seen), "silent_s": silent}
     if stale_after_s is None:
         reading["status"] = "offline"  # said by the gateway (its will), not found by the silence check
     _insert_event(conn, alert_id, "raised", Level.WASPADA.label, now, now, reading, "pending")
     cause = "its gateway said offline" if stale_after_s is None else "silent"
-    log.warning("station %s is offline: %s (last seen %s)", station_id, cause, _iso(state.last_seen))
+    log.warning("station %s is offline: %s (last seen %s)", station_id, cause, rfc3339(state.last_seen))
     return 1
 
 
@@ -319,7 +316,7 @@ def _latest_reading(kind: str, latest: Mapping | None, engine_state: Mapping | N
     if known is None:
         return None
     ts = datetime.fromisoformat(str(known["ts"]).replace("Z", "+00:00"))
-    reading = {"metric": kind, "value": known["value"], "ts": _iso(ts)}
+    reading = {"metric": kind, "value": known["value"], "ts": rfc3339(ts)}
     if kind == "rainfall":
         sums = current_rain_sums(dict(engine_state) if engine_state else None)
         if sums is not None:
@@ -339,7 +336,7 @@ def acknowledge(conn: Connection, alert_id: int, by: str, note: str | None, now:
     if row is None:
         raise LookupError(f"no alert {alert_id}")
     if row.ack_at is not None:
-        raise AlreadyAcknowledged(f"alert {alert_id} was acknowledged by {row.ack_by} at {_iso(row.ack_at)}")
+        raise AlreadyAcknowledged(f"alert {alert_id} was acknowledged by {row.ack_by} at {rfc3339(row.ack_at)}")
     conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(ack_by=by, ack_at=now, ack_note=note))
     _insert_event(conn, alert_id, "acknowledged", row.level, now, now, None, "none", by=by, note=note)
     return get_alert(conn, alert_id)
@@ -354,9 +351,9 @@ def alert_to_dict(row, events: list | None = None) -> dict:
         "level": row.level,
         "peak_level": row.peak_level,
         "state": row.state,
-        "opened_at": _iso(row.opened_at),
-        "closed_at": _iso(row.closed_at),
-        "acknowledged": None if row.ack_at is None else {"by": row.ack_by, "at": _iso(row.ack_at), "note": row.ack_note},
+        "opened_at": rfc3339(row.opened_at),
+        "closed_at": rfc3339(row.closed_at),
+        "acknowledged": None if row.ack_at is None else {"by": row.ack_by, "at": rfc3339(row.ack_at), "note": row.ack_note},
         "exercise": bool(row.exercise),
         "exercise_id": row.exercise_id,
     }
@@ -367,7 +364,7 @@ def alert_to_dict(row, events: list | None = None) -> dict:
 
 def event_to_dict(row) -> dict:
     """One alert event: ``{type, level, at, reading}`` (plus who and why for an acknowledgement)."""
-    doc = {"id": row.id, "type": row.type, "level": row.level, "at": _iso(row.at), "reading": row.reading}
+    doc = {"id": row.id, "type": row.type, "level": row.level, "at": rfc3339(row.at), "reading": row.reading}
     if row.type == "acknowledged":
         doc["by"], doc["note"] = row.by, row.note
     return doc

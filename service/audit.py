@@ -7,6 +7,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from alerts.times import rfc3339
+
 from service.db import schema
 
 
@@ -19,7 +21,7 @@ def _jsonable(value):
 
 def _default(value):
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return rfc3339(value)
     if hasattr(value, "_asdict"):
         return value._asdict()
     return str(value)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from alerts.times import rfc3339
 from sensors import topics
 from service.db import schema
 
@@ -105,7 +106,7 @@ def build_acl(prefix: str, service_users: Sequence[str], gateways: Iterable[Gate
                              f"topic read {p}/sirens/{siren.id}/command", f"topic write {p}/sirens/{siren.id}/ack"])
     if not service_users:
         warnings.append("no service user: the service could read nothing")
-    stamp = (generated_at or datetime.now(timezone.utc)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    stamp = rfc3339(generated_at or datetime.now(timezone.utc), whole_seconds=True)
     header = [f"# Mosquitto acl_file for EWS Luwu Timur, written by `ews broker acl` at {stamp}.",
               "# Generated from the registry: do not edit; regenerate after creating or revoking a gateway",
               "# token, then reload the broker (kill -HUP, docs/deploy.md). Users without a section may do nothing."]

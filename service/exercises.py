@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from alerts.times import rfc3339
 from service import alerting
 from service.db.schema import exercise_state, exercises, stations
 
@@ -79,7 +80,7 @@ def start(conn: Connection, *, station_ids: list[str], until: datetime, resident
         busy = sorted(set(row.stations) & set(wanted))
         if busy:
             raise StationBusy(f"station {busy[0]} is already in exercise #{row.id} until "
-                              f"{row.until.isoformat().replace('+00:00', 'Z')}; end it first")
+                              f"{rfc3339(row.until)}; end it first")
     exercise_id = conn.execute(sa.insert(exercises).values(
         stations=wanted, residents=residents, note=note, started_at=now, until=until, created_by=by,
     )).inserted_primary_key[0]

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from alerts import report as core
 from alerts.model import PUBLIC_ALERT_KINDS
-from alerts.report import rfc3339
+from alerts.times import rfc3339
 from service import reports
 from service.db import schema
 

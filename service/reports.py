@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from alerts import report as core
 from alerts.chart import rolling_sums
-from alerts.report import rfc3339
+from alerts.times import rfc3339
 from alerts.levels import WARNING_LEVELS
 from alerts.rules import RAIN_WINDOWS, Rules
 from service import alerting

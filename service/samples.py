@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from alerts.model import Rejection, Sample
+from alerts.times import rfc3339
 from service.db.schema import readings, station_state
 
 # Keys per query when reading the stored values of skipped samples: 3 parameters each stays well
@@ -123,7 +124,7 @@ def settle(offer: Offered, sample: Sample, index: int, first_value: float) -> No
     if sample.value == first_value:
         offer.duplicates += 1
         return
-    ts = sample.ts.isoformat().replace("+00:00", "Z")
+    ts = rfc3339(sample.ts)
     offer.conflicts.append(Rejection(
         "conflicting_duplicate",
         f"{sample.metric} at {ts} is already stored as {first_value:g}; {sample.value:g} is not kept",

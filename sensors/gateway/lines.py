@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from alerts.times import rfc3339
 from sensors import topics
 
 
@@ -28,7 +29,7 @@ def _number(raw: str) -> Any:
 
 def now_ts() -> str:
     """The board clock now, as RFC 3339 UTC ("Z")."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.now(timezone.utc), whole_seconds=True)
 
 
 def sample_from_fields(fields: dict[str, str], default_station: str) -> tuple[str, dict[str, Any]]:

@@ -20,6 +20,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from alerts.times import rfc3339
+
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -370,14 +372,9 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def iso(ts: datetime) -> str:
-    """RFC 3339 with ``Z``."""
-    return ts.isoformat().replace("+00:00", "Z")
-
-
 def reading_payload(ts: datetime, value: float, seq: int | None = None) -> bytes:
     """One sample as a gateway sends it."""
-    body = {"ts": iso(ts), "values": {"water_level": value}}
+    body = {"ts": rfc3339(ts), "values": {"water_level": value}}
     if seq is not None:
         body["seq"] = seq
     return json.dumps(body).encode()

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 
 import marshmallow as ma
 
+from alerts.times import rfc3339
 
-def rfc3339(value: datetime | None) -> str | None:
-    """A UTC time on the wire: ``2026-11-30T06:05:00Z`` (fractions kept when present)."""
-    if value is None:
-        return None
-    value = value.astimezone(timezone.utc)
-    text = value.isoformat()
-    return text.replace("+00:00", "Z")
+
 
 
 class UTCDateTime(ma.fields.DateTime):

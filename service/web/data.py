@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from alerts.levels import Level
 from alerts.rules import rules_to_doc
+from alerts.times import rfc3339
 from service.alerting import station_rules
 from service.db import schema
 
@@ -25,11 +26,6 @@ FAILED = ("failed", "undelivered")
 CARRIED = ("spooled", "sent", "delivered", "undelivered")  # the provider took it (Gammu: in the modem's queue)
 
 
-def iso(ts: datetime | None) -> str | None:
-    """RFC 3339 UTC with a ``Z``, as on the wire."""
-    if ts is None:
-        return None
-    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _level_rank(name: str | None) -> int:
@@ -131,7 +127,7 @@ def station_rows(conn, now: datetime) -> list[dict]:
                 "level": row.level or "normal",
                 # No state row yet: the station has never reported, so it is not known to be online.
                 "online": bool(row.online) if row.level is not None else False,
-                "last_seen": iso(row.last_seen),
+                "last_seen": rfc3339(row.last_seen),
                 "latest": latest,
             },
             "primary_metric": metric,
@@ -192,11 +188,11 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
     for row in rows:
         ack = None
         if row.ack_at is not None:
-            ack = {"by": None if public else row.ack_by, "at": iso(row.ack_at), "note": None if public else row.ack_note}
+            ack = {"by": None if public else row.ack_by, "at": rfc3339(row.ack_at), "note": None if public else row.ack_note}
         items.append({
             "id": row.id, "station_id": row.station_id, "kind": row.kind, "level": row.level,
-            "peak_level": row.peak_level, "state": row.state, "opened_at": iso(row.opened_at),
-            "closed_at": iso(row.closed_at), "acknowledged": ack, "exercise": bool(row.exercise),
+            "peak_level": row.peak_level, "state": row.state, "opened_at": rfc3339(row.opened_at),
+            "closed_at": rfc3339(row.closed_at), "acknowledged": ack, "exercise": bool(row.exercise),
             "exercise_id": row.exercise_id, "sms": counts[row.id],
         })
     items.sort(key=lambda item: (-_level_rank(item["level"]), item["opened_at"] or ""))
@@ -210,7 +206,7 @@ def recently_closed(conn, now: datetime, days: int = 7, limit: int = 20) -> list
                                            a.c.closed_at >= now - timedelta(days=days))
                         .order_by(a.c.closed_at.desc(), a.c.id.desc()).limit(limit)).all()
     return [{"id": row.id, "station_id": row.station_id, "kind": row.kind, "peak_level": row.peak_level,
-             "opened_at": iso(row.opened_at), "closed_at": iso(row.closed_at), "exercise": bool(row.exercise)}
+             "opened_at": rfc3339(row.opened_at), "closed_at": rfc3339(row.closed_at), "exercise": bool(row.exercise)}
             for row in rows]
 
 
@@ -218,7 +214,7 @@ def public_view(engine, now: datetime, tz_name: str) -> dict:
     """The document behind ``GET /dashboard/public.json``."""
     with engine.connect() as conn:
         return {
-            "generated_at": iso(now),
+            "generated_at": rfc3339(now),
             "timezone": tz_name,
             "stations": station_rows(conn, now),
             "alerts": active_alerts(conn, public=True),
@@ -230,7 +226,7 @@ def running_exercises(conn, now: datetime) -> list[dict]:
     """The exercises running now: which stations, until when, whether residents get its messages."""
     e = schema.exercises
     rows = conn.execute(sa.select(e).where(e.c.ended_at.is_(None), e.c.until > now).order_by(e.c.id)).all()
-    return [{"id": row.id, "stations": list(row.stations), "until": iso(row.until), "residents": bool(row.residents)}
+    return [{"id": row.id, "stations": list(row.stations), "until": rfc3339(row.until), "residents": bool(row.residents)}
             for row in rows]
 
 
@@ -262,7 +258,7 @@ def station_series(engine, station_id: str, now: datetime, hours: int, *, public
         if station is None:
             return None
         metric = primary_metric(list(station.metrics or []))
-        doc = {"station_id": station_id, "metric": metric, "from": iso(start), "to": iso(now), "hours": hours,
+        doc = {"station_id": station_id, "metric": metric, "from": rfc3339(start), "to": rfc3339(now), "hours": hours,
                "thresholds": thresholds(station.rules, metric)}
         if metric == "water_level":
             rows = _readings(conn, station_id, "water_level", start, now)
@@ -290,7 +286,7 @@ def station_series(engine, station_id: str, now: datetime, hours: int, *, public
         if public:
             query = query.where(a.c.kind.in_(PUBLIC_KINDS))
         doc["events"] = [
-            {"at": iso(row.at), "t": row.at.timestamp(), "type": row.type, "level": row.level,
+            {"at": rfc3339(row.at), "t": row.at.timestamp(), "type": row.type, "level": row.level,
              "kind": row.kind, "alert_id": row.alert_id}
             for row in conn.execute(query).all()
         ]

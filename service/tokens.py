@@ -9,6 +9,7 @@ readings for (``--station``, spec section 9), and its name is its MQTT user name
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import secrets
@@ -22,7 +23,19 @@ from service.db import schema
 log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "operator", "admin", "gateway")
+# Which token roles satisfy a required role (service/http/auth.py checks it).
+SATISFIED_BY = {
+    "viewer": {"viewer", "operator", "admin"},
+    "operator": {"operator", "admin"},
+    "admin": {"admin"},
+    "gateway": {"gateway", "admin"},
+}
 TOKEN_PREFIX = "ews_"
+
+
+def hash_token(token: str) -> str:
+    """The sha256 hex digest stored for a token (only it is kept)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def new_token() -> str:
@@ -75,8 +88,6 @@ def create_token(engine, role: str, name: str, created_by: str | None = None, *,
 
     The token itself is not kept. Raises ``TokenError`` naming the field that is wrong.
     """
-    from service.http.auth import hash_token
-
     token = new_token()
     with engine.begin() as conn:
         name, stations = _checked_request(conn, role, name, stations)

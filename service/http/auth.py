@@ -1,7 +1,7 @@
 """Bearer-token authentication and role checks for the staff API (spec section 2).
 
-Roles: ``viewer`` < ``operator`` < ``admin``; ``gateway`` may only post readings (and
-``admin`` may do everything a gateway may). Use ``@require("operator")`` on a view; read
+Roles (``service.tokens.ROLES``): ``viewer`` < ``operator`` < ``admin``; ``gateway`` may only
+post readings (and ``admin`` may do everything a gateway may). Use ``@require("operator")`` on a view; read
 the caller with ``current_caller()`` / ``current_actor()`` for the audit trail.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -17,15 +16,8 @@ from flask import current_app, g, request
 
 from service.db import schema
 from service.http.errors import Problem
+from service.tokens import ROLES, SATISFIED_BY, hash_token
 
-ROLES = ("viewer", "operator", "admin", "gateway")
-# Which token roles satisfy a required role.
-_SATISFIED_BY = {
-    "viewer": {"viewer", "operator", "admin"},
-    "operator": {"operator", "admin"},
-    "admin": {"admin"},
-    "gateway": {"gateway", "admin"},
-}
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 _CHALLENGE = 'Bearer realm="ews"'
 
@@ -44,11 +36,6 @@ class Caller:
     def actor(self) -> str:
         """How the caller is named in the audit trail: ``name#id``."""
         return f"{self.name}#{self.token_id}"[:120]
-
-
-def hash_token(token: str) -> str:
-    """The sha256 hex digest stored for a token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _unauthorized(detail: str, error: str = "invalid_token") -> Problem:
@@ -93,7 +80,7 @@ def authenticate() -> Caller:
 
 def check_role(caller: Caller, roles: tuple[str, ...]) -> None:
     """Raise a 403 problem unless ``caller`` holds one of ``roles`` (or a role above it)."""
-    allowed = set().union(*(_SATISFIED_BY[r] for r in roles))
+    allowed = set().union(*(SATISFIED_BY[r] for r in roles))
     if caller.role not in allowed:
         raise Problem(403, f"This needs the {' or '.join(roles)} role; the token has {caller.role}.")
 
@@ -104,7 +91,7 @@ def require(*roles: str):
     Place it *outermost* (above ``@blp.arguments``/``@blp.response``) so that a caller without
     a token gets 401/403 before the request body is validated.
     """
-    unknown = [r for r in roles if r not in _SATISFIED_BY]
+    unknown = [r for r in roles if r not in SATISFIED_BY]
     if not roles or unknown:
         raise ValueError(f"require() needs roles from {ROLES}, got {roles}")
 
@@ -122,7 +109,7 @@ def require(*roles: str):
         responses.setdefault(401, "UNAUTHORIZED")
         responses.setdefault(403, "FORBIDDEN")
         manual["responses"] = responses
-        note = f"Roles: {', '.join(sorted(set().union(*(_SATISFIED_BY[r] for r in roles))))}."
+        note = f"Roles: {', '.join(sorted(set().union(*(SATISFIED_BY[r] for r in roles))))}."
         manual["description"] = (manual.get("description", "") + "\n\n" + note).strip()
         apidoc["manual_doc"] = manual
         wrapper._apidoc = apidoc

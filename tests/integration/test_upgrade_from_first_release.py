@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from service.db.engine import make_engine
 from service.db.migrate import upgrade
 from service.http import create_app
-from service.http.auth import hash_token
 from service.seed import seed_if_empty
-from service.tokens import create_token
+from service.tokens import create_token, hash_token
 from tests.support.services import make_services
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

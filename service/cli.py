@@ -1,61 +1,57 @@
 """The ``ews`` command: one subcommand per entry point (spec section 8).
 
 Each subcommand lives in its own module, which provides ``configure_parser(parser)``
-and ``command(args) -> int``; modules are imported only when their command runs.
+and ``command(args) -> int``; ``COMMANDS`` names the module of each, imported explicitly
+when the parser is built (a module that fails to import is an error, never a missing command).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
 from config.settings import ConfigError
 
-# name -> (module, one-line help)
+# name -> one-line help; the module of each is in _modules()
 COMMANDS = {
-    "run": ("service.runtime", "run the whole service: MQTT ingest, rules, scheduler, SMS dispatch, API and dashboard"),
-    "db": ("service.db.migrate", "database migrations (ews db upgrade)"),
-    "token": ("service.tokens", "API tokens (ews token create --role ROLE --name NAME)"),
-    "broker": ("service.broker_acl", "the MQTT broker's access list (ews broker acl)"),
-    "dead-letters": ("service.replay", "rejected payloads (ews dead-letters replay [--station ID] [--reason REASON])"),
-    "simulate": ("sensors.simulator", "publish a realistic scenario from simulated gateways"),
-    "gateway": ("sensors.gateway", "store-and-forward gateway agent for a field station"),
-    "bench": ("service.bench", "the performance benchmark"),
+    "run": "run the whole service: MQTT ingest, rules, scheduler, SMS dispatch, API and dashboard",
+    "db": "database migrations (ews db upgrade)",
+    "token": "API tokens (ews token create --role ROLE --name NAME)",
+    "broker": "the MQTT broker's access list (ews broker acl)",
+    "dead-letters": "rejected payloads (ews dead-letters replay [--station ID] [--reason REASON])",
+    "simulate": "publish a realistic scenario from simulated gateways",
+    "gateway": "store-and-forward gateway agent for a field station",
+    "bench": "the performance benchmark",
 }
 
 
+def _modules() -> dict:
+    """The module of each subcommand (imported here, not at the top: ``ews`` must start fast and lean)."""
+    from sensors import gateway, simulator
+    from service import bench, broker_acl, replay, runtime, tokens
+    from service.db import migrate
+
+    return {"run": runtime, "db": migrate, "token": tokens, "broker": broker_acl, "dead-letters": replay,
+            "simulate": simulator, "gateway": gateway, "bench": bench}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with every available subcommand."""
+    """Build the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="ews", description="EWS Luwu Timur: flood and heavy-rain early warning")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (module_name, help_text) in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        sub_parser.set_defaults(_module=module_name)
-        module = _load(module_name)
-        if module is not None:
-            module.configure_parser(sub_parser)
+    for name, module in _modules().items():
+        sub_parser = sub.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])
+        sub_parser.set_defaults(_module=module)
+        module.configure_parser(sub_parser)
     return parser
-
-
-def _load(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``ews`` command line; return the exit status."""
     args = build_parser().parse_args(argv)
-    module = _load(args._module)
-    if module is None:
-        print(f"ews {args.command}: not available in this build", file=sys.stderr)
-        return 2
+    module = args._module
     # ews simulate and ews gateway (sensors/, which never imports the service) find the embedded
     # broker of an `ews run` on the same database through this, whatever port it took.
     args.recorded_broker_url = _recorded_broker_url

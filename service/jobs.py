@@ -8,11 +8,10 @@ schedules the jobs, and each run first asks the lease whether it leads.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 
-from service import exercises
+from service import alerting, exercises
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,6 @@ def run_rule_jobs(services, leader=None) -> None:
     """Mark silent stations offline, remind AWAS alerts, end exercises that ran out; never raise into the scheduler."""
     if leader is not None and not leader.is_leader:
         return  # another instance holds the scheduler lease
-    try:
-        alerting = importlib.import_module("service.alerting")
-    except ModuleNotFoundError:
-        return
     now = services.clock()
     try:
         offline = alerting.check_offline(services.engine, now, exercise=services.settings.exercise)

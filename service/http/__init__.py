@@ -7,8 +7,9 @@ How to add a route (for the other modules)
    anything under ``/api/v1`` (it lands in the OpenAPI document); a plain ``flask.Blueprint``
    for pages and webhooks (e.g. the dashboard, Twilio). Give API blueprints
    ``url_prefix="/api/v1/..."``.
-2. ``create_app`` registers, if the module exists: ``service.http.alerts_api``,
-   ``service.http.sms_api``, ``service.web`` (see ``PLUGINS``). Add a new name there.
+2. Import it in ``_blueprints`` below and add its blueprint(s) to the list, in the place it
+   should have in the OpenAPI document. A module that fails to import stops the app: no
+   route is ever left out silently.
 3. In a view:
    - the wired services: ``services()`` from this package (``current_app.extensions["ews"]``);
    - auth: ``@require("viewer"|"operator"|"admin"|"gateway")`` from ``service.http.auth``,
@@ -40,33 +41,17 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-import logging
 from pathlib import Path
 
 from flask import Flask, current_app
 from flask_smorest import Api
+from flask_smorest import Blueprint as ApiBlueprint
 from werkzeug.routing import IntegerConverter
 
 from service.http.errors import ProblemErrorSchema, register_error_handlers
 from service.http.openapi import DocumentConventions
 
-log = logging.getLogger(__name__)
-
 API_PREFIX = "/api/v1"
-# Modules of other parts of the service that contribute routes, registered when present.
-PLUGINS = ("service.http.alerts_api", "service.http.sms_api", "service.web")
-# Our own route modules (each exposes ``blp``).
-OWN_API_MODULES = (
-    "service.http.stations",
-    "service.http.readings",
-    "service.http.dead_letters",
-    "service.http.tokens_api",
-    "service.http.audit_api",
-    "service.http.reports_api",
-    "service.http.exercises_api",
-)
-OWN_PLAIN_MODULES = ("service.http.ops", "service.http.cap_routes")
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -164,46 +149,34 @@ def create_app(services_) -> Flask:
     )
     api = EwsApi(app, spec_kwargs={"extra_plugins": [DocumentConventions(API_PREFIX)]})
     app.extensions["ews_api"] = api
-    for name in OWN_API_MODULES:
-        module = _import(name)
-        if module is not None:
-            api.register_blueprint(module.blp)
-    for name in OWN_PLAIN_MODULES:
-        module = _import(name)
-        if module is not None:
-            app.register_blueprint(module.blp)
-    for name in PLUGINS:
-        _register_plugin(app, api, services_, name)
-    return app
-
-
-def _import(name: str):
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
-
-
-def _register_plugin(app: Flask, api: Api, services_, name: str) -> None:
-    """Register the blueprint(s) of module ``name`` if it exists."""
-    module = _import(name)
-    if module is None:
-        return
-    if hasattr(module, "create_blueprint"):
-        blueprints = module.create_blueprint(services_)
-    elif hasattr(module, "blp"):
-        blueprints = module.blp
-    else:
-        log.warning("%s has neither create_blueprint(services) nor blp; not registered", name)
-        return
-    if not isinstance(blueprints, (list, tuple)):
-        blueprints = [blueprints]
-    from flask_smorest import Blueprint as ApiBlueprint
-
-    for blueprint in blueprints:
+    for blueprint in _blueprints(services_):
         if isinstance(blueprint, ApiBlueprint):
             api.register_blueprint(blueprint)
         else:
             app.register_blueprint(blueprint)
+    return app
+
+
+def _blueprints(services_) -> list:
+    """Every blueprint of the app, in registration (and OpenAPI document) order."""
+    # Imported here, not at the top: the route modules import ``services`` from this package.
+    from service import web
+    from service.http import (
+        alerts_api,
+        audit_api,
+        cap_routes,
+        dead_letters,
+        exercises_api,
+        ops,
+        readings,
+        reports_api,
+        sms_api,
+        stations,
+        tokens_api,
+    )
+
+    return [
+        stations.blp, readings.blp, dead_letters.blp, tokens_api.blp, audit_api.blp, reports_api.blp,
+        exercises_api.blp, ops.blp, cap_routes.blp, *alerts_api.blp, *sms_api.create_blueprint(services_),
+        web.create_blueprint(services_),
+    ]

@@ -23,7 +23,6 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 CAP_MEDIA_TYPE = "application/cap+xml"
 DEFAULT_SENDER = "bpbd@luwutimurkab.go.id"
 SENDER_NAME = "BPBD Kabupaten Luwu Timur"
-PUBLIC_KINDS = PUBLIC_ALERT_KINDS
 DEFAULT_RADIUS_KM = 5.0
 DEFAULT_EXPIRES_S = 21600
 MIN_EXPIRES_S = 60
@@ -287,7 +286,7 @@ def _info(root: ET.Element, lang: str, alert: CapAlert, event: CapEvent, station
 def build_message(alert: CapAlert, event: CapEvent, station: CapStation, profile: CapProfile, *, identifier: str,
                   msg_type: str, sent: datetime, expires: datetime, references: Sequence[str] = ()) -> CapMessage:
     """One CAP message carrying the state of ``event`` (a ``Cancel`` ends the alert)."""
-    if alert.kind not in EVENTS or alert.kind not in PUBLIC_KINDS:
+    if alert.kind not in EVENTS or alert.kind not in PUBLIC_ALERT_KINDS:
         raise ValueError(f"{alert.kind} alerts are for staff only and have no CAP message")
     key = _state_key(msg_type, event)
     tz = profile.tz

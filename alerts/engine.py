@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from alerts.levels import WARNING_LEVELS, Level
-from alerts.model import Sample
+from alerts.model import PUBLIC_ALERT_KINDS, Sample
 from alerts.rules import RAIN_WINDOWS, Rules
 from alerts.times import rfc3339
 
@@ -38,7 +38,7 @@ RAIN_BUFFER_S = 24 * 3600  # the longest rainfall window
 
 # The kinds the engine judges, and the metric each one reads.
 ENGINE_KINDS = ("water_level", "rainfall", "battery")
-PUBLIC_ENGINE_KINDS = ("water_level", "rainfall")
+PUBLIC_ENGINE_KINDS = tuple(kind for kind in ENGINE_KINDS if kind in PUBLIC_ALERT_KINDS)  # the flood level
 JUDGED_METRICS = ENGINE_KINDS
 
 _US = 1_000_000

@@ -18,11 +18,12 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 
 from alerts import gsm7
+from alerts.model import PUBLIC_ALERT_KINDS
 
 DEFAULT_LANGUAGE = "id"
 LANGUAGES = ("id", "en")
 WARNING_LEVELS = ("waspada", "siaga", "awas")
-PUBLIC_KINDS = ("water_level", "rainfall")
+PUBLIC_KINDS = PUBLIC_ALERT_KINDS  # the kinds with texts for residents: every public kind
 OPERATIONAL_KINDS = ("offline", "battery")
 # Alerts of an exercise use the same keys under this section: ``exercise.water_level.raised.awas``.
 EXERCISE = "exercise"

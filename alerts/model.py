@@ -19,6 +19,7 @@ STORED_METRICS = ("water_level", "rainfall", "battery", "signal")
 
 # Alert kinds (spec section 3); offline and battery are for staff only.
 ALERT_KINDS = ("water_level", "rainfall", "offline", "battery")
+# The kinds residents are warned of (texts, CAP, the public dashboard): defined here only.
 PUBLIC_ALERT_KINDS = ("water_level", "rainfall")
 
 

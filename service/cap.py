@@ -23,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 
 from alerts.cap import (
     DEFAULT_RADIUS_KM,
-    PUBLIC_KINDS,
     CapAlert,
     CapEvent,
     CapProfile,
@@ -33,6 +32,7 @@ from alerts.cap import (
     reference,
 )
 from alerts.cap_chain import CAP_EVENT_TYPES, Issued, due_message, next_renewal, renewal_time
+from alerts.model import PUBLIC_ALERT_KINDS
 from service.db.schema import alert_events, alerts, cap_messages, stations
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def cap_profile(settings) -> CapProfile:
 
 def public_feed_filter():
     """The one rule for what the public feed may list: public kinds, never an exercise (spec section 10)."""
-    return sa.and_(alerts.c.kind.in_(PUBLIC_KINDS), alerts.c.exercise.is_(False))
+    return sa.and_(alerts.c.kind.in_(PUBLIC_ALERT_KINDS), alerts.c.exercise.is_(False))
 
 
 # --- issuing ------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def _candidates(conn: Connection, profile: CapProfile, now: datetime) -> list[tu
     """Public alerts whose chain may need a message: active ones, and those closed recently."""
     recent = now - max(CANCEL_LISTED, timedelta(seconds=profile.expires_s))
     rows = conn.execute(sa.select(alerts.c.id, alerts.c.state).where(
-        alerts.c.kind.in_(PUBLIC_KINDS), sa.or_(alerts.c.state == "active", alerts.c.closed_at >= recent))).all()
+        alerts.c.kind.in_(PUBLIC_ALERT_KINDS), sa.or_(alerts.c.state == "active", alerts.c.closed_at >= recent))).all()
     if not rows:
         return []
     ids = [r.id for r in rows]
@@ -179,7 +179,7 @@ def latest_xml(conn: Connection, alert_id: int) -> str | None:
     row = conn.execute(
         _latest_messages(cap_messages.c.xml)
         .join(alerts, alerts.c.id == cap_messages.c.alert_id)
-        .where(cap_messages.c.alert_id == alert_id, alerts.c.kind.in_(PUBLIC_KINDS))).first()
+        .where(cap_messages.c.alert_id == alert_id, alerts.c.kind.in_(PUBLIC_ALERT_KINDS))).first()
     return row.xml if row is not None else None
 
 

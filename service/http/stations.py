@@ -122,7 +122,7 @@ def segment_errors(doc: dict, zone) -> list[dict]:
     return [{"field": "sms_name" if doc.get("sms_name") else "name", "message": problem}]
 
 
-def station_rules(given: dict | None, metrics) -> dict:
+def new_station_rules(given: dict | None, metrics) -> dict:
     """The rules a new station starts with: ``given`` as a whole document (as ``PUT /rules`` takes it),
     or the defaults when none are given. Validated by the rules engine's own parser, so a bad
     threshold document is refused here with the engine's message, field by field."""
@@ -214,7 +214,7 @@ class Stations(MethodView):
         errors = check_station(doc) or segment_errors(doc, svc.settings.tz)
         if errors:
             raise _validation(errors)
-        rules = station_rules(doc.pop("rules", None), doc["metrics"])
+        rules = new_station_rules(doc.pop("rules", None), doc["metrics"])
         now = svc.clock()
         values = {k: doc.get(k) for k in EDITABLE}
         s = schema.stations

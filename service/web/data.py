@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from alerts.levels import Level
+from alerts.model import PUBLIC_ALERT_KINDS
 from alerts.rules import rules_to_doc
 from alerts.times import rfc3339
 from service.alerting import station_rules
 from service.db import schema
 
-PUBLIC_KINDS = ("water_level", "rainfall")
 # A water level moving less than this in an hour is "steady" (gauges read to the centimetre).
 STEADY_M_PER_H = 0.02
 SERIES_HOURS = (6, 12, 24, 48, 72, 168)
@@ -181,7 +181,7 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
     a = schema.alerts
     query = sa.select(a).where(a.c.state == "active")
     if public:  # a drill's alerts are for staff: the public view shows only that a drill runs
-        query = query.where(a.c.kind.in_(PUBLIC_KINDS), a.c.exercise_id.is_(None))
+        query = query.where(a.c.kind.in_(PUBLIC_ALERT_KINDS), a.c.exercise_id.is_(None))
     rows = conn.execute(query).all()
     counts = sms_counts(conn, [row.id for row in rows])
     items = []
@@ -202,7 +202,7 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
 def recently_closed(conn, now: datetime, days: int = 7, limit: int = 20) -> list[dict]:
     """Alerts of the public kinds closed in the last ``days`` (newest first): their reports are what BPBD files."""
     a = schema.alerts
-    rows = conn.execute(sa.select(a).where(a.c.state == "closed", a.c.kind.in_(PUBLIC_KINDS),
+    rows = conn.execute(sa.select(a).where(a.c.state == "closed", a.c.kind.in_(PUBLIC_ALERT_KINDS),
                                            a.c.closed_at >= now - timedelta(days=days))
                         .order_by(a.c.closed_at.desc(), a.c.id.desc()).limit(limit)).all()
     return [{"id": row.id, "station_id": row.station_id, "kind": row.kind, "peak_level": row.peak_level,
@@ -284,7 +284,7 @@ def station_series(engine, station_id: str, now: datetime, hours: int, *, public
             .order_by(e.c.at)
         )
         if public:
-            query = query.where(a.c.kind.in_(PUBLIC_KINDS))
+            query = query.where(a.c.kind.in_(PUBLIC_ALERT_KINDS))
         doc["events"] = [
             {"at": rfc3339(row.at), "t": row.at.timestamp(), "type": row.type, "level": row.level,
              "kind": row.kind, "alert_id": row.alert_id}

@@ -24,7 +24,7 @@ DEFAULT_LANGUAGE = "id"
 LANGUAGES = ("id", "en")
 WARNING_LEVELS = ("waspada", "siaga", "awas")
 PUBLIC_KINDS = PUBLIC_ALERT_KINDS  # the kinds with texts for residents: every public kind
-OPERATIONAL_KINDS = ("offline", "battery")
+OPERATIONAL_KINDS = ("offline", "battery", "siren")
 # Alerts of an exercise use the same keys under this section: ``exercise.water_level.raised.awas``.
 EXERCISE = "exercise"
 # The texts of alerts, by kind (the exercise section has each of them too).
@@ -240,8 +240,13 @@ def warning_context(
     zone: tzinfo,
     rate_per_hour: float | None = None,
     window: str | None = None,
+    siren: str | None = None,
+    problem: str | None = None,
 ) -> dict:
-    """Everything a template may name, for one station, level and reading, in ``language``."""
+    """Everything a template may name, for one station, level and reading, in ``language``.
+
+    ``siren`` and ``problem`` (``silent`` or ``error``) fill a ``siren`` alert's text.
+    """
     local = at.astimezone(zone)
     time_format = str(_lookup(templates.documents.get(language, {}), "format.time") or "%H:%M")
     areas = station.get("areas") or []
@@ -260,4 +265,14 @@ def warning_context(
         "time": local.strftime(time_format),
         "date": local.strftime("%d/%m"),
         "tz": tz_word(zone, at),
+        "siren": siren or "",
+        "problem": _problem_text(templates, language, problem),
     }
+
+
+def _problem_text(templates: Templates, language: str, problem: str | None) -> str:
+    """The words of a siren's problem (``[siren] silent`` / ``error``), the key itself when missing."""
+    if not problem:
+        return ""
+    key = f"siren.{problem}"
+    return templates.get(key, language) if templates.has(key, language) else problem.upper()

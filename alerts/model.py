@@ -17,8 +17,8 @@ METRICS = {
 # rain_tips never reaches storage: it is turned into rainfall increments on ingest.
 STORED_METRICS = ("water_level", "rainfall", "battery", "signal")
 
-# Alert kinds (spec section 3); offline and battery are for staff only.
-ALERT_KINDS = ("water_level", "rainfall", "offline", "battery")
+# Alert kinds (spec sections 3 and 12); offline, battery and siren are for staff only.
+ALERT_KINDS = ("water_level", "rainfall", "offline", "battery", "siren")
 # The kinds residents are warned of (texts, CAP, the public dashboard): defined here only.
 PUBLIC_ALERT_KINDS = ("water_level", "rainfall")
 

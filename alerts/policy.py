@@ -34,7 +34,7 @@ RENDER_ERRORS = (messages.TemplateError, KeyError, ValueError, TypeError)
 class AlertFacts:
     """What the policy knows of the alert an event belongs to."""
 
-    kind: str  # water_level, rainfall, offline, battery
+    kind: str  # water_level, rainfall, offline, battery, siren (and upstream)
     peak: Level = Level.NORMAL  # the highest level of the episode so far
     exercise: bool = False  # a drill's alert, or any alert under EWS_EXERCISE
     drill_residents: bool = False  # the drill was started with residents: true
@@ -132,11 +132,13 @@ def message_context(templates: messages.Templates, language: str, kind: str, lev
     elif kind == "rainfall":
         window, value = rain_window(reading, rules, level if level != Level.NORMAL.label else Level.WASPADA.label)
         rate = rain_rate(reading)
-    elif kind == "offline":
+    elif kind in ("offline", "siren"):
         value = None
     return messages.warning_context(
         templates, language, station=station.station, level=level, metric=metric, value=value,
         at=_when(kind, event), zone=zone, rate_per_hour=rate, window=window,
+        siren=reading.get("siren_id") if kind == "siren" else None,
+        problem=reading.get("problem") if kind == "siren" else None,
     )
 
 

@@ -72,6 +72,7 @@ class Settings:
     cap_oid: str | None = None  # the WMO register OID of BPBD as an alerting authority
     cap_expires_s: int = DEFAULT_EXPIRES_S  # a CAP message's validity; renewed before it runs out
     dead_letter_max_mb: int = 512  # the dead-letter table's cap; past it the oldest go first
+    siren_ack_timeout_s: float = 30.0  # a siren command unanswered this long is published again (spec section 12)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -326,6 +327,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         leader_lease_s=_float(env, "EWS_LEADER_LEASE_S", 15.0, 3.0, 600.0),
         **_cap(env),
         dead_letter_max_mb=_int(env, "EWS_DEAD_LETTER_MAX_MB", 512, 1, 1_000_000),
+        siren_ack_timeout_s=_float(env, "EWS_SIREN_ACK_TIMEOUT_S", 30.0, 0.2, 3600.0),
         **_twilio(env, providers),
         **_gammu(env, providers),
     )

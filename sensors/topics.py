@@ -107,6 +107,37 @@ def parse_status_topic(prefix: str, topic: str) -> str | None:
     return _parse(prefix, topic, "status")
 
 
+def siren_command_topic(prefix: str, siren_id: str) -> str:
+    """The topic a siren's controller reads its commands from (spec section 12)."""
+    return f"{normalize_prefix(prefix)}/sirens/{_checked(siren_id)}/command"
+
+
+def siren_ack_topic(prefix: str, siren_id: str) -> str:
+    """The topic a siren's controller answers on."""
+    return f"{normalize_prefix(prefix)}/sirens/{_checked(siren_id)}/ack"
+
+
+def siren_ack_subscription(prefix: str) -> str:
+    """The subscription filter matching every siren's ack topic."""
+    return f"{normalize_prefix(prefix)}/sirens/+/ack"
+
+
+def siren_command_subscription(prefix: str) -> str:
+    """The filter matching every siren's command topic (what the service may write)."""
+    return f"{normalize_prefix(prefix)}/sirens/+/command"
+
+
+def parse_siren_topic(prefix: str, topic: str, leaf: str) -> str | None:
+    """The siren id of a ``.../sirens/{id}/{leaf}`` topic, or None when ``topic`` is not one."""
+    head = normalize_prefix(prefix) + "/sirens/"
+    if not topic.startswith(head):
+        return None
+    siren_id, sep, rest = topic[len(head):].partition("/")
+    if not sep or rest != leaf or not is_station_id(siren_id):
+        return None
+    return siren_id
+
+
 def encode_sample(sample: dict[str, Any]) -> bytes:
     """One sample as compact UTF-8 JSON."""
     return json.dumps(sample, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")

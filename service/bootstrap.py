@@ -40,6 +40,8 @@ class Services:
     wake_dispatcher: Callable[[], None] = lambda: None
     # Set by service/runtime.py: issues the CAP messages of new alert events now (service.jobs).
     wake_cap: Callable[[], None] = lambda: None
+    # Set by service/runtime.py: makes the siren controller look again now (service.sirens).
+    wake_sirens: Callable[[], None] = lambda: None
     # Set by service/runtime.py: the SMS provider in use (service.dispatch), None until started.
     sms_provider: "object | None" = None
 

@@ -5,9 +5,8 @@ user that may write only the readings, status, exercise and backlog topics of it
 service's own MQTT user(s) read those and command the sirens; each siren's user (its id) reads its
 own command topic and writes its own ack topic. Passwords stay with ``mosquitto_passwd``.
 
-``build_acl`` is pure: the users in, the file's text out. The sirens are an input: today's
-registry has none (``registry_sirens``); the siren work (issue 16, ``stations.sirens``) only has
-to return them there.
+``build_acl`` is pure: the users in, the file's text out. The sirens are an input: every siren
+listed in a station's ``sirens`` (``registry_sirens``).
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import sqlalchemy as sa
 from alerts.times import rfc3339
 from sensors import topics
 from service.db import schema
+from service.sirens import siren_owners
 
 USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")  # what we write after "user " (no spaces, no newlines)
 
@@ -67,7 +67,7 @@ def service_rules(prefix: str) -> list[str]:
     p = topics.normalize_prefix(prefix)
     return [f"topic read {topics.readings_subscription(p)}", f"topic read {topics.status_subscription(p)}",
             f"topic read {topics.exercise_readings_subscription(p)}", f"topic read {p}/stations/+/backlog",
-            f"topic write {p}/sirens/+/command", f"topic read {p}/sirens/+/ack"]
+            f"topic write {topics.siren_command_subscription(p)}", f"topic read {topics.siren_ack_subscription(p)}"]
 
 
 def build_acl(prefix: str, service_users: Sequence[str], gateways: Iterable[GatewayUser],
@@ -103,7 +103,8 @@ def build_acl(prefix: str, service_users: Sequence[str], gateways: Iterable[Gate
         if claim(siren.id, "siren"):
             p = topics.normalize_prefix(prefix)
             sections.append([f"# siren at {siren.station_id or 'an unknown station'}", f"user {siren.id}",
-                             f"topic read {p}/sirens/{siren.id}/command", f"topic write {p}/sirens/{siren.id}/ack"])
+                             f"topic read {topics.siren_command_topic(p, siren.id)}",
+                             f"topic write {topics.siren_ack_topic(p, siren.id)}"])
     if not service_users:
         warnings.append("no service user: the service could read nothing")
     stamp = rfc3339(generated_at or datetime.now(timezone.utc), whole_seconds=True)
@@ -126,8 +127,8 @@ def registry_gateways(conn) -> list[GatewayUser]:
 
 
 def registry_sirens(conn) -> list[Siren]:
-    """The registry's sirens. None yet: issue 16 adds ``stations.sirens`` and returns them here."""
-    return []
+    """The registry's sirens (``stations.sirens``): each one's MQTT user is its id."""
+    return [Siren(siren_id, station_id) for siren_id, station_id in siren_owners(conn).items()]
 
 
 def password_file_users(path: Path) -> list[str]:

@@ -122,6 +122,7 @@ class Ingestor:
         if any(result.events for result in results):
             self.services.wake_dispatcher()
             self.services.wake_cap()
+            self.services.wake_sirens()
         return results
 
     def _ingest_alone(self, message: Message) -> IngestResult:

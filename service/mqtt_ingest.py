@@ -24,6 +24,7 @@ from config.settings import MqttUrl
 from sensors import topics
 from service.gateway_status import StatusMessage
 from service.ingest import Message
+from service.sirens import AckMessage
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class MqttIngest:
         *,
         on_connection_change: Callable[[bool], None] = lambda connected: None,
         on_status: Callable[[list[StatusMessage]], object] | None = None,
+        on_siren_ack: Callable[[list], object] | None = None,
         shared_group: str | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
@@ -62,6 +64,9 @@ class MqttIngest:
         # and handled by every instance (raising an offline alert twice records it once).
         self.on_status = on_status
         self.status_filter = topics.status_subscription(prefix)
+        # Siren acks (spec section 12): never shared either; every instance records them (idempotent).
+        self.on_siren_ack = on_siren_ack
+        self.siren_ack_filter = topics.siren_ack_subscription(prefix)
         self._queue: queue.Queue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -128,7 +133,9 @@ class MqttIngest:
                 log.error("MQTT broker refused the connection: %s", reason_code)
                 return
             filters = [(self.readings_filter, 1), (self.exercise_filter, 1)]
-            client.subscribe(filters + ([(self.status_filter, 1)] if self.on_status else []))
+            filters += [(self.status_filter, 1)] if self.on_status else []
+            filters += [(self.siren_ack_filter, 1)] if self.on_siren_ack else []
+            client.subscribe(filters)
             self._connected.set()
             self.on_connection_change(True)
             log.info("connected to MQTT %s:%s (session present: %s)", self.url.host, self.url.port, flags.session_present)
@@ -183,15 +190,31 @@ class MqttIngest:
         return batch
 
     def _commit_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
-        statuses = [_to_status(m, at) for m, at in batch if self._is_status(m.topic)]
-        readings = [_to_message(m, at) for m, at in batch if not self._is_status(m.topic)]
+        acks = [_to_siren_ack(m, at) for m, at in batch if self._is_siren_ack(m.topic)]
+        batch_rest = [(m, at) for m, at in batch if not self._is_siren_ack(m.topic)]
+        statuses = [_to_status(m, at) for m, at in batch_rest if self._is_status(m.topic)]
+        readings = [_to_message(m, at) for m, at in batch_rest if not self._is_status(m.topic)]
         if not self._until_stored(self.ingest, readings):
             return
         if statuses and not self._until_stored(self.on_status, statuses):
             return
+        if acks and not self._until_stored(self.on_siren_ack, acks):
+            return
         for message, _ in batch:
             if message.qos > 0:
                 self._client.ack(message.mid, message.qos)
+
+    def _is_siren_ack(self, topic: str) -> bool:
+        return self.on_siren_ack is not None and topics.parse_siren_topic(self.prefix, topic, "ack") is not None
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish QoS 1, not retained (siren commands); False when paho could not take it now."""
+        try:
+            info = self._client.publish(topic, payload, qos=1, retain=False)
+        except Exception:  # a full queue or a closed socket: the caller re-sends later
+            log.exception("could not publish on %s", topic[:200])
+            return False
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def _is_status(self, topic: str) -> bool:
         return self.on_status is not None and topics.parse_status_topic(self.prefix, topic) is not None
@@ -227,6 +250,10 @@ class MqttIngest:
 def _to_status(message: mqtt.MQTTMessage, received_at: datetime) -> StatusMessage:
     return StatusMessage(topic=message.topic, payload=message.payload, received_at=received_at,
                          retained=bool(message.retain))
+
+
+def _to_siren_ack(message: mqtt.MQTTMessage, received_at: datetime) -> AckMessage:
+    return AckMessage(topic=message.topic, payload=message.payload, received_at=received_at)
 
 
 def _to_message(message: mqtt.MQTTMessage, received_at: datetime) -> Message:

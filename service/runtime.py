@@ -32,6 +32,8 @@ class Runtime:
         self.services = None
         self.broker = None
         self.mqtt = None
+        self.sirens = None  # the siren controller (service/sirens.py), beside the MQTT client
+        self.siren_lease = None
         self.scheduler = None
         self.leader = None
         self.dispatcher = None
@@ -66,7 +68,7 @@ class Runtime:
     # -- parts ---------------------------------------------------------------------------------
 
     def _start_ingest(self) -> None:
-        from service import gateway_status
+        from service import gateway_status, sirens
         from service.mqtt_ingest import MqttIngest
 
         # A database upgraded from a release without the cap may hold far more: trim it before ingesting.
@@ -96,11 +98,27 @@ class Runtime:
             self.services.ingestor.ingest,
             on_connection_change=lambda up: self.services.metrics.mqtt_connected.set(1 if up else 0),
             on_status=lambda statuses: gateway_status.apply(self.services, statuses),
+            on_siren_ack=lambda acks: sirens.record_acks(self.services, acks),
             shared_group=shared,
         )
         self.services.mqtt_connected = lambda: self.mqtt.connected and self.mqtt.db_healthy
         self.mqtt.start()
         log.info("MQTT ingest started on %s:%s, topic %s", url.host, url.port, self.mqtt.readings_filter)
+        self._start_sirens()
+
+    def _start_sirens(self) -> None:
+        from service import sirens
+        from service.leader import Lease, new_holder_id
+
+        # Sirens are commanded through this process's MQTT client (one session per service user);
+        # with several ingest instances only the holder of the sirens lease commands them.
+        self.siren_lease = Lease(self.services.engine, name=sirens.SIREN_LEASE,
+                                 holder=new_holder_id(self.services.instance_id), ttl=self.settings.leader_lease_s,
+                                 on_change=lambda leading: self.sirens is not None and self.sirens.wake())
+        self.sirens = sirens.SirenController(self.services, self.mqtt.publish, leader=self.siren_lease)
+        self.services.wake_sirens = self.sirens.wake
+        self.siren_lease.start()
+        self.sirens.start()
 
     def _start_dispatcher(self) -> None:
         from service import dispatch
@@ -165,6 +183,10 @@ class Runtime:
         self.stopped.set()
         if self.http is not None:
             self.http.close()
+        if self.sirens is not None:
+            self.sirens.stop()
+        if self.siren_lease is not None:
+            self.siren_lease.stop(release=True)
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.scheduler is not None:

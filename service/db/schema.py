@@ -84,6 +84,8 @@ stations = Table(
     Column("cap_radius_km", Float, nullable=False, server_default="5"),  # CAP circle for areas without a polygon
     # The whole place phrase of its SMS when the river and the name are too long (spec section 9).
     Column("sms_name", String(24), nullable=True),
+    # [{"id", "at", "upstream", "duration_s"}]: the sirens this station's alerts sound (spec section 12).
+    Column("sirens", JSON, nullable=True),
     Column("rules", JSON, nullable=False),  # spec section 3 document
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -370,6 +372,49 @@ cap_messages = Table(
     Index("ix_cap_messages_alert", "alert_id"),
     # One message per chain position: a second issuer's insert fails instead of forking the chain.
     UniqueConstraint("alert_id", "number", name="uq_cap_messages_alert_number"),
+)
+
+# Sirens (spec section 12): one row per siren of the registry's stations, what it was last told
+# and what it last answered; the automatic decisions resume from it after a restart.
+siren_state = Table(
+    "siren_state",
+    metadata,
+    Column("siren_id", String(64), primary_key=True),
+    Column("station_id", String(64), nullable=False),
+    Column("state", String(8), nullable=False, server_default="unknown"),  # on off unknown error (last ack)
+    Column("commanded", JSON, nullable=True),  # {action, level, alert_id, on_until}: the last on/off sent
+    Column("override", JSON, nullable=True),  # {action, level, alert_id}: an operator's command that wins
+    Column("trouble", String(8), nullable=True),  # silent | error while its siren alert should stay open
+    Column("last_command_id", String(64), nullable=True),
+    Column("last_ack", JSON, nullable=True),  # {command_id, state, detail, at}
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Every command published to a siren; one awaiting its ack is re-sent (same command_id) by
+# whichever instance leads, also after a restart: it is stored before it is published.
+siren_commands = Table(
+    "siren_commands",
+    metadata,
+    Column("command_id", String(64), primary_key=True),
+    Column("siren_id", String(64), nullable=False),
+    Column("station_id", String(64), nullable=False),
+    Column("action", String(8), nullable=False),  # on off test
+    Column("level", String(16), nullable=True),
+    Column("duration_s", Integer, nullable=False),
+    Column("alert_id", BigInteger().with_variant(Integer(), "sqlite"), nullable=True),
+    Column("reason", String(16), nullable=False),  # on level renewal off operator test
+    Column("by", String(120), nullable=True),  # the operator (token name); null: automatic
+    Column("payload", JSON, nullable=False),  # exactly what is published, every time
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),  # publications so far
+    Column("last_sent_at", UTCDateTime, nullable=True),
+    # pending (awaiting its ack) -> acked | unanswered | superseded (a newer command replaced it)
+    Column("status", String(12), nullable=False, server_default="pending"),
+    Column("ack", JSON, nullable=True),  # {state, detail}
+    Column("acked_at", UTCDateTime, nullable=True),
+    Index("ix_siren_commands_status", "status"),
+    Index("ix_siren_commands_siren", "siren_id", "created_at"),
 )
 
 # Where this deployment's own local services listen, for the local tools: the embedded MQTT

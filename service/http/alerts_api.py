@@ -66,7 +66,7 @@ class AlertSchema(ma.Schema):
 
     id = ma.fields.Integer()
     station_id = ma.fields.String()
-    kind = ma.fields.String(metadata={"description": "water_level, rainfall, offline or battery"})
+    kind = ma.fields.String(metadata={"description": "water_level, rainfall, offline, battery or siren"})
     level = ma.fields.String()
     peak_level = ma.fields.String()
     state = ma.fields.String(metadata={"description": "active or closed"})
@@ -86,7 +86,7 @@ class AlertDetailSchema(AlertSchema):
 class AlertListArgs(PageArgs):
     state = ma.fields.String(validate=ma.validate.OneOf(["active", "closed"]))
     station_id = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
-    kind = ma.fields.String(validate=ma.validate.OneOf(["water_level", "rainfall", "offline", "battery"]))
+    kind = ma.fields.String(validate=ma.validate.OneOf(["water_level", "rainfall", "offline", "battery", "siren"]))
     exercise_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**31 - 1),
                                     metadata={"description": "only the alerts of this exercise"})
 

@@ -10,13 +10,14 @@ from alerts.areas import MAX_POLYGON_POINTS, polygon_problem
 from alerts.cap import DEFAULT_RADIUS_KM
 from alerts.model import METRICS
 from alerts.segment import SMS_NAME_MAX, sms_name_problem
+from alerts.sirens import DEFAULT_DURATION_S, MAX_DURATION_S, MIN_DURATION_S, SOUNDING_LEVELS
 from service.http.pagination import PageArgs
 from service.http.schemas import Strict, Text, UTCDateTime
 
 STATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_INTERVAL_S = 7 * 86400
 EDITABLE = ("name", "river", "kecamatan", "desa", "lat", "lon", "metrics", "areas", "mm_per_tip",
-            "expected_interval_s", "plausible", "downstream", "cap_radius_km", "sms_name")
+            "expected_interval_s", "plausible", "downstream", "cap_radius_km", "sms_name", "sirens")
 
 
 class StationAreaSchema(Strict):
@@ -36,6 +37,21 @@ class DownstreamSchema(Strict):
 
     station_id = ma.fields.String(required=True, validate=ma.validate.Regexp(STATION_ID_RE))
     travel_s = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=MAX_INTERVAL_S))
+
+
+class SirenSchema(Strict):
+    """A siren (or loudspeaker) the station's alerts switch (spec section 12)."""
+
+    id = ma.fields.String(required=True, validate=ma.validate.Regexp(STATION_ID_RE),
+                          metadata={"description": "^[A-Za-z0-9_-]{1,64}$; also the siren controller's MQTT user"})
+    at = ma.fields.String(load_default="awas", validate=ma.validate.OneOf(list(SOUNDING_LEVELS)),
+                          metadata={"description": "the level from which the siren sounds (default awas)"})
+    upstream = ma.fields.Boolean(load_default=False, metadata={
+        "description": "also sound for the station's upstream alert (a flood wave from upstream)"})
+    duration_s = ma.fields.Integer(load_default=DEFAULT_DURATION_S,
+                                   validate=ma.validate.Range(min=MIN_DURATION_S, max=MAX_DURATION_S),
+                                   metadata={"description": "how long one `on` sounds; renewed while the alert "
+                                                            f"stays at or above `at` (default {DEFAULT_DURATION_S})"})
 
 
 def _sms_name(value: str) -> None:
@@ -71,6 +87,8 @@ class StationPatchSchema(Strict):
     expected_interval_s = ma.fields.Integer(validate=ma.validate.Range(min=1, max=MAX_INTERVAL_S))
     plausible = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(list(METRICS))), values=_range_list())
     downstream = ma.fields.List(ma.fields.Nested(DownstreamSchema), validate=ma.validate.Length(max=50))
+    sirens = ma.fields.List(ma.fields.Nested(SirenSchema), validate=ma.validate.Length(max=20), metadata={
+        "description": "the sirens this station's water_level alert (and, with upstream, its upstream alert) sounds"})
     sms_name = Text(allow_none=True, validate=_sms_name, metadata={
         "description": f"the whole place phrase of the station's SMS (at most {SMS_NAME_MAX} plain GSM-7 "
                        "characters), instead of the river and the name; null: the river and the name"})
@@ -123,6 +141,16 @@ class DownstreamOutSchema(ma.Schema):
     travel_s = ma.fields.Integer()
 
 
+class SirenOutSchema(ma.Schema):
+    class Meta:
+        ordered = True
+
+    id = ma.fields.String()
+    at = ma.fields.String()
+    upstream = ma.fields.Boolean()
+    duration_s = ma.fields.Integer()
+
+
 class StationSchema(ma.Schema):
     """A station as the API returns it."""
 
@@ -144,6 +172,7 @@ class StationSchema(ma.Schema):
     downstream = ma.fields.List(ma.fields.Nested(DownstreamOutSchema))
     cap_radius_km = ma.fields.Float()
     sms_name = ma.fields.String(allow_none=True)
+    sirens = ma.fields.List(ma.fields.Nested(SirenOutSchema))
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
     status = ma.fields.Nested(StationStatusSchema)

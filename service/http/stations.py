@@ -15,10 +15,11 @@ from alerts.areas import polygon_problem
 from alerts.cap import DEFAULT_RADIUS_KM
 from alerts.rules import RulesError, rules_to_doc
 from alerts.segment import segment_problem
+from alerts.sirens import siren_problems
 from alerts.station_rules import replace_rules
 from alerts.upstream import network_from_stations, network_problems
 from config.templates import default_templates
-from service import audit
+from service import audit, sirens
 from service.alerting import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import services
@@ -43,6 +44,7 @@ def station_json(row, state=None) -> dict:
     m = row._mapping
     out = {k: m[k] for k in ("id",) + EDITABLE + ("created_at", "updated_at")}
     out["areas"] = [_area_json(a) for a in (m["areas"] or [])]
+    out["sirens"] = list(m["sirens"] or [])
     if state is None:
         out["status"] = {"level": "normal", "online": False, "last_seen": None, "latest": {}}
     else:
@@ -112,6 +114,13 @@ def network_errors(conn, doc: dict) -> list[dict]:
         if station_id == doc["id"] or field == "downstream":
             errors.append({"field": field, "message": message})
     return errors
+
+
+def siren_errors(conn, doc: dict) -> list[dict]:
+    """``[{field, message}]`` for the station's sirens: an id twice, or one another station already has."""
+    if not doc.get("sirens"):
+        return []
+    return [{"field": f, "message": m} for f, m in siren_problems(doc["sirens"], doc.get("id"), sirens.siren_owners(conn))]
 
 
 def segment_errors(doc: dict, zone) -> list[dict]:
@@ -219,7 +228,7 @@ class Stations(MethodView):
         values = {k: doc.get(k) for k in EDITABLE}
         s = schema.stations
         with svc.engine.begin() as conn:
-            errors = network_errors(conn, doc)
+            errors = network_errors(conn, doc) or siren_errors(conn, doc)
             if errors:
                 raise _validation(errors)
             if conn.execute(sa.select(s.c.id).where(s.c.id == doc["id"])).first() is not None:
@@ -257,7 +266,8 @@ class StationView(MethodView):
             before = load_station(conn, station_id)
             doc = {**before, **data}
             errors = (check_station(doc) or segment_errors(doc, svc.settings.tz)
-                      or ("downstream" in data and network_errors(conn, doc)))
+                      or ("downstream" in data and network_errors(conn, doc))
+                      or siren_errors(conn, doc))
             if errors:
                 raise _validation(errors)
             if data:

@@ -64,37 +64,7 @@ def run(args) -> int:
             check = requests.get(url, headers=headers, timeout=30)
             check.raise_for_status()
             listed = len(check.json()["items"])
-            latencies: list[float] = []
-            errors = 0
-            lock = threading.Lock()
-            progress = Progress(f"{clients} clients", clients * per_client, quiet)
-
-            def client():
-                nonlocal errors
-                session = requests.Session()
-                for _ in range(5):  # warm-up, not measured
-                    session.get(url, headers=headers, timeout=30)
-                mine = []
-                for _ in range(per_client):
-                    began = time.perf_counter()
-                    answer = session.get(url, headers=headers, timeout=30)
-                    mine.append((time.perf_counter() - began) * 1000)
-                    if answer.status_code != 200:
-                        with lock:
-                            errors += 1
-                with lock:
-                    latencies.extend(mine)
-                session.close()
-
-            threads = [threading.Thread(target=client) for _ in range(clients)]
-            started = time.monotonic()
-            for thread in threads:
-                thread.start()
-            while any(t.is_alive() for t in threads):
-                progress.update(len(latencies))
-                time.sleep(0.2)
-            elapsed = time.monotonic() - started
-            progress.done(len(latencies))
+            latencies, errors, elapsed = _load(url, headers, clients, per_client, quiet)
         finally:
             service.stop()
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
@@ -114,3 +84,41 @@ def run(args) -> int:
            f"api: p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(latencies) / elapsed:.0f} req/s with {clients} clients "
            f"({'goal met' if met else 'goal missed'})")
     return 0
+
+
+def _load(url: str, headers: dict, clients: int, per_client: int, quiet: bool) -> tuple[list[float], int, float]:
+    """``clients`` keep-alive sessions GET ``url`` ``per_client`` times each: latencies (ms), non-200s, seconds."""
+    import requests
+
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    progress = Progress(f"{clients} clients", clients * per_client, quiet)
+
+    def client():
+        nonlocal errors
+        session = requests.Session()
+        for _ in range(5):  # warm-up, not measured
+            session.get(url, headers=headers, timeout=30)
+        mine = []
+        for _ in range(per_client):
+            began = time.perf_counter()
+            answer = session.get(url, headers=headers, timeout=30)
+            mine.append((time.perf_counter() - began) * 1000)
+            if answer.status_code != 200:
+                with lock:
+                    errors += 1
+        with lock:
+            latencies.extend(mine)
+        session.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        progress.update(len(latencies))
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    progress.done(len(latencies))
+    return latencies, errors, elapsed

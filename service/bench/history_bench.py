@@ -107,13 +107,11 @@ def backlog_peak_rss(count: int, stations: int, directory: Path, quiet: bool) ->
     return ready_rss, peak, elapsed
 
 
-def run(args) -> int:
-    """The history mode."""
+def _measure(args) -> tuple[list[dict], float, tuple | None]:
+    """Judge cost at each history size (and the backlog's RSS if asked): results, database MB, RSS figures."""
     from config.settings import load_settings
     from service.bootstrap import bootstrap
 
-    if args.database != "sqlite":
-        note("history: bulk loading is SQLite-only; running on SQLite", args.quiet)
     stations, quiet = args.stations, args.quiet
     sizes = sorted(args.sizes)
     results = []
@@ -143,6 +141,14 @@ def run(args) -> int:
         rss = None
         if args.backlog:
             rss = backlog_peak_rss(args.backlog, stations, Path(tmp), quiet)
+    return results, size_mb, rss
+
+
+def run(args) -> int:
+    """The history mode."""
+    if args.database != "sqlite":
+        note("history: bulk loading is SQLite-only; running on SQLite", args.quiet)
+    results, size_mb, rss = _measure(args)
     # The median: the mean also carries SQLite's WAL checkpoints, which come every ~1000 pages whatever the size.
     base = results[0]["p50_ms"]
     spread = max(abs(r["p50_ms"] - base) / base for r in results)

@@ -164,19 +164,22 @@ def _blueprints(services_) -> list:
     from service.http import (
         alerts_api,
         audit_api,
+        broadcasts_api,
         cap_routes,
         dead_letters,
         exercises_api,
+        notifications_api,
         ops,
         readings,
         reports_api,
-        sms_api,
         stations,
+        subscribers_api,
         tokens_api,
+        twilio_webhooks,
     )
 
     return [
         stations.blp, readings.blp, dead_letters.blp, tokens_api.blp, audit_api.blp, reports_api.blp,
-        exercises_api.blp, ops.blp, cap_routes.blp, *alerts_api.blp, *sms_api.create_blueprint(services_),
-        web.create_blueprint(services_),
+        exercises_api.blp, ops.blp, cap_routes.blp, *alerts_api.blp,
+        subscribers_api.blp, notifications_api.blp, broadcasts_api.blp, twilio_webhooks.blp, web.create_blueprint(services_),
     ]

@@ -35,43 +35,55 @@ def _no_store(response):
 def create_blueprint(services) -> Blueprint:
     """The dashboard blueprint for ``services`` (engine, clock, settings)."""
     bp = Blueprint("web", __name__, static_folder=str(STATIC_DIR), static_url_path="/dashboard/static")
+    views = _Views(services)
+    bp.add_url_rule("/", "index", _index, methods=["GET"])
+    bp.add_url_rule("/dashboard/public.json", "public_json", views.public_json, methods=["GET"])
+    bp.add_url_rule("/dashboard/stations/<station_id>/series.json", "series_json", views.series_json, methods=["GET"])
+    bp.add_url_rule("/dashboard/session.json", "session_json", views.session_json, methods=["GET"])
+    return bp
 
-    def now():
-        return services.clock() if getattr(services, "clock", None) else data.now_utc()
 
-    def tz_name() -> str:
-        settings = getattr(services, "settings", None)
+def _index():
+    """The dashboard page."""
+    response = send_from_directory(STATIC_DIR, "index.html", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    # The token may arrive in the address (?token=...): never leak it to other sites.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class _Views:
+    """The dashboard's JSON views, over one ``services``."""
+
+    def __init__(self, services):
+        self.services = services
+
+    def now(self):
+        """The service clock's now (the wall clock for a bare services object)."""
+        return self.services.clock() if getattr(self.services, "clock", None) else data.now_utc()
+
+    def tz_name(self) -> str:
+        """The deployment's time zone name."""
+        settings = getattr(self.services, "settings", None)
         return getattr(settings, "timezone", None) or "Asia/Makassar"
 
-    @bp.get("/")
-    def index():
-        """The dashboard page."""
-        response = send_from_directory(STATIC_DIR, "index.html", max_age=0)
-        response.headers["Cache-Control"] = "no-cache"
-        # The token may arrive in the address (?token=...): never leak it to other sites.
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-
-    @bp.get("/dashboard/public.json")
-    def public_json():
+    def public_json(self):
         """Stations and active public alerts, for everyone."""
-        return _no_store(jsonify(data.public_view(services.engine, now(), tz_name())))
+        return _no_store(jsonify(data.public_view(self.services.engine, self.now(), self.tz_name())))
 
-    @bp.get("/dashboard/stations/<station_id>/series.json")
-    def series_json(station_id: str):
+    def series_json(self, station_id: str):
         """The last hours of one station's watched metric, its thresholds and alert events."""
         from service.http.errors import Problem, field_error
 
         raw = request.args.get("hours", "24")
         if not raw.isdigit() or int(raw) not in data.SERIES_HOURS:
             raise field_error("hours", f"must be one of {', '.join(map(str, data.SERIES_HOURS))}")
-        doc = data.station_series(services.engine, station_id, now(), int(raw), public=True)
+        doc = data.station_series(self.services.engine, station_id, self.now(), int(raw), public=True)
         if doc is None:
             raise Problem(404, f"There is no station {station_id!r}.")
         return _no_store(jsonify(doc))
 
-    @bp.get("/dashboard/session.json")
-    def session_json():
+    def session_json(self):
         """Who holds the bearer token and what the dashboard may offer them."""
         from service.http.auth import authenticate, check_role
 
@@ -79,9 +91,10 @@ def create_blueprint(services) -> Blueprint:
 
         caller = authenticate()
         check_role(caller, ("viewer",))
-        with services.engine.connect() as conn:
+        engine = self.services.engine
+        with engine.connect() as conn:
             alerts = data.active_alerts(conn, public=False)
-            closed = data.recently_closed(conn, now())
+            closed = data.recently_closed(conn, self.now())
         return _no_store(jsonify({
             "name": caller.name,
             "role": caller.role,
@@ -90,7 +103,5 @@ def create_blueprint(services) -> Blueprint:
             "recently_closed": closed,
             # Links to each alert's printable report, with a ticket valid 15 minutes (a plain
             # link cannot carry the Bearer header): see service/http/report_links.py.
-            "reports": report_paths(services.engine, caller, [a["id"] for a in alerts + closed], now()),
+            "reports": report_paths(engine, caller, [a["id"] for a in alerts + closed], self.now()),
         }))
-
-    return bp

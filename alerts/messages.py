@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, tzinfo
 from pathlib import Path
 
+from alerts.errors import TemplateError
 from alerts import gsm7
 from alerts.model import PUBLIC_ALERT_KINDS
 
@@ -44,10 +45,6 @@ REQUIRED_KEYS = tuple(
 MAX_TREND_CM = 999  # the widest rate a trend text shows (cm/h)
 # Time-zone abbreviations people in Indonesia use (the tz database has only "+08").
 _TZ_WORDS = {"Asia/Makassar": "WITA", "Asia/Jakarta": "WIB", "Asia/Pontianak": "WIB", "Asia/Jayapura": "WIT"}
-
-
-class TemplateError(ValueError):
-    """A template file is missing a key, or a template names an unknown placeholder."""
 
 
 @dataclasses.dataclass(frozen=True)

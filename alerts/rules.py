@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from alerts.errors import RulesError
 from alerts.levels import WARNING_LEVELS, Level
 
 # Rolling rainfall windows we know, and their length in seconds.
@@ -30,14 +31,6 @@ TOP_LEVEL_KEYS = ("water_level", "rainfall", "battery", "stale_after_s", "notify
                   "upstream_from")
 WATER_LEVEL_KEYS = ("waspada", "siaga", "awas", "clear_margin", "hold_s", "clear_hold_s", "rise_rate")
 LEVEL_KEYS = tuple(level.label for level in WARNING_LEVELS)
-
-
-class RulesError(ValueError):
-    """A rules document is invalid; ``errors`` lists ``(field, message)`` with dotted field paths."""
-
-    def __init__(self, errors: list[tuple[str, str]]):
-        self.errors = list(errors)
-        super().__init__("; ".join(f"{field}: {message}" for field, message in self.errors))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,15 +17,12 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alerts.cap import DEFAULT_EXPIRES_S, DEFAULT_SENDER, MIN_EXPIRES_S
+from alerts.errors import ConfigError
 
 SMS_PROVIDERS = ("console", "twilio", "gammu")
 GAMMU_FOLDERS = ("inbox", "outbox", "sent", "error")  # the daemon's inboxpath, outboxpath, sentsmspath, errorsmspath
 SEEDS = ("luwu-timur",)
 TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
-
-
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message says which and how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from alerts.errors import ScenarioError
+
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 CATCHMENTS_FILE = Path(__file__).resolve().parent / "catchments.json"
 SEED_FILE = Path(__file__).resolve().parents[1] / "config" / "seed" / "luwu-timur.json"
@@ -18,10 +20,6 @@ RULES_FILE = Path(__file__).resolve().parents[1] / "config" / "rules" / "default
 
 EVENT_TYPES = ("outage", "silent", "battery_drain", "counter_reset", "spike", "stuck", "garbage")
 GARBAGE_KINDS = ("malformed_json", "not_an_object", "unknown_metric", "nan_string", "nan_literal", "future_ts")
-
-
-class ScenarioError(ValueError):
-    """A scenario file is missing or wrong; the message says where."""
 
 
 def _read_json(path: Path) -> Any:

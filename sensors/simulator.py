@@ -20,6 +20,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+from alerts.errors import CommandFailed, UsageError
 from sensors import topics
 # The scenario half lives in sensors/scenario.py; some names are re-exported for the tests and tools.
 from sensors.scenario import (  # noqa: F401
@@ -96,15 +97,13 @@ def command(args: argparse.Namespace) -> int:
         url, source = mqttlink.resolve_broker_url(args.mqtt_url, recorded=getattr(args, "recorded_broker_url", None))
         broker = mqttlink.parse_broker_url(url)
     except (ScenarioError, ValueError) as exc:
-        print(f"ews simulate: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc  # printed as one line by service.cli
     stations = load_seed_stations()
     known = {s["id"] for s in stations}
     if args.stations:
         unknown = [s for s in args.stations if s not in known]
         if unknown:
-            print(f"ews simulate: unknown station(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}", file=sys.stderr)
-            return 2
+            raise UsageError(f"unknown station(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     prefix = topics.normalize_prefix(args.prefix) if args.prefix else mqttlink.default_prefix()
     publisher = Publisher(broker, prefix, args.stations or sorted(known),
                           client_prefix=args.client_id_prefix or f"ews-sim-{os.getpid()}", exercise=args.exercise)
@@ -112,8 +111,7 @@ def command(args: argparse.Namespace) -> int:
     print(f"ews simulate: publishing to {broker.host}:{broker.port} ({source})", file=sys.stderr)
     try:
         if not publisher.connect(timeout=15):
-            print(f"ews simulate: cannot reach the MQTT broker at {broker.host}:{broker.port}; start it or pass --mqtt-url", file=sys.stderr)
-            return 1
+            raise CommandFailed(f"cannot reach the MQTT broker at {broker.host}:{broker.port}; start it or pass --mqtt-url")
         if args.exercise is not None and not args.quiet:
             print(f"exercise #{args.exercise}: drill readings on {topics.exercise_readings_subscription(prefix)} "
                   "(the service takes them while that exercise covers the station)")
@@ -125,8 +123,7 @@ def command(args: argparse.Namespace) -> int:
             if not args.loop:
                 break
         if not publisher.drain(timeout=60):
-            print(f"ews simulate: {publisher.pending()} message(s) not acknowledged by the broker", file=sys.stderr)
-            return 1
+            raise CommandFailed(f"{publisher.pending()} message(s) not acknowledged by the broker")
         progress.finish(publisher)
         return 0
     except KeyboardInterrupt:

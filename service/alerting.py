@@ -21,18 +21,17 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from alerts import policy
+from alerts.errors import AlreadyAcknowledged
 from alerts.engine import EngineEvent, Judgement, current_rain_sums, judge
 from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS, Sample
 from alerts.rules import Rules, RulesError, parse_rules, rules_to_doc
 from alerts.station_rules import effective_rules
 from alerts.times import rfc3339
+from service.db import dialect
 from service.db.schema import alert_events, alerts, station_state, stations
 
 log = logging.getLogger(__name__)
-
-class AlreadyAcknowledged(Exception):
-    """The alert was acknowledged before (the API answers 409)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +85,8 @@ def station_rules(station: Mapping) -> Rules:
 def _open_alert(conn: Connection, station_id: str, kind: str, *, lock: bool = False, scope: AlertScope = REAL):
     query = sa.select(alerts).where(alerts.c.station_id == station_id, alerts.c.kind == kind,
                                     alerts.c.state == "active", scope.owns())
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    if lock:
+        query = dialect.locked(query, conn)
     return conn.execute(query).first()
 
 
@@ -251,9 +250,8 @@ def gateway_offline(conn: Connection, station_id: str, now: datetime, *, exercis
 def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: bool, *,
                    stale_after_s: int | None) -> int:
     """Open the station's offline alert; ``stale_after_s`` None: at once (the gateway's will), else only if still silent."""
-    query = sa.select(station_state).where(station_state.c.station_id == station_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()  # serialises with the ingest of this station
+    # Locked: serialises with the ingest of this station.
+    query = dialect.locked(sa.select(station_state).where(station_state.c.station_id == station_id), conn)
     state = conn.execute(query).first()
     if state is None:
         return 0
@@ -329,10 +327,7 @@ def _latest_reading(kind: str, latest: Mapping | None, engine_state: Mapping | N
 
 def acknowledge(conn: Connection, alert_id: int, by: str, note: str | None, now: datetime) -> dict:
     """Record that ``by`` has seen alert ``alert_id``; LookupError if there is none, AlreadyAcknowledged if done."""
-    query = sa.select(alerts).where(alerts.c.id == alert_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    row = conn.execute(dialect.locked(sa.select(alerts).where(alerts.c.id == alert_id), conn)).first()
     if row is None:
         raise LookupError(f"no alert {alert_id}")
     if row.ack_at is not None:

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from alerts.errors import BrokerStartError
+
 log = logging.getLogger(__name__)
 
 WARNING = (
@@ -35,10 +37,6 @@ WARNING = (
 
 PORT_TRIES = 20  # the configured port and the next 19
 ENDPOINT = "embedded_mqtt"  # its row in local_endpoints
-
-
-class BrokerStartError(Exception):
-    """The embedded broker could not start (usually: the port is taken)."""
 
 
 def broker_config(host: str, port: int) -> dict:

@@ -33,6 +33,7 @@ from alerts.cap import (
 )
 from alerts.cap_chain import CAP_EVENT_TYPES, Issued, due_message, next_renewal, renewal_time
 from alerts.model import PUBLIC_ALERT_KINDS
+from service.db import dialect
 from service.db.schema import alert_events, alerts, cap_messages, stations
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,7 @@ def _maybe_due(state: str, last: Issued | None, newest_event: int | None, now: d
 
 def _issue(conn: Connection, alert_id: int, profile: CapProfile, now: datetime) -> Issued | None:
     """Issue the alert's due message inside the caller's transaction; return it (None: nothing due)."""
-    query = sa.select(alerts).where(alerts.c.id == alert_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()  # one issuer per chain at a time
+    query = dialect.locked(sa.select(alerts).where(alerts.c.id == alert_id), conn)  # one issuer per chain at a time
     row = conn.execute(query).first()
     events = [CapEvent(id=e.id, type=e.type, level=e.level, at=e.at, recorded_at=e.recorded_at,
                        reading=e.reading if isinstance(e.reading, dict) else None)

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from config.settings import ConfigError
+from alerts.errors import ConfigError, EwsError, StartupError
 
 # name -> one-line help; the module of each is in _modules()
 COMMANDS = {
@@ -57,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     args.recorded_broker_url = _recorded_broker_url
     try:
         return int(module.command(args) or 0)
-    except ConfigError as exc:
-        # Every command reads the same settings: a wrong one is one line, whichever command met it.
-        print(f"ews: {exc}", file=sys.stderr)
-        return 2
+    except EwsError as exc:
+        return report(exc, args.command)
+
+
+def report(exc: EwsError, command: str) -> int:
+    """Print ``exc`` as one line on stderr and return its exit status: the one place a CLI error is printed."""
+    # Every command reads the same settings and ews run's start-up: those say just "ews:".
+    where = "ews" if isinstance(exc, (ConfigError, StartupError)) else f"ews {command}"
+    print(f"{where}: {exc}", file=sys.stderr)
+    return exc.exit_status
 
 
 def _recorded_broker_url() -> str | None:

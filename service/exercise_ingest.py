@@ -16,12 +16,12 @@ from collections import defaultdict
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from alerts.model import Rejection
 from sensors import topics
 from service import alerting, dead_letters, exercises, samples
+from service.db import dialect
 from service.db.schema import exercise_readings, exercise_state
 from service.ingest import IngestResult, Message, _dead_letter, database_unavailable
 from service.samples import Offered
@@ -138,15 +138,11 @@ class ExerciseIngest:
 
 def _lock_state(conn: Connection, exercise_id: int, station_id: str, now: datetime) -> dict:
     """The station's state row in the exercise, created if new; locked until commit on PostgreSQL."""
-    query = sa.select(exercise_state).where(exercise_state.c.exercise_id == exercise_id,
-                                            exercise_state.c.station_id == station_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = dialect.locked(sa.select(exercise_state).where(exercise_state.c.exercise_id == exercise_id,
+                                                           exercise_state.c.station_id == station_id), conn)
     row = conn.execute(query).first()
     if row is None:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(dialect.insert(exercise_state)
-                     .values(exercise_id=exercise_id, station_id=station_id, latest={}, updated_at=now)
-                     .on_conflict_do_nothing(index_elements=["exercise_id", "station_id"]))
+        conn.execute(dialect.insert_new(conn, exercise_state, ["exercise_id", "station_id"])
+                     .values(exercise_id=exercise_id, station_id=station_id, latest={}, updated_at=now))
         row = conn.execute(query).first()
     return dict(row._mapping)

@@ -18,8 +18,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from alerts.errors import AlreadyEnded, ExerciseError, StationBusy
 from alerts.times import rfc3339
 from service import alerting
+from service.db import dialect
 from service.db.schema import exercise_state, exercises, stations
 
 log = logging.getLogger(__name__)
@@ -27,22 +29,6 @@ log = logging.getLogger(__name__)
 MAX_DURATION = timedelta(hours=24)
 ENDED_BY_UNTIL = "until"  # ``ended_by`` of an exercise that ran out
 END_NOTE = "latihan selesai / exercise ended"
-
-
-class ExerciseError(ValueError):
-    """A request to start an exercise is wrong in ``field`` (the API answers 422)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
-
-
-class StationBusy(Exception):
-    """A station is already in a running exercise (the API answers 409)."""
-
-
-class AlreadyEnded(Exception):
-    """The exercise has ended before (the API answers 409)."""
 
 
 def scope(exercise_id: int) -> alerting.AlertScope:
@@ -74,8 +60,7 @@ def start(conn: Connection, *, station_ids: list[str], until: datetime, resident
         if station_id not in known:
             raise ExerciseError(f"stations.{i}", f"no station {station_id!r}")
     # Serialise starts on PostgreSQL so two staff cannot put one station in two drills at once.
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('ews-exercises'))"))
+    dialect.serialise(conn, "ews-exercises")
     for row in conn.execute(sa.select(exercises).where(_running(now))):
         busy = sorted(set(row.stations) & set(wanted))
         if busy:

@@ -42,9 +42,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from service.db import dialect
 from service.db.schema import leases
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,7 @@ class Lease:
         started = time.monotonic()
         with self.engine.begin() as conn:
             now = _database_now(conn)
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            statement = dialect.insert(leases).values(
+            statement = dialect.insert(conn, leases).values(
                 name=self.name, holder=self.holder, expires_at=now + timedelta(seconds=self.ttl)
             )
             statement = statement.on_conflict_do_update(
@@ -188,7 +187,7 @@ def current_holder(engine: Engine, name: str = SCHEDULER_LEASE) -> tuple[str, da
 
 def _database_now(conn) -> datetime:
     """The database server's clock on PostgreSQL (one clock for every instance); ours on SQLite."""
-    if conn.dialect.name == "postgresql":
+    if dialect.is_postgresql(conn):
         return conn.execute(text("SELECT clock_timestamp()")).scalar_one().astimezone(timezone.utc)
     return datetime.now(timezone.utc)
 
@@ -204,7 +203,7 @@ def startup_lock(engine: Engine):
     tables (or insert the seed), and one of them fails to start. On SQLite it does
     nothing: one instance per database file, and ``BEGIN IMMEDIATE`` serialises writers.
     """
-    if engine.dialect.name != "postgresql":
+    if not dialect.is_postgresql(engine):
         yield
         return
     with engine.connect() as conn:

@@ -11,15 +11,13 @@ import re
 
 import phonenumbers
 
+from alerts.errors import InvalidPhone
+
 DEFAULT_REGION = "ID"
 _SEPARATORS = re.compile(r"[\s\-\.\(\)/\u00a0\u2010-\u2015]")
 # A phone number inside a text: at least 8 digits, maybe a leading +, spaces, dashes, dots or
 # brackets between them, and no letter or digit right before or after (a message sid is not one).
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w+])\+?\(?\d(?:[ ().-]{0,2}\d){7,}(?![\w])")
-
-
-class InvalidPhone(ValueError):
-    """The text is not a valid phone number; the message says why."""
 
 
 def normalise(raw: str, region: str = DEFAULT_REGION, *, mobile_only: bool = False) -> str:

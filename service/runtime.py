@@ -11,10 +11,10 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 
-from config.settings import ConfigError, Settings, load_settings, parse_mqtt_url
+from alerts.errors import EwsError, StartupError
+from config.settings import Settings, load_settings, parse_mqtt_url
 
 log = logging.getLogger("ews")
 
@@ -246,14 +246,11 @@ def command(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         runtime.start()
-    except Exception as exc:
-        from service.broker import BrokerStartError
-
-        if isinstance(exc, (BrokerStartError, OSError, ConfigError)):
-            print(f"ews: {exc}", file=sys.stderr)
-            runtime.stop()
-            return 2
-        raise
+    except (EwsError, OSError) as exc:
+        runtime.stop()
+        if isinstance(exc, OSError):  # a port or file we cannot have: one line, like our own start-up errors
+            raise StartupError(str(exc)) from exc
+        raise  # printed as one line by service.cli
     stop.wait()
     runtime.stop()
     return 0

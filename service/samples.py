@@ -15,11 +15,11 @@ from datetime import datetime
 from types import MappingProxyType
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from alerts.model import Rejection, Sample
 from alerts.times import rfc3339
+from service.db import dialect
 from service.db.schema import readings, station_state
 
 # Keys per query when reading the stored values of skipped samples: 3 parameters each stays well
@@ -69,12 +69,8 @@ def insert_readings(conn: Connection, samples: list[Sample], received_at: dateti
          "received_at": received_at}
         for s in samples
     ]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(table)
-        .on_conflict_do_nothing(index_elements=[*scope, "station_id", "metric", "ts"])
-        .returning(table.c.metric, table.c.ts)
-    )
+    statement = dialect.insert_new(conn, table, [*scope, "station_id", "metric", "ts"]).returning(
+        table.c.metric, table.c.ts)
     inserted = {(row.metric, row.ts) for row in conn.execute(statement, rows)}
     return [s for s in samples if (s.metric, s.ts) in inserted]
 
@@ -166,18 +162,12 @@ def lock_station_state(conn: Connection, station_id: str, now: datetime) -> dict
     The row lock keeps one station's rule state consistent when two instances
     ingest samples of the same station at once (SQLite serialises every writer).
     """
-    query = sa.select(station_state).where(station_state.c.station_id == station_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = dialect.locked(sa.select(station_state).where(station_state.c.station_id == station_id), conn)
     row = conn.execute(query).first()
     if row is not None:
         return dict(row._mapping)
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(
-        dialect.insert(station_state)
-        .values(station_id=station_id, level="normal", online=True, latest={}, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["station_id"])
-    )
+    conn.execute(dialect.insert_new(conn, station_state, ["station_id"])
+                 .values(station_id=station_id, level="normal", online=True, latest={}, updated_at=now))
     return dict(conn.execute(query).first()._mapping)
 
 

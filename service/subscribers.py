@@ -16,6 +16,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from alerts.errors import PhoneTaken, SubscriberError
 from service import phones
 from service.db import schema
 
@@ -26,24 +27,6 @@ MAX_AREAS = 50
 MAX_IMPORT_ROWS = 50_000
 
 t = schema.subscribers
-
-
-class SubscriberError(ValueError):
-    """Bad subscriber data: ``field`` names what is wrong."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-class PhoneTaken(SubscriberError):
-    """The phone number is already registered (answered 409)."""
-
-    def __init__(self, phone: str, existing_id: int | None = None) -> None:
-        super().__init__("phone", "is already registered")
-        self.phone = phone
-        self.existing_id = existing_id
 
 
 def _key(name) -> str:

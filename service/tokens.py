@@ -18,7 +18,8 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from service.db import schema
+from alerts.errors import TokenError
+from service.db import dialect, schema
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,6 @@ GATEWAY_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a gateway token's name
 # A gateway token of the first release (no stations) learns the stations it posts for this long
 # after the upgrade (migration 0008), then may post only for those.
 LEGACY_LEARNING = timedelta(days=7)
-
-
-class TokenError(ValueError):
-    """A token request that cannot be honoured: ``field`` names what is wrong (the API answers 422)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 def _checked_request(conn, role: str, name: str, stations) -> tuple[str, list[str] | None]:
@@ -146,9 +138,7 @@ def learn_station(engine, scope: GatewayScope, station_id: str) -> None:
     """Add ``station_id`` to a first-release token's list (while it learns)."""
     t = schema.api_tokens
     with engine.begin() as conn:
-        query = sa.select(t.c.stations).where(t.c.id == scope.token_id)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
+        query = dialect.locked(sa.select(t.c.stations).where(t.c.id == scope.token_id), conn)
         current = list(conn.execute(query).scalar_one() or [])
         if station_id not in current:
             conn.execute(sa.update(t).where(t.c.id == scope.token_id).values(stations=[*current, station_id]))
@@ -203,12 +193,8 @@ def command(args) -> int:
     engine = _engine()
     try:
         if args.token_command == "create":
-            try:
-                token_id, token = create_token(engine, args.role, args.name, created_by="cli",
-                                               stations=args.stations)
-            except ValueError as exc:
-                print(f"ews token create: {exc}", file=sys.stderr)
-                return 2
+            # A TokenError is printed as one line by service.cli.
+            token_id, token = create_token(engine, args.role, args.name, created_by="cli", stations=args.stations)
             print(token)
             print(f"token #{token_id} ({args.role}, {args.name!r}); it is shown only now, keep it safe",
                   file=sys.stderr)

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 
+from alerts.errors import UsageError
 from sensors import topics
 from sensors.gateway.forwarder import Forwarder
 from sensors.gateway.queue import Queue
@@ -44,17 +45,14 @@ def command(args: argparse.Namespace) -> int:
                         format="%(asctime)s ews-gateway %(levelname)s %(message)s")
     problem = _bad_station_or_source(args)
     if problem:
-        print(f"ews gateway: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)  # printed as one line by service.cli
     try:
         url, source = mqttlink.resolve_broker_url(args.mqtt_url, recorded=getattr(args, "recorded_broker_url", None))
         broker = mqttlink.parse_broker_url(url)
     except ValueError as exc:
-        print(f"ews gateway: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     if not 1 <= args.batch_max <= topics.MAX_SAMPLES_PER_PAYLOAD:
-        print(f"ews gateway: --batch-max must be 1..{topics.MAX_SAMPLES_PER_PAYLOAD}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--batch-max must be 1..{topics.MAX_SAMPLES_PER_PAYLOAD}")
     prefix = topics.normalize_prefix(args.prefix) if args.prefix else mqttlink.default_prefix()
     gateway = _Gateway(args, broker, prefix)
     log.info("gateway %s: %d sample(s) queued from before; broker %s:%s (%s), prefix %s", args.station,

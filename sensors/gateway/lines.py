@@ -6,12 +6,9 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from alerts.errors import LineError
 from alerts.times import rfc3339
 from sensors import topics
-
-
-class LineError(ValueError):
-    """A source line that is not a sample."""
 
 
 def _number(raw: str) -> Any:

@@ -19,13 +19,12 @@ import logging
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts import messages, policy, priority
 from alerts.levels import Level
 from service import subscribers
 from service.alerting import station_rules
-from service.db import schema
+from service.db import dialect, schema
 from service.phones import mask_numbers
 
 log = logging.getLogger(__name__)
@@ -41,24 +40,9 @@ RANK = {"pending": 0, "sending": 1, "unknown": 1, "spooled": 2, "sent": 3, "deli
 FINAL = ("delivered", "undelivered", "failed")
 
 
-def _insert(engine_or_conn):
-    """``INSERT … ON CONFLICT DO NOTHING`` for the dialect in use."""
-    name = engine_or_conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(n).on_conflict_do_nothing()
-    if name == "sqlite":
-        return sqlite.insert(n).on_conflict_do_nothing()
-    raise RuntimeError(f"unsupported database {name}")
-
-
 def error_text(message: str | None) -> str:
     """A provider's error message as stored: phone numbers masked, at most 500 characters."""
     return (mask_numbers(message) or "")[:500]
-
-
-def _skip_locked(query, conn):
-    # SQLite ignores FOR UPDATE; there BEGIN IMMEDIATE already serialises writers.
-    return query.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else query
 
 
 # --- the station of an event --------------------------------------------------------------------
@@ -78,7 +62,7 @@ def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, st
     """Turn pending alert events into notifications (one per subscriber), in one transaction; return how many."""
     created = 0
     with engine.begin() as conn:
-        query = _skip_locked(
+        query = dialect.claimable(
             sa.select(ev.c.id, ev.c.alert_id, ev.c.type, ev.c.level, ev.c.at, ev.c.reading)
             .where(ev.c.dispatch == "pending").order_by(ev.c.id).limit(limit), conn)
         events = conn.execute(query).fetchall()
@@ -118,7 +102,7 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) ->
             "language": language, "kind": notice.kind, "body": bodies[language], "status": "pending",
             "priority": notice.priority, "attempts": 0, "created_at": now, "updated_at": now,
         })
-    return len(conn.execute(_insert(conn).returning(n.c.id), rows).all())
+    return len(conn.execute(dialect.insert_new(conn, n).returning(n.c.id), rows).all())
 
 
 def _facts(alert_row, event, station_row: dict):
@@ -151,7 +135,7 @@ def expand_broadcasts(engine, templates, now: datetime, *, limit: int = 5) -> in
     """Turn pending broadcasts into notifications, in one transaction; return how many."""
     created = 0
     with engine.begin() as conn:
-        query = _skip_locked(sa.select(bc).where(bc.c.dispatch == "pending").order_by(bc.c.id).limit(limit), conn)
+        query = dialect.claimable(sa.select(bc).where(bc.c.dispatch == "pending").order_by(bc.c.id).limit(limit), conn)
         pending = conn.execute(query).fetchall()
         for broadcast in pending:
             roles = broadcast.roles or ["resident", "staff"]
@@ -170,7 +154,7 @@ def expand_broadcasts(engine, templates, now: datetime, *, limit: int = 5) -> in
                     "priority": priority.priority("broadcast"), "attempts": 0, "created_at": now, "updated_at": now,
                 })
             if rows:
-                created += len(conn.execute(_insert(conn).returning(n.c.id), rows).all())
+                created += len(conn.execute(dialect.insert_new(conn, n).returning(n.c.id), rows).all())
         if pending:
             conn.execute(sa.update(bc).where(bc.c.id.in_([b.id for b in pending])).values(dispatch="done"))
     return created
@@ -187,7 +171,7 @@ def claim(engine, instance: str, count: int, now: datetime) -> list:
     if count <= 0:
         return []
     with engine.begin() as conn:
-        due = _skip_locked(
+        due = dialect.claimable(
             sa.select(n.c.id).where(n.c.status == "pending",
                                     sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
             .order_by(n.c.id).limit(count), conn)
@@ -271,7 +255,7 @@ def claim_unknown(engine, count: int, now: datetime, lease: timedelta) -> list:
     if count <= 0:
         return []
     with engine.begin() as conn:
-        due = _skip_locked(
+        due = dialect.claimable(
             sa.select(n.c.id).where(n.c.status == "unknown", sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
             .order_by(n.c.id).limit(count), conn)
         return conn.execute(

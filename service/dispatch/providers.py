@@ -24,6 +24,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
+from alerts.errors import SmsError
 from service.phones import mask, mask_numbers
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Found:
     provider: str | None = None
 
 
-class ProviderError(Exception):
+class ProviderError(SmsError):
     """Base of the send outcomes that are not a plain success."""
 
     def __init__(self, message: str = "", code=None, retry_after: float | None = None) -> None:

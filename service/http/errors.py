@@ -1,7 +1,9 @@
 """Errors as ``application/problem+json`` (RFC 9457), for every status the API answers.
 
 Raise ``Problem(status, detail, errors=[...])`` (or call ``abort_problem``) anywhere in a view;
-werkzeug ``HTTPException``s (404, 405, webargs' 422 ...) are turned into the same shape.
+werkzeug ``HTTPException``s (404, 405, webargs' 422 ...) are turned into the same shape, and so
+are our own errors (alerts/errors.py) a view lets through: a ``FieldError`` is a 422 naming its
+field, a ``Conflict`` a 409.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping
 import marshmallow as ma
 from flask import Response, json
 from werkzeug.exceptions import HTTPException
+
+from alerts.errors import Conflict, FieldError
 
 PROBLEM_MIMETYPE = "application/problem+json"
 VALIDATION_TYPE = "urn:ews:problem:validation-error"
@@ -138,6 +142,15 @@ def register_error_handlers(app) -> None:
         if 300 <= error.code < 400:
             return error.get_response()
         return problem_response(problem_from_http_exception(error))
+
+    # Our own errors (alerts/errors.py) a view let through: the field it names, or the clash.
+    @app.errorhandler(FieldError)
+    def _field_error(error: FieldError):
+        return problem_response(field_error(error.field, error.message))
+
+    @app.errorhandler(Conflict)
+    def _conflict(error: Conflict):
+        return problem_response(Problem(409, str(error)))
 
     import sqlalchemy.exc
 

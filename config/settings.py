@@ -125,28 +125,26 @@ def _merged(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _fail(name, f"{raw!r} is not a whole number", f"set a number from {low} to {high}") from None
-    if not low <= value <= high:
-        raise _fail(name, f"{value} is out of range", f"set a number from {low} to {high}")
-    return value
+    """A whole-number setting within ``low..high`` (``default`` when unset)."""
+    return _number(env, name, default, low, high, int, "a whole number")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A number setting within ``low..high`` (``default`` when unset)."""
+    return _number(env, name, default, low, high, float, "a number")
+
+
+def _number(env: Mapping[str, str], name: str, default, low, high, parse, what: str):
     raw = env.get(name)
     if raw is None:
         return default
+    show = str if parse is int else "{:g}".format  # 1000000 stays 1000000; 0.10 reads 0.1
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise _fail(name, f"{raw!r} is not a number", f"set a number from {low:g} to {high:g}") from None
+        raise _fail(name, f"{raw!r} is not {what}", f"set a number from {show(low)} to {show(high)}") from None
     if not low <= value <= high:
-        raise _fail(name, f"{value:g} is out of range", f"set a number from {low:g} to {high:g}")
+        raise _fail(name, f"{show(value)} is out of range", f"set a number from {show(low)} to {show(high)}")
     return value
 
 

@@ -87,14 +87,15 @@ def status_subscription(prefix: str) -> str:
     return f"{normalize_prefix(prefix)}/stations/+/status"
 
 
-def _parse(prefix: str, topic: str, leaf: str) -> str | None:
-    head = normalize_prefix(prefix) + "/stations/"
+def _parse(prefix: str, topic: str, leaf: str, collection: str = "stations") -> str | None:
+    """The id of a ``{prefix}/{collection}/{id}/{leaf}`` topic, or None when ``topic`` is not one."""
+    head = f"{normalize_prefix(prefix)}/{collection}/"
     if not topic.startswith(head):
         return None
-    station_id, sep, rest = topic[len(head):].partition("/")
-    if not sep or rest != leaf or not is_station_id(station_id):
+    item_id, sep, rest = topic[len(head):].partition("/")
+    if not sep or rest != leaf or not is_station_id(item_id):
         return None
-    return station_id
+    return item_id
 
 
 def parse_readings_topic(prefix: str, topic: str) -> str | None:
@@ -129,13 +130,7 @@ def siren_command_subscription(prefix: str) -> str:
 
 def parse_siren_topic(prefix: str, topic: str, leaf: str) -> str | None:
     """The siren id of a ``.../sirens/{id}/{leaf}`` topic, or None when ``topic`` is not one."""
-    head = normalize_prefix(prefix) + "/sirens/"
-    if not topic.startswith(head):
-        return None
-    siren_id, sep, rest = topic[len(head):].partition("/")
-    if not sep or rest != leaf or not is_station_id(siren_id):
-        return None
-    return siren_id
+    return _parse(prefix, topic, leaf, "sirens")
 
 
 def encode_sample(sample: dict[str, Any]) -> bytes:

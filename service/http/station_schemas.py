@@ -39,7 +39,7 @@ class DownstreamSchema(Strict):
     travel_s = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=MAX_INTERVAL_S))
 
 
-class SirenSchema(Strict):
+class StationSirenSchema(Strict):
     """A siren (or loudspeaker) the station's alerts switch (spec section 12)."""
 
     id = ma.fields.String(required=True, validate=ma.validate.Regexp(STATION_ID_RE),
@@ -87,7 +87,7 @@ class StationPatchSchema(Strict):
     expected_interval_s = ma.fields.Integer(validate=ma.validate.Range(min=1, max=MAX_INTERVAL_S))
     plausible = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(list(METRICS))), values=_range_list())
     downstream = ma.fields.List(ma.fields.Nested(DownstreamSchema), validate=ma.validate.Length(max=50))
-    sirens = ma.fields.List(ma.fields.Nested(SirenSchema), validate=ma.validate.Length(max=20), metadata={
+    sirens = ma.fields.List(ma.fields.Nested(StationSirenSchema), validate=ma.validate.Length(max=20), metadata={
         "description": "the sirens this station's water_level alert (and, with upstream, its upstream alert) sounds"})
     sms_name = Text(allow_none=True, validate=_sms_name, metadata={
         "description": f"the whole place phrase of the station's SMS (at most {SMS_NAME_MAX} plain GSM-7 "
@@ -141,7 +141,7 @@ class DownstreamOutSchema(ma.Schema):
     travel_s = ma.fields.Integer()
 
 
-class SirenOutSchema(ma.Schema):
+class StationSirenOutSchema(ma.Schema):
     class Meta:
         ordered = True
 
@@ -172,7 +172,7 @@ class StationSchema(ma.Schema):
     downstream = ma.fields.List(ma.fields.Nested(DownstreamOutSchema))
     cap_radius_km = ma.fields.Float()
     sms_name = ma.fields.String(allow_none=True)
-    sirens = ma.fields.List(ma.fields.Nested(SirenOutSchema))
+    sirens = ma.fields.List(ma.fields.Nested(StationSirenOutSchema))
     created_at = UTCDateTime()
     updated_at = UTCDateTime()
     status = ma.fields.Nested(StationStatusSchema)

@@ -49,3 +49,48 @@ def test_a_siren_belongs_to_one_station(api):
     assert api.call("PATCH", "/api/v1/stations/KLN-WOTU", json={"sirens": [{"id": "SRN-1", "at": "siaga"}]}
                     ).status_code == 200  # its own station may change it
     assert api.call("PATCH", "/api/v1/stations/KLN-WOTU", "operator", json={"sirens": []}).status_code == 403
+
+
+def with_sirens(api) -> None:
+    assert api.call("PATCH", "/api/v1/stations/KLN-WOTU", json={"sirens": [
+        {"id": "SRN-WOTU-1", "at": "siaga"}, {"id": "SRN-WOTU-2"}]}).status_code == 200
+    assert api.call("PATCH", "/api/v1/stations/MLL-MALILI", json={"sirens": [{"id": "SRN-MALILI-1"}]}).status_code == 200
+
+
+def test_get_sirens_lists_every_siren_with_its_last_command_and_ack(api):
+    with_sirens(api)
+    page = api.call("GET", "/api/v1/sirens?limit=2", "viewer").get_json()
+    assert [s["id"] for s in page["items"]] == ["SRN-MALILI-1", "SRN-WOTU-1"] and page["next_cursor"]
+    rest = api.call("GET", f"/api/v1/sirens?limit=2&cursor={page['next_cursor']}", "viewer").get_json()
+    assert [s["id"] for s in rest["items"]] == ["SRN-WOTU-2"] and rest["next_cursor"] is None
+    siren = page["items"][1]
+    assert {k: siren[k] for k in ("station_id", "state", "last_command", "last_ack", "at")} == {
+        "station_id": "KLN-WOTU", "state": "unknown", "last_command": None, "last_ack": None, "at": "siaga"}
+    assert api.call("GET", "/api/v1/sirens?cursor=nonsense", "viewer").status_code == 422
+    assert api.call("GET", "/api/v1/sirens", None).status_code == 401
+    assert api.call("GET", "/api/v1/sirens/SRN-NONE", "viewer").status_code == 404
+
+
+def test_operator_commands_are_stored_for_the_controller_and_audited(api):
+    with_sirens(api)
+    assert api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "viewer", json={"action": "on"}).status_code == 403
+    assert [e["field"] for e in errors(api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "operator",
+                                                json={"action": "loud"}))] == ["action"]
+    assert api.call("POST", "/api/v1/sirens/SRN-NONE/commands", "operator", json={"action": "on"}).status_code == 404
+    test = api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "operator", json={"action": "test"})
+    assert test.status_code == 202, test.get_data(as_text=True)
+    body = test.get_json()
+    assert (body["action"], body["duration_s"], body["status"], body["attempts"], body["by"].startswith("test operator")
+            ) == ("test", 10, "pending", 0, True)
+    on = api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "operator", json={"action": "on", "duration_s": 60})
+    assert on.status_code == 202 and on.get_json()["duration_s"] == 60
+    siren = api.call("GET", "/api/v1/sirens/SRN-WOTU-1", "viewer").get_json()
+    assert siren["last_command"]["command_id"] == on.get_json()["command_id"]
+    assert siren["override"] == {"action": "on", "level": None, "alert_id": None} and siren["on_until"]
+    # A test while it sounds would cut the alarm short.
+    busy = api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "operator", json={"action": "test"})
+    assert busy.status_code == 409
+    assert api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "operator", json={"action": "off"}).status_code == 202
+    trail = api.call("GET", "/api/v1/audit?entity=siren&entity_id=SRN-WOTU-1").get_json()["items"]
+    assert [(a["action"], a["after"]["action"]) for a in trail] == [("command", "off"), ("command", "on"),
+                                                                     ("command", "test")]

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from alerts import messages, priority
 from alerts.levels import Level
 from alerts.rules import Rules
 
+# Notification kinds that carry a validity (EWS_SMS_VALIDITY_S): late, they would arrive after the flood.
+EXPIRING_KINDS = ("warning", "reminder")
+# A warning in one of these states reached (or may have reached) the provider: it earns its all-clear.
+HANDED_OVER = ("spooled", "sent", "delivered", "unknown")
 PUBLIC_KINDS = messages.PUBLIC_KINDS  # warnings to residents (and staff)
 OPERATIONAL_KINDS = messages.OPERATIONAL_KINDS  # staff only
 EXERCISE_PREFIX = "LATIHAN "  # the start of every text of a drill
@@ -103,6 +107,47 @@ def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str]
     if type_ == "cleared":
         return ("all_clear", f"{kind}.all_clear") if rules.all_clear and alert.peak >= rules.notify_from else None
     return None  # deescalated, acknowledged
+
+
+# --- is it still worth sending --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Queued:
+    """A notification waiting to be handed to the provider, and its alert as it is now."""
+
+    kind: str  # warning, reminder, all_clear, operational, broadcast, reply
+    level: str | None = None  # the level of the event it tells of
+    valid_until: datetime | None = None
+    alert_state: str | None = None  # active or closed; None: not of an alert
+    alert_level: str | None = None
+    warnings: tuple[str, ...] | None = None  # all-clear: the states of this subscriber's warnings of the alert
+
+
+def valid_until(kind: str, created_at: datetime, validity_s: float) -> datetime | None:
+    """When a notification of ``kind`` created at ``created_at`` stops being worth sending; None: never."""
+    return created_at + timedelta(seconds=validity_s) if kind in EXPIRING_KINDS else None
+
+
+def fate(queued: Queued, now: datetime) -> str | None:
+    """None to send ``queued`` now; ``expired`` or ``superseded`` when it must not go out (spec section 10)."""
+    if queued.valid_until is not None and now > queued.valid_until:
+        return "expired"
+    if queued.alert_state is None:
+        return None
+    if queued.kind in EXPIRING_KINDS and queued.alert_state != "active":
+        return "superseded"  # the alert closed: its all-clear follows
+    if queued.kind == "warning" and Level.parse(queued.alert_level or "normal") > Level.parse(queued.level or "normal"):
+        return "superseded"  # a warning of the higher level is queued after it
+    if queued.kind == "all_clear" and queued.warnings is not None and not _warned(queued):
+        return "superseded"  # an all-clear goes only to those who got a warning
+    return None
+
+
+def _warned(queued: Queued) -> bool:
+    """A warning of the alert was handed over, or (the alert still open) is queued and will be."""
+    still_going = ("pending", "sending") if queued.alert_state == "active" else ()
+    return any(state in HANDED_OVER or state in still_going for state in queued.warnings or ())
 
 
 # --- the words -----------------------------------------------------------------------------------

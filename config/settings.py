@@ -59,6 +59,7 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_api_base_url: str | None = None
     sms_max_per_second: float = 10.0
+    sms_validity_s: int = 3600  # a warning not handed to the provider within it is expired (Twilio ValidityPeriod)
     timezone: str = "Asia/Makassar"
     seed: str | None = None
     log_level: str = "INFO"
@@ -314,6 +315,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         sms_provider=",".join(providers),
         sms_failover_s=_float(env, "EWS_SMS_FAILOVER_S", 60.0, 1.0, 86400.0),
         sms_max_per_second=_float(env, "EWS_SMS_MAX_PER_SECOND", 10.0, 0.1, 1000.0),
+        # Twilio takes a ValidityPeriod of 1 to 36,000 s; under a minute a busy provider would expire warnings.
+        sms_validity_s=_int(env, "EWS_SMS_VALIDITY_S", 3600, 60, 36000),
         timezone=timezone_name,
         seed=seed,
         log_level=level,

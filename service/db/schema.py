@@ -321,12 +321,16 @@ notifications = Table(
     Column("claimed_by", String(64), nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A warning or reminder not handed to the provider by then is ``expired`` (EWS_SMS_VALIDITY_S); None: no limit.
+    Column("valid_until", UTCDateTime, nullable=True),
     # Never two messages for the same event to the same person, across restarts and retries.
     UniqueConstraint("event_id", "subscriber_id", name="uq_notifications_event_subscriber"),
     UniqueConstraint("broadcast_id", "subscriber_id", name="uq_notifications_broadcast_subscriber"),
     Index("ix_notifications_status", "status", "next_attempt_at"),
     Index("ix_notifications_alert", "alert_id"),
     Index("ix_notifications_sid", "provider_sid"),
+    # The claim's order (spec section 10, "Urgent first"): most urgent, then oldest.
+    Index("ix_notifications_claim", "status", "priority", "created_at", "id"),
 )
 
 inbound_messages = Table(

@@ -64,12 +64,15 @@ class RateLimiter:
         with self._lock:
             return max(0.0, max(self._next, self._paused_until) - self.clock())
 
-    def acquire(self, stop: threading.Event | None = None, max_wait: float | None = None) -> float | None:
+    def acquire(self, stop: threading.Event | None = None, max_wait: float | None = None,
+                at_slot=None) -> float | None:
         """Wait for a slot; return None when it came, else the wait still needed.
 
         Returns early (with the remaining wait) when ``stop`` is set or the slot is more than
         ``max_wait`` away. A pause that began while waiting sends the caller to a new slot
-        after the pause, so the spacing also holds right after a pause.
+        after the pause, so the spacing also holds right after a pause. ``at_slot`` (quick)
+        runs when the slot has come, before the start is recorded: the recorded start stays
+        the real one, so what it does cannot bunch requests.
         """
         while True:
             wait = self.reserve()
@@ -80,6 +83,8 @@ class RateLimiter:
                     time.sleep(wait)
                 elif stop.wait(wait):
                     return 0.0
+            if at_slot is not None:
+                at_slot()
             if not self.paused() and self._admit():
                 return None
 
@@ -244,7 +249,8 @@ class Dispatcher:
         total = 0
         while True:
             created = outbox.expand_events(engine, self.templates, self.services.settings.tz, now,
-                                           staff_match_areas=self.staff_match_areas)
+                                           staff_match_areas=self.staff_match_areas,
+                                           validity_s=self.services.settings.sms_validity_s)
             created += outbox.expand_broadcasts(engine, self.templates, now)
             total += created
             if not self._more_to_expand():
@@ -341,7 +347,13 @@ class Dispatcher:
 
     def _send_one(self, row) -> None:
         engine, metrics = self.services.engine, self.services.metrics
-        wait = self.limiter.acquire(self._stop, self.max_wait)
+        if self._dropped(row):
+            return
+        holding = [row]
+        wait = self.limiter.acquire(self._stop, self.max_wait, at_slot=lambda: self._most_urgent(holding))
+        row = holding[0]
+        if row is None:
+            return  # swapped for a more urgent row that was no longer worth sending: the slot goes unused
         if wait is not None:
             # Stopping, or paused (429) / far behind: give the row back rather than hold it in "sending".
             outbox.release(engine, row, self.instance, self._now(), self._now() + timedelta(seconds=wait))
@@ -361,6 +373,24 @@ class Dispatcher:
         metrics.sms_sent.labels("sent").inc()
         self._write(outbox.mark_sent, engine, row.id, result.provider or self.provider.name, result.sid, result.status, self._now())
         log.info("SMS %s to %s sent (%s)", row.id, mask(row.phone), result.sid)
+
+    def _most_urgent(self, holding: list) -> None:
+        """At our slot: take a more urgent due row in place of ``holding[0]`` (None if that one is stale)."""
+        if holding[0] is None:
+            return
+        urgent = outbox.more_urgent(self.services.engine, holding[0], self.instance, self._now())
+        if urgent is not holding[0]:
+            holding[0] = None if self._dropped(urgent) else urgent
+
+    def _dropped(self, row) -> bool:
+        """True when ``row`` is no longer worth sending (``alerts.policy.fate``); it is then recorded so."""
+        fate = outbox.fate(self.services.engine, row, self._now())
+        if fate is None:
+            return False
+        if outbox.drop(self.services.engine, row, self.instance, fate, self._now()):
+            self.services.metrics.sms_sent.labels(fate).inc()
+            log.info("SMS %s to %s not sent: %s", row.id, mask(row.phone), fate)
+        return True
 
     def _send_failed(self, row, exc: ProviderError) -> None:
         engine, metrics, now = self.services.engine, self.services.metrics, self._now()

@@ -15,6 +15,7 @@ each other; status callbacks only move a row forward.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime, timedelta
 
@@ -36,8 +37,11 @@ st = schema.stations
 bc = schema.broadcasts
 ex = schema.exercises
 
-RANK = {"pending": 0, "sending": 1, "unknown": 1, "spooled": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4}
-FINAL = ("delivered", "undelivered", "failed")
+RANK = {"pending": 0, "sending": 1, "unknown": 1, "spooled": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4,
+        "superseded": 4, "expired": 4}
+FINAL = ("delivered", "undelivered", "failed", "superseded", "expired")
+# The claim's order (spec section 10, "Urgent first"): most urgent, then oldest.
+CLAIM_ORDER = (n.c.priority, n.c.created_at, n.c.id)
 
 
 def error_text(message: str | None) -> str:
@@ -58,7 +62,8 @@ def _station(conn, station_id: str) -> dict:
 # --- expansion ---------------------------------------------------------------------------------
 
 
-def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, staff_match_areas: bool = False) -> int:
+def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, staff_match_areas: bool = False,
+                  validity_s: float = 3600) -> int:
     """Turn pending alert events into notifications (one per subscriber), in one transaction; return how many."""
     created = 0
     with engine.begin() as conn:
@@ -67,13 +72,13 @@ def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, st
             .where(ev.c.dispatch == "pending").order_by(ev.c.id).limit(limit), conn)
         events = conn.execute(query).fetchall()
         for event in events:
-            created += _expand_event(conn, templates, zone, now, event, staff_match_areas)
+            created += _expand_event(conn, templates, zone, now, event, staff_match_areas, validity_s)
         if events:
             conn.execute(sa.update(ev).where(ev.c.id.in_([e.id for e in events])).values(dispatch="done"))
     return created
 
 
-def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) -> int:
+def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, validity_s: float) -> int:
     """Create the notifications ``alerts.policy.decide`` asks for one event (none twice)."""
     alert_row = conn.execute(
         sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.peak_level, al.c.exercise,
@@ -93,6 +98,7 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) ->
         return 0
     bodies: dict[str, str] = {}
     rows = []
+    until = policy.valid_until(notice.kind, now, validity_s)
     for person in audience:
         language = person.language if person.language in templates.languages() else messages.DEFAULT_LANGUAGE
         if language not in bodies:
@@ -100,7 +106,7 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool) ->
         rows.append({
             "event_id": event.id, "alert_id": alert_row.id, "subscriber_id": person.id, "phone": person.phone,
             "language": language, "kind": notice.kind, "body": bodies[language], "status": "pending",
-            "priority": notice.priority, "attempts": 0, "created_at": now, "updated_at": now,
+            "priority": notice.priority, "attempts": 0, "created_at": now, "updated_at": now, "valid_until": until,
         })
     return len(conn.execute(dialect.insert_new(conn, n).returning(n.c.id), rows).all())
 
@@ -163,7 +169,7 @@ def expand_broadcasts(engine, templates, now: datetime, *, limit: int = 5) -> in
 # --- claims and outcomes -----------------------------------------------------------------------
 
 CLAIM_COLUMNS = (n.c.id, n.c.phone, n.c.body, n.c.attempts, n.c.created_at, n.c.subscriber_id, n.c.kind,
-                 n.c.claimed_at, n.c.priority, n.c.provider, n.c.error_code)
+                 n.c.claimed_at, n.c.priority, n.c.provider, n.c.error_code, n.c.alert_id, n.c.event_id, n.c.valid_until)
 
 
 def claim(engine, instance: str, count: int, now: datetime) -> list:
@@ -172,16 +178,71 @@ def claim(engine, instance: str, count: int, now: datetime) -> list:
         return []
     with engine.begin() as conn:
         due = dialect.claimable(
-            sa.select(n.c.id).where(n.c.status == "pending",
-                                    sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
-            .order_by(n.c.id).limit(count), conn)
-        rows = conn.execute(
-            sa.update(n).where(n.c.id.in_(due))
+            sa.select(n.c.id).where(_due(now))
+            .order_by(*CLAIM_ORDER).limit(count), conn)
+        rows = conn.execute(_take(due, instance, now)).fetchall()
+    return sorted(rows, key=lambda r: (r.priority, r.created_at, r.id))
+
+
+def _due(now: datetime):
+    return sa.and_(n.c.status == "pending", sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
+
+
+def _take(ids, instance: str, now: datetime):
+    """The UPDATE that claims the rows ``ids`` for ``instance`` (returning what a sender needs)."""
+    return (sa.update(n).where(n.c.id.in_(ids))
             .values(status="sending", claimed_at=now, claimed_by=instance[:64], attempts=n.c.attempts + 1,
                     updated_at=now)
-            .returning(*CLAIM_COLUMNS)
-        ).fetchall()
-    return sorted(rows, key=lambda r: r.id)
+            .returning(*CLAIM_COLUMNS))
+
+
+def more_urgent(engine, row, instance: str, now: datetime):
+    """At a send slot: a due row more urgent than the claimed ``row``, claimed in its place (``row`` given back); else ``row``.
+
+    This is what makes a new AWAS warning wait only for messages already handed to the provider,
+    not for the rows other senders claimed before it was queued.
+    """
+    if row.priority <= 0:
+        return row
+    urgent = sa.select(n.c.id).where(_due(now), n.c.priority < row.priority)
+    with engine.connect() as conn:  # a read first: most slots find nothing more urgent
+        if conn.execute(urgent.limit(1)).first() is None:
+            return row
+    with engine.begin() as conn:
+        taken = conn.execute(_take(dialect.claimable(urgent.order_by(*CLAIM_ORDER).limit(1), conn), instance, now)).first()
+        if taken is None:
+            return row
+        conn.execute(_mine(row, instance).values(status="pending", attempts=n.c.attempts - 1, updated_at=now))
+    return taken
+
+
+def fate(engine, row, now: datetime) -> str | None:
+    """``alerts.policy.fate`` of a claimed row: None to send it, else ``superseded`` or ``expired``."""
+    queued = policy.Queued(kind=row.kind, valid_until=row.valid_until)
+    if row.alert_id is not None:
+        with engine.connect() as conn:
+            queued = _queued(conn, row, queued)
+    return policy.fate(queued, now)
+
+
+def _queued(conn, row, queued):
+    """The facts of an alert's notification: its event's level, the alert now, and (all-clear) an earlier warning."""
+    alert = conn.execute(sa.select(al.c.state, al.c.level).where(al.c.id == row.alert_id)).first()
+    if alert is None:
+        return queued
+    level = conn.execute(sa.select(ev.c.level).where(ev.c.id == row.event_id)).scalar() if row.event_id else None
+    warnings = None
+    if row.kind == "all_clear":
+        warnings = tuple(conn.execute(sa.select(n.c.status).where(
+            n.c.alert_id == row.alert_id, n.c.subscriber_id == row.subscriber_id, n.c.kind == "warning")).scalars())
+    return dataclasses.replace(queued, level=level, alert_state=alert.state, alert_level=alert.level, warnings=warnings)
+
+
+def drop(engine, row, instance: str, status: str, now: datetime) -> bool:
+    """Record that a claimed row is not sent (``superseded`` or ``expired``); False if it was no longer ours."""
+    with engine.begin() as conn:
+        return conn.execute(_mine(row, instance).values(status=status, next_attempt_at=None,
+                                                        updated_at=now)).rowcount == 1
 
 
 def release(engine, row, instance: str, now: datetime, next_attempt_at: datetime | None = None) -> None:

@@ -17,6 +17,7 @@ import collections
 import dataclasses
 import email.utils
 import logging
+import math
 import re
 import sys
 import threading
@@ -35,6 +36,7 @@ PERMANENT_CODES = {21211, 21212, 21214, 21217, 21219, 21401, 21407, 21408, 21421
 # Codes that mean "slow down" or "queue full": try again later.
 TRANSIENT_CODES = {20429, 21611, 30001, 20500, 20503}
 OPT_OUT_CODES = {21610}
+TWILIO_MAX_VALIDITY_S = 36000  # the Messages API's upper bound for ValidityPeriod
 # Twilio message status -> our notification status.
 STATUS_MAP = {
     "accepted": "sent", "scheduled": "sent", "queued": "sent", "sending": "sent", "sent": "sent",
@@ -210,11 +212,20 @@ def _twilio_http_client_class():
     return EwsTwilioHttpClient
 
 
+def validity_period(valid_until: datetime | None, now: datetime | None = None) -> int | None:
+    """The seconds left until ``valid_until`` as Twilio's ValidityPeriod (1 to 36,000), None without a limit."""
+    if valid_until is None:
+        return None
+    left = math.ceil((valid_until - (now or datetime.now(timezone.utc))).total_seconds())
+    return max(1, min(TWILIO_MAX_VALIDITY_S, left))
+
+
 class TwilioProvider:
     """Twilio's Messages API through the official library (or a Twilio-compatible endpoint)."""
 
     name = "twilio"
     can_lookup = True
+    wants_notification = True  # its validity becomes Twilio's ValidityPeriod
 
     def __init__(
         self,
@@ -255,7 +266,7 @@ class TwilioProvider:
                 self._clients.append(client)
         return client
 
-    def send(self, to: str, body: str, callback_url: str | None) -> ProviderResult:
+    def send(self, to: str, body: str, callback_url: str | None, notification=None) -> ProviderResult:
         """Create the message at Twilio; raise Transient, Permanent or Unknown when it did not plainly work."""
         import requests
         from twilio.base.exceptions import TwilioException
@@ -268,8 +279,9 @@ class TwilioProvider:
             kwargs["messaging_service_sid"] = self.messaging_service_sid
         else:
             kwargs["from_"] = self.from_number
-        if self.validity_period:
-            kwargs["validity_period"] = self.validity_period
+        validity = validity_period(getattr(notification, "valid_until", None)) or self.validity_period
+        if validity:
+            kwargs["validity_period"] = validity
         try:
             message = client.messages.create(**kwargs)
         except TwilioException as exc:
@@ -283,7 +295,7 @@ class TwilioProvider:
             raise Unknown("the answer carried no message sid")
         return ProviderResult(message.sid, STATUS_MAP.get(str(message.status or "queued"), "sent"))
 
-    def lookup(self, to: str, body: str, since: datetime) -> Found | None:
+    def lookup(self, to: str, body: str, since: datetime, notification=None) -> Found | None:
         """Find a message to ``to`` with ``body`` created since ``since`` (reconciling an unknown send)."""
         import requests
         from twilio.base.exceptions import TwilioException

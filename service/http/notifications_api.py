@@ -13,7 +13,8 @@ from service.http.auth import current_caller, require
 from service.http.pagination import PageArgs, keyset_page, page_schema
 from service.http.schemas import UTCDateTime
 
-STATUSES = ("pending", "sending", "spooled", "sent", "delivered", "undelivered", "failed", "unknown")
+STATUSES = ("pending", "sending", "spooled", "sent", "delivered", "undelivered", "failed", "unknown", "superseded",
+            "expired")
 
 blp = Blueprint("notifications", __name__, url_prefix="/api/v1/notifications",
                 description="Every outgoing SMS and its delivery state")

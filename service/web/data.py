@@ -23,6 +23,7 @@ STEADY_M_PER_H = 0.02
 SERIES_HOURS = (6, 12, 24, 48, 72, 168)
 DELIVERED = ("delivered",)
 FAILED = ("failed", "undelivered")
+NOT_SENT = ("superseded", "expired")
 CARRIED = ("spooled", "sent", "delivered", "undelivered")  # the provider took it (Gammu: in the modem's queue)
 
 
@@ -159,6 +160,8 @@ def sms_counts(conn, alert_ids: list[int]) -> dict[int, dict]:
     ).all()
     people: dict[int, dict[str, set]] = defaultdict(lambda: defaultdict(set))
     for row in rows:
+        if row.status in NOT_SENT:
+            continue  # superseded or expired: never a message to anyone
         c = counts[row.alert_id]
         c["messages"] += row.count
         bucket = "delivered" if row.status in DELIVERED else "failed" if row.status in FAILED else "pending"

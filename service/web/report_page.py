@@ -137,7 +137,7 @@ def _place_row(name: str, kecamatan: str, counts: dict) -> dict:
     return {"name": name, "kecamatan": kecamatan, "messages": sum(counts.values()),
             "delivered": counts.get("delivered", 0), "sent": counts.get("sent", 0),
             "failed": sum(counts.get(s, 0) for s in FAILED),
-            "waiting": sum(n for s, n in counts.items() if s not in ("delivered", "sent", *FAILED))}
+            "waiting": sum(n for s, n in counts.items() if s not in ("delivered", "sent", "superseded", "expired", *FAILED))}
 
 
 def place_rows(doc: dict, t: Texts) -> list[dict]:

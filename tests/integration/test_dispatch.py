@@ -52,8 +52,8 @@ def made(d: Dispatcher) -> Dispatcher:
     return d
 
 
-def twilio_services(database_url, fake, rate="50"):
-    return make_services(database_url, **fake.env(), EWS_SMS_MAX_PER_SECOND=rate)
+def twilio_services(database_url, fake, rate="50", **env):
+    return make_services(database_url, **fake.env(), EWS_SMS_MAX_PER_SECOND=rate, **env)
 
 
 def dispatcher(services, **kwargs):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from hypothesis import given
@@ -106,3 +106,56 @@ def test_the_plain_text_of_a_broken_template_names_level_kind_and_station():
     alert = policy.AlertFacts(kind="rainfall", exercise=True)
     text = policy.fallback_text(alert, policy.EventFacts(type="raised", level="siaga", at=AT), STATION)
     assert text == "LATIHAN BPBD LUTIM: SIAGA rainfall Pos TMA Laskap. Darurat: 112"
+
+
+# --- is it still worth sending ---------------------------------------------------------------------
+
+NOW = AT + timedelta(minutes=10)
+
+
+def queued(kind="warning", level="waspada", state="active", alert_level="waspada", valid_until=None, warnings=None):
+    return policy.Queued(kind=kind, level=level, valid_until=valid_until, alert_state=state, alert_level=alert_level,
+                         warnings=warnings)
+
+
+def test_a_warning_goes_while_its_alert_stays_at_its_level_and_within_its_validity():
+    assert policy.fate(queued(valid_until=policy.valid_until("warning", AT, 3600)), NOW) is None
+    assert policy.fate(queued(alert_level="siaga", level="siaga"), NOW) is None
+    assert policy.fate(queued(level="awas", alert_level="siaga"), NOW) is None  # fell back since: still true news
+
+
+def test_a_warning_of_an_alert_gone_higher_or_closed_is_superseded():
+    assert policy.fate(queued(alert_level="awas"), NOW) == "superseded"
+    assert policy.fate(queued(state="closed", alert_level="normal"), NOW) == "superseded"
+    assert policy.fate(queued(kind="reminder", level="awas", state="closed", alert_level="normal"), NOW) == "superseded"
+
+
+def test_past_its_validity_a_warning_or_reminder_expires_and_other_kinds_never_do():
+    assert policy.valid_until("warning", AT, 600) == AT + timedelta(seconds=600)
+    assert policy.fate(queued(valid_until=policy.valid_until("reminder", AT, 300)), NOW) == "expired"
+    for kind in ("all_clear", "broadcast", "reply", "operational"):
+        assert policy.valid_until(kind, AT, 600) is None
+    assert policy.fate(policy.Queued(kind="broadcast"), NOW + timedelta(days=2)) is None
+
+
+def test_an_all_clear_goes_only_to_someone_who_got_a_warning():
+    closed = dict(kind="all_clear", level="normal", state="closed", alert_level="normal")
+    assert policy.fate(queued(**closed, warnings=("superseded", "sent")), NOW) is None
+    assert policy.fate(queued(**closed, warnings=("unknown",)), NOW) is None  # may have reached them: tell
+    assert policy.fate(queued(**closed, warnings=("superseded", "failed", "pending")), NOW) == "superseded"
+    assert policy.fate(queued(**closed, warnings=()), NOW) == "superseded"
+    open_alert = dict(closed, state="active")  # a warning still queued of an open alert will go out first
+    assert policy.fate(queued(**open_alert, warnings=("pending",)), NOW) is None
+
+
+@given(kind=st.sampled_from(("warning", "reminder", "all_clear", "broadcast", "reply", "operational")),
+       level=st.sampled_from(("waspada", "siaga", "awas")), alert_level=st.sampled_from(("normal", "waspada", "siaga", "awas")),
+       state=st.sampled_from(("active", "closed")), age_s=st.integers(0, 10_000))
+def test_a_warning_is_sent_only_when_it_is_the_alerts_highest_news_and_fresh(kind, level, alert_level, state, age_s):
+    until = policy.valid_until(kind, AT, 3600)
+    verdict = policy.fate(queued(kind, level, state, alert_level, until, warnings=("sent",)), AT + timedelta(seconds=age_s))
+    if kind == "warning":
+        fresh = age_s <= 3600
+        assert (verdict is None) == (fresh and state == "active" and Level.parse(alert_level) <= Level.parse(level))
+    if kind in ("broadcast", "reply", "operational"):
+        assert verdict is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.api import make_harness
+from tests.support.api import make_harness, validation_errors
 
 NEW = {"id": "TST-HULU", "name": "Pos Uji Hulu", "river": "Sungai Kalaena", "kecamatan": "Mangkutana",
        "metrics": ["water_level"], "rules": {"water_level": {"waspada": 2.5, "siaga": 3.0, "awas": 3.5}}}
@@ -15,15 +15,9 @@ def api(database_url):
     return make_harness(database_url)
 
 
-def errors(response) -> list[dict]:
-    assert response.status_code == 422, response.get_data(as_text=True)
-    assert response.content_type == "application/problem+json"
-    return response.get_json()["errors"]
-
-
 def test_a_cycle_in_downstream_is_422_naming_it_and_nothing_changes(api):
     # The seed's Kalaena runs Mangkutana -> Kalaena -> Wotu; Wotu flowing back to Mangkutana closes a loop.
-    found = errors(api.call("PATCH", "/api/v1/stations/KLN-WOTU",
+    found = validation_errors(api.call("PATCH", "/api/v1/stations/KLN-WOTU",
                             json={"downstream": [{"station_id": "KLN-MANGKUTANA", "travel_s": 600}]}))
     assert [e["field"] for e in found] == ["downstream"]
     assert "KLN-WOTU" in found[0]["message"] and "cycle" in found[0]["message"]
@@ -31,7 +25,7 @@ def test_a_cycle_in_downstream_is_422_naming_it_and_nothing_changes(api):
     # A new station closing a loop through the registry is refused the same way.
     loop = {**NEW, "downstream": [{"station_id": "KLN-MANGKUTANA", "travel_s": 600}]}
     assert api.call("POST", "/api/v1/stations", json=loop).status_code == 201
-    found = errors(api.call("PATCH", "/api/v1/stations/KLN-WOTU",
+    found = validation_errors(api.call("PATCH", "/api/v1/stations/KLN-WOTU",
                             json={"downstream": [{"station_id": "TST-HULU", "travel_s": 60}]}))
     assert [e["field"] for e in found] == ["downstream"]
 
@@ -39,7 +33,7 @@ def test_a_cycle_in_downstream_is_422_naming_it_and_nothing_changes(api):
 def test_a_target_that_does_not_exist_is_422_naming_the_link(api):
     body = {**NEW, "downstream": [{"station_id": "KLN-KALAENA", "travel_s": 60},
                                   {"station_id": "NOWHERE", "travel_s": 60}]}
-    found = errors(api.call("POST", "/api/v1/stations", json=body))
+    found = validation_errors(api.call("POST", "/api/v1/stations", json=body))
     assert [e["field"] for e in found] == ["downstream.1.station_id"] and "NOWHERE" in found[0]["message"]
     assert api.call("GET", "/api/v1/stations/TST-HULU").status_code == 404
 

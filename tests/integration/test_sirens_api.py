@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.api import make_harness
+from tests.support.api import make_harness, validation_errors
 
 
 @pytest.fixture
 def api(database_url):
     return make_harness(database_url)
-
-
-def errors(response) -> list[dict]:
-    assert response.status_code == 422, response.get_data(as_text=True)
-    assert response.content_type == "application/problem+json"
-    return response.get_json()["errors"]
 
 
 def test_a_station_lists_its_sirens_with_the_documented_defaults(api):
@@ -38,13 +32,13 @@ def test_a_station_lists_its_sirens_with_the_documented_defaults(api):
     ([{"id": "SRN-1"}, {"id": "SRN-1"}], "sirens.1.id"),
 ])
 def test_a_bad_siren_is_422_naming_the_field(api, sirens, field):
-    assert field in [e["field"] for e in errors(api.call("PATCH", "/api/v1/stations/KLN-WOTU",
+    assert field in [e["field"] for e in validation_errors(api.call("PATCH", "/api/v1/stations/KLN-WOTU",
                                                          json={"sirens": sirens}))]
 
 
 def test_a_siren_belongs_to_one_station(api):
     assert api.call("PATCH", "/api/v1/stations/KLN-WOTU", json={"sirens": [{"id": "SRN-1"}]}).status_code == 200
-    [error] = errors(api.call("PATCH", "/api/v1/stations/MLL-MALILI", json={"sirens": [{"id": "SRN-1"}]}))
+    [error] = validation_errors(api.call("PATCH", "/api/v1/stations/MLL-MALILI", json={"sirens": [{"id": "SRN-1"}]}))
     assert error == {"field": "sirens.0.id", "message": "'SRN-1' is already a siren of station KLN-WOTU"}
     assert api.call("PATCH", "/api/v1/stations/KLN-WOTU", json={"sirens": [{"id": "SRN-1", "at": "siaga"}]}
                     ).status_code == 200  # its own station may change it
@@ -74,7 +68,7 @@ def test_get_sirens_lists_every_siren_with_its_last_command_and_ack(api):
 def test_operator_commands_are_stored_for_the_controller_and_audited(api):
     with_sirens(api)
     assert api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "viewer", json={"action": "on"}).status_code == 403
-    assert [e["field"] for e in errors(api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "operator",
+    assert [e["field"] for e in validation_errors(api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "operator",
                                                 json={"action": "loud"}))] == ["action"]
     assert api.call("POST", "/api/v1/sirens/SRN-NONE/commands", "operator", json={"action": "on"}).status_code == 404
     test = api.call("POST", "/api/v1/sirens/SRN-WOTU-1/commands", "operator", json={"action": "test"})

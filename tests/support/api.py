@@ -44,3 +44,10 @@ def make_harness(database_url: str, seed: str | None = "luwu-timur", **env: str)
         conn.execute(sa.update(schema.api_tokens).where(schema.api_tokens.c.id == revoked_id)
                      .values(revoked_at=services.clock()))
     return ApiHarness(services=services, app=app, client=app.test_client(), tokens=tokens)
+
+
+def validation_errors(response) -> list[dict]:
+    """The ``errors`` of a 422 problem document (asserting that is what ``response`` is)."""
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.content_type == "application/problem+json"
+    return response.get_json()["errors"]

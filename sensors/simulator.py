@@ -86,6 +86,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="random seed for noise (default 1)")
     parser.add_argument("--client-id-prefix", default=None, help="MQTT client ids are {this}-{station} (default ews-sim-{pid})")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--sirens", action="store_true",
+                        help="also run a controller for every siren of the registry (the stations' sirens on "
+                             "EWS_DATABASE_URL) that answers its commands (docs/sirens.md)")
+    parser.add_argument("--siren", action="append", default=[], metavar="ID",
+                        help="run an answering controller for this siren id (repeat for more)")
+    parser.add_argument("--silent-siren", action="append", default=[], metavar="ID",
+                        help="run a controller for this siren id that receives its commands and never answers "
+                             "(the service re-sends, then tells staff it does not respond)")
+    parser.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
+                        help="after the scenario, keep the simulated sirens answering this long (e.g. for the off)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -109,6 +119,7 @@ def command(args: argparse.Namespace) -> int:
                           client_prefix=args.client_id_prefix or f"ews-sim-{os.getpid()}", exercise=args.exercise)
     progress = Progress(scenario, quiet=args.quiet)
     print(f"ews simulate: publishing to {broker.host}:{broker.port} ({source})", file=sys.stderr)
+    sirens = _start_sirens(args, broker, prefix)
     try:
         if not publisher.connect(timeout=15):
             raise CommandFailed(f"cannot reach the MQTT broker at {broker.host}:{broker.port}; start it or pass --mqtt-url")
@@ -125,12 +136,49 @@ def command(args: argparse.Namespace) -> int:
         if not publisher.drain(timeout=60):
             raise CommandFailed(f"{publisher.pending()} message(s) not acknowledged by the broker")
         progress.finish(publisher)
+        if sirens is not None and args.linger > 0:
+            time.sleep(args.linger)
         return 0
     except KeyboardInterrupt:
         print("\news simulate: interrupted", file=sys.stderr)
         return 130
     finally:
         publisher.close()
+        if sirens is not None:
+            sirens.client.disconnect()
+            sirens.client.loop_stop()
+
+
+def _start_sirens(args: argparse.Namespace, broker, prefix: str):
+    """The simulated siren controllers asked for (``--sirens``, ``--siren``, ``--silent-siren``), or None."""
+    from sensors import mqttlink
+    from sensors.siren_sim import SimulatedSirens
+
+    registry = getattr(args, "registry_sirens", None)
+    answering = list(args.siren)
+    if args.sirens and registry is not None:
+        try:
+            answering += list(registry())
+        except Exception as exc:  # noqa: BLE001 - a database we cannot read is a usage problem here
+            raise UsageError(f"--sirens: cannot read the registry's sirens ({exc.__class__.__name__}); "
+                             "set EWS_DATABASE_URL to the service's database or name them with --siren") from None
+    if not answering and not args.silent_siren:
+        if args.sirens:
+            print("ews simulate: --sirens: the registry lists no siren (PATCH a station's sirens first)", file=sys.stderr)
+        return None
+    bad = [sid for sid in answering + args.silent_siren if not topics.is_station_id(sid)]
+    if bad:
+        raise UsageError(f"siren id(s) {', '.join(bad)}: use 1-64 letters, digits, '-' or '_'")
+    client = mqttlink.make_client(broker, f"{args.client_id_prefix or f'ews-sim-{os.getpid()}'}-sirens")
+    sirens = SimulatedSirens(client, prefix, answering, args.silent_siren,
+                             say=lambda line: print(line, file=sys.stderr, flush=True))
+    client.connect_async(broker.host, broker.port, keepalive=30)
+    client.loop_start()
+    if not sirens.wait_subscribed(15):
+        raise CommandFailed(f"simulated sirens could not subscribe at {broker.host}:{broker.port}")
+    print(f"ews simulate: sirens {', '.join(sirens.answering) or '-'} answer"
+          + (f"; {', '.join(sirens.silent)} stay silent" if sirens.silent else ""), file=sys.stderr)
+    return sirens
 
 
 def run_once(scenario, publisher: "Publisher", progress: "Progress", *, speed: float, seed: int,

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     # ews simulate and ews gateway (sensors/, which never imports the service) find the embedded
     # broker of an `ews run` on the same database through this, whatever port it took.
     args.recorded_broker_url = _recorded_broker_url
+    args.registry_sirens = _registry_sirens  # ews simulate --sirens: the registry's siren ids
     try:
         return int(module.command(args) or 0)
     except EwsError as exc:
@@ -73,6 +74,19 @@ def _recorded_broker_url() -> str | None:
     from service.broker import recorded_broker_url
 
     return recorded_broker_url(os.environ)
+
+
+def _registry_sirens() -> list[str]:
+    from config.settings import load_settings
+    from service.db.engine import make_engine
+    from service.sirens import siren_owners
+
+    engine = make_engine(load_settings(os.environ).database_url)
+    try:
+        with engine.connect() as conn:
+            return sorted(siren_owners(conn))
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

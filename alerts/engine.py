@@ -8,9 +8,9 @@ station. Samples are judged by measurement time. The design (docs/rules.md):
   the hold and clear timers of each threshold, the reading that caused the level; the
   last hour of water levels (rise rate) and the last 24 h of rain increments (rolling
   sums). Its size is bounded by those windows, never by the station's history.
-* The state keeps two snapshots: ``cur`` (after every sample seen) and ``base`` (after
+* The state keeps two snapshots: ``current`` (after every sample seen) and ``base`` (after
   every sample older than ``HORIZON_S`` before the newest one), plus the samples in
-  between (``hz``). An in-order sample is applied to ``cur``. A late sample inside the
+  between (``horizon``). An in-order sample is applied to ``current``. A late sample inside the
   horizon makes the engine replay ``base`` + the horizon samples in time order, so the
   outcome is the same as if it had arrived on time. A sample older than the horizon is
   not judged (``Judgement.ignored`` counts it); it is still stored by the caller.
@@ -22,7 +22,7 @@ station. Samples are judged by measurement time. The design (docs/rules.md):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
 from alerts.levels import WARNING_LEVELS, Level
@@ -30,7 +30,7 @@ from alerts.model import PUBLIC_ALERT_KINDS, Sample
 from alerts.rules import RAIN_WINDOWS, Rules
 from alerts.times import rfc3339
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: readable names (1 is still read, see _from_v1)
 HORIZON_S = 6 * 3600  # how late a sample may arrive and still be judged
 RISE_WINDOW_S = 3600  # the rise rate compares with the sample about an hour earlier...
 RISE_MIN_SPAN_S = 1800  # ...and needs at least half an hour of span (10-minute noise)
@@ -103,29 +103,31 @@ def iso(us: int) -> str:
 
 
 def _new_machine() -> dict:
-    # up[i] / down[i]: since when (us) the value has been continuously at or above the
-    # entry line / below the clear line of WARNING_LEVELS[i]; None when it is not.
-    # tl: level from thresholds alone; level: the kind's level (with the rise rate).
-    return {"level": 0, "tl": 0, "up": [None, None, None], "down": [None, None, None], "cause": None}
+    # above_since[i] / below_since[i]: since when (us) the value has been continuously at or
+    # above the entry line / below the clear line of WARNING_LEVELS[i]; None when it is not.
+    # threshold_level: the level from thresholds alone; level: the kind's level (with the rise rate).
+    return {"level": 0, "threshold_level": 0, "above_since": [None, None, None],
+            "below_since": [None, None, None], "cause": None}
 
 
 def _new_snapshot() -> dict:
     machines = {kind: _new_machine() for kind in ENGINE_KINDS}
-    machines["water_level"]["rise"] = {"on": False, "below": None}
-    return {"k": machines, "wl": [], "rain": [], "last": None}
+    machines["water_level"]["rise"] = {"on": False, "below_since": None}
+    return {"kinds": machines, "water_levels": [], "rain": [], "last": None}
 
 
 def _clone_snapshot(snap: dict) -> dict:
     machines = {}
-    for kind, m in snap["k"].items():
-        copy = {"level": m["level"], "tl": m["tl"], "up": list(m["up"]), "down": list(m["down"]),
-                "cause": m["cause"]}
-        if "rise" in m:
-            copy["rise"] = dict(m["rise"])
+    for kind, machine in snap["kinds"].items():
+        copy = {"level": machine["level"], "threshold_level": machine["threshold_level"],
+                "above_since": list(machine["above_since"]), "below_since": list(machine["below_since"]),
+                "cause": machine["cause"]}
+        if "rise" in machine:
+            copy["rise"] = dict(machine["rise"])
         machines[kind] = copy
     return {
-        "k": machines,
-        "wl": [list(e) for e in snap["wl"]],
+        "kinds": machines,
+        "water_levels": [list(e) for e in snap["water_levels"]],
         "rain": [list(e) for e in snap["rain"]],
         "last": list(snap["last"]) if snap["last"] is not None else None,
     }
@@ -133,33 +135,132 @@ def _clone_snapshot(snap: dict) -> dict:
 
 def new_state() -> dict:
     """The state of a station the engine has never seen."""
-    return {"v": STATE_VERSION, "base": _new_snapshot(), "base_key": None, "cur": _new_snapshot(), "hz": []}
+    return {"v": STATE_VERSION, "base": _new_snapshot(), "base_key": None, "current": _new_snapshot(), "horizon": []}
 
 
 def _load(state: dict | None) -> dict:
-    """A private copy of ``state`` (the caller's dict is never changed)."""
-    if not state or state.get("v") != STATE_VERSION:
+    """A private copy of ``state`` (the caller's dict is never changed); older versions are migrated."""
+    if state and state.get("v") == 1:
+        state = _from_v1(state)
+    if not is_full_state(state):
         return new_state()
     return {
         "v": STATE_VERSION,
         "base": _clone_snapshot(state["base"]),
         "base_key": list(state["base_key"]) if state.get("base_key") is not None else None,
-        "cur": _clone_snapshot(state["cur"]),
-        "hz": [list(e) for e in state["hz"]],
+        "current": _clone_snapshot(state["current"]),
+        "horizon": [list(e) for e in state["horizon"]],
     }
+
+
+def is_full_state(state: Mapping | None) -> bool:
+    """True for a whole state of this version (both snapshots and the horizon), as ``judge`` returns it."""
+    return bool(state) and state.get("v") == STATE_VERSION and "current" in state
+
+
+# Version 1 (first release) used short keys; the loader renames them, so stored states keep working.
+_V1_MACHINE = {"tl": "threshold_level", "up": "above_since", "down": "below_since"}
+
+
+def _from_v1(state: Mapping) -> dict:
+    """A version-1 state with this version's names (same meaning, same values)."""
+    def snapshot(snap: Mapping) -> dict:
+        kinds = {}
+        for kind, machine in snap["k"].items():
+            renamed = {_V1_MACHINE.get(key, key): value for key, value in machine.items()}
+            if "rise" in renamed:
+                renamed["rise"] = {"on": renamed["rise"]["on"], "below_since": renamed["rise"]["below"]}
+            kinds[kind] = renamed
+        return {"kinds": kinds, "water_levels": snap["wl"], "rain": snap["rain"], "last": snap["last"]}
+
+    return {"v": STATE_VERSION, "base": snapshot(state["base"]), "base_key": state.get("base_key"),
+            "current": snapshot(state["cur"]), "horizon": state["hz"]}
+
+
+# --- checkpoints: what a store keeps between judgements ---------------------------------
+#
+# A whole state holds up to 6 h of samples (the horizon) and 24 h of rain: writing it after
+# every batch costs more than judging. Everything in it follows from the base snapshot and
+# the samples judged after it, in time order (that is how a late sample is judged), so a
+# store keeps a *checkpoint* (the base snapshot and its key, rewritten now and then) plus
+# the samples it stores anyway, and ``resume`` rebuilds the same state from them.
+
+
+def checkpoint(state: Mapping, after_id: int | None = None) -> dict:
+    """The checkpoint of a whole state: its base snapshot and the key of the newest sample in it.
+
+    ``after_id``: for a base that holds no sample yet, the store's own marker of where this
+    station's samples begin (a station re-created under an old id must not replay old ones).
+    """
+    doc = {"v": STATE_VERSION, "base": _clone_snapshot(state["base"]),
+           "base_key": list(state["base_key"]) if state["base_key"] is not None else None}
+    if state["base_key"] is None and after_id is not None:
+        doc["after_id"] = after_id
+    return doc
+
+
+def base_key(state: Mapping) -> list | None:
+    """The key ``[ts_us, metric]`` of the newest sample folded into the base (None: none yet)."""
+    return list(state["base_key"]) if state["base_key"] is not None else None
+
+
+def resume(rules: Rules, point: Mapping, key: list | None, entries: Iterable[tuple[int, str, float]]) -> dict:
+    """Rebuild the whole state from a checkpoint, the base key reached since, and the stored samples.
+
+    ``entries`` are ``(ts_us, metric, value)`` of every sample judged after the checkpoint
+    (newer than its key); samples up to ``key`` go into the base, the rest form the horizon,
+    and the current snapshot is the base with the horizon applied: the state ``judge``
+    returned last, for the same rules.
+    """
+    base = _clone_snapshot(point["base"])
+    start = tuple(point["base_key"]) if point.get("base_key") is not None else None
+    until = tuple(key) if key is not None else None
+    horizon: list[list] = []
+    for ts, metric, value in sorted(entries, key=lambda e: (e[0], e[1])):
+        if metric not in JUDGED_METRICS or (start is not None and (ts, metric) <= start):
+            continue
+        if until is not None and (ts, metric) <= until:
+            _apply(base, rules, [ts, metric, float(value)], None)
+        else:
+            horizon.append([ts, metric, float(value)])
+    current = _clone_snapshot(base)
+    for entry in horizon:
+        _apply(current, rules, entry, None)
+    return {"v": STATE_VERSION, "base": base, "base_key": list(until) if until is not None else None,
+            "current": current, "horizon": horizon}
+
+
+def levels_of(state: Mapping) -> dict[str, Level]:
+    """The level of each kind in a whole state."""
+    return {kind: Level(state["current"]["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
+
+
+def micros(ts: datetime) -> int:
+    """Epoch microseconds of a timezone-aware time (the engine's time keys)."""
+    return _us(ts)
+
+
+def from_micros(us: int) -> datetime:
+    """The UTC time of epoch microseconds."""
+    return _dt(us)
+
+
+def load_state(state: Mapping | None) -> dict:
+    """A private, current-version copy of a whole stored state (version 1 is migrated); new if None."""
+    return _load(state)
 
 
 # --- the level machine ------------------------------------------------------------
 
 
-def _machine_step(m: dict, ts: int, conds: list, hold_s: float, clear_hold_s: float) -> int:
+def _machine_step(machine: dict, ts: int, conds: list, hold_s: float, clear_hold_s: float) -> int:
     """Advance one kind's threshold timers to ``ts`` and return its threshold level.
 
     ``conds[i]`` is None when WARNING_LEVELS[i] is not used, else ``(at_or_above_entry,
     below_clear_line)``. A level is entered once its entry condition has held for
     ``hold_s``; a level is kept until its clear condition has held for ``clear_hold_s``.
     """
-    up, down = m["up"], m["down"]
+    up, down = machine["above_since"], machine["below_since"]
     for i, cond in enumerate(conds):
         if cond is None:
             up[i] = down[i] = None
@@ -173,20 +274,35 @@ def _machine_step(m: dict, ts: int, conds: list, hold_s: float, clear_hold_s: fl
         if cond is not None and up[i] is not None and ts - up[i] >= hold:
             entered = i + 1
     kept = 0
-    for i in range(m["tl"]):
+    for i in range(machine["threshold_level"]):
         if conds[i] is None:
             continue
         if down[i] is not None and ts - down[i] >= clear:
             continue
         kept = i + 1
-    m["tl"] = max(entered, kept)
-    return m["tl"]
+    machine["threshold_level"] = max(entered, kept)
+    return machine["threshold_level"]
 
 
-def _water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> dict:
-    """Judge one water level; return the reading (with the rise rate when known)."""
-    m = snap["k"]["water_level"]
-    buf = snap["wl"]
+_THRESHOLDS: dict[int, tuple] = {}  # id(rule) -> (rule, its thresholds by WARNING_LEVELS)
+
+
+def _thresholds(rule) -> tuple:
+    """A rule's entry values for WARNING_LEVELS (None: level not used), looked up once per rule object."""
+    if rule is None:
+        return (None,) * len(WARNING_LEVELS)
+    known = _THRESHOLDS.get(id(rule))
+    if known is None or known[0] is not rule:  # an id can be reused once a rule object is gone
+        if len(_THRESHOLDS) > 1024:
+            _THRESHOLDS.clear()
+        known = _THRESHOLDS[id(rule)] = (rule, tuple(rule.threshold(level) for level in WARNING_LEVELS))
+    return known[1]
+
+
+def _water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> dict | None:
+    """Judge one water level; return what its reading adds (the rise rate, when known)."""
+    machine = snap["kinds"]["water_level"]
+    buf = snap["water_levels"]
     buf.append([ts, value])
     oldest = ts - RISE_WINDOW_S * _US
     drop = 0
@@ -200,26 +316,22 @@ def _water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> dict:
         rate = (value - ref_value) / ((ts - ref_ts) / (3600 * _US))
     rule = rules.water_level
     conds: list = []
-    for level in WARNING_LEVELS:
-        threshold = rule.threshold(level) if rule else None
+    for threshold in _thresholds(rule):
         conds.append(None if threshold is None else (value >= threshold, value < threshold - rule.clear_margin))
-    tl = _machine_step(m, ts, conds, rule.hold_s if rule else 0, rule.clear_hold_s if rule else 0)
-    rise = m["rise"]
+    tl = _machine_step(machine, ts, conds, rule.hold_s if rule else 0, rule.clear_hold_s if rule else 0)
+    rise = machine["rise"]
     if rule is None or rule.rise_rate is None:
-        rise["on"], rise["below"] = False, None
+        rise["on"], rise["below_since"] = False, None
     elif rate is not None:
         if rate >= rule.rise_rate.per_hour:
-            rise["on"], rise["below"] = True, None
+            rise["on"], rise["below_since"] = True, None
         elif rise["on"]:
-            rise["below"] = rise["below"] if rise["below"] is not None else ts
-            if ts - rise["below"] >= rule.clear_hold_s * _US:
-                rise["on"], rise["below"] = False, None
+            rise["below_since"] = rise["below_since"] if rise["below_since"] is not None else ts
+            if ts - rise["below_since"] >= rule.clear_hold_s * _US:
+                rise["on"], rise["below_since"] = False, None
     floor = int(rule.rise_rate.level) if rise["on"] and rule and rule.rise_rate else 0
-    m["level"] = max(tl, floor)
-    reading = {"metric": "water_level", "value": value, "ts": iso(ts)}
-    if rate is not None:
-        reading["rate_per_hour"] = round(rate, 4)
-    return reading
+    machine["level"] = max(tl, floor)
+    return None if rate is None else {"rate_per_hour": round(rate, 4)}
 
 
 def _rain_sums(buf: list, ts: int) -> dict[str, float]:
@@ -242,7 +354,7 @@ def _rain_sums(buf: list, ts: int) -> dict[str, float]:
 
 def _rainfall_step(snap: dict, rules: Rules, ts: int, value: float) -> dict:
     """Judge one rain increment by the rolling sums it completes."""
-    m = snap["k"]["rainfall"]
+    machine = snap["kinds"]["rainfall"]
     buf = snap["rain"]
     buf.append([ts, value])
     oldest = ts - RAIN_BUFFER_S * _US
@@ -254,31 +366,27 @@ def _rainfall_step(snap: dict, rules: Rules, ts: int, value: float) -> dict:
     sums = _rain_sums(buf, ts)
     rule = rules.rainfall
     conds: list = []
-    for level in WARNING_LEVELS:
-        pairs = []
-        for window in rule.windows if rule else ():
-            threshold = window.threshold(level)
-            if threshold is not None:
-                pairs.append((sums[window.name], threshold))
+    windows = [(sums[window.name], _thresholds(window)) for window in rule.windows] if rule else []
+    for index in range(len(WARNING_LEVELS)):
+        pairs = [(total, limits[index]) for total, limits in windows if limits[index] is not None]
         if not pairs:
             conds.append(None)
             continue
         reached = any(total >= threshold for total, threshold in pairs)
         conds.append((reached, not reached))
-    m["level"] = _machine_step(m, ts, conds, 0, rule.clear_hold_s if rule else 0)
-    return {"metric": "rainfall", "value": value, "ts": iso(ts),
-            "sums": {name: round(total, 3) for name, total in sums.items()}}
+    machine["level"] = _machine_step(machine, ts, conds, 0, rule.clear_hold_s if rule else 0)
+    return {"sums": sums}  # rounded only for a reading that is kept (see _apply)
 
 
-def _battery_step(snap: dict, rules: Rules, ts: int, value: float) -> dict:
+def _battery_step(snap: dict, rules: Rules, ts: int, value: float) -> None:
     """Judge one supply voltage: below ``low`` is a battery problem (level waspada)."""
-    m = snap["k"]["battery"]
+    machine = snap["kinds"]["battery"]
     rule = rules.battery
     conds: list = [None, None, None]
     if rule is not None:
         conds[0] = (value < rule.low, value >= rule.low + rule.clear_margin)
-    m["level"] = _machine_step(m, ts, conds, 0, 0)
-    return {"metric": "battery", "value": value, "ts": iso(ts)}
+    machine["level"] = _machine_step(machine, ts, conds, 0, 0)
+    return None
 
 
 _STEPS = {"water_level": _water_level_step, "rainfall": _rainfall_step, "battery": _battery_step}
@@ -287,14 +395,19 @@ _STEPS = {"water_level": _water_level_step, "rainfall": _rainfall_step, "battery
 def _apply(snap: dict, rules: Rules, entry: list, events: list[EngineEvent] | None) -> None:
     """Apply one sample ``[ts, metric, value]`` to ``snap``; record an event if its kind's level changed."""
     ts, metric, value = entry
-    m = snap["k"][metric]
-    before = m["level"]
-    reading = _STEPS[metric](snap, rules, ts, value)
+    machine = snap["kinds"][metric]
+    before = machine["level"]
+    extra = _STEPS[metric](snap, rules, ts, value)
     snap["last"] = [ts, metric]
-    if m["level"] != before:
-        m["cause"] = reading
+    if machine["level"] != before:
+        # The reading is built only when it is kept (the cause of a level): most samples change nothing.
+        reading = {"metric": metric, "value": value, "ts": iso(ts)}
+        if extra is not None:
+            reading.update(extra if "sums" not in extra
+                           else {"sums": {name: round(total, 3) for name, total in extra["sums"].items()}})
+        machine["cause"] = reading
         if events is not None:
-            events.append(EngineEvent(metric, event_type(before, m["level"]), Level(m["level"]), _dt(ts), reading))
+            events.append(EngineEvent(metric, event_type(before, machine["level"]), Level(machine["level"]), _dt(ts), reading))
 
 
 # --- judge ------------------------------------------------------------------------
@@ -307,17 +420,17 @@ def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_s
     gives up the dict, e.g. one freshly decoded from the database): it saves copying the
     whole horizon on every batch.
     """
-    st = state if take_state and state and state.get("v") == STATE_VERSION else _load(state)
+    st = state if take_state and is_full_state(state) else _load(state)
     in_order, late, ignored = _sort_incoming(st, samples)
     events: list[EngineEvent] = []
     if late:
         events.extend(_replay_with_late(st, rules, late))
-    cur = st["cur"]
+    cur = st["current"]
     for entry in in_order:
         _apply(cur, rules, entry, events)
-    st["hz"].extend(in_order)
+    st["horizon"].extend(in_order)
     _advance_base(st, rules)
-    levels = {kind: Level(cur["k"][kind]["level"]) for kind in ENGINE_KINDS}
+    levels = {kind: Level(cur["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
     return Judgement(state=st, events=events, levels=levels, ignored=ignored)
 
 
@@ -326,7 +439,7 @@ def _sort_incoming(st: dict, samples: Iterable[Sample]) -> tuple[list[list], lis
 
     Returns ``(in_order, late, ignored)``; a late sample the horizon already holds is dropped (a duplicate).
     """
-    last = tuple(st["cur"]["last"]) if st["cur"]["last"] is not None else None
+    last = tuple(st["current"]["last"]) if st["current"]["last"] is not None else None
     base_key = tuple(st["base_key"]) if st["base_key"] is not None else None
     incoming: dict[tuple[int, str], float] = {}
     for sample in samples:
@@ -344,7 +457,7 @@ def _sort_incoming(st: dict, samples: Iterable[Sample]) -> tuple[list[list], lis
             ignored += 1  # older than the horizon (or already folded into the base)
             continue
         if seen is None:
-            seen = {(e[0], e[1]) for e in st["hz"]}
+            seen = {(e[0], e[1]) for e in st["horizon"]}
         if key not in seen:
             late.append([key[0], key[1], incoming[key]])
     return in_order, late, ignored
@@ -352,41 +465,41 @@ def _sort_incoming(st: dict, samples: Iterable[Sample]) -> tuple[list[list], lis
 
 def _replay_with_late(st: dict, rules: Rules, late: list[list]) -> list[EngineEvent]:
     """Replay the horizon with the late samples in place, as if they had come on time; one event per changed kind."""
-    cur = st["cur"]
-    merged = sorted(st["hz"] + late, key=lambda e: (e[0], e[1]))
+    cur = st["current"]
+    merged = sorted(st["horizon"] + late, key=lambda e: (e[0], e[1]))
     replay = _clone_snapshot(st["base"])
     for entry in merged:
         _apply(replay, rules, entry, None)
     events: list[EngineEvent] = []
     for kind in ENGINE_KINDS:
-        before, after = cur["k"][kind]["level"], replay["k"][kind]
+        before, after = cur["kinds"][kind]["level"], replay["kinds"][kind]
         if after["level"] != before:
             # Kinds are independent, so only a kind with late samples can change here. Name
             # the reading that caused the new level, or the late one if the replay merely
             # undid a change (the level is the base's again).
             reading = after["cause"]
-            if reading is None or reading is st["base"]["k"][kind]["cause"]:
+            if reading is None or reading is st["base"]["kinds"][kind]["cause"]:
                 reading = _latest_reading(late, kind)
             at = _dt(_parse_iso_us(reading["ts"]))
             events.append(EngineEvent(kind, event_type(before, after["level"]), Level(after["level"]), at, reading))
-    st["cur"] = replay
-    st["hz"] = merged
+    st["current"] = replay
+    st["horizon"] = merged
     return events
 
 
 def _advance_base(st: dict, rules: Rules) -> None:
     """Fold samples older than the horizon into the base snapshot (each exactly once)."""
-    hz = st["hz"]
-    if not hz:
+    horizon = st["horizon"]
+    if not horizon:
         return
-    cutoff = hz[-1][0] - HORIZON_S * _US
+    cutoff = horizon[-1][0] - HORIZON_S * _US
     count = 0
-    while count < len(hz) and hz[count][0] < cutoff:
-        _apply(st["base"], rules, hz[count], None)
+    while count < len(horizon) and horizon[count][0] < cutoff:
+        _apply(st["base"], rules, horizon[count], None)
         count += 1
     if count:
-        st["base_key"] = [hz[count - 1][0], hz[count - 1][1]]
-        del hz[:count]
+        st["base_key"] = [horizon[count - 1][0], horizon[count - 1][1]]
+        del horizon[:count]
 
 
 def _latest_reading(entries: list[list], kind: str) -> dict | None:
@@ -402,7 +515,9 @@ def _parse_iso_us(text: str) -> int:
 
 def current_rain_sums(state: dict | None) -> dict[str, float] | None:
     """The rolling rainfall sums at the newest rain sample of a stored state (for reminders)."""
-    if not state or state.get("v") != STATE_VERSION or not state["cur"]["rain"]:
+    if state and state.get("v") == 1:
+        state = _from_v1(state)
+    if not is_full_state(state) or not state["current"]["rain"]:
         return None
-    buf = state["cur"]["rain"]
+    buf = state["current"]["rain"]
     return {name: round(total, 3) for name, total in _rain_sums(buf, buf[-1][0]).items()}

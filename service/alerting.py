@@ -28,6 +28,7 @@ from alerts.model import PUBLIC_ALERT_KINDS, Sample
 from alerts.rules import Rules, RulesError, parse_rules, rules_to_doc
 from alerts.station_rules import effective_rules
 from alerts.times import rfc3339
+from service import station_states
 from service.db import dialect
 from service.db.schema import alert_events, alerts, station_state, stations
 
@@ -129,13 +130,15 @@ def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now
     station_id = station["id"]
     rules = rules or station_rules(station)
     if state is None:
-        row = conn.execute(sa.select(station_state.c.engine, station_state.c.online)
+        row = conn.execute(sa.select(station_state.c.engine, station_state.c.engine_delta, station_state.c.online)
                            .where(station_state.c.station_id == station_id)).first()
         state = dict(row._mapping) if row is not None else None
-    judgement, recorded = judge_and_record(conn, station_id, rules, state["engine"] if state is not None else None,
-                                           samples, now, AlertScope(exercise=exercise))
+    engine_state = None if state is None else station_states.whole_state(
+        conn, station_id, rules, state.get("engine"), state.get("engine_delta"))
+    judgement, recorded = judge_and_record(conn, station_id, rules, engine_state, samples, now,
+                                           AlertScope(exercise=exercise))
     # ``state_values``: the caller's own station_state columns, written in the same UPDATE.
-    values = {**(state_values or {}), "engine": judgement.state, "level": judgement.level.label}
+    values = {**(state_values or {}), "engine": judgement.state, "engine_delta": None, "level": judgement.level.label}
     if state is None:  # callers other than ingest (tests, tools)
         conn.execute(sa.insert(station_state).values({"station_id": station_id, "latest": {}, "updated_at": now, **values}))
     else:
@@ -144,6 +147,22 @@ def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now
     if reporting and samples and (state is None or not state.get("online", False)):
         recorded.extend(_back_online(conn, station_id, rules, max(samples, key=lambda s: s.ts), now))
     return recorded
+
+
+def judge_station(conn: Connection, station_id: str, rules: Rules, engine_state: Mapping | None,
+                  samples: list[Sample], now: datetime, *, online: bool, reporting: bool,
+                  exercise: bool = False) -> tuple[Judgement, list[dict]]:
+    """Judge a station's newly stored samples from the state ingest holds; return the judgement and events.
+
+    The caller writes the state (service/station_states.py) and, when ``reporting``, sets the
+    station online in the same UPDATE: this only records the alerts and events.
+    """
+    judgement, recorded = judge_and_record(conn, station_id, rules, engine_state, samples, now,
+                                           AlertScope(exercise=exercise))
+    if reporting and samples and not online:
+        recorded.extend(_back_online(conn, station_id, rules, max(samples, key=lambda s: s.ts), now,
+                                     mark_online=False))
+    return judgement, recorded
 
 
 def judge_and_record(conn: Connection, station_id: str, rules: Rules, engine_state: Mapping | None,
@@ -198,14 +217,16 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
     return [_event_dict(event_id, alert_id, station_id, kind, type_, level.label, event.at, dispatch)]
 
 
-def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample, now: datetime) -> list[dict]:
+def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample, now: datetime, *,
+                 mark_online: bool = True) -> list[dict]:
     """A station that reports again ends its offline alert (staff are told)."""
     current = _open_alert(conn, station_id, "offline", lock=True)
     if current is None:
         return []
     conn.execute(sa.update(alerts).where(alerts.c.id == current.id).values(
         state="closed", level=Level.NORMAL.label, closed_at=now, last_notified_at=now))
-    conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=True))
+    if mark_online:
+        conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=True))
     reading = {"metric": newest.metric, "value": newest.value, "ts": rfc3339(newest.ts)}
     event_id = _insert_event(conn, current.id, "cleared", Level.NORMAL.label, now, now, reading, "pending")
     return [_event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, "pending")]
@@ -280,7 +301,8 @@ def remind_awas(engine: Engine, now: datetime) -> int:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(alerts.c.id, alerts.c.station_id, alerts.c.kind, alerts.c.last_notified_at,
-                      stations.c.rules, station_state.c.latest, station_state.c.engine)
+                      stations.c.rules, station_state.c.latest, station_state.c.engine,
+                      station_state.c.engine_delta)
             .join(stations, stations.c.id == alerts.c.station_id)
             .outerjoin(station_state, station_state.c.station_id == alerts.c.station_id)
             # A drill's alerts are not reminded: the exercise tests the warning chain, not the hourly repeat.
@@ -302,13 +324,14 @@ def remind_awas(engine: Engine, now: datetime) -> int:
                 alerts.c.id == row.id, alerts.c.state == "active", alerts.c.level == Level.AWAS.label, old,
             ).values(last_notified_at=now)).rowcount == 1
             if won:
-                reading = _latest_reading(row.kind, row.latest, row.engine)
+                reading = _latest_reading(row.kind, row.latest, row.engine, row.engine_delta)
                 _insert_event(conn, row.id, "reminded", Level.AWAS.label, now, now, reading, "pending")
                 reminded += 1
     return reminded
 
 
-def _latest_reading(kind: str, latest: Mapping | None, engine_state: Mapping | None) -> dict | None:
+def _latest_reading(kind: str, latest: Mapping | None, engine_state: Mapping | None,
+                    delta: Mapping | None = None) -> dict | None:
     """The newest value behind an alert, for a reminder's text (rainfall: with the rolling sums)."""
     known = (latest or {}).get(kind)
     if known is None:
@@ -316,7 +339,8 @@ def _latest_reading(kind: str, latest: Mapping | None, engine_state: Mapping | N
     ts = datetime.fromisoformat(str(known["ts"]).replace("Z", "+00:00"))
     reading = {"metric": kind, "value": known["value"], "ts": rfc3339(ts)}
     if kind == "rainfall":
-        sums = current_rain_sums(dict(engine_state) if engine_state else None)
+        # Ingest keeps the sums in the delta; a whole state (first release, tools) holds the rain itself.
+        sums = (delta or {}).get("rain_sums") or current_rain_sums(dict(engine_state) if engine_state else None)
         if sums is not None:
             reading["sums"] = sums
     return reading

@@ -19,15 +19,15 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.model import Rejection, Sample
 from sensors.payload import StationInfo, parse_payload
-from service import alerting, dead_letters, samples
-from service.db.schema import station_state, stations
+from service import alerting, dead_letters, samples, station_states
+from service.db.schema import stations
 from service.samples import Offered, Skipped
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ class Ingestor:
         self._stations: dict[str, _Station] = {}
         self._stations_loaded = 0.0
         self._lock = threading.Lock()
+        self.states = station_states.StationStates()
+        # One batch at a time per process (MQTT worker, HTTP posts, replays): the held states are
+        # changed in place by a batch and dropped if it does not commit.
+        self._writing = threading.RLock()
         self.exercises = ExerciseIngest(self)
 
     # -- entry points -------------------------------------------------------------------------
@@ -106,8 +110,7 @@ class Ingestor:
             return self.exercises.ingest_alongside(messages, self.ingest)
         started = time.perf_counter()
         try:
-            with self.services.engine.begin() as conn:
-                results, dead_bytes = self._ingest_batch(conn, messages)
+            results, dead_bytes = self._committed(messages)
             self.dead_letter_cap.written(dead_bytes)
         except Exception as exc:
             if database_unavailable(exc):
@@ -125,11 +128,20 @@ class Ingestor:
             self.services.wake_sirens()
         return results
 
+    def _committed(self, messages: list[Message]) -> tuple[list[IngestResult], int]:
+        """One batch in one transaction; the held states of a batch that did not commit are dropped."""
+        with self._writing:
+            try:
+                with self.services.engine.begin() as conn:
+                    return self._ingest_batch(conn, messages)
+            except BaseException:
+                self.states.forget()  # what the batch changed in memory is not in the database
+                raise
+
     def _ingest_alone(self, message: Message) -> IngestResult:
         """Retry one message alone; if it fails again it becomes an ``internal_error`` dead letter."""
         try:
-            with self.services.engine.begin() as conn:
-                results, dead_bytes = self._ingest_batch(conn, [message])
+            results, dead_bytes = self._committed([message])
             self.dead_letter_cap.written(dead_bytes)
             return results[0]
         except Exception as exc:
@@ -167,11 +179,7 @@ class Ingestor:
             if result.accepted:
                 offers_by_station[result.station_id].append((result, Offered(result.accepted, result.indexes)))
                 received_by_station[result.station_id] = message.received_at
-        skipped: list[Skipped] = []
-        # Lock stations in one global order: two instances committing batches that share
-        # stations would otherwise deadlock on PostgreSQL (each holding a row the other wants).
-        for station_id, offers in sorted(offers_by_station.items()):
-            skipped += self._store_station(conn, station_id, offers, received_by_station[station_id])
+        skipped = self._store_stations(conn, offers_by_station, received_by_station) if offers_by_station else []
         if skipped:
             samples.settle_against_stored(conn, skipped)
         for offers in offers_by_station.values():
@@ -193,41 +201,66 @@ class Ingestor:
             log.debug("%s seq %s..%s", station_id, min(parsed.seqs), max(parsed.seqs))
         return result
 
-    def _store_station(self, conn: Connection, station_id: str, offers: list[tuple[IngestResult, Offered]],
-                       received_at: datetime) -> list[Skipped]:
-        """Insert one station's samples, update its state and run its rules.
+    def _store_stations(self, conn: Connection, offers_by_station: dict[str, list[tuple[IngestResult, Offered]]],
+                        received_by_station: dict[str, datetime]) -> list[Skipped]:
+        """Insert every station's samples in one statement, judge each station from its held state, write the rows.
 
-        ``offers`` are this station's messages, in arrival order: the inserted samples, rain
-        rejections and events are assigned back to them. Returns the samples the database
-        already held, to be compared with the stored values.
+        ``offers_by_station``: each station's messages, in arrival order: the inserted samples, rain
+        rejections and events are assigned back to them. Returns the samples the database already
+        held, to be compared with the stored values.
         """
-        station = self._stations[station_id]
-        state = samples.lock_station_state(conn, station_id, received_at)
-        offered = samples.unique(s for _, offer in offers for s in offer.samples)
-        rain, rain_rejections, counter = samples.rain_from_tips(
-            offered, state.get("rain_counter"), station.row.get("mm_per_tip") or 0.0,
-            station.info.plausible.get("rainfall"))
-        inserted = samples.insert_readings(conn, offered + rain, received_at)
-        skipped = samples.assign([offer for _, offer in offers], inserted,
-                                 {(s.metric, s.ts): s.value for s in offered})
-        # Rain made of counters belongs to no single message: the batch's last one reports it.
-        last = offers[-1][0]
-        last.rejected.extend(rain_rejections)
-        # Every new sample goes to the rules (signal too: a station that only reports its
-        # signal is still back online); rain_tips counters are judged as the rainfall made of them.
-        judged = [s for s in inserted if s.metric != "rain_tips"]
-        values = samples.station_state_values(state, inserted, received_at, counter)
-        if not judged:
-            conn.execute(update(station_state).where(station_state.c.station_id == station_id).values(**values))
-        else:
-            if station.rules is None:
-                station.rules = alerting.station_rules(station.row)
-            events = alerting.apply_samples(conn, station.row, judged, received_at,
-                                            exercise=self.services.settings.exercise,
-                                            state=state, rules=station.rules, state_values=values,
-                                            reporting=samples.is_news(state, received_at))
-            last.events.extend(events)
+        ids = sorted(offers_by_station)  # one global lock order: no deadlock between instances
+        held = self.states.lock(conn, ids, min(received_by_station.values()), self._rules_of)
+        plans, rows = [], []
+        for station_id in ids:
+            station, state = self._stations[station_id], held[station_id]
+            offers, received_at = offers_by_station[station_id], received_by_station[station_id]
+            offered = samples.unique(s for _, offer in offers for s in offer.samples)
+            rain, rain_rejections, counter = samples.rain_from_tips(
+                offered, state.row.get("rain_counter"), station.row.get("mm_per_tip") or 0.0,
+                station.info.plausible.get("rainfall"))
+            # Rain made of counters belongs to no single message: the batch's last one reports it.
+            offers[-1][0].rejected.extend(rain_rejections)
+            rows.extend({"station_id": s.station_id, "metric": s.metric, "ts": s.ts, "value": s.value,
+                         "received_at": received_at} for s in offered + rain)
+            plans.append((station_id, offered, rain, counter))
+        stored = samples.insert_batch(conn, rows)
+        skipped: list[Skipped] = []
+        changes = []
+        for station_id, offered, rain, counter in plans:
+            keys, first_id = stored.get(station_id, (set(), None))
+            inserted = [s for s in offered + rain if (s.metric, s.ts) in keys]
+            offers = offers_by_station[station_id]
+            skipped += samples.assign([offer for _, offer in offers], inserted,
+                                      {(s.metric, s.ts): s.value for s in offered})
+            changes.append(self._judge_station(conn, station_id, held[station_id], inserted, counter,
+                                               received_by_station[station_id], offers[-1][0], first_id))
+        self.states.write(conn, changes)
         return skipped
+
+    def _judge_station(self, conn: Connection, station_id: str, held, inserted: list[Sample], counter: dict | None,
+                       received_at: datetime, last: IngestResult, first_id: int | None) -> dict:
+        """Judge one station's new samples (signal too: a station that only reports its signal is still back
+        online; rain_tips counters are judged as the rainfall made of them); return its row's changes."""
+        station = self._stations[station_id]
+        judged = [s for s in inserted if s.metric != "rain_tips"]
+        reporting = samples.is_news(held.row, received_at)
+        values = samples.station_state_values(held.row, inserted, received_at, counter)
+        if not judged:
+            return station_states.changes(held, station_id, values)
+        judgement, events = alerting.judge_station(
+            conn, station_id, self._rules_of(station_id), held.engine, judged, received_at,
+            online=bool(held.row.get("online")), reporting=reporting, exercise=self.services.settings.exercise)
+        last.events.extend(events)
+        return station_states.changes(held, station_id, values, judgement,
+                                      rain=any(s.metric == "rainfall" for s in judged), first_id=first_id)
+
+    def _rules_of(self, station_id: str):
+        """The station's effective rules, parsed once per registry refresh."""
+        station = self._stations[station_id]
+        if station.rules is None:
+            station.rules = alerting.station_rules(station.row)
+        return station.rules
 
     # -- station registry cache ---------------------------------------------------------------
 
@@ -238,7 +271,11 @@ class Ingestor:
         with self._lock:
             stale = time.monotonic() - self._stations_loaded > STATION_CACHE_SECONDS
             if stale or station_id not in self._stations:
-                self._stations = {row["id"]: _to_station(row) for row in _all_stations(conn)}
+                fresh = {row["id"]: _to_station(row) for row in _all_stations(conn)}
+                # A station deleted and created again under its id starts afresh: drop its held state.
+                self.states.forget(s for s, old in self._stations.items()
+                                   if s not in fresh or fresh[s].row.get("created_at") != old.row.get("created_at"))
+                self._stations = fresh
                 self._stations_loaded = time.monotonic()
             return self._stations.get(station_id)
 
@@ -251,16 +288,28 @@ class Ingestor:
 
     def _count(self, results: list[IngestResult], messages: list[Message]) -> None:
         metrics = self.services.metrics
+        accepted: dict[str, int] = defaultdict(int)
+        duplicates: dict[str, int] = defaultdict(int)
+        rejected: dict[str, int] = defaultdict(int)
+        lags = []
         for message, result in zip(messages, results):
             stored = [s for s in result.accepted if s.metric != "rain_tips"]
-            if stored:
-                metrics.readings_accepted.labels(message.source).inc(len(stored))
-            if result.duplicates:
-                metrics.readings_duplicate.labels(message.source).inc(result.duplicates)
+            accepted[message.source] += len(stored)
+            duplicates[message.source] += result.duplicates
             for rejection in result.rejected:
-                metrics.readings_rejected.labels(rejection.reason).inc()
-            for sample in stored:
-                metrics.ingest_lag.observe(max(0.0, (message.received_at - sample.ts).total_seconds()))
+                rejected[rejection.reason] += 1
+            lags.extend((message.received_at - sample.ts).total_seconds() for sample in stored)
+        # One call per label and batch, not per message (the counters take a lock each).
+        for source, count in accepted.items():
+            if count:
+                metrics.readings_accepted.labels(source).inc(count)
+        for source, count in duplicates.items():
+            if count:
+                metrics.readings_duplicate.labels(source).inc(count)
+        for reason, count in rejected.items():
+            metrics.readings_rejected.labels(reason).inc(count)
+        for lag in lags:
+            metrics.ingest_lag.observe(max(0.0, lag))
 
 
 # -- helpers (module level: no state) ---------------------------------------------------------

@@ -75,6 +75,38 @@ def insert_readings(conn: Connection, samples: list[Sample], received_at: dateti
     return [s for s in samples if (s.metric, s.ts) in inserted]
 
 
+def insert_batch(conn: Connection, rows: list[dict]) -> dict[str, tuple[set, int]]:
+    """Insert the samples of every station of a batch in one statement (executemany), skipping stored ones.
+
+    ``rows``: readings rows (station_id, metric, ts, value, received_at). Returns, per station,
+    the (metric, ts) inserted now and the lowest readings id among them.
+    """
+    out: dict[str, tuple[set, int]] = {}
+    if not rows:
+        return out
+    for row in conn.execute(_insert_batch_statement(conn), rows):
+        keys, first = out.get(row.station_id, (None, None))
+        if keys is None:
+            out[row.station_id] = ({(row.metric, row.ts)}, row.id)
+        else:
+            keys.add((row.metric, row.ts))
+            if row.id < first:
+                out[row.station_id] = (keys, row.id)
+    return out
+
+
+_INSERT_BATCH: dict[str, object] = {}  # per dialect: the statement is built once per process
+
+
+def _insert_batch_statement(conn: Connection):
+    statement = _INSERT_BATCH.get(conn.dialect.name)
+    if statement is None:
+        statement = _INSERT_BATCH[conn.dialect.name] = dialect.insert_new(
+            conn, readings, ["station_id", "metric", "ts"]).returning(
+            readings.c.id, readings.c.station_id, readings.c.metric, readings.c.ts)
+    return statement
+
+
 def assign(offers: list[Offered], inserted: list[Sample], winners: dict[tuple[str, datetime], float]) -> list[Skipped]:
     """Give each inserted sample to the first message that offered it; settle the rest.
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -101,7 +102,14 @@ station_state = Table(
     Column("last_seen", UTCDateTime, nullable=True),  # receive time of the latest accepted sample
     Column("latest", JSON, nullable=False),  # {metric: {"value": v, "ts": iso}}
     Column("rain_counter", JSON, nullable=True),  # {"ts": iso, "count": n} of the newest rain_tips
-    Column("engine", JSON, nullable=True),  # opaque state of alerts.engine, survives restarts
+    # The rules engine's checkpoint (alerts.engine.checkpoint; a whole state before release 2),
+    # rewritten now and then: with the readings judged after it, it rebuilds the state exactly.
+    Column("engine", JSON, nullable=True),
+    # What changed in the engine state at every batch: {"base_key": ..., "rain_sums": ...} (small).
+    Column("engine_delta", JSON, nullable=True),
+    # Raised by every write of the row (onupdate): an ingest instance that holds the station's state
+    # in memory re-reads it only when another writer has been here (service/station_states.py).
+    Column("version", Integer, nullable=False, server_default="0", onupdate=literal_column("version + 1")),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

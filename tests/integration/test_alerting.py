@@ -93,7 +93,7 @@ def test_a_flood_episode_opens_escalates_and_closes_one_alert(services):
         ("raised", "waspada", "pending"), ("escalated", "siaga", "pending"), ("escalated", "awas", "pending"),
         ("deescalated", "waspada", "none"), ("cleared", "normal", "pending")]
     state = state_of(services)
-    assert state.level == "normal" and state.engine["v"] == 1
+    assert state.level == "normal" and state.engine["v"] == 2
     detail = detail_of(services, alert.id)
     assert detail["events"][0]["reading"] == {"metric": "water_level", "value": 1.9,
                                                "ts": iso(T0 + timedelta(minutes=10))}

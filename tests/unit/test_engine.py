@@ -159,7 +159,7 @@ def test_battery_low_and_clear_with_margin():
 
 def test_signal_and_unknown_metrics_are_ignored():
     j = run(WATER, series("signal", [-90, -120]) + series("rain_tips", [1, 2]))
-    assert j.events == [] and j.state["hz"] == []
+    assert j.events == [] and j.state["horizon"] == []
 
 
 def test_replaying_a_batch_changes_nothing():
@@ -201,9 +201,9 @@ def test_state_is_bounded_by_the_windows():
     # Three days of 10-minute samples: the state keeps only the horizon and the windows.
     samples = series("water_level", [1.0] * 432) + series("rainfall", [0.2] * 432) + series("battery", [12.5] * 432)
     j = run({**WATER, **RAIN}, samples)
-    assert len(j.state["hz"]) <= 3 * (HORIZON_S // 600 + 1)
-    assert len(j.state["cur"]["rain"]) <= 24 * 6
-    assert len(j.state["cur"]["wl"]) <= 7
+    assert len(j.state["horizon"]) <= 3 * (HORIZON_S // 600 + 1)
+    assert len(j.state["current"]["rain"]) <= 24 * 6
+    assert len(j.state["current"]["water_levels"]) <= 7
 
 
 def test_state_survives_json_and_resumes_pending_timers():

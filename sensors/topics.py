@@ -82,6 +82,11 @@ def readings_subscription(prefix: str) -> str:
     return f"{normalize_prefix(prefix)}/stations/+/readings"
 
 
+def backlog_subscription(prefix: str) -> str:
+    """The subscription filter matching every station's backlog topic (spec section 16)."""
+    return f"{normalize_prefix(prefix)}/stations/+/backlog"
+
+
 def status_subscription(prefix: str) -> str:
     """The subscription filter matching every station's status topic."""
     return f"{normalize_prefix(prefix)}/stations/+/status"
@@ -101,6 +106,11 @@ def _parse(prefix: str, topic: str, leaf: str, collection: str = "stations") -> 
 def parse_readings_topic(prefix: str, topic: str) -> str | None:
     """The station id of a readings topic, or None when ``topic`` is not one (or the id is invalid)."""
     return _parse(prefix, topic, "readings")
+
+
+def parse_backlog_topic(prefix: str, topic: str) -> str | None:
+    """The station id of a backlog topic, or None when ``topic`` is not one."""
+    return _parse(prefix, topic, "backlog")
 
 
 def parse_status_topic(prefix: str, topic: str) -> str | None:

@@ -62,6 +62,9 @@ def gateway_topics(prefix: str, station_id: str) -> list[str]:
             topics.exercise_readings_topic(prefix, station_id), topics.backlog_topic(prefix, station_id)]
 
 
+BACKLOG_SUFFIX = "-backlog"  # service.mqtt_ingest.backlog_session: the service's user with this suffix
+
+
 def service_rules(prefix: str) -> list[str]:
     """What the service's own user may do: read every gateway topic, command the sirens, read their acks."""
     p = topics.normalize_prefix(prefix)
@@ -91,6 +94,9 @@ def build_acl(prefix: str, service_users: Sequence[str], gateways: Iterable[Gate
         if claim(user, "service"):
             sections.append(["# the service (EWS_MQTT_URL): reads the gateways, commands the sirens",
                              f"user {user}", *service_rules(prefix)])
+        if claim(f"{user}{BACKLOG_SUFFIX}", "service's backlog session"):
+            sections.append(["# the service's backlog session (spec section 16): reads the backlog flushes",
+                             f"user {user}{BACKLOG_SUFFIX}", f"topic read {topics.backlog_subscription(prefix)}"])
     for gateway in sorted(gateways, key=lambda g: g.name):
         if not claim(gateway.name, "gateway"):
             continue

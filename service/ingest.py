@@ -336,11 +336,14 @@ def _short_error(exc: BaseException) -> str:
 
 
 def _station_from_topic(topic: str, prefix: str) -> str | None:
+    """The station of a readings topic, or of a backlog topic (spec section 16: same payload, same path)."""
     head = f"{prefix}/stations/"
-    if not (topic.startswith(head) and topic.endswith("/readings")):
+    if not topic.startswith(head):
         return None
-    station_id = topic[len(head) : -len("/readings")]
-    return station_id or None
+    for leaf in ("/readings", "/backlog"):
+        if topic.endswith(leaf):
+            return topic[len(head) : -len(leaf)] or None
+    return None
 
 
 def _all_stations(conn: Connection) -> list[dict]:

@@ -9,6 +9,7 @@ leaves the messages unacknowledged in the broker's session, which redelivers the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import random
@@ -30,12 +31,20 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
 MAX_BATCH = 1000  # the broker's in-flight window (config/mosquitto.conf): one commit per window
+BACKLOG_BATCH = 250  # a backlog batch is short, so a fresh reading never waits behind a long one
+LIVE_FIRST_WAIT_S = 0.5  # the most a backlog batch waits for the live session's queue to empty
 QUEUE_SIZE = 5000
 
 
 class MqttIngest:
     """Subscribes to every station's readings topic and feeds batches to ``ingest``; with ``on_status``,
-    also to every station's status topic (a gateway's last will, service/gateway_status.py)."""
+    also to every station's status topic (a gateway's last will, service/gateway_status.py).
+
+    ``backlog=True`` makes it the backlog session of spec section 16: its own client (and
+    broker session) reading only ``{prefix}/stations/+/backlog``, in short batches, each
+    waiting (briefly) while the live session given as ``live`` has readings queued: fresh
+    readings are judged first.
+    """
 
     def __init__(
         self,
@@ -48,24 +57,28 @@ class MqttIngest:
         on_status: Callable[[list[StatusMessage]], object] | None = None,
         on_siren_ack: Callable[[list], object] | None = None,
         shared_group: str | None = None,
-        max_batch: int = MAX_BATCH,
+        max_batch: int | None = None,
+        backlog: bool = False,
+        live: MqttIngest | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.client_id = client_id
         self.ingest = ingest
         self.on_connection_change = on_connection_change
-        self.max_batch = max_batch
-        topic = f"{prefix}/stations/+/readings"
+        self.backlog = backlog
+        self.live = live
+        self.max_batch = max_batch or (BACKLOG_BATCH if backlog else MAX_BATCH)
+        topic = topics.backlog_subscription(prefix) if backlog else f"{prefix}/stations/+/readings"
         self.readings_filter = f"$share/{shared_group}/{topic}" if shared_group else topic
         drills = f"{prefix}/exercise/stations/+/readings"  # staff start exercises through the API
         self.exercise_filter = f"$share/{shared_group}/{drills}" if shared_group else drills
         # Status topics: never shared (a broker sends no retained message to a shared subscription)
         # and handled by every instance (raising an offline alert twice records it once).
-        self.on_status = on_status
+        self.on_status = None if backlog else on_status
         self.status_filter = topics.status_subscription(prefix)
         # Siren acks (spec section 12): never shared either; every instance records them (idempotent).
-        self.on_siren_ack = on_siren_ack
+        self.on_siren_ack = None if backlog else on_siren_ack
         self.siren_ack_filter = topics.siren_ack_subscription(prefix)
         self._queue: queue.Queue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stopping = threading.Event()
@@ -132,7 +145,7 @@ class MqttIngest:
             if reason_code.is_failure:
                 log.error("MQTT broker refused the connection: %s", reason_code)
                 return
-            filters = [(self.readings_filter, 1), (self.exercise_filter, 1)]
+            filters = [(self.readings_filter, 1)] + ([] if self.backlog else [(self.exercise_filter, 1)])
             filters += [(self.status_filter, 1)] if self.on_status else []
             filters += [(self.siren_ack_filter, 1)] if self.on_siren_ack else []
             client.subscribe(filters)
@@ -168,7 +181,19 @@ class MqttIngest:
             if batch is None:
                 return
             if batch:
+                if self.live is not None:
+                    self.live.wait_idle(LIVE_FIRST_WAIT_S)
                 self._commit_then_ack(batch)
+
+    def queued(self) -> int:
+        """Messages received and not yet taken by the worker."""
+        return self._queue.qsize()
+
+    def wait_idle(self, timeout: float) -> None:
+        """Wait until no message is waiting for the worker (at most ``timeout``): the backlog session's courtesy."""
+        deadline = time.monotonic() + timeout
+        while self._queue.qsize() and time.monotonic() < deadline and not self._stopping.is_set():
+            time.sleep(0.002)
 
     def _next_batch(self) -> list[tuple[mqtt.MQTTMessage, datetime]] | None:
         try:
@@ -245,6 +270,21 @@ class MqttIngest:
             if thread is not None and not thread.is_alive() and not self._stopping.is_set():
                 log.error("paho network thread died; restarting it")
                 self._client.loop_start()
+
+
+BACKLOG_SUFFIX = "-backlog"
+
+
+def backlog_session(url: MqttUrl, client_id: str) -> tuple[MqttUrl, str]:
+    """The broker user and client id of the backlog session: the service's own with ``-backlog``.
+
+    A broker with ``use_username_as_clientid`` (config/mosquitto.conf) keys sessions by the user,
+    so the second session needs a user of its own (``ews broker acl`` grants it the backlog
+    topics; give it a password like the service's, docs/deploy.md).
+    """
+    user = f"{url.username}{BACKLOG_SUFFIX}" if url.username else None
+    base = url.username or client_id
+    return dataclasses.replace(url, username=user), f"{base}{BACKLOG_SUFFIX}"[:64]
 
 
 def _to_status(message: mqtt.MQTTMessage, received_at: datetime) -> StatusMessage:

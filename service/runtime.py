@@ -34,6 +34,7 @@ class Runtime:
         self.mqtt = None
         self.sirens = None  # the siren controller (service/sirens.py), beside the MQTT client
         self.siren_lease = None
+        self.backlog = None  # the backlog session (spec section 16)
         self.scheduler = None
         self.leader = None
         self.dispatcher = None
@@ -69,7 +70,7 @@ class Runtime:
 
     def _start_ingest(self) -> None:
         from service import gateway_status, sirens
-        from service.mqtt_ingest import MqttIngest
+        from service.mqtt_ingest import MqttIngest, backlog_session
 
         # A database upgraded from a release without the cap may hold far more: trim it before ingesting.
         self.services.ingestor.dead_letter_cap.enforce()
@@ -104,6 +105,12 @@ class Runtime:
         self.services.mqtt_connected = lambda: self.mqtt.connected and self.mqtt.db_healthy
         self.mqtt.start()
         log.info("MQTT ingest started on %s:%s, topic %s", url.host, url.port, self.mqtt.readings_filter)
+        # Backlog flushes come through a session of their own, so fresh readings never queue behind them.
+        backlog_url, backlog_id = backlog_session(url, self.settings.mqtt_client_id)
+        self.backlog = MqttIngest(backlog_url, self.settings.mqtt_topic_prefix, backlog_id,
+                                  self.services.ingestor.ingest, shared_group=shared, backlog=True, live=self.mqtt)
+        self.backlog.start()
+        log.info("MQTT backlog session %s started, topic %s", backlog_id, self.backlog.readings_filter)
         self._start_sirens()
 
     def _start_sirens(self) -> None:
@@ -187,6 +194,8 @@ class Runtime:
             self.sirens.stop()
         if self.siren_lease is not None:
             self.siren_lease.stop(release=True)
+        if self.backlog is not None:
+            self.backlog.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.scheduler is not None:

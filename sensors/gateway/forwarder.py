@@ -1,4 +1,9 @@
-"""The gateway's way out: queued rows handed to paho while connected, deleted on the broker's PUBACK."""
+"""The gateway's way out: queued rows handed to paho while connected, deleted on the broker's PUBACK.
+
+After a (re)connect, what was queued before it is a backlog: it goes out on the station's
+backlog topic (spec section 16), and rows queued since go out first, on the readings topic,
+so a flood measured now never waits behind hours of old samples.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,10 @@ class Forwarder:
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.wake = threading.Event()
-        self.sent_upto = 0  # highest row id handed to paho by this process
+        self.sent_upto = 0  # highest row id handed to paho by this process (in the backlog, while flushing one)
+        self.backlog_upto = 0  # rows up to this id were queued before the last connect: the backlog
+        self.fresh_upto = 0  # highest row id after the backlog handed to paho
+        self._connected_anew = False
         self._lock = threading.Lock()
         self._inflight: dict[int, tuple[list[int], float, str, bytes]] = {}
         self._acked: list[int] = []
@@ -42,7 +50,7 @@ class Forwarder:
         if reason_code.is_failure:
             log.warning("broker refused the connection: %s", reason_code)
             return
-        log.info("connected; %d sample(s) queued", self.queue.count())
+        self._connected_anew = True  # the queue is read on the main thread (step)
         client.publish(topics.status_topic(self.prefix, self.station), topics.STATUS_ONLINE, qos=1, retain=True)
         self.wake.set()
 
@@ -64,16 +72,49 @@ class Forwarder:
         self._apply_acks()
         if not self.client.is_connected():
             return
+        if self._connected_anew:
+            self._connected_anew = False
+            self._mark_backlog()
         self._resend_stale()
         while self.inflight() < self.max_inflight:
-            rows = self.queue.after(self.sent_upto, self.max_samples * 4)
-            if not rows:
+            if self.backlog_upto:
+                # Fresh rows first, on the readings topic; then the backlog, on the backlog topic.
+                if self._publish_rows(max(self.fresh_upto, self.backlog_upto), None, topics.readings_topic, "fresh"):
+                    continue
+                if self._publish_rows(self.sent_upto, self.backlog_upto, topics.backlog_topic, "backlog"):
+                    continue
+                log.info("backlog flushed")
+                self.sent_upto, self.backlog_upto = max(self.sent_upto, self.fresh_upto), 0
+                continue
+            if not self._publish_rows(self.sent_upto, None, topics.readings_topic, "sent"):
                 return
-            for station, ids, payload in self._pack(rows):
-                if self.inflight() >= self.max_inflight:
-                    return
-                self._publish(topics.readings_topic(self.prefix, station), payload, ids)
+
+    def _mark_backlog(self) -> None:
+        """Everything queued and not yet handed to paho at a connect is a backlog."""
+        newest = self.queue.newest_id()
+        waiting = self.queue.count()
+        log.info("connected; %d sample(s) queued", waiting)
+        if newest > max(self.sent_upto, self.fresh_upto):
+            self.sent_upto = max(self.sent_upto, self.fresh_upto) if not self.backlog_upto else self.sent_upto
+            self.backlog_upto = newest
+            log.info("flushing the backlog (rows up to %d) on the backlog topic", newest)
+
+    def _publish_rows(self, after: int, upto: int | None, topic_of, cursor: str) -> bool:
+        """Hand the next rows after ``after`` (up to ``upto``) to paho on ``topic_of``; False if there were none."""
+        rows = self.queue.after(after, self.max_samples * 4)
+        if upto is not None:
+            rows = [row for row in rows if row[0] <= upto]
+        if not rows:
+            return False
+        for station, ids, payload in self._pack(rows):
+            if self.inflight() >= self.max_inflight:
+                return True
+            self._publish(topic_of(self.prefix, station), payload, ids)
+            if cursor == "fresh":
+                self.fresh_upto = max(self.fresh_upto, ids[-1])
+            else:
                 self.sent_upto = max(self.sent_upto, ids[-1])
+        return True
 
     def _pack(self, rows):
         """Consecutive rows of one station, packed within the payload limits."""

@@ -75,6 +75,11 @@ class Queue:
             self._db.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in ids])
             self._db.execute("COMMIT")
 
+    def newest_id(self) -> int:
+        """The id of the newest queued row (0 when the queue is empty)."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM queue").fetchone()[0]
+
     def count(self) -> int:
         """Rows waiting for an acknowledgement."""
         with self._lock:

@@ -8,7 +8,7 @@ import pytest
 
 from config.settings import parse_mqtt_url
 from service import gateway_status
-from service.mqtt_ingest import MqttIngest
+from service.mqtt_ingest import MqttIngest, backlog_session
 
 
 @pytest.fixture
@@ -23,6 +23,14 @@ def mqtt_ingest(broker_url, topic_prefix):
         ingest.start()
         assert ingest.wait_connected(15)
         started.append(ingest)
+        # The backlog session (spec section 16), as ews run starts it beside the live one.
+        backlog_url, backlog_id = backlog_session(parse_mqtt_url(broker_url), ingest.client_id)
+        backlog = MqttIngest(backlog_url, topic_prefix, backlog_id, services.ingestor.ingest, backlog=True,
+                             live=ingest)
+        backlog.start()
+        assert backlog.wait_connected(15)
+        started.insert(0, backlog)
+        ingest.backlog_session = backlog
         return ingest
 
     yield start

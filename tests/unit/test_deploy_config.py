@@ -54,6 +54,8 @@ def test_each_instance_is_its_own_broker_user_and_the_acl_names_them_all():
     acl_command = " ".join(services["broker-acl"]["entrypoint"])
     assert users == set(re.findall(r"--service-user (\S+)", acl_command))
     passwd_command = " ".join(services["mosquitto-passwd"]["entrypoint"])
-    assert users == set(re.findall(r"mosquitto_passwd -b /mosquitto/auth/passwd (\S+)", passwd_command))
+    # Each instance's backlog session (spec section 16) is a broker user of its own, <user>-backlog.
+    assert users | {f"{user}-backlog" for user in users} == set(
+        re.findall(r"mosquitto_passwd -b /mosquitto/auth/passwd (\S+)", passwd_command))
     assert not re.search(r"mosquitto_passwd[^&]* -c ", passwd_command)  # never recreate it: the gateways are in it
     assert services["mosquitto"]["depends_on"]["broker-acl"]["condition"] == "service_completed_successfully"

@@ -45,6 +45,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("ingest", parents=[common], help="drain rate of a pre-queued backlog vs. a bare paho client")
     p.add_argument("--count", type=int, default=50_000, help="readings to queue (default 50,000)")
     p.add_argument("--stations", type=int, default=50)
+    p.add_argument("--peer", action="store_true",
+                   help="also drain with a bare paho client doing json.loads + a threshold compare, and print that ratio")
     p.add_argument("--profile", action="store_true", help="cProfile the ingest calls of the worker thread")
     p.add_argument("--profile-out", help="write the profile here instead of stdout")
     p.add_argument("--instances", help="e.g. 1,2,3: run that many `ews run --role ingest` processes on PostgreSQL "
@@ -53,8 +55,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("latency", parents=[common], help="publish-to-SMS-request latency under a steady stream")
     p.add_argument("--rate", type=float, default=500.0, help="readings per second (default 500)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of streaming (default 30)")
-    p.add_argument("--every", type=float, default=2.0, help="a station crosses a threshold every N s (default 2)")
+    p.add_argument("--crossings", type=int, default=100,
+                   help="threshold crossings spread over the run (default 100; each station up to 3: WASPADA, SIAGA, AWAS)")
     p.add_argument("--stations", type=int, default=50)
+    p.add_argument("--backlog", type=int, default=0,
+                   help="first flush this many old readings on the backlog topic, so the crossings happen while it drains")
 
     p = sub.add_parser("fanout", parents=[common], help="SMS fan-out rate against the provider limit")
     p.add_argument("--subscribers", type=int, default=10_000)
@@ -63,7 +68,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("history", parents=[common], help="judging cost vs. stored readings; peak RSS of a backlog drain")
     p.add_argument("--sizes", type=_sizes, default=_sizes("1M,10M"), help="stored readings, e.g. 1M,10M (default)")
-    p.add_argument("--samples", type=int, default=2000, help="samples judged per size (default 2000)")
+    p.add_argument("--samples", type=int, default=2000, help="samples judged per run (default 2000)")
+    p.add_argument("--horizons", type=_sizes, default=_sizes("36,3600"),
+                   help="samples in the station's 6-hour horizon to compare (default 36,3600)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating fresh-process runs per case; the best counts")
     p.add_argument("--backlog", type=int, default=100_000, help="backlog drained for the memory figure (0: skip)")
     p.add_argument("--stations", type=int, default=50)
 

@@ -22,21 +22,34 @@ from service.bench.common import (
     note,
     percentile,
     prepare_database,
+    publish_all,
     reading_payload,
     report,
     station_area,
     station_id,
 )
 from service.bench.fake_twilio import FakeTwilio
+from service.bench.ingest_bench import backlog
 from service.bench.process import ServiceProcess
 
 PREFIX = "ews/v1"
 
 
-def stream(url: str, rate: float, duration: float, every: float, stations: int, progress: Progress) -> dict[int, float]:
-    """Publish ``rate`` readings/s for ``duration`` s; every ``every`` s one more station jumps to AWAS.
+LEVELS = (("WASPADA", 2.2), ("SIAGA", 2.7), ("AWAS", 3.4))  # the bench stations' lines: 2.0, 2.5, 3.0 m
 
-    Return {station index: monotonic publish time of its crossing reading}.
+
+def crossing_plan(crossings: int, stations: int) -> list[tuple[int, int]]:
+    """(station, level index) of each crossing: every station to WASPADA first, then SIAGA, then AWAS."""
+    plan = [(k % stations, k // stations) for k in range(min(crossings, stations * len(LEVELS)))]
+    return plan
+
+
+def stream(url: str, rate: float, duration: float, plan: list[tuple[int, int]], stations: int,
+           progress: Progress) -> dict[tuple[int, int], float]:
+    """Publish ``rate`` readings/s for ``duration`` s over ``stations``; the crossings of ``plan`` are spread evenly.
+
+    A station that crossed keeps reporting its new value (no new event). Return {(station, level
+    index): monotonic publish time of the crossing reading}.
     """
     from config.settings import parse_mqtt_url
 
@@ -44,31 +57,29 @@ def stream(url: str, rate: float, duration: float, every: float, stations: int, 
     client = mqtt_client(url, f"bench-gw-{uuid.uuid4().hex[:6]}", clean=True)
     client.connect(parsed.host, parsed.port, keepalive=30)
     client.loop_start()
-    crossings: dict[int, float] = {}
-    crossed: set[int] = set()
+    crossings: dict[tuple[int, int], float] = {}
+    value = [None] * stations  # a crossed station's current value
+    every = duration / (len(plan) + 1)
     started = time.monotonic()
     next_cross = started + every
     sent = 0
-    i = 0
     total = int(rate * duration)
     while sent < total:
         due = started + sent / rate
         now = time.monotonic()
         if due > now:
             time.sleep(due - now)
-        if time.monotonic() >= next_cross and len(crossed) < stations - 1:
-            k = len(crossed)
-            crossed.add(k)
-            payload = reading_payload(datetime.now(timezone.utc), 3.4)
-            crossings[k] = time.monotonic()
-            client.publish(f"{PREFIX}/stations/{station_id(k)}/readings", payload, qos=1)
+        if plan and time.monotonic() >= next_cross:
+            station, level = plan.pop(0)
+            value[station] = LEVELS[level][1]
+            crossings[(station, level)] = time.monotonic()
+            client.publish(f"{PREFIX}/stations/{station_id(station)}/readings",
+                           reading_payload(datetime.now(timezone.utc), value[station]), qos=1)
             next_cross += every
-        s = i % stations
-        i += 1
-        if s in crossed:
-            continue  # a station past its threshold stays quiet: one warning each
+        s = sent % stations
+        reading = value[s] if value[s] is not None else 1.0 + (sent % 7) * 0.01
         client.publish(f"{PREFIX}/stations/{station_id(s)}/readings",
-                       reading_payload(datetime.now(timezone.utc), 1.0 + (sent % 7) * 0.01), qos=1)
+                       reading_payload(datetime.now(timezone.utc), reading), qos=1)
         sent += 1
         if sent % 200 == 0:
             progress.update(sent)
@@ -76,6 +87,44 @@ def stream(url: str, rate: float, duration: float, every: float, stations: int, 
     client.disconnect()
     client.loop_stop()
     return crossings
+
+
+def queue_backlog(url: str, count: int, stations: int, quiet: bool) -> float:
+    """Flush ``count`` old readings on the stations' backlog topics (a gateway back from an outage); return seconds."""
+    def items():
+        for topic, payload in backlog(count, stations, seed=3):
+            yield topic.replace("/readings", "/backlog"), payload
+
+    return publish_all(url, items(), count, Progress("backlog flush", count, quiet))
+
+
+def _count_readings(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from service.db.engine import make_engine
+    from service.db.schema import readings
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(readings)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def _matched(fake, index_of: dict, crossings: dict) -> dict[tuple[int, int], float]:
+    """The first SMS request for each crossing: to the station's resident, naming the level."""
+    first: dict[tuple[int, int], float] = {}
+    for request in fake.creates():
+        station = index_of.get(request.form.get("To"))
+        if station is None:
+            continue
+        body = request.form.get("Body", "")
+        for level, (name, _) in enumerate(LEVELS):
+            key = (station, level)
+            if key in crossings and key not in first and f" {name} banjir" in body:
+                first[key] = request.at
+    return first
 
 
 def run(args) -> int:
@@ -95,39 +144,43 @@ def run(args) -> int:
         service.start()
         try:
             time.sleep(0.5)
-            crossings = stream(broker.url, args.rate, args.duration, args.every, stations,
+            backlog_s = queue_backlog(broker.url, args.backlog, stations, quiet) if args.backlog else None
+            plan = crossing_plan(args.crossings, stations)
+            crossings = stream(broker.url, args.rate, args.duration, plan, stations,
                                Progress(f"stream {args.rate:g}/s", int(args.rate * args.duration), quiet))
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and len({index_of.get(r.form.get("To")) for r in fake.creates()}
-                                                       & set(crossings)) < len(crossings):
-                time.sleep(0.1)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(_matched(fake, index_of, crossings)) < len(crossings):
+                time.sleep(0.2)
+            backlog_left = _count_readings(database_url) if args.backlog else None
         finally:
             service.stop()
-        first_sms: dict[int, float] = {}
-        for request in fake.creates():
-            k = index_of.get(request.form.get("To"))
-            if k is not None and k not in first_sms:
-                first_sms[k] = request.at
+        first_sms = _matched(fake, index_of, crossings)
     latencies = [(first_sms[k] - crossings[k]) * 1000 for k in crossings if k in first_sms]
+    goal = 1000 if args.backlog else (300 if stations > 100 else 200)
     missing = len(crossings) - len(latencies)
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    met = bool(latencies) and p99 <= 200 and missing == 0
+    met = bool(latencies) and p99 <= goal and missing == 0 and len(crossings) >= 100
     figures = {
         "database": args.database, "rate_per_s": args.rate, "duration_s": args.duration,
         "crossings": len(crossings), "sms_seen": len(latencies), "missing": missing,
         "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "max_ms": round(max(latencies, default=float("nan")), 1),
-        "goal_p99_ms": 200, "goal_met": met,
+        "stations": stations, "backlog": args.backlog, "goal_p99_ms": goal, "goal_met": met,
     }
+    if backlog_s is not None:
+        figures.update(backlog_publish_s=round(backlog_s, 1), readings_stored_at_end=backlog_left)
     rows = [
         ("database", args.database),
         ("stream", f"{args.rate:g} readings/s for {args.duration:g} s over {stations} stations"),
-        ("threshold crossings", f"{len(crossings)} (one every {args.every:g} s)"),
+        ("threshold crossings", f"{len(crossings)} (evenly spread; goal needs >= 100)"),
+        *([("backlog flushed on the backlog topic", f"{args.backlog:,} readings, published in {backlog_s:.1f} s; "
+            f"{backlog_left:,} readings stored when the stream ended")] if backlog_s is not None else []),
         ("SMS requests matched", f"{len(latencies)} (missing {missing})"),
         ("publish -> SMS request p50", f"{p50:.0f} ms"),
-        ("publish -> SMS request p99", f"{p99:.0f} ms (goal <= 200 ms: {'met' if met else 'MISSED'})"),
+        ("publish -> SMS request p99", f"{p99:.0f} ms (goal <= {goal} ms: {'met' if met else 'MISSED'})"),
         ("max", f"{figures['max_ms']:.0f} ms"),
     ]
     report(args, "latency", rows, figures,
-           f"latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(latencies)} crossings at {args.rate:g} readings/s "
+           f"latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(latencies)} crossings at {args.rate:g} readings/s, "
+           f"{stations} stations{f', backlog {args.backlog:,}' if args.backlog else ''} "
            f"({'goal met' if met else 'goal missed'})")
     return 0

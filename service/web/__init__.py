@@ -17,14 +17,51 @@ The staff view reads alerts from ``GET /api/v1/alerts`` and acknowledges with
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
-from flask import Blueprint, jsonify, request, send_from_directory
+from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
 from service.web import data
 
 STATIC_DIR = Path(__file__).parent / "static"
 CAN_ACK = ("operator", "admin")
+
+
+SNAPSHOT_SECONDS = 1.0
+
+
+class PublicSnapshot:
+    """The public dashboard document, built once and shared by every caller while nothing changed.
+
+    Everyone may poll it without a token, and building it takes several queries per station;
+    one cheap query (``data.public_fingerprint``) says whether readings, alerts, exercises or the
+    registry moved. The answer is rebuilt when they did, or after ``SNAPSHOT_SECONDS`` (times in
+    it age); while one request rebuilds it, the others get the previous answer.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answer: tuple[float, object, bytes] | None = None  # (expires, fingerprint, body)
+
+    def answer(self, engine, build) -> bytes:
+        """The current body: the shared one if still right, else a fresh one from ``build()``."""
+        with engine.connect() as conn:
+            mark = data.public_fingerprint(conn)
+        held = self._answer
+        if held is not None and held[1] == mark and held[0] > time.monotonic():
+            return held[2]
+        if held is not None and held[1] == mark and not self._lock.acquire(blocking=False):
+            return held[2]  # someone is rebuilding the aged copy: serve it meanwhile
+        elif held is None or held[1] != mark:
+            self._lock.acquire()
+        try:
+            body = build()
+            self._answer = (time.monotonic() + SNAPSHOT_SECONDS, mark, body)
+            return body
+        finally:
+            self._lock.release()
 
 
 def _no_store(response):
@@ -57,6 +94,7 @@ class _Views:
 
     def __init__(self, services):
         self.services = services
+        self.public = PublicSnapshot()
 
     def now(self):
         """The service clock's now (the wall clock for a bare services object)."""
@@ -68,8 +106,10 @@ class _Views:
         return getattr(settings, "timezone", None) or "Asia/Makassar"
 
     def public_json(self):
-        """Stations and active public alerts, for everyone."""
-        return _no_store(jsonify(data.public_view(self.services.engine, self.now(), self.tz_name())))
+        """Stations and active public alerts, for everyone (one shared snapshot, see PublicSnapshot)."""
+        body = self.public.answer(self.services.engine, lambda: current_app.json.dumps(
+            data.public_view(self.services.engine, self.now(), self.tz_name())).encode())
+        return _no_store(current_app.response_class(body, mimetype="application/json"))
 
     def series_json(self, station_id: str):
         """The last hours of one station's watched metric, its thresholds and alert events."""

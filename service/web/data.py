@@ -213,6 +213,21 @@ def recently_closed(conn, now: datetime, days: int = 7, limit: int = 20) -> list
             for row in rows]
 
 
+def public_fingerprint(conn) -> tuple:
+    """One cheap query that changes whenever the public view's data may have: states, alerts, exercises, registry."""
+    st, ev, ex, s = schema.station_state, schema.alert_events, schema.exercises, schema.stations
+    row = conn.execute(sa.select(
+        sa.select(sa.func.count()).select_from(st).scalar_subquery().label("states"),
+        sa.select(sa.func.coalesce(sa.func.sum(st.c.version), 0)).scalar_subquery().label("versions"),
+        sa.select(sa.func.max(ev.c.id)).scalar_subquery().label("events"),
+        sa.select(sa.func.max(ex.c.id)).scalar_subquery().label("exercises"),
+        sa.select(sa.func.count(ex.c.ended_at)).scalar_subquery().label("ended"),
+        sa.select(sa.func.count()).select_from(s).scalar_subquery().label("stations"),
+        sa.select(sa.func.max(s.c.updated_at)).scalar_subquery().label("registry"),
+    )).one()
+    return tuple(row)
+
+
 def public_view(engine, now: datetime, tz_name: str) -> dict:
     """The document behind ``GET /dashboard/public.json``."""
     with engine.connect() as conn:

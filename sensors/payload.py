@@ -91,33 +91,30 @@ def _reject_constant(name: str) -> float:
 
 def _parse_item(item, station: StationInfo, now: datetime, result: Parsed, index: int) -> None:
     """Parse the sample object at ``index`` of the payload into ``result``."""
-
-    def reject(reason: str, detail: str, **where) -> None:
-        result.rejections.append(Rejection(reason, detail, index=index, **where))
-
     if not isinstance(item, dict):
-        reject("not_an_object", f"a sample must be an object, got {type(item).__name__}")
+        _reject(result, index, "not_an_object", f"a sample must be an object, got {type(item).__name__}")
         return
     ts = parse_timestamp(item.get("ts"))
     if isinstance(ts, Rejection):
-        reject(ts.reason, ts.detail)
+        _reject(result, index, ts.reason, ts.detail)
         return
-    raw_ts = _short(str(item.get("ts")), 64)
     if ts > now + FUTURE_TOLERANCE:
-        reject("ts_in_future", f"{raw_ts} is ahead of the service clock", ts=raw_ts)
+        raw_ts = _raw_ts(item)
+        _reject(result, index, "ts_in_future", f"{raw_ts} is ahead of the service clock", ts=raw_ts)
         return
     if ts < now - MAX_AGE:
-        reject("ts_too_old", f"{raw_ts} is older than 7 days", ts=raw_ts)
+        raw_ts = _raw_ts(item)
+        _reject(result, index, "ts_too_old", f"{raw_ts} is older than 7 days", ts=raw_ts)
         return
     seq = item.get("seq")
     if isinstance(seq, int) and not isinstance(seq, bool):
         result.seqs.append(seq)
     values = item.get("values")
     if not isinstance(values, dict) or not values:
-        reject("no_values", "'values' must be an object with at least one metric", ts=raw_ts)
+        _reject(result, index, "no_values", "'values' must be an object with at least one metric", ts=_raw_ts(item))
         return
     for metric, value in values.items():
-        outcome = _parse_value(station, str(metric), value, ts, raw_ts)
+        outcome = _parse_value(station, str(metric), value, ts, item)
         if isinstance(outcome, Sample):
             result.samples.append(outcome)
             result.indexes.append(index)
@@ -125,8 +122,23 @@ def _parse_item(item, station: StationInfo, now: datetime, result: Parsed, index
             result.rejections.append(dataclasses.replace(outcome, index=index))
 
 
-def _parse_value(station: StationInfo, metric: str, value, ts: datetime, raw_ts: str) -> Sample | Rejection:
+def _reject(result: Parsed, index: int, reason: str, detail: str, **where) -> None:
+    result.rejections.append(Rejection(reason, detail, index=index, **where))
+
+
+def _raw_ts(item: dict) -> str:
+    # The sample's ts as sent, for a rejection's text (built only when something is rejected).
+    return _short(str(item.get("ts")), 64)
+
+
+def _parse_value(station: StationInfo, metric: str, value, ts: datetime, item: dict) -> Sample | Rejection:
     """Check one metric value against the station's configuration and plausible range."""
+    if metric in station.metrics and metric in METRICS and type(value) is float and math.isfinite(value):
+        # The common case first: a configured metric with a finite float (bool and int take the long way).
+        bounds = station.plausible.get("rainfall" if metric == "rain_tips" else metric)
+        if metric != "rain_tips" and (bounds is None or bounds[0] <= value <= bounds[1]):
+            return Sample(station.id, metric, ts, value)
+    raw_ts = _raw_ts(item)
     name = _short(metric, 64)
     if metric not in METRICS:
         return Rejection("unknown_metric", f"{name!r} is not one of {', '.join(METRICS)}", metric=name, ts=raw_ts)

@@ -172,7 +172,8 @@ class Ingestor:
 
         Returns the results and the bytes of dead letters written (for the cap).
         """
-        results = [self._parse(conn, message) for message in messages]
+        known: dict[str, _Station | None] = {}  # this batch's stations: one registry look-up each
+        results = [self._parse(conn, message, known) for message in messages]
         offers_by_station: dict[str, list[tuple[IngestResult, Offered]]] = defaultdict(list)
         received_by_station: dict[str, datetime] = {}
         for message, result in zip(messages, results):
@@ -190,11 +191,16 @@ class Ingestor:
                 for message, result in zip(messages, results) if result.rejected and not message.replay]
         return results, dead_letters.insert(conn, rows)
 
-    def _parse(self, conn: Connection, message: Message) -> IngestResult:
+    def _parse(self, conn: Connection, message: Message, known: dict | None = None) -> IngestResult:
         """Parse one message into accepted samples (not yet stored) and rejections."""
         station_id = message.station_id or _station_from_topic(message.topic, self.services.settings.mqtt_topic_prefix)
         result = IngestResult(station_id=station_id)
-        station = self._station(conn, station_id) if station_id else None
+        if known is not None and station_id in known:
+            station = known[station_id]
+        else:
+            station = self._station(conn, station_id) if station_id else None
+            if known is not None:
+                known[station_id] = station
         parsed = parse_payload(message.payload, station.info if station else None, message.received_at)
         result.accepted, result.indexes, result.rejected = parsed.samples, parsed.indexes, parsed.rejections
         if parsed.seqs:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from types import MappingProxyType
 
 import sqlalchemy as sa
@@ -84,6 +84,8 @@ def insert_batch(conn: Connection, rows: list[dict]) -> dict[str, tuple[set, int
     out: dict[str, tuple[set, int]] = {}
     if not rows:
         return out
+    if conn.dialect.name == "sqlite":  # the text form below is what SQLite stores
+        return _insert_batch_sqlite(conn, rows)
     for row in conn.execute(_insert_batch_statement(conn), rows):
         keys, first = out.get(row.station_id, (None, None))
         if keys is None:
@@ -105,6 +107,48 @@ def _insert_batch_statement(conn: Connection):
             conn, readings, ["station_id", "metric", "ts"]).returning(
             readings.c.id, readings.c.station_id, readings.c.metric, readings.c.ts)
     return statement
+
+
+SQLITE_ROWS_PER_STATEMENT = 1000  # 5 parameters each: far under SQLite's 32,766
+
+
+def _sqlite_time(ts: datetime) -> str:
+    # The text SQLAlchemy's SQLite DateTime stores (UTC, naive, always with microseconds): see schema.UTCDateTime.
+    return ts.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _insert_batch_sqlite(conn: Connection, rows: list[dict]) -> dict[str, tuple[set, int]]:
+    """``insert_batch`` on SQLite: one multi-row INSERT ... RETURNING per 1,000 rows, built as text.
+
+    The compiled statement's per-row parameter processing cost more than the insert itself (the
+    profile in docs/performance.md); the values are what ``UTCDateTime`` would bind.
+    """
+    out: dict[str, tuple[set, int]] = {}
+    by_text: dict[tuple[str, str, str], datetime] = {}
+    received_text: dict[datetime, str] = {}
+    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+        chunk = rows[start:start + SQLITE_ROWS_PER_STATEMENT]
+        params: list = []
+        for row in chunk:
+            ts_text = _sqlite_time(row["ts"])
+            by_text[(row["station_id"], row["metric"], ts_text)] = row["ts"]
+            received = received_text.get(row["received_at"])
+            if received is None:
+                received = received_text[row["received_at"]] = _sqlite_time(row["received_at"])
+            params += (row["station_id"], row["metric"], ts_text, float(row["value"]), received)
+        sql = ("INSERT INTO readings (station_id, metric, ts, value, received_at) VALUES "
+               + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+               + " ON CONFLICT (station_id, metric, ts) DO NOTHING RETURNING id, station_id, metric, ts")
+        for row_id, station_id, metric, ts_text in conn.exec_driver_sql(sql, tuple(params)):
+            key = (metric, by_text[(station_id, metric, ts_text)])
+            keys, first = out.get(station_id, (None, None))
+            if keys is None:
+                out[station_id] = ({key}, row_id)
+            else:
+                keys.add(key)
+                if row_id < first:
+                    out[station_id] = (keys, row_id)
+    return out
 
 
 def assign(offers: list[Offered], inserted: list[Sample], winners: dict[tuple[str, datetime], float]) -> list[Skipped]:

@@ -4,8 +4,8 @@ Two new columns, nothing moves: a stored engine state of the first release (a wh
 version 1) is read as it is (alerts.engine migrates its names on load) and becomes a
 checkpoint at the station's next batch.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01 13:57:31.138068
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import service.db.schema
 
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

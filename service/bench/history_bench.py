@@ -171,46 +171,66 @@ def run(args) -> int:
     """The history mode: judging cost by horizon length and by stored readings (best of alternating fresh runs)."""
     if args.database != "sqlite":
         note("history: bulk loading is SQLite-only; running on SQLite", args.quiet)
-    stations, quiet = args.stations, args.quiet
+    quiet = args.quiet
     sizes = sorted(args.sizes)
     with tempfile.TemporaryDirectory(prefix="ews-bench-history-") as tmp:
         tmp_path = Path(tmp)
         # 1. The horizon: 36 samples (1 per 10 min, production) vs 3,600 (1 per 6 s) in the station's 6 hours.
-        horizon_cases = []
-        for horizon in args.horizons:
-            url = f"sqlite:///{tmp_path / f'horizon-{horizon}.db'}"
-            prepare_database(url, 1).dispose()
-            horizon_cases.append((f"horizon {horizon:,}", {"url": url, "stations": 1, "samples": args.samples,
-                                                          "horizon": horizon}))
+        horizon_cases = _horizon_cases(args, tmp_path)
         note(f"judging {args.samples} samples with {' / '.join(str(h) for h in args.horizons)} samples in the horizon",
              quiet)
         by_horizon = alternating(horizon_cases, args.rounds, quiet)
         # 2. The stored readings: one database file per size (the larger one copied from the smaller, then grown).
-        size_cases = []
-        loaded, previous = 0, None
-        newest_history = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=2)
-        for size in sizes:
-            path = tmp_path / f"history-{size}.db"
-            if previous is None:
-                prepare_database(f"sqlite:///{path}", stations).dispose()
-            else:
-                shutil.copyfile(previous, path)
-            load_history(path, loaded, size, stations, newest_history, Progress(f"load {size:,} readings", size - loaded, quiet))
-            loaded, previous = size, path
-            size_cases.append((f"stored {size:,}", {"url": f"sqlite:///{path}", "stations": stations,
-                                                   "samples": args.samples, "horizon": 0}))
+        size_cases, largest = _size_cases(args, sizes, tmp_path)
         note(f"judging {args.samples} samples with {' / '.join(f'{s:,}' for s in sizes)} stored readings", quiet)
         by_size = alternating(size_cases, args.rounds, quiet)
-        size_mb = previous.stat().st_size / 1e6
-        rss = backlog_peak_rss(args.backlog, stations, tmp_path, quiet) if args.backlog else None
+        size_mb = largest.stat().st_size / 1e6
+        rss = backlog_peak_rss(args.backlog, args.stations, tmp_path, quiet) if args.backlog else None
+    _report(args, sizes, by_horizon, by_size, size_mb, rss)
+    return 0
 
-    def spread(medians: dict[str, list[float]]) -> tuple[dict[str, float], float]:
-        best = {name: min(values) for name, values in medians.items()}
-        low = min(best.values())
-        return best, (max(best.values()) - low) / low
 
-    best_h, spread_h = spread(by_horizon)
-    best_s, spread_s = spread(by_size)
+def _horizon_cases(args, tmp_path: Path) -> list[tuple[str, dict]]:
+    """One single-station database per horizon length to compare."""
+    cases = []
+    for horizon in args.horizons:
+        url = f"sqlite:///{tmp_path / f'horizon-{horizon}.db'}"
+        prepare_database(url, 1).dispose()
+        cases.append((f"horizon {horizon:,}", {"url": url, "stations": 1, "samples": args.samples, "horizon": horizon}))
+    return cases
+
+
+def _size_cases(args, sizes: list[int], tmp_path: Path) -> tuple[list[tuple[str, dict]], Path]:
+    """One database per history size (each grown from a copy of the previous); the cases and the largest file."""
+    stations, quiet = args.stations, args.quiet
+    cases = []
+    loaded, previous = 0, None
+    newest_history = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=2)
+    for size in sizes:
+        path = tmp_path / f"history-{size}.db"
+        if previous is None:
+            prepare_database(f"sqlite:///{path}", stations).dispose()
+        else:
+            shutil.copyfile(previous, path)
+        load_history(path, loaded, size, stations, newest_history, Progress(f"load {size:,} readings", size - loaded, quiet))
+        loaded, previous = size, path
+        cases.append((f"stored {size:,}", {"url": f"sqlite:///{path}", "stations": stations,
+                                           "samples": args.samples, "horizon": 0}))
+    return cases, previous
+
+
+def _spread(medians: dict[str, list[float]]) -> tuple[dict[str, float], float]:
+    """Each case's best median, and how far apart the best ones are (share of the lowest)."""
+    best = {name: min(values) for name, values in medians.items()}
+    low = min(best.values())
+    return best, (max(best.values()) - low) / low
+
+
+def _report(args, sizes: list[int], by_horizon: dict[str, list[float]], by_size: dict[str, list[float]],
+            size_mb: float, rss: tuple | None) -> None:
+    """Print the history figures (table or JSON)."""
+    best_h, spread_h = _spread(by_horizon)
+    best_s, spread_s = _spread(by_size)
     met_h, met_s = spread_h < 0.10, spread_s < 0.10
     figures = {"database": "sqlite", "samples_per_run": args.samples, "rounds": args.rounds,
                "horizon_medians_ms": by_horizon, "horizon_best_ms": best_h, "horizon_spread": round(spread_h, 3),
@@ -242,4 +262,3 @@ def run(args) -> int:
                                          f"(goal <= 250 MB: {'met' if met else 'MISSED'})"))
         summary += f"; backlog of {args.backlog:,}: peak RSS {peak / 2**20:.0f} MB"
     report(args, "history", rows, figures, summary)
-    return 0

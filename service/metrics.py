@@ -33,6 +33,12 @@ class Metrics:
             "ews_ingest_batch_seconds", "Time to validate and commit one batch of MQTT messages", registry=self.registry
         )
         self.mqtt_connected = Gauge("ews_mqtt_connected", "1 when the ingest client is connected", registry=self.registry)
+        # Sirens (spec section 12, docs/sirens.md).
+        self.siren_published = Counter("ews_siren_commands_published", "Siren commands published: first, or again "
+                                       "(no ack in time)", ["attempt"], registry=self.registry)
+        self.siren_acks = Counter("ews_siren_acks", "Siren acks recorded, by state", ["state"], registry=self.registry)
+        self.siren_unanswered = Counter("ews_siren_unanswered", "Siren commands that stayed unanswered after every "
+                                        "re-send", registry=self.registry)
         self.sms_sent = Counter("ews_sms_requests", "Provider send requests, by outcome", ["outcome"], registry=self.registry)
         self.sms_provider_requests = Counter(
             "ews_sms_provider_requests", "Messages handed to each SMS provider, by outcome (accepted, refused, "

@@ -369,8 +369,10 @@ def record_acks(services, messages: Iterable[AckMessage]) -> int:
                 outcome = _record_ack(conn, services, message)
             if isinstance(outcome, int):  # a dead letter of that many bytes: the cap counts it after the commit
                 services.ingestor.dead_letter_cap.written(outcome)
-            recorded += outcome == "recorded"
-            told = told or outcome == "recorded"
+            if outcome in rules.ACK_STATES:
+                services.metrics.siren_acks.labels(outcome).inc()
+                recorded += 1
+                told = True
         except Exception as exc:
             if database_unavailable(exc):
                 raise
@@ -382,6 +384,7 @@ def record_acks(services, messages: Iterable[AckMessage]) -> int:
 
 
 def _record_ack(conn: Connection, services, message: AckMessage) -> str | int:
+    """The ack's state when recorded, ``duplicate``, or the bytes of the dead letter it became."""
     prefix = services.settings.mqtt_topic_prefix
     siren_id = topics.parse_siren_topic(prefix, message.topic, "ack")
     try:
@@ -413,7 +416,7 @@ def _record_ack(conn: Connection, services, message: AckMessage) -> str | int:
                       detail=ack["detail"], exercise=services.settings.exercise)
     else:
         end_trouble(conn, siren_id, command.station_id, now, command_id=command.command_id)
-    return "recorded"
+    return ack["state"]
 
 
 def _refuse(conn: Connection, services, message: AckMessage, reason: str, detail: str) -> int:
@@ -482,8 +485,12 @@ class SirenController:
         with self.services.engine.connect() as conn:
             pending = conn.execute(sa.select(siren_commands).where(siren_commands.c.status == "pending")
                                    .order_by(siren_commands.c.created_at)).all()
+            listed = set(siren_owners(conn)) if pending else set()
         next_due: datetime | None = None
         for command in pending:
+            if command.siren_id not in listed:
+                self._drop(command)  # its station no longer lists it: nobody to command, nothing to report
+                continue
             if now >= command.expires_at and command.attempts > 0:
                 step = "unanswered"  # e.g. found after a long outage: a late copy would be ignored anyway
             else:
@@ -511,12 +518,20 @@ class SirenController:
     def _send(self, command) -> None:
         topic = topics.siren_command_topic(self.services.settings.mqtt_topic_prefix, command.siren_id)
         body = json.dumps(command.payload, separators=(",", ":")).encode("utf-8")
+        self.services.metrics.siren_published.labels("again" if command.attempts else "first").inc()
         if not self.publish(topic, body):
             log.warning("siren %s: command %s could not be handed to the broker now; re-sent in %g s",
                         command.siren_id, command.command_id, self.timeout_s)
         elif command.attempts:
             log.warning("siren %s: no ack for command %s; published again (%d of %d)", command.siren_id,
                         command.command_id, command.attempts, rules.MAX_RESENDS)
+
+    def _drop(self, command) -> None:
+        with self.services.engine.begin() as conn:
+            conn.execute(sa.update(siren_commands).where(siren_commands.c.command_id == command.command_id,
+                                                         siren_commands.c.status == "pending")
+                         .values(status="superseded"))
+        log.info("siren %s is no longer in the registry: command %s dropped", command.siren_id, command.command_id)
 
     def _give_up(self, command, now: datetime) -> None:
         with self.services.engine.begin() as conn:
@@ -525,5 +540,7 @@ class SirenController:
             ).values(status="unanswered")).rowcount == 1
             opened = won and raise_trouble(conn, command.siren_id, command.station_id, "silent", now,
                                            command_id=command.command_id, exercise=self.services.settings.exercise)
+        if won:
+            self.services.metrics.siren_unanswered.inc()
         if opened:
             self.services.wake_dispatcher()

@@ -226,3 +226,54 @@ def test_a_drill_never_sounds_a_siren(services):
                                               exercise=True, exercise_id=drill))
     controller(services, published).run_once(now)
     assert published.messages == []  # a drill tests the chain with `test`, never with a real alarm
+
+
+def open_alert(services, kind: str, level: str) -> int:
+    with services.engine.begin() as conn:
+        return conn.execute(sa.insert(alerts).values(station_id="KLN-WOTU", kind=kind, level=level, peak_level=level,
+                                                     state="active", opened_at=datetime.now(timezone.utc))
+                            ).inserted_primary_key[0]
+
+
+def test_an_upstream_alert_sounds_only_the_sirens_that_say_upstream(services):
+    with services.engine.begin() as conn:
+        conn.execute(sa.update(stations).where(stations.c.id == "KLN-WOTU").values(sirens=[
+            {"id": SIREN, "at": "siaga", "upstream": False}, {"id": "SRN-WOTU-2", "at": "siaga", "upstream": True}]))
+    published = Published()
+    wave = open_alert(services, "upstream", "awas")  # a flood wave from Mangkutana (spec section 11)
+    controller(services, published).run_once(datetime.now(timezone.utc))
+    assert [(topic.rsplit("/", 2)[1], body["action"], body["level"], body["alert_id"])
+            for topic, body in published.messages] == [("SRN-WOTU-2", "on", "awas", wave)]
+    with services.engine.begin() as conn:
+        conn.execute(sa.update(alerts).where(alerts.c.id == wave).values(state="closed", level="normal"))
+    controller(services, published).run_once(datetime.now(timezone.utc))
+    assert published.messages[-1][0].endswith("/SRN-WOTU-2/command") and published.messages[-1][1]["action"] == "off"
+
+
+def test_a_siren_removed_from_its_station_is_no_longer_commanded(services):
+    published = Published()
+    run = controller(services, published)
+    levels(services, (3.6, 5))
+    start = datetime.now(timezone.utc)
+    run.run_once(start)
+    with services.engine.begin() as conn:
+        conn.execute(sa.update(stations).where(stations.c.id == "KLN-WOTU").values(sirens=[]))
+    run.run_once(start + timedelta(seconds=10 * TIMEOUT))
+    assert len(published.messages) == 1 and siren_alerts(services) == []
+    with services.engine.connect() as conn:
+        assert conn.execute(sa.select(siren_commands.c.status)).scalar_one() == "superseded"
+
+
+def test_siren_figures_are_counted(services):
+    published = Published()
+    run = controller(services, published)
+    levels(services, (3.6, 5))
+    start = datetime.now(timezone.utc)
+    for step in range(5):
+        run.run_once(start + timedelta(seconds=step * TIMEOUT))
+    metrics = services.metrics
+    assert metrics.siren_published.labels("first")._value.get() == 1
+    assert metrics.siren_published.labels("again")._value.get() == 3
+    assert metrics.siren_unanswered._value.get() == 1
+    ack(services, published.messages[0][1]["command_id"], "on")
+    assert metrics.siren_acks.labels("on")._value.get() == 1

@@ -221,16 +221,42 @@ def _texts(alert: CapAlert, event: CapEvent, station: CapStation, tz: ZoneInfo, 
                         f"Status {verb[0]} {level} di {place} pada {when}."),
                  "en": (f"{level} {name['en'].lower()}: {station.name}",
                         f"Status {verb[1]} {level} at {place} at {when}.")}
+    wave = _wave_text(alert, event, station, tz) if key not in ("cleared", "withdrawn") else None
     out = {}
     for lang in ("id", "en"):
         headline, description = lines[lang]
+        if wave is not None:
+            description += f" {wave[lang]}"
         reading = _reading_text(event.reading, alert.kind, lang)
         if reading and key != "withdrawn":
-            description += f" {reading}."
+            description += f" {reading}." if wave is None else f" ({reading} di hulu)." if lang == "id" else f" ({reading} upstream)."
         description += f" Wilayah: {areas}." if lang == "id" else f" Areas: {areas}."
         out[lang] = {"headline": headline[:140], "description": description,
                      "instruction": INSTRUCTIONS.get(key, INSTRUCTIONS["waspada"])[lang]}
     return out
+
+
+def eta_of(alert: CapAlert, event: CapEvent) -> datetime | None:
+    """When an upstream alert's wave is expected at the station (its ``onset``); None for other kinds."""
+    text = (event.reading or {}).get("eta") if alert.kind == "upstream" else None
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _wave_text(alert: CapAlert, event: CapEvent, station: CapStation, tz: ZoneInfo) -> dict[str, str] | None:
+    """Where an upstream alert's wave comes from and when it arrives, in each language."""
+    eta = eta_of(alert, event)
+    if eta is None:
+        return None
+    reading = event.reading or {}
+    source = str(reading.get("source_name") or reading.get("source_station_id") or "hulu")
+    when = _local(eta, tz)
+    return {"id": f"Banjir kiriman dari {source} diperkirakan tiba di {station.name} pada {when}.",
+            "en": f"A flood wave from {source} is expected at {station.name} at {when}."}
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
@@ -269,7 +295,7 @@ def _info(root: ET.Element, lang: str, alert: CapAlert, event: CapEvent, station
     _sub(code, "valueName", "BNPB_LEVEL")
     _sub(code, "value", "normal" if key == "cleared" else event.level)
     _sub(info, "effective", cap_time(sent, tz))
-    _sub(info, "onset", cap_time(event.at, tz))
+    _sub(info, "onset", cap_time(eta_of(alert, event) or event.at, tz))  # a wave from upstream: when it arrives
     _sub(info, "expires", cap_time(expires, tz))
     _sub(info, "senderName", profile.sender_name)
     for field in ("headline", "description", "instruction"):

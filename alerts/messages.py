@@ -19,13 +19,14 @@ from pathlib import Path
 
 from alerts.errors import TemplateError
 from alerts import gsm7
-from alerts.model import PUBLIC_ALERT_KINDS
+from alerts.model import GAUGE_ALERT_KINDS
 
 DEFAULT_LANGUAGE = "id"
 LANGUAGES = ("id", "en")
 WARNING_LEVELS = ("waspada", "siaga", "awas")
-PUBLIC_KINDS = PUBLIC_ALERT_KINDS  # the kinds with texts for residents: every public kind
+PUBLIC_KINDS = GAUGE_ALERT_KINDS  # the kinds with warning, reminder and all-clear texts of a station's own gauge
 OPERATIONAL_KINDS = ("offline", "battery", "siren")
+UPSTREAM = "upstream"  # banjir kiriman (spec section 11): residents warned of a wave from upstream, no reminders
 # Alerts of an exercise use the same keys under this section: ``exercise.water_level.raised.awas``.
 EXERCISE = "exercise"
 # The texts of alerts, by kind (the exercise section has each of them too).
@@ -33,6 +34,8 @@ ALERT_KEYS = tuple(
     [f"{kind}.{event}.{level}" for kind in PUBLIC_KINDS for event in ("raised", "escalated") for level in WARNING_LEVELS]
     + [f"{kind}.{event}" for kind in PUBLIC_KINDS for event in ("reminder", "all_clear")]
     + [f"{kind}.{event}" for kind in OPERATIONAL_KINDS for event in ("raised", "cleared")]
+    + [f"{UPSTREAM}.{event}.{level}" for event in ("raised", "escalated") for level in WARNING_LEVELS]
+    + [f"{UPSTREAM}.all_clear"]
 )
 # Every template key a language file must have (dotted paths into the TOML document).
 REQUIRED_KEYS = tuple(
@@ -273,3 +276,39 @@ def _problem_text(templates: Templates, language: str, problem: str | None) -> s
         return ""
     key = f"siren.{problem}"
     return templates.get(key, language) if templates.has(key, language) else problem.upper()
+# --- the words of a wave from upstream (spec section 11) ---------------------------------------
+
+
+UPSTREAM_PLACE_MAX = 16  # a wave's text names two places: short ones keep it in one segment
+
+
+def upstream_place(station: Mapping) -> str:
+    """A station's place as a wave's text names it (at most 16 characters): the first of ``sms_name``,
+    its kecamatan, its short name that fits, else the first cut at a word."""
+    names = [str(n).strip() for n in (station.get("sms_name"), station.get("kecamatan"),
+                                      station_short(station.get("name") or ""), station.get("id")) if n]
+    for name in names:
+        if 0 < len(name) <= UPSTREAM_PLACE_MAX:
+            return name
+    first = names[0] if names else ""
+    cut = first[:UPSTREAM_PLACE_MAX + 1].rsplit(" ", 1)[0] if " " in first[:UPSTREAM_PLACE_MAX + 1] else ""
+    return cut or first[:UPSTREAM_PLACE_MAX]
+
+
+def upstream_context(templates: Templates, language: str, *, station: Mapping, level: str, reading: Mapping,
+                     at: datetime, zone: tzinfo) -> dict:
+    """The words of an upstream alert's text: the upstream place, level and reading, the arrival here.
+
+    ``reading`` is the upstream event's (``service.upstream.event_reading``): the source reading
+    with ``source_place``, ``source_level`` and ``eta``; ``at`` is the time the text names (the
+    upstream measurement, or the all-clear's).
+    """
+    time_format = str(_lookup(templates.documents.get(language, {}), "format.time") or "%H:%M")
+    eta_text = reading.get("eta")
+    eta = datetime.fromisoformat(str(eta_text).replace("Z", "+00:00")) if eta_text else at
+    context = warning_context(templates, language, station=station, level=level, metric="water_level",
+                              value=reading.get("value"), at=at, zone=zone)
+    context.update(source=str(reading.get("source_place") or reading.get("source_station_id") or ""),
+                   place=upstream_place(station), eta=eta.astimezone(zone).strftime(time_format),
+                   trend="")
+    return context

@@ -17,10 +17,13 @@ METRICS = {
 # rain_tips never reaches storage: it is turned into rainfall increments on ingest.
 STORED_METRICS = ("water_level", "rainfall", "battery", "signal")
 
-# Alert kinds (spec sections 3 and 12); offline, battery and siren are for staff only.
-ALERT_KINDS = ("water_level", "rainfall", "offline", "battery", "siren")
+# Alert kinds (spec sections 3, 11 and 12); offline, battery and siren are for staff only; upstream is a
+# wave announced from a station upstream (banjir kiriman).
+ALERT_KINDS = ("water_level", "rainfall", "upstream", "offline", "battery", "siren")
+# The kinds a station's own gauges warn residents of (texts with reminders, episodes BPBD reports).
+GAUGE_ALERT_KINDS = ("water_level", "rainfall")
 # The kinds residents are warned of (texts, CAP, the public dashboard): defined here only.
-PUBLIC_ALERT_KINDS = ("water_level", "rainfall")
+PUBLIC_ALERT_KINDS = GAUGE_ALERT_KINDS + ("upstream",)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -22,12 +22,14 @@ from datetime import datetime, timedelta, tzinfo
 from alerts import messages, priority
 from alerts.levels import Level
 from alerts.rules import Rules
+from alerts.upstream import all_clear_allowed, inhibited
 
 # Notification kinds that carry a validity (EWS_SMS_VALIDITY_S): late, they would arrive after the flood.
 EXPIRING_KINDS = ("warning", "reminder")
 # A warning in one of these states reached (or may have reached) the provider: it earns its all-clear.
 HANDED_OVER = ("spooled", "sent", "delivered", "unknown")
 PUBLIC_KINDS = messages.PUBLIC_KINDS  # warnings to residents (and staff)
+UPSTREAM = messages.UPSTREAM  # a wave from upstream (spec section 11): to residents (and staff), no reminders
 OPERATIONAL_KINDS = messages.OPERATIONAL_KINDS  # staff only
 EXERCISE_PREFIX = "LATIHAN "  # the start of every text of a drill
 # What a broken template or an odd reading raises while rendering; ``fallback_text`` is sent instead.
@@ -42,6 +44,10 @@ class AlertFacts:
     peak: Level = Level.NORMAL  # the highest level of the episode so far
     exercise: bool = False  # a drill's alert, or any alert under EWS_EXERCISE
     drill_residents: bool = False  # the drill was started with residents: true
+    # An upstream alert's station: the level of its own water-level alert (normal: none), and whether
+    # any own public alert of it is active (they silence the wave's texts, spec section 11).
+    own_level: Level = Level.NORMAL
+    own_active: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +88,7 @@ def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: R
     kind, key = plan
     if alert.exercise:  # LATIHAN texts of their own (config/templates: [exercise...])
         key = f"{messages.EXERCISE}.{key}"
-    public = alert.kind in PUBLIC_KINDS
+    public = alert.kind in PUBLIC_KINDS or alert.kind == UPSTREAM
     # Exercises reach staff; residents only of a drill started with residents: true (never EWS_EXERCISE's).
     residents = public and (not alert.exercise or alert.drill_residents)
     level = Level.NORMAL.label if kind == "all_clear" else event.level
@@ -96,6 +102,8 @@ def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str]
     kind, type_ = alert.kind, event.type
     if kind in OPERATIONAL_KINDS:
         return ("operational", f"{kind}.{type_}") if type_ in ("raised", "cleared") else None
+    if kind == UPSTREAM:
+        return _upstream_plan(alert, event, rules)
     if kind not in PUBLIC_KINDS:
         return None
     if type_ in ("raised", "escalated"):
@@ -107,6 +115,20 @@ def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str]
     if type_ == "cleared":
         return ("all_clear", f"{kind}.all_clear") if rules.all_clear and alert.peak >= rules.notify_from else None
     return None  # deescalated, acknowledged
+
+
+def _upstream_plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str] | None:
+    """A wave from upstream: its warnings unless the station's own alert already says as much; its all-clear
+    only while no own alert of the station is active. No reminders: the station's own gauge takes over."""
+    if event.type in ("raised", "escalated"):
+        level = Level.parse(event.level)
+        if event.level in messages.WARNING_LEVELS and level >= rules.notify_from and not inhibited(level, alert.own_level):
+            return "warning", f"{UPSTREAM}.{event.type}.{event.level}"
+        return None
+    if event.type in ("cleared", "closed") and rules.all_clear and alert.peak >= rules.notify_from \
+            and all_clear_allowed(own_active=alert.own_active):
+        return "all_clear", f"{UPSTREAM}.all_clear"
+    return None
 
 
 # --- is it still worth sending --------------------------------------------------------------------
@@ -171,6 +193,9 @@ def message_context(templates: messages.Templates, language: str, kind: str, lev
                     station: StationFacts, rules: Rules, zone: tzinfo) -> dict:
     """The template context for one event of a ``kind`` alert, naming ``level``, in ``language``."""
     reading = event.reading or {}
+    if kind == UPSTREAM:
+        return messages.upstream_context(templates, language, station=station.station, level=level, reading=reading,
+                                         at=event.at, zone=zone)
     metric, value, rate, window = kind, reading.get("value"), None, None
     if kind == "water_level":
         rate = reading.get("rate_per_hour")

@@ -39,12 +39,13 @@ class Rendering:
 
 
 # The metrics that make a station send each public kind of warning.
-KIND_METRICS = {"water_level": ("water_level",), "rainfall": ("rainfall", "rain_tips")}
+KIND_METRICS = {"water_level": ("water_level",), "rainfall": ("rainfall", "rain_tips"),
+                messages.UPSTREAM: ("water_level",)}
 
 
 def resident_warning_keys(metrics=None) -> tuple[str, ...]:
     """Every template a resident may be sent about a station measuring ``metrics`` (None: any): real and exercise."""
-    kinds = [kind for kind in messages.PUBLIC_KINDS
+    kinds = [kind for kind in (*messages.PUBLIC_KINDS, messages.UPSTREAM)
              if metrics is None or set(KIND_METRICS[kind]) & set(metrics)]
     keys = [key for key in messages.ALERT_KEYS if key.split(".")[0] in kinds]
     return tuple(keys + [f"{messages.EXERCISE}.{key}" for key in keys])
@@ -58,7 +59,7 @@ def _level(key: str) -> str:
 
 
 def _readings(kind: str):
-    if kind == "water_level":
+    if kind in ("water_level", messages.UPSTREAM):
         return [(MAX_WATER_LEVEL, rate, None) for rate in WATER_RATES]
     return [(MAX_RAINFALL, rate, window) for rate in RAIN_RATES for window in ("1h", "3h", "24h")]
 
@@ -74,14 +75,30 @@ def longest_resident_warning(templates: messages.Templates, station: Mapping, zo
         for key in resident_warning_keys(station.get("metrics")):
             kind = key.removeprefix(f"{messages.EXERCISE}.").split(".")[0]
             for value, rate, window in _readings(kind):
-                context = messages.warning_context(templates, language, station=station, level=_level(key),
-                                                   metric=kind, value=value, at=WIDEST_TIME, zone=zone,
-                                                   rate_per_hour=rate, window=window)
+                if kind == messages.UPSTREAM:
+                    context = _upstream_context(templates, language, station, _level(key), value, zone)
+                else:
+                    context = messages.warning_context(templates, language, station=station, level=_level(key),
+                                                       metric=kind, value=value, at=WIDEST_TIME, zone=zone,
+                                                       rate_per_hour=rate, window=window)
                 text = messages.render(templates, key, language, context)
                 septets = gsm7.septets(text)
                 if longest is None or septets > longest.septets:
                     longest = Rendering(septets, key, language, text)
     return longest
+
+
+def _upstream_context(templates: messages.Templates, language: str, station: Mapping, level: str, value: float,
+                      zone: tzinfo) -> dict:
+    """A wave's words with ``station`` as both the upstream place and this one.
+
+    If every station's text fits with its own place twice, a text naming any two of them fits:
+    its length is at most that of the longer of the two.
+    """
+    reading = {"value": value, "source_place": messages.upstream_place(station),
+               "eta": WIDEST_TIME.isoformat()}
+    return messages.upstream_context(templates, language, station=station, level=level, reading=reading,
+                                     at=WIDEST_TIME, zone=zone)
 
 
 def segment_problem(templates: messages.Templates, station: Mapping, zone: tzinfo) -> str | None:

@@ -24,11 +24,11 @@ from alerts import policy
 from alerts.errors import AlreadyAcknowledged
 from alerts.engine import EngineEvent, Judgement, current_rain_sums, judge
 from alerts.levels import Level
-from alerts.model import PUBLIC_ALERT_KINDS, Sample
+from alerts.model import GAUGE_ALERT_KINDS, Sample
 from alerts.rules import Rules, RulesError, parse_rules, rules_to_doc
 from alerts.station_rules import effective_rules
 from alerts.times import rfc3339
-from service import station_states
+from service import station_states, upstream
 from service.db import dialect
 from service.db.schema import alert_events, alerts, station_state, stations
 
@@ -214,7 +214,19 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
     event_id = _insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
-    return [_event_dict(event_id, alert_id, station_id, kind, type_, level.label, event.at, dispatch)]
+    recorded = [_event_dict(event_id, alert_id, station_id, kind, type_, level.label, event.at, dispatch)]
+    if kind == "water_level" and scope.exercise_id is None:  # a drill's waves stay in the drill
+        recorded.extend(_upstream(conn, station_id, rules, alert_id, type_, level, event, now, scope))
+    return recorded
+
+
+def _upstream(conn: Connection, station_id: str, rules: Rules, alert_id: int, type_: str, level: Level,
+              event: EngineEvent, now: datetime, scope: AlertScope) -> list[dict]:
+    """A water-level alert warns downstream (spec section 11): its rise opens upstream alerts, its close ends them."""
+    if type_ == "cleared":
+        return upstream.source_closed(conn, station_id, alert_id, now)
+    return upstream.source_event(conn, station_id, rules, alert_id, type_, level, event.at, event.reading, now,
+                                 exercise=scope.exercise)
 
 
 def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample, now: datetime, *,
@@ -307,7 +319,7 @@ def remind_awas(engine: Engine, now: datetime) -> int:
             .outerjoin(station_state, station_state.c.station_id == alerts.c.station_id)
             # A drill's alerts are not reminded: the exercise tests the warning chain, not the hourly repeat.
             .where(alerts.c.state == "active", alerts.c.level == Level.AWAS.label,
-                   alerts.c.kind.in_(PUBLIC_ALERT_KINDS), REAL.owns())
+                   alerts.c.kind.in_(GAUGE_ALERT_KINDS), REAL.owns())  # a wave from upstream is not reminded
         ).all()
     reminded = 0
     for row in rows:
@@ -375,6 +387,9 @@ def alert_to_dict(row, events: list | None = None) -> dict:
         "acknowledged": None if row.ack_at is None else {"by": row.ack_by, "at": rfc3339(row.ack_at), "note": row.ack_note},
         "exercise": bool(row.exercise),
         "exercise_id": row.exercise_id,
+        # An upstream alert (spec section 11): the source it stands on and when that wave arrives here.
+        "source_station_id": row.source_station_id,
+        "eta": rfc3339(row.eta),
     }
     if events is not None:
         doc["events"] = [event_to_dict(e) for e in events]

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from alerts import report as core
-from alerts.model import PUBLIC_ALERT_KINDS
+from alerts.model import GAUGE_ALERT_KINDS
 from alerts.times import rfc3339
 from service import reports
 from service.db import schema
@@ -37,7 +37,8 @@ def episode_alerts(conn: Connection, start: datetime, end: datetime) -> list:
     """Alerts of the public kinds opened in [start, end), oldest first, without exercises."""
     a = schema.alerts
     return conn.execute(
-        sa.select(a).where(a.c.kind.in_(PUBLIC_ALERT_KINDS), a.c.exercise == sa.false(),
+        # A wave from upstream is not an episode of its own: its source's episode is reported.
+        sa.select(a).where(a.c.kind.in_(GAUGE_ALERT_KINDS), a.c.exercise == sa.false(),
                            a.c.opened_at >= start, a.c.opened_at < end)
         .order_by(a.c.opened_at, a.c.id).limit(MAX_EPISODES + 1)
     ).all()

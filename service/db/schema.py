@@ -174,7 +174,7 @@ alerts = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("station_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),  # water_level | rainfall | offline | battery
+    Column("kind", String(16), nullable=False),  # water_level | rainfall | upstream | offline | battery | ...
     Column("level", String(16), nullable=False),
     Column("peak_level", String(16), nullable=False),
     Column("state", String(8), nullable=False),  # active | closed
@@ -187,6 +187,11 @@ alerts = Table(
     # The drill (POST /exercises) whose readings raised it; NULL for real alerts (and EWS_EXERCISE).
     Column("exercise_id", Integer, ForeignKey("exercises.id"), nullable=True),
     Column("last_notified_at", UTCDateTime, nullable=True),  # drives AWAS reminders
+    # An upstream alert (spec section 11): the source it stands on and when that wave arrives here,
+    # and the waves of all its open sources ({source station: alerts.upstream.Wave.to_doc()}).
+    Column("source_station_id", String(64), nullable=True),
+    Column("eta", UTCDateTime, nullable=True),
+    Column("sources", JSON, nullable=True),
     # One open alert per (station, kind), enforced by the database (partial unique indexes):
     # one among the real alerts, and one per exercise, so a drill never blocks a real warning.
     Index(

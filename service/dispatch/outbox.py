@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from alerts import messages, policy, priority
 from alerts.levels import Level
-from service import subscribers
+from service import subscribers, upstream
 from service.alerting import station_rules
 from service.db import dialect, schema
 from service.phones import mask_numbers
@@ -88,6 +88,8 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, va
         return 0
     station_row = _station(conn, alert_row.station_id)
     alert, facts, station = _facts(alert_row, event, station_row)
+    if alert_row.kind == upstream.KIND:  # what the station's own alerts say now (they may silence the wave)
+        alert = dataclasses.replace(alert, **upstream.own_facts(conn, alert_row.station_id))
     rules = station_rules(station_row)
     notice = policy.decide(alert, facts, station, rules)
     if notice is None:

@@ -66,7 +66,7 @@ class AlertSchema(ma.Schema):
 
     id = ma.fields.Integer()
     station_id = ma.fields.String()
-    kind = ma.fields.String(metadata={"description": "water_level, rainfall, offline, battery or siren"})
+    kind = ma.fields.String(metadata={"description": "water_level, rainfall, upstream, offline, battery or siren"})
     level = ma.fields.String()
     peak_level = ma.fields.String()
     state = ma.fields.String(metadata={"description": "active or closed"})
@@ -77,6 +77,12 @@ class AlertSchema(ma.Schema):
                                                           "under EWS_EXERCISE (CAP status Exercise)"})
     exercise_id = ma.fields.Integer(allow_none=True, metadata={"description": "the drill (GET /exercises/{id}) "
                                                                               "whose readings raised it; null otherwise"})
+    source_station_id = ma.fields.String(allow_none=True, metadata={
+        "description": "an upstream alert: the station upstream whose rise it announces (the earliest-arriving "
+                       "source at its level); null for other kinds"})
+    eta = UTCDateTime(allow_none=True, metadata={
+        "description": "an upstream alert: when that wave is expected here (the source's measurement time plus "
+                       "the summed travel_s); null for other kinds"})
 
 
 class AlertDetailSchema(AlertSchema):
@@ -86,7 +92,8 @@ class AlertDetailSchema(AlertSchema):
 class AlertListArgs(PageArgs):
     state = ma.fields.String(validate=ma.validate.OneOf(["active", "closed"]))
     station_id = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
-    kind = ma.fields.String(validate=ma.validate.OneOf(["water_level", "rainfall", "offline", "battery", "siren"]))
+    kind = ma.fields.String(validate=ma.validate.OneOf(["water_level", "rainfall", "upstream", "offline", "battery",
+                                                        "siren"]))
     exercise_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**31 - 1),
                                     metadata={"description": "only the alerts of this exercise"})
 

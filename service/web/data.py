@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from alerts.levels import Level
-from alerts.model import PUBLIC_ALERT_KINDS
+from alerts.model import GAUGE_ALERT_KINDS, PUBLIC_ALERT_KINDS
 from alerts.rules import rules_to_doc
 from alerts.times import rfc3339
 from service.alerting import station_rules
@@ -197,6 +197,8 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
             "peak_level": row.peak_level, "state": row.state, "opened_at": rfc3339(row.opened_at),
             "closed_at": rfc3339(row.closed_at), "acknowledged": ack, "exercise": bool(row.exercise),
             "exercise_id": row.exercise_id, "sms": counts[row.id],
+            # An incoming wave (upstream alert): where from and when it is expected here.
+            "source_station_id": row.source_station_id, "eta": rfc3339(row.eta),
         })
     items.sort(key=lambda item: (-_level_rank(item["level"]), item["opened_at"] or ""))
     return items
@@ -205,7 +207,8 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
 def recently_closed(conn, now: datetime, days: int = 7, limit: int = 20) -> list[dict]:
     """Alerts of the public kinds closed in the last ``days`` (newest first): their reports are what BPBD files."""
     a = schema.alerts
-    rows = conn.execute(sa.select(a).where(a.c.state == "closed", a.c.kind.in_(PUBLIC_ALERT_KINDS),
+    # A wave from upstream is reported with its source's episode, not as one of its own.
+    rows = conn.execute(sa.select(a).where(a.c.state == "closed", a.c.kind.in_(GAUGE_ALERT_KINDS),
                                            a.c.closed_at >= now - timedelta(days=days))
                         .order_by(a.c.closed_at.desc(), a.c.id.desc()).limit(limit)).all()
     return [{"id": row.id, "station_id": row.station_id, "kind": row.kind, "peak_level": row.peak_level,
@@ -302,7 +305,7 @@ def station_series(engine, station_id: str, now: datetime, hours: int, *, public
             .order_by(e.c.at)
         )
         if public:
-            query = query.where(a.c.kind.in_(PUBLIC_ALERT_KINDS))
+            query = query.where(a.c.kind.in_(GAUGE_ALERT_KINDS))  # the station's own readings' events
         doc["events"] = [
             {"at": rfc3339(row.at), "t": row.at.timestamp(), "type": row.type, "level": row.level,
              "kind": row.kind, "alert_id": row.alert_id}

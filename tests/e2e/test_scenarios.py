@@ -157,7 +157,7 @@ def _level(name: str) -> Level:
 def check_expectations(expect: dict, alerts: list[dict], dead_letters: list[dict], stations: list[str]) -> list[str]:
     """The ways the alerts differ from a scenario's ``expect``; empty when they match."""
     problems = []
-    for kind in ("water_level", "rainfall", "offline", "battery"):
+    for kind in ("water_level", "rainfall", "upstream", "offline", "battery"):
         rules = expect.get(kind) or {}
         for station in stations:
             rule = rules.get(station, rules.get("*"))
@@ -184,6 +184,11 @@ def check_expectations(expect: dict, alerts: list[dict], dead_letters: list[dict
             problems.append(f"{earlier} alerted at {firsts[earlier]}, after {later} at {firsts[later]}")
         if earlier not in firsts or later not in firsts:
             problems.append(f"order: no alert for {earlier if earlier not in firsts else later}")
+    for station in expect.get("upstream_first") or []:  # banjir kiriman: warned before its own gauge rose
+        wave = [a["opened_at"] for a in alerts if a["station_id"] == station and a["kind"] == "upstream"]
+        own = [a["opened_at"] for a in alerts if a["station_id"] == station and a["kind"] == "water_level"]
+        if not wave or (own and min(own) <= min(wave)):
+            problems.append(f"{station}: no upstream alert before its own water-level alert")
     reasons = {d.get("reason") for d in dead_letters}
     for reason in expect.get("dead_letters") or []:
         if reason not in reasons:

@@ -38,6 +38,8 @@ def test_a_replayed_flood_warns_the_area_once_per_escalation_reminds_at_awas_and
         now = datetime.now(timezone.utc)
         people = {}
         with services.engine.begin() as conn:
+            # One alert's chain: Laskap's wave to Malili (spec section 11) is tests/e2e/test_upstream_wave.py's.
+            conn.execute(sa.update(schema.stations).where(schema.stations.c.id == "PKR-LASKAP").values(downstream=[]))
             for name, phone, areas, role, opted_out in (
                 ("laskap", "0812-1111-0001", [{"kecamatan": "Malili", "desa": "laskap"}], "resident", False),
                 ("malili", "0812-1111-0002", [{"kecamatan": "MALILI"}], "resident", False),

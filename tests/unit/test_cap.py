@@ -213,3 +213,22 @@ def test_atom_feed_links_each_entry_to_its_cap_xml():
     assert link.get("href") == "https://ews.example/cap/alerts/7.xml"
     assert link.get("type") == "application/cap+xml"
     assert doc.findtext("a:updated", namespaces=atom) == "2026-11-30T06:15:03Z"
+
+
+def test_an_upstream_alert_is_a_flood_wave_with_onset_at_its_eta(cap_schema):
+    eta = T0 + timedelta(hours=3)
+    alert = CapAlert(id=9, station_id="KLN-WOTU", kind="upstream", level="siaga", state="active", opened_at=T0)
+    reading = {"metric": "water_level", "value": 3.2, "ts": T0.isoformat(), "source_station_id": "KLN-MANGKUTANA",
+               "source_name": "Pos TMA Kalaena Mangkutana", "source_place": "Mangkutana", "eta": eta.isoformat()}
+    event = CapEvent(id=1, type="raised", level="siaga", at=T0, recorded_at=T0, reading=reading)
+    wotu = station(id="KLN-WOTU", name="Pos TMA Kalaena Wotu", river="Sungai Kalaena",
+                   areas=({"kecamatan": "Wotu", "desa": "Kalaena"},))
+    message = build_message(alert, event, wotu, CapProfile(), identifier="x-1", msg_type="Alert", sent=T0,
+                            expires=T0 + timedelta(hours=6))
+    doc = etree.fromstring(message.xml.encode())
+    cap_schema.assertValid(doc)
+    infos = doc.findall("cap:info", NS)
+    assert [i.findtext("cap:event", namespaces=NS) for i in infos] == ["Banjir kiriman", "Flood wave from upstream"]
+    assert {i.findtext("cap:onset", namespaces=NS) for i in infos} == {"2026-11-30T17:05:00+08:00"}  # the ETA, WITA
+    description = infos[0].findtext("cap:description", namespaces=NS)
+    assert "Pos TMA Kalaena Mangkutana" in description and "30-11-2026 17:05 WITA" in description

@@ -64,6 +64,18 @@ def test_a_rain_gauge_is_not_judged_by_flood_texts():
     assert all(key.removeprefix("exercise.").startswith("rainfall.") for key in resident_warning_keys(gauge["metrics"]))
 
 
+def test_a_wave_names_both_places_and_its_arrival_in_one_segment():
+    wotu, mangkutana = (next(s for s in SEED if s["id"] == i) for i in ("KLN-WOTU", "KLN-MANGKUTANA"))
+    reading = {"value": 3.2, "source_place": messages.upstream_place(mangkutana), "eta": "2026-11-30T07:35:00Z"}
+    context = messages.upstream_context(T, "id", station=wotu, level="siaga", reading=reading,
+                                        at=datetime(2026, 11, 30, 6, 5, tzinfo=timezone.utc), zone=WITA)
+    text = messages.render(T, "upstream.raised.siaga", "id", context)
+    assert text == ("BPBD LUTIM: BANJIR KIRIMAN dari Mangkutana (SIAGA 3.2 m 14:05). Perkiraan tiba di Wotu "
+                    "15:35 WITA. Siapkan evakuasi. Darurat: 112")
+    assert messages.upstream_place({"sms_name": "S.Kalaena Jembatan Wotu Baru"}) == "S.Kalaena"  # cut at a word
+    assert len(messages.upstream_place({"id": "X" * 64})) == messages.UPSTREAM_PLACE_MAX
+
+
 def test_sms_name_rules():
     assert sms_name_problem("Karebbe Ussu") is None
     assert sms_name_problem("x" * (SMS_NAME_MAX + 1))
@@ -78,7 +90,7 @@ def _any_warning(data, station):
     kind = key.removeprefix("exercise.").split(".")[0]
     plain = key.removeprefix("exercise.").split(".")
     level = "normal" if plain[-1] == "all_clear" else (plain[-1] if plain[1] in ("raised", "escalated") else "awas")
-    if kind == "water_level":
+    if kind in ("water_level", messages.UPSTREAM):
         value = data.draw(st.floats(min_value=-9.99, max_value=99.99))
         window = None
     else:
@@ -86,6 +98,13 @@ def _any_warning(data, station):
         window = data.draw(st.sampled_from(["1h", "3h", "24h"]))
     rate = data.draw(st.one_of(st.none(), st.floats(min_value=-100, max_value=100)))
     at = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=data.draw(st.integers(0, 366 * 24 * 60)))
+    if kind == messages.UPSTREAM:  # a wave from any accepted station upstream, arriving any time
+        source = data.draw(st.sampled_from(SEED + [station]))
+        eta = at + timedelta(seconds=data.draw(st.integers(0, 7 * 86400)))
+        reading = {"value": value, "source_place": messages.upstream_place(source), "eta": eta.isoformat()}
+        context = messages.upstream_context(T, language, station=station, level=level, reading=reading, at=at,
+                                            zone=WITA)
+        return messages.render(T, key, language, context)
     context = messages.warning_context(T, language, station=station, level=level, metric=kind, value=value, at=at,
                                        zone=WITA, rate_per_hour=rate, window=window)
     return messages.render(T, key, language, context)

@@ -222,3 +222,17 @@ def test_pack_batches_respects_both_limits():
     packed = list(topics.pack_batches(big))
     assert sum(n for n, _ in packed) == 600
     assert all(len(p) <= topics.MAX_PAYLOAD_BYTES for _, p in packed)
+
+
+def test_kalaena_wave_is_sent_from_upstream():
+    """Rain on the upper Kalaena only: Mangkutana rises first, Kalaena and Wotu hours later (banjir kiriman)."""
+    emissions = _run("kalaena-wave")
+    firsts = {}
+    for sid, sample, t in _samples(emissions):
+        level = sample["values"].get("water_level")
+        if level is not None and sid not in firsts and _level(sid, level) != "normal":
+            firsts[sid] = t
+    assert set(firsts) == {"KLN-MANGKUTANA", "KLN-KALAENA", "KLN-WOTU"}
+    assert firsts["KLN-KALAENA"] - firsts["KLN-MANGKUTANA"] >= timedelta(hours=1)
+    assert firsts["KLN-WOTU"] - firsts["KLN-KALAENA"] >= timedelta(hours=1)
+    assert _level("KLN-MANGKUTANA", _peaks(emissions)["KLN-MANGKUTANA"]) == "awas"

@@ -323,6 +323,33 @@
     }).join("");
   }
 
+  /* ---------- incoming waves (banjir kiriman, spec section 11) ---------- */
+
+  // An upstream alert: where the wave comes from, at what level, and a countdown to its ETA here.
+  function waveHtml(a) {
+    if (a.kind !== "upstream" || !a.eta) return "";
+    var src = stationById(a.source_station_id) || { name: a.source_station_id };
+    return '<div class="alert-wave" data-source="' + esc(a.source_station_id) + '">🌊 ' +
+      esc(t("wave_from", { source: src.name, level: levelText(a.level) })) + " · " +
+      esc(t("wave_eta", { at: fmtTime(a.eta) })) + ' · <b class="wave-countdown" data-eta="' + esc(a.eta) + '">' +
+      esc(countdownText(a.eta)) + "</b></div>";
+  }
+
+  function countdownText(eta) {
+    var ms = new Date(eta).getTime() - serverNow();
+    if (ms <= 0) return t("wave_arrived");
+    var s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    return t("wave_in", { t: h + ":" + pad(m) + ":" + pad(s % 60) });
+  }
+
+  // Every second, between renders: the countdowns move, nothing else is rebuilt.
+  function tickWaves() {
+    document.querySelectorAll(".wave-countdown").forEach(function (el) {
+      el.textContent = countdownText(el.getAttribute("data-eta"));
+    });
+  }
+
   function renderAlerts() {
     var now = serverNow();
     var list = sortedAlerts();
@@ -364,6 +391,7 @@
         '<div class="alert-body">' + esc(t("kind_" + a.kind)) + " · " + esc(t("open_for", { d: duration(now - new Date(a.opened_at).getTime()) })) +
         " (" + esc(fmtTime(a.opened_at)) + ")" +
         (a.peak_level && a.peak_level !== a.level ? " · " + esc(t("peak", { level: levelText(a.peak_level) })) : "") + "</div>" +
+        waveHtml(a) +
         '<div class="alert-ack">' + ackHtml + "</div>" +
         (smsHtml ? '<div class="alert-sms">' + smsHtml + "</div>" : "") +
         (state.reports[String(a.id)] ? '<div class="alert-report">' + reportLink(a.id) + "</div>" : "") +
@@ -778,6 +806,7 @@
     // Durations and "ago" texts keep moving even between polls, and the lost-server check runs.
     setInterval(function () { if (state.loaded) { renderAlerts(); setConnection(); } }, 15000);
     setInterval(setConnection, 1000);
+    setInterval(tickWaves, 1000);
   }
 
   takeTokenFromUrl();

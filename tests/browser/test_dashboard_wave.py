@@ -1,0 +1,55 @@
+"""An incoming flood wave on the dashboard, in real headless Chromium (spec section 11): at each station
+downstream of a rise, its source, level and a countdown to the ETA there, for everyone."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from service.ingest import Message
+from tests.browser.test_dashboard import open_page, page_errors, wait
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def wave(flood):
+    """KLN-MANGKUTANA (normal in the flood) rises to SIAGA now: waves to KLN-KALAENA (+1.5 h) and KLN-WOTU (+3 h)."""
+    services, _ = flood
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    for minutes, level in ((-10, 2.0), (0, 3.1)):
+        ts = now + timedelta(minutes=minutes)
+        payload = json.dumps({"ts": ts.isoformat(), "values": {"water_level": level}}).encode()
+        services.ingestor.ingest([Message("ews/v1/stations/KLN-MANGKUTANA/readings", payload, ts)])
+    return now
+
+
+def countdown_seconds(text: str) -> int:
+    h, m, s = (int(x) for x in re.search(r"(\d+):(\d\d):(\d\d)", text).groups())
+    return h * 3600 + m * 60 + s
+
+
+def test_the_wave_shows_source_level_and_a_countdown_at_each_downstream_station(browser, live, wave):
+    open_page(browser, live)  # the public view: a wave is a public warning
+    selector = "#alerts .alert[data-station='{}'] .alert-wave"
+    wait(browser, lambda d: d.find_elements("css selector", selector.format("KLN-WOTU")), message="no wave at Wotu")
+    kalaena = browser.find_element("css selector", selector.format("KLN-KALAENA"))
+    wotu = browser.find_element("css selector", selector.format("KLN-WOTU"))
+    assert kalaena.get_attribute("data-source") == "KLN-MANGKUTANA"
+    assert "Banjir kiriman dari Pos TMA Kalaena Mangkutana (Siaga)" in wotu.text
+    eta = (wave + timedelta(hours=3)).astimezone(timezone(timedelta(hours=8))).strftime("%H.%M")
+    assert "perkiraan tiba" in wotu.text and f"{eta} WITA" in wotu.text  # (with the day when it is another day)
+    left = countdown_seconds(wotu.find_element("css selector", ".wave-countdown").text)
+    assert 3 * 3600 - 120 < left <= 3 * 3600
+    assert 5400 - 120 < countdown_seconds(kalaena.text) <= 5400
+    # It counts down between polls.
+    wait(browser, lambda d: countdown_seconds(
+        d.find_element("css selector", selector.format("KLN-WOTU") + " .wave-countdown").text) < left,
+        timeout=5, message="the countdown does not move")
+    browser.find_element("id", "lang-button").click()
+    wait(browser, lambda d: "Flood wave from" in d.find_element("css selector", selector.format("KLN-WOTU")).text,
+         message="the wave has no English")
+    assert page_errors(browser) == []

@@ -33,6 +33,8 @@ from alerts.model import Rejection
 from sensors import topics
 from service import alerting, dead_letters
 from service.ingest import database_unavailable
+from service.db import dialect
+from service.db.engine import begin_reads_only, end_reads_only
 from service.db.schema import alert_events, alerts, siren_commands, siren_state, stations
 
 log = logging.getLogger(__name__)
@@ -121,8 +123,8 @@ def _override(doc: dict | None) -> rules.Override | None:
 
 def _state_rows(conn: Connection, lock: bool = False) -> dict[str, dict]:
     query = sa.select(siren_state)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    if lock:
+        query = dialect.locked(query, conn)
     return {row.siren_id: dict(row._mapping) for row in conn.execute(query)}
 
 
@@ -131,7 +133,10 @@ def _ensure_state(conn: Connection, config: rules.SirenConfig, states: dict[str,
     if row is None:
         row = {"siren_id": config.id, "station_id": config.station_id, "state": "unknown", "commanded": None,
                "override": None, "trouble": None, "last_command_id": None, "last_ack": None, "updated_at": now}
-        conn.execute(sa.insert(siren_state).values(**row))
+        # Insert-or-ignore: the API (an operator's command) and the controller may both create it.
+        conn.execute(dialect.insert_new(conn, siren_state, ["siren_id"]).values(**row))
+        row = dict(conn.execute(dialect.locked(sa.select(siren_state).where(siren_state.c.siren_id == config.id),
+                                               conn)).one()._mapping)
         states[config.id] = row
     elif row["station_id"] != config.station_id:  # the siren moved to another station
         conn.execute(sa.update(siren_state).where(siren_state.c.siren_id == config.id)
@@ -395,9 +400,7 @@ def _record_ack(conn: Connection, services, message: AckMessage) -> str | int:
     if ack is None:
         reason, _, detail = problem.partition(": ")
         return _refuse(conn, services, message, reason, detail or problem)
-    query = sa.select(siren_commands).where(siren_commands.c.command_id == ack["command_id"])
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = dialect.locked(sa.select(siren_commands).where(siren_commands.c.command_id == ack["command_id"]), conn)
     command = conn.execute(query).first()
     if command is None or command.siren_id != siren_id:
         return _refuse(conn, services, message, "unknown_command",
@@ -471,8 +474,12 @@ class SirenController:
 
     def run_once(self, now: datetime) -> datetime | None:
         """One pass: new commands, publications and re-sends due, give-ups; return when the next is due."""
-        with self.services.engine.connect() as conn:
-            needed = plan(conn, now, self.timeout_s, apply=False)
+        reading = begin_reads_only()  # SQLite: the look-ups of each pass never wait for the write lock
+        try:
+            with self.services.engine.connect() as conn:
+                needed = plan(conn, now, self.timeout_s, apply=False)
+        finally:
+            end_reads_only(reading)
         if needed:
             with self.services.engine.begin() as conn:
                 plan(conn, now, self.timeout_s, apply=True)

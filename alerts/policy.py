@@ -125,6 +125,8 @@ def _upstream_plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[
         if event.level in messages.WARNING_LEVELS and level >= rules.notify_from and not inhibited(level, alert.own_level):
             return "warning", f"{UPSTREAM}.{event.type}.{event.level}"
         return None
+    if event.type == "closed" and not (event.reading or {}).get("all_clear"):
+        return None  # its source closed by hand: nobody is told it is safe unless the operator asked
     if event.type in ("cleared", "closed") and rules.all_clear and alert.peak >= rules.notify_from \
             and all_clear_allowed(own_active=alert.own_active):
         return "all_clear", f"{UPSTREAM}.all_clear"

@@ -87,8 +87,9 @@ def _follow(conn: Connection, target: str, source: str, wave: Wave | None, now: 
     shown = change.wave or Wave.from_doc(current.sources[source])  # closed: the wave that was expected
     at = change.wave.at if change.wave is not None else now
     reading = event_reading(shown)
-    told = all_clear or type_ != "closed"  # closed by hand without all_clear: nobody is told it is safe
-    dispatch = "pending" if told and notifies(conn, target, type_, level, peak, exercise=exercise) else "none"
+    if type_ == "closed":
+        reading["all_clear"] = all_clear  # as the operator asked when closing the source (spec section 10)
+    dispatch = "pending" if notifies(conn, target, type_, level, peak, reading, exercise=exercise) else "none"
     event_id = alerting._insert_event(conn, alert_id, type_, level.label, at, now, reading, dispatch, by=by, note=note)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
@@ -138,12 +139,13 @@ def own_facts(conn: Connection, station_id: str) -> dict:
     return {"own_level": own.get("water_level", Level.NORMAL), "own_active": bool(own)}
 
 
-def notifies(conn: Connection, station_id: str, type_: str, level: Level, peak: Level, *, exercise: bool) -> bool:
+def notifies(conn: Connection, station_id: str, type_: str, level: Level, peak: Level, reading: Mapping | None, *,
+             exercise: bool) -> bool:
     """Whether an upstream event of ``station_id`` reaches people: ``alerts.policy.decide`` has a notice for it."""
     from service import alerting
 
     row = conn.execute(sa.select(stations).where(stations.c.id == station_id)).first()
     station = dict(row._mapping) if row is not None else {"id": station_id}
     alert = policy.AlertFacts(kind=KIND, peak=peak, exercise=exercise, **own_facts(conn, station_id))
-    event = policy.EventFacts(type=type_, level=level.label, at=datetime.min)
+    event = policy.EventFacts(type=type_, level=level.label, at=datetime.min, reading=reading)
     return policy.decide(alert, event, policy.StationFacts(station), alerting.station_rules(station)) is not None

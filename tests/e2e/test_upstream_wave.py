@@ -100,6 +100,13 @@ def test_a_wave_from_mangkutana_warns_kalaena_and_wotu_with_their_etas(tmp_path,
         for n in (to_kalaena, to_wotu):
             assert gsm7.is_gsm7(n["body"]) and gsm7.septets(n["body"]) <= 160, n["body"]
 
+        # CAP: a flood wave from upstream whose onset is the ETA (in WITA).
+        onset = (measured + timedelta(hours=3)).astimezone(WITA).isoformat()
+        cap = wait_until(lambda: (lambda r: r.text if r.status_code == 200 else None)(
+            requests.get(f"{service.base_url}/cap/alerts/{wotu['id']}.xml", timeout=30)), 60, "Wotu's CAP message")
+        assert "<event>Banjir kiriman</event>" in cap and "<event>Flood wave from upstream</event>" in cap
+        assert f"<onset>{onset}</onset>" in cap
+
         # AWAS at Mangkutana: both escalate, with the ETA of the new measurement.
         reading("KLN-MANGKUTANA", 20, 3.9)
         wait_until(lambda: len(sent_to("kalaena")) == 2 and len(sent_to("wotu")) == 2, 60, "the escalations")

@@ -119,3 +119,31 @@ def test_wotus_own_awas_inhibits_its_upstream_messages_and_its_all_clear(service
         send(services, minute, "KLN-MANGKUTANA", 1.0)
     assert events_of(services, wotu.id)[-1] == ("cleared", "normal", "none")  # Wotu's own alert is still active
     assert events_of(services, kalaena.id)[-1] == ("cleared", "normal", "pending")
+
+
+def test_closing_the_source_by_hand_closes_its_upstream_alerts_the_same_way(services):
+    from service import upstream as upstream_alerts
+
+    send(services, 0, "KLN-MANGKUTANA", 3.1)
+    with services.engine.connect() as conn:
+        source = conn.execute(sa.select(alerts.c.id).where(alerts.c.station_id == "KLN-MANGKUTANA",
+                                                           alerts.c.kind == "water_level")).scalar_one()
+    with services.engine.begin() as conn:  # what POST /alerts/{id}/close does for a source alert
+        upstream_alerts.source_closed(conn, "KLN-MANGKUTANA", source, NOW, by="operator#1", note="sensor rusak",
+                                      all_clear=False)
+    for station in ("KLN-KALAENA", "KLN-WOTU"):
+        (row,) = upstream(services, station)
+        assert row.state == "closed" and events_of(services, row.id)[-1] == ("closed", "normal", "none")
+        with services.engine.connect() as conn:
+            last = alerting.get_alert(conn, row.id)["events"][-1]
+        assert last["reading"]["all_clear"] is False and last["reading"]["source_station_id"] == "KLN-MANGKUTANA"
+    # A new wave, closed by hand with the all-clear asked for: it is sent.
+    send(services, 10, "KLN-KALAENA", 3.3)
+    (wotu,) = [r for r in upstream(services, "KLN-WOTU") if r.state == "active"]
+    with services.engine.connect() as conn:
+        kalaena = conn.execute(sa.select(alerts.c.id).where(alerts.c.station_id == "KLN-KALAENA",
+                                                            alerts.c.kind == "water_level")).scalar_one()
+    with services.engine.begin() as conn:
+        upstream_alerts.source_closed(conn, "KLN-KALAENA", kalaena, NOW, by="operator#1", note="selesai",
+                                      all_clear=True)
+    assert events_of(services, wotu.id)[-1] == ("closed", "normal", "pending")

@@ -159,3 +159,24 @@ def test_a_warning_is_sent_only_when_it_is_the_alerts_highest_news_and_fresh(kin
         assert (verdict is None) == (fresh and state == "active" and Level.parse(alert_level) <= Level.parse(level))
     if kind in ("broadcast", "reply", "operational"):
         assert verdict is None
+
+
+def _wave(type_, level, *, own_level=Level.NORMAL, own_active=False, reading=None):
+    alert = policy.AlertFacts(kind="upstream", peak=Level.SIAGA, own_level=own_level, own_active=own_active)
+    return policy.decide(alert, policy.EventFacts(type=type_, level=level, at=AT, reading=reading), STATION, RULES)
+
+
+def test_a_wave_from_upstream_warns_residents_unless_the_stations_own_alert_says_as_much():
+    notice = _wave("raised", "siaga")
+    assert (notice.kind, notice.template) == ("warning", "upstream.raised.siaga") and notice.residents
+    assert _wave("escalated", "awas", own_level=Level.SIAGA).template == "upstream.escalated.awas"
+    assert _wave("raised", "siaga", own_level=Level.SIAGA) is None  # inhibited: the same level
+    assert _wave("raised", "siaga", own_level=Level.AWAS) is None  # inhibited: a higher level
+    assert _wave("deescalated", "waspada") is None and _wave("reminded", "awas") is None
+
+
+def test_a_waves_all_clear_only_without_an_own_alert_and_when_asked():
+    assert _wave("cleared", "normal").template == "upstream.all_clear"
+    assert _wave("cleared", "normal", own_active=True) is None
+    assert _wave("closed", "normal", reading={"all_clear": False}) is None  # its source closed by hand
+    assert _wave("closed", "normal", reading={"all_clear": True}).kind == "all_clear"

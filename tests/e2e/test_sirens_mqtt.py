@@ -123,3 +123,34 @@ def test_controllers_get_on_and_off_a_silent_one_is_retried_then_staff_are_told(
         publisher.close()
         answering.close()
         silent.close()
+
+
+def test_a_wave_from_upstream_sounds_the_sirens_that_say_upstream(service, broker_url, topic_prefix):
+    """KLN-MANGKUTANA at SIAGA opens KLN-WOTU's upstream alert (spec section 11): only its upstream siren sounds;
+    the source closing closes the wave, and the siren goes off."""
+    http(service, "PATCH", "/api/v1/stations/KLN-WOTU", {"sirens": [
+        {"id": "SRN-WOTU-W", "at": "siaga", "upstream": True}, {"id": "SRN-WOTU-L", "at": "siaga"}]})
+    wave = TestSirenController(broker_url, topic_prefix, "SRN-WOTU-W")
+    local = TestSirenController(broker_url, topic_prefix, "SRN-WOTU-L")
+    publisher = Publisher(broker_url)
+    now = datetime.now(timezone.utc)
+
+    def at_mangkutana(*values_minutes_ago):
+        for value, ago in values_minutes_ago:
+            publisher.publish(f"{topic_prefix}/stations/KLN-MANGKUTANA/readings",
+                              {"ts": iso(now - timedelta(minutes=ago)), "values": {"water_level": value}})
+        publisher.wait_all()
+
+    try:
+        at_mangkutana((3.2, 60))
+        [on] = wait_until(lambda: wave.received(), 30, "on for the wave")
+        [upstream] = rows(service.engine, sa.select(alerts.c.id, alerts.c.level).where(
+            alerts.c.station_id == "KLN-WOTU", alerts.c.kind == "upstream", alerts.c.state == "active"))
+        assert (on["action"], on["level"], on["alert_id"]) == ("on", "siaga", upstream.id)
+        at_mangkutana((1.0, 40), (1.0, 20))  # the source closes, and with it the wave
+        wait_until(lambda: wave.received()[-1]["action"] == "off", 30, "off when the wave closes")
+        assert local.received() == []  # the station's own river never rose
+    finally:
+        publisher.close()
+        wave.close()
+        local.close()

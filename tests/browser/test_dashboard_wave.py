@@ -45,6 +45,11 @@ def test_the_wave_shows_source_level_and_a_countdown_at_each_downstream_station(
     left = countdown_seconds(wotu.find_element("css selector", ".wave-countdown").text)
     assert 3 * 3600 - 120 < left <= 3 * 3600
     assert 5400 - 120 < countdown_seconds(kalaena.text) <= 5400
+    # The map says it too: Wotu's marker carries the wave, its tooltip names the source and the ETA.
+    marker = browser.execute_script(
+        "var m = window.EWS.markers['KLN-WOTU']; return [m.getElement().getAttribute('data-wave'),"
+        " m.getTooltip().getContent()];")
+    assert marker[0] == "KLN-MANGKUTANA" and "Banjir kiriman dari Pos TMA Kalaena Mangkutana" in marker[1]
     # It counts down between polls.
     wait(browser, lambda d: countdown_seconds(
         d.find_element("css selector", selector.format("KLN-WOTU") + " .wave-countdown").text) < left,

@@ -195,7 +195,16 @@
       html += "<tr><td>" + esc(t("metric_rainfall")) + " " + esc(t("rain_24h")) + "</td><td><b>" + st.rain["24h"] + " mm</b></td><td></td></tr>";
     }
     html += "</table>" + esc(t("col_last_seen")) + ": " + esc(fmtTime(st.status.last_seen)) + " (" + esc(ago(st.status.last_seen)) + ")";
-    return html;
+    return html + waveTooltip(st.id);
+  }
+
+  // The station's incoming wave (its upstream alert), as one line under its values.
+  function waveTooltip(stationId) {
+    var a = state.alerts.filter(function (x) { return x.kind === "upstream" && x.station_id === stationId && !x.exercise_id; })[0];
+    if (!a || !a.eta) return "";
+    var src = stationById(a.source_station_id) || { name: a.source_station_id };
+    return '<div class="tooltip-wave">🌊 ' + esc(t("wave_from", { source: src.name, level: levelText(a.level) })) +
+      " · " + esc(t("wave_eta", { at: fmtTime(a.eta) })) + "</div>";
   }
 
   function renderMap() {
@@ -226,6 +235,8 @@
         el.setAttribute("data-level", lv);
         el.setAttribute("data-station", st.id);
         el.classList.toggle("pulse", lv === "awas");
+        var wave = state.alerts.filter(function (x) { return x.kind === "upstream" && x.station_id === st.id && !x.exercise_id; })[0];
+        if (wave) el.setAttribute("data-wave", wave.source_station_id); else el.removeAttribute("data-wave");
       }
       if (lv === "awas" || lv === "siaga") m.bringToFront();
       bounds.push([st.lat, st.lon]);

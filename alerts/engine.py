@@ -124,6 +124,8 @@ def _clone_snapshot(snap: dict) -> dict:
                 "cause": machine["cause"]}
         if "rise" in machine:
             copy["rise"] = dict(machine["rise"])
+        if machine.get("forgotten_until") is not None:
+            copy["forgotten_until"] = machine["forgotten_until"]
         machines[kind] = copy
     return {
         "kinds": machines,
@@ -248,6 +250,25 @@ def from_micros(us: int) -> datetime:
 def load_state(state: Mapping | None) -> dict:
     """A private, current-version copy of a whole stored state (version 1 is migrated); new if None."""
     return _load(state)
+
+
+def forget(state: Mapping | None, kind: str) -> dict:
+    """``state`` with ``kind`` back at normal and its samples so far ignored: the next one is judged afresh.
+
+    For an alert closed by hand (spec section 10). The mark (``forgotten_until``, the newest
+    sample time judged) stays in both snapshots, so a replay of stored samples (a late sample,
+    or ``resume`` after a restart) does not bring the old level back.
+    """
+    st = _load(state)
+    last = st["current"]["last"]
+    until = last[0] if last is not None else None
+    for snap in (st["base"], st["current"]):
+        fresh = _new_machine()
+        if "rise" in snap["kinds"][kind]:
+            fresh["rise"] = {"on": False, "below_since": None}
+        fresh["forgotten_until"] = until
+        snap["kinds"][kind] = fresh
+    return st
 
 
 # --- the level machine ------------------------------------------------------------
@@ -396,6 +417,8 @@ def _apply(snap: dict, rules: Rules, entry: list, events: list[EngineEvent] | No
     """Apply one sample ``[ts, metric, value]`` to ``snap``; record an event if its kind's level changed."""
     ts, metric, value = entry
     machine = snap["kinds"][metric]
+    if machine.get("forgotten_until") is not None and ts <= machine["forgotten_until"]:
+        return  # judged before its alert was closed by hand (``forget``)
     before = machine["level"]
     extra = _STEPS[metric](snap, rules, ts, value)
     snap["last"] = [ts, metric]

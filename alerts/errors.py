@@ -17,6 +17,7 @@ Tree::
     │   └── UsageError          a command-line argument that cannot be honoured (exit status 2)
     ├── Conflict                the request clashes with what is stored (the API answers 409)
     │   ├── AlreadyAcknowledged an alert seen before (service/alerting.py)
+    │   ├── AlreadyClosed       an alert closed before (service/alert_control.py)
     │   ├── AlreadyEnded        an exercise ended before (service/exercises.py)
     │   └── StationBusy         a station already in a running exercise (service/exercises.py)
     ├── ConfigError             a setting is missing or wrong (config/settings.py)
@@ -110,6 +111,10 @@ class Conflict(EwsError):
 
 class AlreadyAcknowledged(Conflict):
     """The alert was acknowledged before (the API answers 409)."""
+
+
+class AlreadyClosed(Conflict):
+    """The alert was closed before: by its readings, or by hand (the API answers 409)."""
 
 
 class AlreadyEnded(Conflict):

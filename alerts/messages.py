@@ -40,7 +40,7 @@ ALERT_KEYS = tuple(
 # Every template key a language file must have (dotted paths into the TOML document).
 REQUIRED_KEYS = tuple(
     list(ALERT_KEYS) + [f"{EXERCISE}.{key}" for key in ALERT_KEYS]
-    + ["broadcast.wrapper"]
+    + ["broadcast.wrapper", "offline.was"]
     + [f"reply.{name}" for name in ("opted_out", "opted_in", "registered", "register_unknown", "not_registered",
                                     "info", "info_none", "info_line", "unknown")]
     + [f"levels.{level}" for level in ("normal",) + WARNING_LEVELS]
@@ -242,10 +242,12 @@ def warning_context(
     window: str | None = None,
     siren: str | None = None,
     problem: str | None = None,
+    was: str | None = None,
 ) -> dict:
     """Everything a template may name, for one station, level and reading, in ``language``.
 
-    ``siren`` and ``problem`` (``silent`` or ``error``) fill a ``siren`` alert's text.
+    ``siren`` and ``problem`` (``silent`` or ``error``) fill a ``siren`` alert's text; ``was``
+    (a warning level) the ``offline`` text's ``{was}``: the level the station fell silent at.
     """
     local = at.astimezone(zone)
     time_format = str(_lookup(templates.documents.get(language, {}), "format.time") or "%H:%M")
@@ -267,7 +269,15 @@ def warning_context(
         "tz": tz_word(zone, at),
         "siren": siren or "",
         "problem": _problem_text(templates, language, problem),
+        "was": _was_text(templates, language, was),
     }
+
+
+def _was_text(templates: Templates, language: str, level: str | None) -> str:
+    """`` Terakhir AWAS.``: the level a station was at when it fell silent (empty below WASPADA)."""
+    if level not in WARNING_LEVELS:
+        return ""
+    return " " + fill(templates.get("offline.was", language), {"level": level_word(templates, language, level)})
 
 
 def _problem_text(templates: Templates, language: str, problem: str | None) -> str:

@@ -48,16 +48,22 @@ class AlertFacts:
     # any own public alert of it is active (they silence the wave's texts, spec section 11).
     own_level: Level = Level.NORMAL
     own_active: bool = False
+    acknowledged: bool = False  # staff have seen it: their AWAS reminders stop
 
 
 @dataclasses.dataclass(frozen=True)
 class EventFacts:
     """One alert event as recorded: its type, level, time and the reading behind it."""
 
-    type: str  # raised, escalated, deescalated, reminded, cleared, acknowledged
+    type: str  # raised, escalated, deescalated, reminded, cleared, closed (by hand), acknowledged
     level: str
     at: datetime
     reading: Mapping | None = None
+
+    @property
+    def all_clear_asked(self) -> bool:
+        """A ``closed`` event whose operator asked for the all-clear (``{"all_clear": true}``)."""
+        return self.type == "closed" and bool((self.reading or {}).get("all_clear"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +98,12 @@ def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: R
     # Exercises reach staff; residents only of a drill started with residents: true (never EWS_EXERCISE's).
     residents = public and (not alert.exercise or alert.drill_residents)
     level = Level.NORMAL.label if kind == "all_clear" else event.level
+    staff = not (kind == "reminder" and alert.acknowledged)  # an acknowledgement stops the staff's reminders
+    if not (residents or staff):
+        return None
     return Notice(kind=kind, template=key, level=level,
                   priority=priority.priority(kind, event.level, exercise=alert.exercise),
-                  residents=residents, staff=True, exercise=alert.exercise)
+                  residents=residents, staff=staff, exercise=alert.exercise)
 
 
 def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str] | None:
@@ -114,6 +123,8 @@ def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str]
         return ("reminder", f"{kind}.reminder") if Level.parse(event.level) >= rules.notify_from else None
     if type_ == "cleared":
         return ("all_clear", f"{kind}.all_clear") if rules.all_clear and alert.peak >= rules.notify_from else None
+    if type_ == "closed":  # by hand: closing a stuck alert must not tell people it is safe, unless asked
+        return ("all_clear", f"{kind}.all_clear") if event.all_clear_asked else None
     return None  # deescalated, acknowledged
 
 
@@ -131,6 +142,18 @@ def _upstream_plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[
             and all_clear_allowed(own_active=alert.own_active):
         return "all_clear", f"{UPSTREAM}.all_clear"
     return None
+
+
+def reminder_due(last_notified_at: datetime | None, reading_ts: datetime | None, now: datetime, rules: Rules) -> bool:
+    """An AWAS alert's reminder is due: ``repeat_awas_s`` since its last message, from a reading younger than ``stale_after_s``.
+
+    A station silent at AWAS keeps its alert open, but nobody is reminded from its old value.
+    """
+    if rules.repeat_awas_s <= 0:
+        return False
+    if last_notified_at is not None and now - last_notified_at < timedelta(seconds=rules.repeat_awas_s):
+        return False
+    return reading_ts is not None and now - reading_ts < timedelta(seconds=rules.stale_after_s)
 
 
 # --- is it still worth sending --------------------------------------------------------------------
@@ -211,13 +234,14 @@ def message_context(templates: messages.Templates, language: str, kind: str, lev
         at=_when(kind, event), zone=zone, rate_per_hour=rate, window=window,
         siren=reading.get("siren_id") if kind == "siren" else None,
         problem=reading.get("problem") if kind == "siren" else None,
+        was=reading.get("level") if kind == "offline" else None,
     )
 
 
 def _when(kind: str, event: EventFacts) -> datetime:
-    """The time a text names: the event's, or for ``offline`` the last time the station was heard."""
+    """The time a text names: the event's; the reading's for a reminder; for ``offline`` the last time heard."""
     stamp = (event.reading or {}).get("last_seen") or (event.reading or {}).get("ts")
-    if kind != "offline" or not stamp:
+    if not (kind == "offline" or event.type == "reminded") or not stamp:
         return event.at
     try:
         return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))

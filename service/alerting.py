@@ -91,8 +91,9 @@ def _open_alert(conn: Connection, station_id: str, kind: str, *, lock: bool = Fa
     return conn.execute(query).first()
 
 
-def _insert_event(conn: Connection, alert_id: int, type_: str, level: str, at: datetime, now: datetime,
-                  reading: dict | None, dispatch: str, *, by: str | None = None, note: str | None = None) -> int:
+def insert_event(conn: Connection, alert_id: int, type_: str, level: str, at: datetime, now: datetime,
+                 reading: dict | None, dispatch: str, *, by: str | None = None, note: str | None = None) -> int:
+    """Record one alert event (``dispatch='pending'`` when the policy has a notice for it); return its id."""
     result = conn.execute(sa.insert(alert_events).values(
         alert_id=alert_id, type=type_, level=level, at=at, recorded_at=now, reading=reading,
         by=by, note=note, dispatch=dispatch))
@@ -211,7 +212,7 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
             conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(
                 level=level.label, peak_level=peak.label))
     dispatch = "pending" if notifies(kind, type_, level, peak, rules, exercise=scope.exercise) else "none"
-    event_id = _insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
+    event_id = insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
     recorded = [_event_dict(event_id, alert_id, station_id, kind, type_, level.label, event.at, dispatch)]
@@ -240,7 +241,7 @@ def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample
     if mark_online:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=True))
     reading = {"metric": newest.metric, "value": newest.value, "ts": rfc3339(newest.ts)}
-    event_id = _insert_event(conn, current.id, "cleared", Level.NORMAL.label, now, now, reading, "pending")
+    event_id = insert_event(conn, current.id, "cleared", Level.NORMAL.label, now, now, reading, "pending")
     return [_event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, "pending")]
 
 
@@ -300,9 +301,11 @@ def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: b
         state="active", opened_at=now, exercise=exercise, last_notified_at=now)).inserted_primary_key[0]
     silent = None if state.last_seen is None else int((now - state.last_seen).total_seconds())
     reading = {"last_seen": rfc3339(state.last_seen), "silent_s": silent}
+    if state.level != Level.NORMAL.label:
+        reading["level"] = state.level  # staff are told the station fell silent at this level
     if stale_after_s is None:
         reading["status"] = "offline"  # said by the gateway (its will), not found by the silence check
-    _insert_event(conn, alert_id, "raised", Level.WASPADA.label, now, now, reading, "pending")
+    insert_event(conn, alert_id, "raised", Level.WASPADA.label, now, now, reading, "pending")
     cause = "its gateway said offline" if stale_after_s is None else "silent"
     log.warning("station %s is offline: %s (last seen %s)", station_id, cause, rfc3339(state.last_seen))
     return 1
@@ -324,10 +327,10 @@ def remind_awas(engine: Engine, now: datetime) -> int:
     reminded = 0
     for row in rows:
         rules = station_rules({"id": row.station_id, "rules": row.rules})
-        if rules.repeat_awas_s <= 0:
-            continue
-        if row.last_notified_at is not None and now - row.last_notified_at < timedelta(seconds=rules.repeat_awas_s):
-            continue
+        reading = _latest_reading(row.kind, row.latest, row.engine, row.engine_delta)
+        reading_ts = None if reading is None else datetime.fromisoformat(reading["ts"].replace("Z", "+00:00"))
+        if not policy.reminder_due(row.last_notified_at, reading_ts, now, rules):
+            continue  # not yet, or the station's newest value is too old to remind anyone of
         with engine.begin() as conn:
             # Only the caller whose conditional update wins records the reminder.
             old = (alerts.c.last_notified_at.is_(None) if row.last_notified_at is None
@@ -336,8 +339,7 @@ def remind_awas(engine: Engine, now: datetime) -> int:
                 alerts.c.id == row.id, alerts.c.state == "active", alerts.c.level == Level.AWAS.label, old,
             ).values(last_notified_at=now)).rowcount == 1
             if won:
-                reading = _latest_reading(row.kind, row.latest, row.engine, row.engine_delta)
-                _insert_event(conn, row.id, "reminded", Level.AWAS.label, now, now, reading, "pending")
+                insert_event(conn, row.id, "reminded", Level.AWAS.label, now, now, reading, "pending")
                 reminded += 1
     return reminded
 
@@ -369,7 +371,7 @@ def acknowledge(conn: Connection, alert_id: int, by: str, note: str | None, now:
     if row.ack_at is not None:
         raise AlreadyAcknowledged(f"alert {alert_id} was acknowledged by {row.ack_by} at {rfc3339(row.ack_at)}")
     conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(ack_by=by, ack_at=now, ack_note=note))
-    _insert_event(conn, alert_id, "acknowledged", row.level, now, now, None, "none", by=by, note=note)
+    insert_event(conn, alert_id, "acknowledged", row.level, now, now, None, "none", by=by, note=note)
     return get_alert(conn, alert_id)
 
 
@@ -397,9 +399,9 @@ def alert_to_dict(row, events: list | None = None) -> dict:
 
 
 def event_to_dict(row) -> dict:
-    """One alert event: ``{type, level, at, reading}`` (plus who and why for an acknowledgement)."""
+    """One alert event: ``{type, level, at, reading}`` (plus who and why for an acknowledgement or a close by hand)."""
     doc = {"id": row.id, "type": row.type, "level": row.level, "at": rfc3339(row.at), "reading": row.reading}
-    if row.type == "acknowledged":
+    if row.type in ("acknowledged", "closed"):
         doc["by"], doc["note"] = row.by, row.note
     return doc
 
@@ -437,6 +439,6 @@ def clear_alerts(conn: Connection, scope: AlertScope, now: datetime, *, by: str,
         conn.execute(sa.update(alerts).where(alerts.c.id == row.id).values(state="closed", level="normal", closed_at=now))
         dispatch = "pending" if notifies(row.kind, "cleared", Level.NORMAL, Level.parse(row.peak_level), rules,
                                           exercise=bool(row.exercise)) else "none"
-        event_id = _insert_event(conn, row.id, "cleared", Level.NORMAL.label, now, now, None, dispatch, by=by, note=note)
+        event_id = insert_event(conn, row.id, "cleared", Level.NORMAL.label, now, now, None, dispatch, by=by, note=note)
         recorded.append(_event_dict(event_id, row.id, row.station_id, row.kind, "cleared", "normal", now, dispatch))
     return recorded

@@ -81,7 +81,7 @@ def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, st
 def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, validity_s: float) -> int:
     """Create the notifications ``alerts.policy.decide`` asks for one event (none twice)."""
     alert_row = conn.execute(
-        sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.peak_level, al.c.exercise,
+        sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.peak_level, al.c.exercise, al.c.ack_at,
                   ex.c.residents.label("drill_residents"))
         .outerjoin(ex, ex.c.id == al.c.exercise_id).where(al.c.id == event.alert_id)).first()
     if alert_row is None:
@@ -116,7 +116,8 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, va
 def _facts(alert_row, event, station_row: dict):
     """The policy's facts of one stored alert, event and station."""
     alert = policy.AlertFacts(kind=alert_row.kind, peak=Level.parse(alert_row.peak_level),
-                              exercise=bool(alert_row.exercise), drill_residents=bool(alert_row.drill_residents))
+                              exercise=bool(alert_row.exercise), drill_residents=bool(alert_row.drill_residents),
+                              acknowledged=alert_row.ack_at is not None)
     facts = policy.EventFacts(type=event.type, level=event.level, at=event.at, reading=event.reading)
     return alert, facts, policy.StationFacts(station_row)
 

@@ -3,7 +3,7 @@
 Rules: a viewer reads, an admin replaces (``PUT``, a whole document) or patches them (``PATCH``,
 JSON Merge Patch into the current rules); both are validated as a whole by
 ``alerts.station_rules`` and the stored and returned document is the canonical one.
-Alerts: a viewer reads, an operator acknowledges.
+Alerts: a viewer reads, an operator acknowledges and closes by hand.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from flask_smorest import Blueprint
 
 from alerts.rules import RulesError, rules_to_doc
 from alerts.station_rules import patch_rules, replace_rules
-from service import alerting, audit
+from service import alert_control, alerting, audit
 from service.db import schema
 from service.http import services
 from service.http.auth import current_actor, require
@@ -100,6 +100,15 @@ class AlertListArgs(PageArgs):
 
 class AckSchema(Strict):
     note = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=MAX_NOTE))
+
+
+class CloseSchema(Strict):
+    """Closing an alert by hand (spec section 10)."""
+
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=MAX_NOTE),
+                              metadata={"description": "why: recorded on the `closed` event and in the audit log"})
+    all_clear = ma.fields.Boolean(load_default=False, metadata={
+        "description": "send residents the all-clear (default false: closing a stuck alert must not say it is safe)"})
 
 
 RULES_DOC = {
@@ -247,4 +256,29 @@ class AlertAck(MethodView):
             except alerting.AlreadyAcknowledged as exc:
                 raise Problem(409, str(exc)) from None
             audit.record(conn, actor, "ack", "alert", alert_id, None, doc["acknowledged"], now)
+        return doc
+
+
+@alerts_blp.route("/<int:alert_id>/close")
+class AlertClose(MethodView):
+    @require("operator")
+    @alerts_blp.arguments(CloseSchema)
+    @alerts_blp.response(200, AlertDetailSchema)
+    @alerts_blp.alt_response(409, response="CONFLICT")
+    def post(self, data, alert_id):
+        """Close an active alert by hand (operator) with a `reason`; residents get the all-clear only with `all_clear: true`."""
+        svc = services()
+        now = svc.clock()
+        actor = current_actor()
+        with svc.engine.begin() as conn:
+            try:
+                doc = alert_control.close(conn, alert_id, actor, data["reason"], now, all_clear=data["all_clear"])
+            except LookupError:
+                raise Problem(404, f"No alert {alert_id}.") from None
+            except alert_control.AlreadyClosed as exc:
+                raise Problem(409, str(exc)) from None
+            audit.record(conn, actor, "close", "alert", alert_id, {"state": "active"},
+                         {"state": "closed", "reason": data["reason"], "all_clear": data["all_clear"]}, now)
+        if data["all_clear"]:
+            svc.wake_dispatcher()  # the all-clear goes out now, not at the next poll
         return doc

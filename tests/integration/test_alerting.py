@@ -206,6 +206,7 @@ def test_silent_station_goes_offline_within_one_period_and_back_with_its_next_sa
 
 
 def test_awas_reminders_repeat_every_repeat_awas_s_once(services):
+    set_rules(services, STATION, stale_after_s=7 * 86400)  # the samples are a day old: fresh for this station
     send(services, 0, water_level=3.2)
     (alert,) = alert_rows(services)
     notified = alert.last_notified_at
@@ -220,6 +221,7 @@ def test_awas_reminders_repeat_every_repeat_awas_s_once(services):
 
 
 def test_concurrent_reminders_record_one_event(services):
+    set_rules(services, STATION, stale_after_s=7 * 86400)  # the samples are a day old: fresh for this station
     send(services, 0, water_level=3.2)
     (alert,) = alert_rows(services)
     when = alert.last_notified_at + timedelta(hours=1)

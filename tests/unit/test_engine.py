@@ -233,3 +233,18 @@ def test_caller_state_is_not_mutated():
     run(WATER, series("water_level", [3.0], start=T0 + timedelta(hours=1)), j.state)
     run(WATER, series("water_level", [3.0], start=T0 + timedelta(minutes=5)), j.state)
     assert json.dumps(j.state, sort_keys=True) == snapshot
+
+
+def test_forget_puts_one_kind_back_at_normal_and_its_next_sample_opens_a_new_episode():
+    from alerts.engine import forget
+
+    rules = parse_rules({"water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0}, "battery": {"low": 11.5}})
+    t = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
+    high = judge(rules, None, [Sample("S", "water_level", t, 3.3), Sample("S", "battery", t, 11.0)], take_state=True)
+    assert high.level == Level.AWAS
+    again = judge(rules, high.state, [Sample("S", "water_level", t + timedelta(minutes=10), 3.3)])
+    assert again.events == []  # still AWAS: nothing new
+    afresh = judge(rules, forget(high.state, "water_level"), [Sample("S", "water_level", t + timedelta(minutes=10), 3.3)])
+    assert [(e.kind, e.type, e.level) for e in afresh.events] == [("water_level", "raised", Level.AWAS)]
+    battery = judge(rules, forget(high.state, "water_level"), [Sample("S", "battery", t + timedelta(minutes=10), 11.0)])
+    assert battery.events == []  # the other kinds are untouched

@@ -180,3 +180,59 @@ def test_a_waves_all_clear_only_without_an_own_alert_and_when_asked():
     assert _wave("cleared", "normal", own_active=True) is None
     assert _wave("closed", "normal", reading={"all_clear": False}) is None  # its source closed by hand
     assert _wave("closed", "normal", reading={"all_clear": True}).kind == "all_clear"
+
+
+# --- acknowledgement, stale data, close by hand ------------------------------------------------------
+
+
+def test_an_acknowledged_alerts_reminders_reach_residents_only():
+    alert = policy.AlertFacts(kind="water_level", peak=Level.AWAS, acknowledged=True)
+    event = policy.EventFacts(type="reminded", level="awas", at=AT)
+    notice = policy.decide(alert, event, STATION, RULES)
+    assert notice.residents and not notice.staff and notice.kind == "reminder"
+    warning = policy.decide(alert, policy.EventFacts(type="escalated", level="awas", at=AT), STATION, RULES)
+    assert warning.staff  # an acknowledgement stops reminders, never a new warning
+    drill = policy.AlertFacts(kind="water_level", peak=Level.AWAS, acknowledged=True, exercise=True)
+    assert policy.decide(drill, event, STATION, RULES) is None  # nobody left to remind
+
+
+def test_a_reminder_is_due_only_from_a_reading_younger_than_stale_after_s():
+    hour = timedelta(hours=1)
+    assert policy.reminder_due(AT - hour, AT - timedelta(minutes=5), AT, RULES)
+    assert not policy.reminder_due(AT - hour + timedelta(seconds=1), AT, AT, RULES)  # not an hour yet
+    assert not policy.reminder_due(AT - hour, AT - timedelta(seconds=RULES.stale_after_s), AT, RULES)
+    assert not policy.reminder_due(None, None, AT, RULES)  # nothing read: nothing to remind of
+    off = parse_rules({"water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0}, "repeat_awas_s": 0})
+    assert not policy.reminder_due(None, AT, AT, off)
+
+
+def test_closing_by_hand_sends_the_all_clear_only_when_asked():
+    alert = policy.AlertFacts(kind="water_level", peak=Level.AWAS)
+    silent = policy.EventFacts(type="closed", level="normal", at=AT, reading={"all_clear": False})
+    asked = policy.EventFacts(type="closed", level="normal", at=AT, reading={"all_clear": True})
+    assert policy.decide(alert, silent, STATION, RULES) is None
+    notice = policy.decide(alert, asked, STATION, RULES)
+    assert (notice.kind, notice.template, notice.residents) == ("all_clear", "water_level.all_clear", True)
+    assert policy.decide(policy.AlertFacts(kind="offline"), asked, STATION, RULES) is None
+
+
+def test_the_offline_text_says_the_level_the_station_fell_silent_at():
+    templates = default_templates()
+    notice = decide("offline", "raised", "waspada")
+    for language, words in (("id", "Terakhir AWAS."), ("en", "Last level AWAS (danger).")):
+        event = policy.EventFacts(type="raised", level="waspada", at=AT, reading={"last_seen": "2026-11-30T04:20:00Z",
+                                                                                  "level": "awas"})
+        text = policy.notice_text(templates, language, notice, policy.AlertFacts(kind="offline"), event, STATION,
+                                  RULES, WITA)
+        assert words in text and gsm7.is_gsm7(text)
+    quiet = policy.EventFacts(type="raised", level="waspada", at=AT, reading={"last_seen": "2026-11-30T04:20:00Z"})
+    text = policy.notice_text(templates, "id", notice, policy.AlertFacts(kind="offline"), quiet, STATION, RULES, WITA)
+    assert "Terakhir" not in text and "WITA. Periksa" in text
+
+
+def test_a_reminder_names_the_time_of_its_reading_not_the_time_it_is_sent():
+    alert = policy.AlertFacts(kind="water_level", peak=Level.AWAS)
+    event = policy.EventFacts(type="reminded", level="awas", at=AT, reading={"value": 3.4, "ts": "2026-11-30T05:50:00Z"})
+    text = policy.notice_text(default_templates(), "id", policy.decide(alert, event, STATION, RULES), alert, event,
+                              STATION, RULES, WITA)
+    assert "13:50 WITA" in text and "14:05" not in text

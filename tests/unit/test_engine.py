@@ -248,3 +248,18 @@ def test_forget_puts_one_kind_back_at_normal_and_its_next_sample_opens_a_new_epi
     assert [(e.kind, e.type, e.level) for e in afresh.events] == [("water_level", "raised", Level.AWAS)]
     battery = judge(rules, forget(high.state, "water_level"), [Sample("S", "battery", t + timedelta(minutes=10), 11.0)])
     assert battery.events == []  # the other kinds are untouched
+
+
+def test_a_forgotten_kind_stays_forgotten_through_a_checkpoint_and_a_replay_of_the_stored_samples():
+    from alerts import engine
+
+    rules = parse_rules({"water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0}})
+    t = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
+    samples = [Sample("S", "water_level", t + timedelta(minutes=10 * i), 3.3) for i in range(3)]
+    forgotten = engine.forget(judge(rules, None, samples, take_state=True).state, "water_level")
+    point = engine.checkpoint(forgotten)
+    entries = [(engine.micros(s.ts), s.metric, s.value) for s in samples]  # what a restart reads back
+    resumed = engine.resume(rules, point, engine.base_key(forgotten), entries)
+    assert engine.levels_of(resumed)["water_level"] == Level.NORMAL
+    nxt = judge(rules, resumed, [Sample("S", "water_level", t + timedelta(minutes=30), 3.3)])
+    assert [(e.type, e.level) for e in nxt.events] == [("raised", Level.AWAS)]

@@ -4,7 +4,8 @@
 policy (``alerts.policy.decide``) sends the all-clear only when the operator asked for it, and
 CAP ends the chain with a ``Cancel`` that does not say the danger is over. The station's rules
 engine forgets the alert's kind, so the next reading is judged afresh: a river still high
-raises a new alert.
+raises a new alert. A water-level alert's ``upstream`` alerts downstream close the same way,
+and its sirens switch off with it (they follow the open alerts).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from alerts import policy
 from alerts.errors import AlreadyClosed
 from alerts.levels import Level
 from alerts.times import rfc3339
-from service import station_states
+from service import station_states, upstream
 from service.alerting import get_alert, insert_event, station_rules
 from service.db import dialect
 from service.db.schema import alerts, station_state, stations
@@ -39,6 +40,8 @@ def close(conn: Connection, alert_id: int, by: str, reason: str, now: datetime, 
     insert_event(conn, alert_id, "closed", Level.NORMAL.label, now, now, reading, dispatch, by=by, note=reason)
     if row.exercise_id is None:  # a drill's readings have their own engine state, ended with the drill
         _forget(conn, row.station_id, row.kind)
+        if row.kind == "water_level":  # the waves it sent downstream end the same way (spec section 11)
+            upstream.source_closed(conn, row.station_id, alert_id, now, by=by, note=reason, all_clear=all_clear)
     return get_alert(conn, alert_id)
 
 

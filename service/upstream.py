@@ -90,7 +90,7 @@ def _follow(conn: Connection, target: str, source: str, wave: Wave | None, now: 
     if type_ == "closed":
         reading["all_clear"] = all_clear  # as the operator asked when closing the source (spec section 10)
     dispatch = "pending" if notifies(conn, target, type_, level, peak, reading, exercise=exercise) else "none"
-    event_id = alerting._insert_event(conn, alert_id, type_, level.label, at, now, reading, dispatch, by=by, note=note)
+    event_id = alerting.insert_event(conn, alert_id, type_, level.label, at, now, reading, dispatch, by=by, note=note)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
     return [alerting._event_dict(event_id, alert_id, target, KIND, type_, level.label, at, dispatch)]

@@ -122,6 +122,11 @@ def test_an_operator_closes_a_stuck_alert_without_an_all_clear_and_the_next_high
     event = doc["events"][-1]
     assert (event["type"], event["note"]) == ("closed", "sensor macet, dicek tim") and event["by"].startswith("test operator")
     assert told(api, "closed") == []  # no all-clear unless asked
+    with api.services.engine.connect() as conn:  # the wave it sent downstream ended the same way (spec 11)
+        (wave,) = conn.execute(sa.select(schema.alerts).where(schema.alerts.c.kind == "upstream")).all()
+        last = conn.execute(sa.select(schema.alert_events).where(schema.alert_events.c.alert_id == wave.id)
+                            .order_by(schema.alert_events.c.id.desc())).first()
+    assert (wave.station_id, wave.state, last.type, last.note) == ("MLL-MALILI", "closed", "closed", "sensor macet, dicek tim")
     assert api.call("POST", path, role="operator", json={"reason": "lagi"}).status_code == 409
     with api.services.engine.connect() as conn:
         (entry,) = conn.execute(sa.select(schema.audit_log).where(schema.audit_log.c.action == "close")).all()
@@ -134,7 +139,7 @@ def test_an_operator_closes_a_stuck_alert_without_an_all_clear_and_the_next_high
     read(api, 600, 3.3)  # the river is still high: judged afresh
     first, second = water_alerts(api)
     assert second.state == "active" and second.level == "awas" and second.id != first.id
-    assert [role for role, _ in told(api, "raised")] == ["resident", "staff"]
+    assert [role for role, _ in told(api, "raised", kind="water_level")] == ["resident", "staff"]
 
 
 def test_closing_with_all_clear_tells_those_warned_and_the_station_can_then_be_deleted(api):

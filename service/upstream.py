@@ -15,6 +15,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from alerts import policy
 from alerts.model import GAUGE_ALERT_KINDS
@@ -77,7 +78,14 @@ def _follow(conn: Connection, target: str, source: str, wave: Wave | None, now: 
     change = follow(held, source, wave)
     if not change.changed or (current is None and change.type != "raised"):
         return []
-    alert_id, peak = _store(conn, current, target, change, now, exercise)
+    try:
+        with conn.begin_nested():
+            alert_id, peak = _store(conn, current, target, change, now, exercise)
+    except IntegrityError:
+        if current is not None:
+            raise
+        # Another instance opened this station's upstream alert meanwhile (uq_alerts_one_open): follow that one.
+        return _follow(conn, target, source, wave, now, exercise=exercise, by=by, note=note, all_clear=all_clear)
     if change.type is None:
         return []  # the same level: a nearer source or a new ETA is shown, not announced again
     type_ = change.type

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
+from alerts.levels import Level
 from service import alerting
 from service.db.schema import alert_events, alerts
 from service.ingest import Message
@@ -147,3 +148,34 @@ def test_closing_the_source_by_hand_closes_its_upstream_alerts_the_same_way(serv
         upstream_alerts.source_closed(conn, "KLN-KALAENA", kalaena, NOW, by="operator#1", note="selesai",
                                       all_clear=True)
     assert events_of(services, wotu.id)[-1] == ("closed", "normal", "pending")
+
+
+def test_two_instances_opening_one_stations_upstream_alert_at_once_make_one(services):
+    """Two sources judged in two transactions at the same time (two ingest instances): one upstream alert."""
+    import threading
+
+    from alerts.rules import parse_rules
+    from service import upstream as upstream_alerts
+
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: only PostgreSQL runs two at once")
+    rules = parse_rules({"water_level": {"waspada": 2.5, "siaga": 3.2, "awas": 4.0}})
+    first = services.engine.connect()
+    tx = first.begin()
+    upstream_alerts.source_event(first, "KLN-MANGKUTANA", rules, 1, "raised", Level.SIAGA, T0, {"value": 3.1}, NOW)
+    done = []
+
+    def second():
+        with services.engine.begin() as conn:  # waits on the first one's new row, then follows it
+            done.extend(upstream_alerts.source_event(conn, "KLN-KALAENA", rules, 2, "raised", Level.AWAS,
+                                                     T0 + timedelta(minutes=5), {"value": 4.1}, NOW))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(1.0)
+    tx.commit()
+    first.close()
+    thread.join(30)
+    (wotu,) = upstream(services, "KLN-WOTU")
+    assert wotu.level == "awas" and set(wotu.sources) == {"KLN-MANGKUTANA", "KLN-KALAENA"}
+    assert [e[0] for e in events_of(services, wotu.id)] == ["raised", "escalated"] and len(done) == 1

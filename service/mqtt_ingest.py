@@ -31,8 +31,12 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
 MAX_BATCH = 1000  # the broker's in-flight window (config/mosquitto.conf): one commit per window
-BACKLOG_BATCH = 250  # a backlog batch is short, so a fresh reading never waits behind a long one
+BACKLOG_BATCH = 100  # a backlog batch is short, so a fresh reading never waits behind a long one
 LIVE_FIRST_WAIT_S = 0.5  # the most a backlog batch waits for the live session's queue to empty
+# While fresh readings flow, the backlog session leaves the database alone this long after each
+# commit: on SQLite a writer that waits (the dispatcher recording a sent SMS, a live batch) polls
+# with growing sleeps and would otherwise keep missing the moment between two backlog transactions.
+BACKLOG_PAUSE_S = 0.05
 QUEUE_SIZE = 5000
 
 
@@ -88,6 +92,7 @@ class MqttIngest:
         self._watchdog = threading.Thread(target=self._watch, name="mqtt-ingest-watchdog", daemon=True)
         self.db_healthy = True
         self.last_commit_at: float | None = None
+        self._last_message: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -168,6 +173,7 @@ class MqttIngest:
         try:
             # The broker's in-flight window bounds the unacknowledged messages, so the queue
             # never fills in practice; if it does, waiting here is the right back-pressure.
+            self._last_message = time.monotonic()
             self._queue.put((message, datetime.now(timezone.utc)))
         except Exception:
             log.exception("error in MQTT on_message")
@@ -184,6 +190,12 @@ class MqttIngest:
                 if self.live is not None:
                     self.live.wait_idle(LIVE_FIRST_WAIT_S)
                 self._commit_then_ack(batch)
+                if self.live is not None and self.live.heard_within(1.0):
+                    self._stopping.wait(BACKLOG_PAUSE_S)  # only while fresh readings flow
+
+    def heard_within(self, seconds: float) -> bool:
+        """True if a message arrived in the last ``seconds``."""
+        return self._last_message is not None and time.monotonic() - self._last_message < seconds
 
     def queued(self) -> int:
         """Messages received and not yet taken by the worker."""
@@ -215,10 +227,16 @@ class MqttIngest:
         return batch
 
     def _commit_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
-        acks = [_to_siren_ack(m, at) for m, at in batch if self._is_siren_ack(m.topic)]
-        batch_rest = [(m, at) for m, at in batch if not self._is_siren_ack(m.topic)]
-        statuses = [_to_status(m, at) for m, at in batch_rest if self._is_status(m.topic)]
-        readings = [_to_message(m, at) for m, at in batch_rest if not self._is_status(m.topic)]
+        acks, statuses, readings = [], [], []
+        for m, at in batch:
+            topic = m.topic  # paho decodes it at every access
+            # The suffix first: almost every message is a reading, and the full parse costs more.
+            if topic.endswith("/ack") and self._is_siren_ack(topic):
+                acks.append(_to_siren_ack(m, at))
+            elif topic.endswith("/status") and self._is_status(topic):
+                statuses.append(_to_status(m, at))
+            else:
+                readings.append(Message(topic=topic, payload=m.payload, received_at=at, source="mqtt"))
         if not self._until_stored(self.ingest, readings):
             return
         if statuses and not self._until_stored(self.on_status, statuses):
@@ -294,7 +312,3 @@ def _to_status(message: mqtt.MQTTMessage, received_at: datetime) -> StatusMessag
 
 def _to_siren_ack(message: mqtt.MQTTMessage, received_at: datetime) -> AckMessage:
     return AckMessage(topic=message.topic, payload=message.payload, received_at=received_at)
-
-
-def _to_message(message: mqtt.MQTTMessage, received_at: datetime) -> Message:
-    return Message(topic=message.topic, payload=message.payload, received_at=received_at, source="mqtt")

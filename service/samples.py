@@ -84,8 +84,8 @@ def insert_batch(conn: Connection, rows: list[dict]) -> dict[str, tuple[set, int
     out: dict[str, tuple[set, int]] = {}
     if not rows:
         return out
-    if conn.dialect.name == "sqlite":  # the text form below is what SQLite stores
-        return _insert_batch_sqlite(conn, rows)
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        return _insert_batch_text(conn, rows)
     for row in conn.execute(_insert_batch_statement(conn), rows):
         keys, first = out.get(row.station_id, (None, None))
         if keys is None:
@@ -109,7 +109,7 @@ def _insert_batch_statement(conn: Connection):
     return statement
 
 
-SQLITE_ROWS_PER_STATEMENT = 1000  # 5 parameters each: far under SQLite's 32,766
+ROWS_PER_STATEMENT = 1000  # 5 parameters each: far under SQLite's 32,766 and PostgreSQL's 65,535
 
 
 def _sqlite_time(ts: datetime) -> str:
@@ -117,30 +117,35 @@ def _sqlite_time(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _insert_batch_sqlite(conn: Connection, rows: list[dict]) -> dict[str, tuple[set, int]]:
-    """``insert_batch`` on SQLite: one multi-row INSERT ... RETURNING per 1,000 rows, built as text.
+def _insert_batch_text(conn: Connection, rows: list[dict]) -> dict[str, tuple[set, int]]:
+    """``insert_batch`` as one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per 1,000 rows, built as text.
 
     The compiled statement's per-row parameter processing cost more than the insert itself (the
-    profile in docs/performance.md); the values are what ``UTCDateTime`` would bind.
+    profile in docs/performance.md). The values are what ``UTCDateTime`` binds: on SQLite the text
+    it stores, on PostgreSQL the aware datetimes themselves (timestamptz; they come back aware).
     """
+    sqlite = conn.dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    as_time = _sqlite_time if sqlite else (lambda ts: ts)
     out: dict[str, tuple[set, int]] = {}
-    by_text: dict[tuple[str, str, str], datetime] = {}
-    received_text: dict[datetime, str] = {}
-    for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
-        chunk = rows[start:start + SQLITE_ROWS_PER_STATEMENT]
+    by_time: dict[tuple[str, str, object], datetime] = {}
+    received_as: dict[datetime, object] = {}
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start:start + ROWS_PER_STATEMENT]
         params: list = []
         for row in chunk:
-            ts_text = _sqlite_time(row["ts"])
-            by_text[(row["station_id"], row["metric"], ts_text)] = row["ts"]
-            received = received_text.get(row["received_at"])
+            ts = as_time(row["ts"])
+            by_time[(row["station_id"], row["metric"], ts)] = row["ts"]
+            received = received_as.get(row["received_at"])
             if received is None:
-                received = received_text[row["received_at"]] = _sqlite_time(row["received_at"])
-            params += (row["station_id"], row["metric"], ts_text, float(row["value"]), received)
+                received = received_as[row["received_at"]] = as_time(row["received_at"])
+            params += (row["station_id"], row["metric"], ts, float(row["value"]), received)
+        values = f"({mark}, {mark}, {mark}, {mark}, {mark})"
         sql = ("INSERT INTO readings (station_id, metric, ts, value, received_at) VALUES "
-               + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+               + ", ".join([values] * len(chunk))
                + " ON CONFLICT (station_id, metric, ts) DO NOTHING RETURNING id, station_id, metric, ts")
-        for row_id, station_id, metric, ts_text in conn.exec_driver_sql(sql, tuple(params)):
-            key = (metric, by_text[(station_id, metric, ts_text)])
+        for row_id, station_id, metric, ts in conn.exec_driver_sql(sql, tuple(params)):
+            key = (metric, by_time[(station_id, metric, ts)])
             keys, first = out.get(station_id, (None, None))
             if keys is None:
                 out[station_id] = ({key}, row_id)
@@ -258,10 +263,14 @@ def station_state_values(state: dict, inserted: list[Sample], received_at: datet
     ``last_seen`` never goes back: samples received before it (replayed) change no liveness.
     """
     latest = dict(state.get("latest") or {})
-    for sample in inserted:
-        known = latest.get(sample.metric)
+    newest: dict[str, Sample] = {}
+    for sample in inserted:  # the newest of each metric first: one comparison with the stored one per metric
+        if sample.metric not in newest or newest[sample.metric].ts < sample.ts:
+            newest[sample.metric] = sample
+    for metric, sample in newest.items():
+        known = latest.get(metric)
         if known is None or datetime.fromisoformat(known["ts"]) < sample.ts:
-            latest[sample.metric] = {"value": sample.value, "ts": sample.ts.isoformat()}
+            latest[metric] = {"value": sample.value, "ts": sample.ts.isoformat()}
     values = {"latest": latest, "updated_at": max(received_at, state.get("updated_at") or received_at)}
     if is_news(state, received_at):
         values.update(last_seen=received_at, online=True)

@@ -89,6 +89,15 @@ def stream(url: str, rate: float, duration: float, plan: list[tuple[int, int]], 
     return crossings
 
 
+def warm_up(url: str, stations: int) -> None:
+    """One normal reading per station before the clock starts: in a running network every station has a
+    state already, and creating it (once per station) is not what this mode measures."""
+    now = datetime.now(timezone.utc)
+    publish_all(url, ((f"{PREFIX}/stations/{station_id(s)}/readings", reading_payload(now, 1.0))
+                      for s in range(stations)), stations)
+    time.sleep(1.0 + stations / 500)
+
+
 def queue_backlog(url: str, count: int, stations: int, quiet: bool) -> float:
     """Flush ``count`` old readings on the stations' backlog topics (a gateway back from an outage); return seconds."""
     def items():
@@ -145,6 +154,7 @@ def run(args) -> int:
         try:
             time.sleep(0.5)
             backlog_s = queue_backlog(broker.url, args.backlog, stations, quiet) if args.backlog else None
+            warm_up(broker.url, stations)
             plan = crossing_plan(args.crossings, stations)
             crossings = stream(broker.url, args.rate, args.duration, plan, stations,
                                Progress(f"stream {args.rate:g}/s", int(args.rate * args.duration), quiet))

@@ -115,6 +115,7 @@ def station_rows(conn, now: datetime) -> list[dict]:
         .select_from(s.outerjoin(st, st.c.station_id == s.c.id))
         .order_by(s.c.id)
     ).all()
+    sirens = {r.siren_id: r for r in conn.execute(sa.select(schema.siren_state))}
     stations = []
     for row in rows:
         metrics = list(row.metrics or [])
@@ -134,12 +135,23 @@ def station_rows(conn, now: datetime) -> list[dict]:
             "primary_metric": metric,
             "thresholds": thresholds(row.rules, metric),
         }
+        station["sirens"] = [siren_view(siren, sirens.get(siren["id"]), now) for siren in row.sirens or []]
         if metric == "water_level":
             station["trend"] = _water_trend(conn, row.id, latest.get("water_level"))
         elif metric == "rainfall":
             station["rain"] = _rain_sums(conn, row.id, now)
         stations.append(station)
     return stations
+
+
+def siren_view(siren: dict, state, now: datetime) -> dict:
+    """One siren as the map shows it: its last acknowledged state, whether it sounds now, its trouble."""
+    commanded = (state.commanded if state is not None else None) or {}
+    until = commanded.get("on_until") if commanded.get("action") == "on" else None
+    acked = state.state if state is not None else "unknown"
+    sounding = acked == "on" and until is not None and datetime.fromisoformat(until.replace("Z", "+00:00")) > now
+    return {"id": siren["id"], "state": acked, "sounding": sounding,
+            "trouble": state.trouble if state is not None else None}
 
 
 def sms_counts(conn, alert_ids: list[int]) -> dict[int, dict]:
@@ -217,7 +229,7 @@ def recently_closed(conn, now: datetime, days: int = 7, limit: int = 20) -> list
 
 
 def public_fingerprint(conn) -> tuple:
-    """One cheap query that changes whenever the public view's data may have: states, alerts, exercises, registry."""
+    """One cheap query that changes whenever the public view's data may have: states, alerts, exercises, registry, sirens."""
     st, ev, ex, s = schema.station_state, schema.alert_events, schema.exercises, schema.stations
     row = conn.execute(sa.select(
         sa.select(sa.func.count()).select_from(st).scalar_subquery().label("states"),
@@ -227,6 +239,7 @@ def public_fingerprint(conn) -> tuple:
         sa.select(sa.func.count(ex.c.ended_at)).scalar_subquery().label("ended"),
         sa.select(sa.func.count()).select_from(s).scalar_subquery().label("stations"),
         sa.select(sa.func.max(s.c.updated_at)).scalar_subquery().label("registry"),
+        sa.select(sa.func.max(schema.siren_state.c.updated_at)).scalar_subquery().label("sirens"),
     )).one()
     return tuple(row)
 

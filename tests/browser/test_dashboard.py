@@ -210,3 +210,36 @@ def test_screenshots_of_a_flood(browser, live, flood, size, tmp_path):
                                 {"width": width, "height": full, "deviceScaleFactor": 1, "mobile": True})
         time.sleep(1.0)
         assert browser.save_screenshot(str(folder / "dashboard-phone-390-full.png"))
+
+
+def test_the_map_tooltip_says_which_sirens_sound_and_which_do_not_answer(browser, live, flood):
+    from datetime import timedelta
+
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    services, _ = flood
+    now = datetime.now(timezone.utc)
+    later = (now.replace(microsecond=0) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    with services.engine.begin() as conn:
+        conn.execute(sa.update(schema.stations).where(schema.stations.c.id == "MLL-MALILI").values(
+            sirens=[{"id": "SRN-MALILI-1", "at": "siaga"}, {"id": "SRN-MALILI-2", "at": "siaga"}], updated_at=now))
+        on = {"action": "on", "level": "siaga", "alert_id": 1, "on_until": later}
+        conn.execute(sa.insert(schema.siren_state), [
+            {"siren_id": "SRN-MALILI-1", "station_id": "MLL-MALILI", "state": "on", "trouble": None, "commanded": on,
+             "updated_at": now},
+            {"siren_id": "SRN-MALILI-2", "station_id": "MLL-MALILI", "state": "unknown", "trouble": "silent",
+             "commanded": on, "updated_at": now}])
+    open_page(browser, live)
+    def hovered_tooltip(d):
+        # Hover (again) each time: the map may still be fitting its view and move the marker away.
+        markers = d.find_elements("css selector", "path.ews-station-MLL-MALILI")
+        if not markers:
+            return None
+        ActionChains(d).move_to_element(markers[0]).perform()
+        # textContent: Leaflet fades the tooltip in, and Selenium's .text is empty while it is transparent.
+        texts = [e.get_attribute("textContent") or "" for e in d.find_elements("css selector", ".leaflet-tooltip")]
+        return next((text for text in texts if "SRN-MALILI-1" in text), None)
+
+    tip = wait(browser, hovered_tooltip, message="no siren lines in the tooltip")
+    assert "Sirene SRN-MALILI-1: BERBUNYI" in tip and "Sirene SRN-MALILI-2: TIDAK MERESPON" in tip, tip
+    assert page_errors(browser) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -102,3 +102,29 @@ def test_session_needs_a_dashboard_token(dash):
                                      "note": "Tim TRC menuju Harapan"}
     operator = client.get("/dashboard/session.json", headers=bearer(services, "operator")).get_json()
     assert operator["can_ack"] is True
+
+
+def test_public_json_shows_each_stations_sirens(dash):
+    """A COC screen sees which sirens sound and which are in trouble (spec section 12, docs/sirens.md)."""
+    import sqlalchemy as sa
+
+    from service.db import schema
+
+    services, client, _ = dash
+    now = datetime.now(timezone.utc)
+    later = (now.replace(microsecond=0) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    with services.engine.begin() as conn:
+        conn.execute(sa.update(schema.stations).where(schema.stations.c.id == "KLN-WOTU").values(
+            sirens=[{"id": "SRN-WOTU-1", "at": "awas"}, {"id": "SRN-WOTU-2", "at": "awas"}, {"id": "SRN-WOTU-3"}],
+            updated_at=now))
+        conn.execute(sa.insert(schema.siren_state), [
+            {"siren_id": "SRN-WOTU-1", "station_id": "KLN-WOTU", "state": "on", "trouble": None, "updated_at": now,
+             "commanded": {"action": "on", "level": "awas", "alert_id": 1, "on_until": later}},
+            {"siren_id": "SRN-WOTU-2", "station_id": "KLN-WOTU", "state": "unknown", "trouble": "silent",
+             "updated_at": now, "commanded": {"action": "on", "level": "awas", "alert_id": 1, "on_until": later}}])
+    stations = {s["id"]: s for s in client.get("/dashboard/public.json").get_json()["stations"]}
+    assert stations["KLN-WOTU"]["sirens"] == [
+        {"id": "SRN-WOTU-1", "state": "on", "sounding": True, "trouble": None},
+        {"id": "SRN-WOTU-2", "state": "unknown", "sounding": False, "trouble": "silent"},
+        {"id": "SRN-WOTU-3", "state": "unknown", "sounding": False, "trouble": None}]
+    assert stations["MLL-MALILI"]["sirens"] == []

@@ -195,7 +195,7 @@
       html += "<tr><td>" + esc(t("metric_rainfall")) + " " + esc(t("rain_24h")) + "</td><td><b>" + st.rain["24h"] + " mm</b></td><td></td></tr>";
     }
     html += "</table>" + esc(t("col_last_seen")) + ": " + esc(fmtTime(st.status.last_seen)) + " (" + esc(ago(st.status.last_seen)) + ")";
-    return html + waveTooltip(st.id);
+    return html + waveTooltip(st.id) + sirensHtml(st);
   }
 
   // The station's incoming wave (its upstream alert), as one line under its values.
@@ -205,6 +205,16 @@
     var src = stationById(a.source_station_id) || { name: a.source_station_id };
     return '<div class="tooltip-wave">🌊 ' + esc(t("wave_from", { source: src.name, level: levelText(a.level) })) +
       " · " + esc(t("wave_eta", { at: fmtTime(a.eta) })) + "</div>";
+  }
+
+  // A station's sirens (docs/sirens.md): sounding, quiet, or in trouble (silent / fault).
+  function sirensHtml(st) {
+    return (st.sirens || []).map(function (s) {
+      var word = s.trouble === "silent" ? "siren_silent" : s.trouble === "error" ? "siren_error"
+        : s.sounding ? "siren_on" : s.state === "unknown" ? "siren_unknown" : "siren_off";
+      return '<br><span class="siren siren-' + esc(word.slice(6)) + '">' + esc(t("siren")) + " " + esc(s.id) + ": " +
+        esc(t(word)) + "</span>";
+    }).join("");
   }
 
   function renderMap() {

@@ -64,7 +64,7 @@ class Settings:
     seed: str | None = None
     log_level: str = "INFO"
     exercise: bool = False  # mark every alert as an exercise (drills, simulations)
-    mqtt_shared_group: str | None = None  # None: automatic (see service.runtime.shared_group); "none": off
+    mqtt_shared_group: str | None = None  # None: automatic (see service.bootstrap.shared_subscription_group); "none": off
     leader_lease_s: float = 15.0  # how long the scheduler lease lasts without renewal
     cap_sender: str = DEFAULT_SENDER  # CAP <sender>
     cap_oid: str | None = None  # the WMO register OID of BPBD as an alerting authority

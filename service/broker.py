@@ -60,14 +60,23 @@ class EmbeddedBroker:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._port_chosen = False
+
+    def choose_port(self) -> int:
+        """Settle on the port: the wanted one, or the next free one (said in one line); ``url`` then holds it."""
+        if not self._port_chosen:
+            wanted = self.port
+            self.port = free_port_from(self.host, wanted)
+            self._port_chosen = True
+            if self.port != wanted:
+                log.warning("embedded MQTT broker: port %d on %s is taken (another broker?); listening on %d "
+                            "instead, where ews simulate and ews gateway on this database find it",
+                            wanted, self.host, self.port)
+        return self.port
 
     def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
         """Start the broker on its port, or the next free one, and wait until it listens; raise ``BrokerStartError`` otherwise."""
-        wanted = self.port
-        self.port = free_port_from(self.host, wanted)
-        if self.port != wanted:
-            log.warning("embedded MQTT broker: port %d on %s is taken (another broker?); listening on %d instead, "
-                        "where ews simulate and ews gateway on this database find it", wanted, self.host, self.port)
+        self.choose_port()
         self._thread = threading.Thread(target=self._run, name="embedded-mqtt-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):

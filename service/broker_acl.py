@@ -183,16 +183,16 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``ews broker acl``."""
+    from alerts.errors import UsageError
     from config.settings import load_settings
-    from service.db.engine import make_engine
+    from service.bootstrap import open_database
 
     settings = load_settings(os.environ)  # a ConfigError is printed as one line by service.cli
     users = args.service_users or ([settings.mqtt.username] if settings.mqtt and settings.mqtt.username else [])
     if not users:
-        print("ews broker acl: name the service's MQTT user: EWS_MQTT_URL=mqtt://USER:PASSWORD@HOST:1883, "
-              "or --service-user NAME (once per instance)", file=sys.stderr)
-        return 2
-    engine = make_engine(settings.database_url)
+        raise UsageError("acl: name the service's MQTT user: EWS_MQTT_URL=mqtt://USER:PASSWORD@HOST:1883, "
+                         "or --service-user NAME (once per instance)")  # printed as one line by service.cli
+    engine = open_database(settings)
     try:
         with engine.connect() as conn:
             acl = build_acl(settings.mqtt_topic_prefix, users, registry_gateways(conn), registry_sirens(conn))

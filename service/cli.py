@@ -78,10 +78,10 @@ def _recorded_broker_url() -> str | None:
 
 def _registry_sirens() -> list[str]:
     from config.settings import load_settings
-    from service.db.engine import make_engine
+    from service.bootstrap import open_database
     from service.sirens import siren_owners
 
-    engine = make_engine(load_settings(os.environ).database_url)
+    engine = open_database(load_settings(os.environ))
     try:
         with engine.connect() as conn:
             return sorted(siren_owners(conn))

@@ -34,8 +34,8 @@ class ExerciseIngest:
 
     def __init__(self, ingestor) -> None:
         self.ingestor = ingestor
-        self.services = ingestor.services
-        self.prefix = topics.normalize_prefix(self.services.settings.mqtt_topic_prefix)
+        self.shared = ingestor.shared
+        self.prefix = topics.normalize_prefix(ingestor.topic_prefix)
 
     def claims(self, topic: str) -> bool:
         """True for a message of an exercise topic."""
@@ -63,12 +63,11 @@ class ExerciseIngest:
             results = [self._alone(message) for message in messages]
         self.ingestor._count(results, messages)
         if any(result.events for result in results):
-            self.services.wake_dispatcher()
-            self.services.wake_cap()
+            self.ingestor.wake.events_recorded()
         return results
 
     def _committed(self, messages: list[Message]) -> list[IngestResult]:
-        with self.services.engine.begin() as conn:
+        with self.shared.engine.begin() as conn:
             results, dead_bytes = self._batch(conn, messages)
         self.ingestor.dead_letter_cap.written(dead_bytes)
         return results

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sensors import topics
 from service import alerting, samples
 from service.db.schema import stations
-from service.ingest import database_unavailable
+from service.ingest import Ingestor, database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,10 @@ class StatusMessage:
     retained: bool = False  # delivered from the broker's store (at subscription), not as it was published
 
 
-def apply(services, statuses: list[StatusMessage]) -> int:
+def apply(ingestor: Ingestor, statuses: list[StatusMessage]) -> int:
     """Raise the offline alert of every station whose gateway said ``offline``; return how many were raised.
+
+    ``ingestor`` is the readings' ingest on the same database, topics and exercise switch.
 
     An unavailable database propagates (the caller keeps the messages and retries); anything
     else is logged and never stops the ingest loop.
@@ -48,7 +50,7 @@ def apply(services, statuses: list[StatusMessage]) -> int:
     raised = 0
     for status in statuses:
         try:
-            raised += _apply_one(services, status)
+            raised += _apply_one(ingestor, status)
         except IntegrityError:
             continue  # another instance raised it at the same moment (uq_alerts_one_open)
         except Exception as exc:
@@ -56,18 +58,18 @@ def apply(services, statuses: list[StatusMessage]) -> int:
                 raise
             log.exception("status message on %s could not be applied", status.topic[:200])
     if raised:
-        services.wake_dispatcher()
+        ingestor.wake.dispatcher()
     return raised
 
 
-def _apply_one(services, status: StatusMessage) -> int:
-    station_id = topics.parse_status_topic(services.settings.mqtt_topic_prefix, status.topic)
+def _apply_one(ingestor: Ingestor, status: StatusMessage) -> int:
+    station_id = topics.parse_status_topic(ingestor.topic_prefix, status.topic)
     said = status.payload.strip().lower()
     if station_id is None or said != topics.STATUS_OFFLINE.encode():
         if said != topics.STATUS_ONLINE.encode():
             log.info("ignored status %r on %s: a status is 'online' or 'offline'", status.payload[:40], status.topic[:200])
         return 0
-    with services.engine.begin() as conn:
+    with ingestor.shared.engine.begin() as conn:
         station = conn.execute(sa.select(stations.c.id, stations.c.expected_interval_s)
                                .where(stations.c.id == station_id)).first()
         if station is None:
@@ -78,7 +80,7 @@ def _apply_one(services, status: StatusMessage) -> int:
             log.info("retained 'offline' of %s ignored: the station reported since (last seen %s)",
                      station_id, state["last_seen"].isoformat())
             return 0
-        return alerting.gateway_offline(conn, station_id, status.received_at, exercise=services.settings.exercise)
+        return alerting.gateway_offline(conn, station_id, status.received_at, exercise=ingestor.exercise)
 
 
 def _reporting(state: dict, expected_interval_s: int, now: datetime) -> bool:

@@ -29,6 +29,7 @@ from sensors.payload import StationInfo, parse_payload
 from service import alerting, dead_letters, samples, station_states
 from service.db.schema import stations
 from service.samples import Offered, Skipped
+from service.wiring import Shared, Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,15 @@ class _Station:
 class Ingestor:
     """Validates, stores and judges batches of reading payloads."""
 
-    def __init__(self, services) -> None:
+    def __init__(self, shared: Shared, *, topic_prefix: str, exercise: bool, dead_letter_cap: dead_letters.DeadLetterCap,
+                 wake: Wakeups = Wakeups()) -> None:
         from service.exercise_ingest import ExerciseIngest  # it builds on this module
 
-        self.services = services
-        self.dead_letter_cap = dead_letters.DeadLetterCap(
-            services.engine, services.settings.dead_letter_max_mb * 1024 * 1024, services.metrics)
+        self.shared = shared
+        self.topic_prefix = topic_prefix
+        self.exercise = exercise  # EWS_EXERCISE: every alert is marked as an exercise
+        self.dead_letter_cap = dead_letter_cap
+        self.wake = wake
         self._stations: dict[str, _Station] = {}
         self._stations_loaded = 0.0
         self._lock = threading.Lock()
@@ -89,11 +93,11 @@ class Ingestor:
 
     def ingest_http(self, station_id: str, body: bytes) -> IngestResult:
         """Ingest one HTTP-posted payload for ``station_id``; commit before returning."""
-        prefix = self.services.settings.mqtt_topic_prefix
+        prefix = self.topic_prefix
         message = Message(
             topic=f"{prefix}/stations/{station_id}/readings",
             payload=body,
-            received_at=self.services.clock(),
+            received_at=self.shared.clock(),
             source="http",
             station_id=station_id,
         )
@@ -121,18 +125,16 @@ class Ingestor:
                 log.warning("batch of %d messages failed (%s); retrying one by one", len(messages), _short_error(exc))
                 results = [self._ingest_alone(message) for message in messages]
         self._count(results, messages)
-        self.services.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
+        self.shared.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
         if any(result.events for result in results):
-            self.services.wake_dispatcher()
-            self.services.wake_cap()
-            self.services.wake_sirens()
+            self.wake.events_recorded()
         return results
 
     def _committed(self, messages: list[Message]) -> tuple[list[IngestResult], int]:
         """One batch in one transaction; the held states of a batch that did not commit are dropped."""
         with self._writing:
             try:
-                with self.services.engine.begin() as conn:
+                with self.shared.engine.begin() as conn:
                     return self._ingest_batch(conn, messages)
             except BaseException:
                 self.states.forget()  # what the batch changed in memory is not in the database
@@ -157,10 +159,10 @@ class Ingestor:
         """
         log.error("message on %s could not be ingested (%s); kept as an internal_error dead letter",
                   message.topic[:200], _short_error(exc), exc_info=not isinstance(exc, DBAPIError))
-        station_id = message.station_id or _station_from_topic(message.topic, self.services.settings.mqtt_topic_prefix)
+        station_id = message.station_id or _station_from_topic(message.topic, self.topic_prefix)
         rejection = Rejection("internal_error", _short_error(exc))
         if not message.replay:
-            with self.services.engine.begin() as conn:
+            with self.shared.engine.begin() as conn:
                 dead_bytes = dead_letters.insert(conn, [_dead_letter(message, station_id, [rejection])])
             self.dead_letter_cap.written(dead_bytes)
         return IngestResult(station_id=station_id, rejected=[rejection])
@@ -193,7 +195,7 @@ class Ingestor:
 
     def _parse(self, conn: Connection, message: Message, known: dict | None = None) -> IngestResult:
         """Parse one message into accepted samples (not yet stored) and rejections."""
-        station_id = message.station_id or _station_from_topic(message.topic, self.services.settings.mqtt_topic_prefix)
+        station_id = message.station_id or _station_from_topic(message.topic, self.topic_prefix)
         result = IngestResult(station_id=station_id)
         if known is not None and station_id in known:
             station = known[station_id]
@@ -256,7 +258,7 @@ class Ingestor:
             return station_states.changes(held, station_id, values)
         judgement, events = alerting.judge_station(
             conn, station_id, self._rules_of(station_id), held.engine, judged, received_at,
-            online=bool(held.row.get("online")), reporting=reporting, exercise=self.services.settings.exercise)
+            online=bool(held.row.get("online")), reporting=reporting, exercise=self.exercise)
         last.events.extend(events)
         return station_states.changes(held, station_id, values, judgement,
                                       rain=any(s.metric == "rainfall" for s in judged), first_id=first_id)
@@ -293,7 +295,7 @@ class Ingestor:
     # -- metrics ------------------------------------------------------------------------------
 
     def _count(self, results: list[IngestResult], messages: list[Message]) -> None:
-        metrics = self.services.metrics
+        metrics = self.shared.metrics
         accepted: dict[str, int] = defaultdict(int)
         duplicates: dict[str, int] = defaultdict(int)
         rejected: dict[str, int] = defaultdict(int)

@@ -139,6 +139,10 @@ class MqttIngest:
         """True while connected to the broker."""
         return self._connected.is_set()
 
+    def ready(self) -> bool:
+        """Connected, and the last batch reached the database (/readyz)."""
+        return self.connected and self.db_healthy
+
     def wait_connected(self, timeout: float) -> bool:
         """Wait until the first connection is up."""
         return self._connected.wait(timeout)

@@ -383,8 +383,8 @@ def record_acks(services, messages: Iterable[AckMessage]) -> int:
                 raise
             log.exception("siren ack on %s could not be recorded", message.topic[:200])
     if told:
-        services.wake_dispatcher()
-        services.wake_sirens()
+        services.wake.dispatcher()
+        services.wake.sirens()
     return recorded
 
 
@@ -435,12 +435,14 @@ def _refuse(conn: Connection, services, message: AckMessage, reason: str, detail
 class SirenController:
     """Decides, stores and publishes siren commands; re-sends unanswered ones on their own precise timer."""
 
-    def __init__(self, services, publish: Callable[[str, bytes], bool], *, leader=None) -> None:
+    def __init__(self, services, publish: Callable[[str, bytes], bool], *, leader=None,
+                 wake_event: threading.Event | None = None) -> None:
         self.services = services
         self.publish = publish
         self.leader = leader
         self.timeout_s = services.settings.siren_ack_timeout_s
-        self._wake = threading.Event()
+        # Set by whoever wakes the controller (service/bootstrap.py hands the same event to the ingest side).
+        self._wake = wake_event or threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sirens", daemon=True)
 
@@ -550,4 +552,4 @@ class SirenController:
         if won:
             self.services.metrics.siren_unanswered.inc()
         if opened:
-            self.services.wake_dispatcher()
+            self.services.wake.dispatcher()

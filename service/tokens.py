@@ -182,10 +182,10 @@ def _engine():
     import os
 
     from config.settings import load_settings
-    from service.db.engine import make_engine
+    from service.bootstrap import open_database
 
     # A ConfigError is printed as one line by service.cli.
-    return make_engine(load_settings(os.environ).database_url)
+    return open_database(load_settings(os.environ))
 
 
 def command(args) -> int:

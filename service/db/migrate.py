@@ -36,9 +36,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``ews db upgrade``."""
-    from service.db.engine import make_engine
+    from service.bootstrap import open_database
 
     settings = load_settings(os.environ)  # a ConfigError is printed as one line by service.cli
-    upgrade(make_engine(settings.database_url))
+    engine = open_database(settings)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     print("database is at the latest schema")
     return 0

@@ -1,16 +1,14 @@
 """SMS dispatch: the outbox of notifications, the providers (console, Twilio, Gammu), failover and the dispatcher.
 
-Wiring (``service/runtime.py``)::
+Wiring (``service/bootstrap.py`` builds, ``service/runtime.py`` starts and stops)::
 
     router = make_provider(settings, metrics, engine, instance_id)   # EWS_SMS_PROVIDER, in failover order
-    dispatcher = Dispatcher(services, router)
-    services.wake_dispatcher = dispatcher.wake
-    dispatcher.start()      # background threads; stop() lets in-flight sends finish
-    reader = spool_reader_for(services, router)   # Gammu: sent/, error/ and inbox/ (None without gammu)
-    reader and reader.start()
+    dispatcher = Dispatcher(shared, Sending(router, ...), Timing())
+    reader = SpoolReader(shared, router.provider("gammu"), ..., wake_dispatcher=dispatcher.wake)  # with gammu
+    dispatcher.start(); reader.start()      # background threads; stop() lets in-flight sends finish
 """
 
-from service.dispatch.dispatcher import Dispatcher, RateLimiter
+from service.dispatch.dispatcher import Dispatcher, RateLimiter, Sending, Timing
 from service.dispatch.failover import Health, Router, as_router, make_provider
 from service.dispatch.gammu import GammuProvider
 from service.dispatch.providers import (
@@ -24,7 +22,7 @@ from service.dispatch.providers import (
     TwilioProvider,
     Unknown,
 )
-from service.dispatch.spool import SpoolReader, spool_reader_for
+from service.dispatch.spool import SpoolReader
 
 __all__ = [
     "Busy",
@@ -38,11 +36,12 @@ __all__ = [
     "ProviderResult",
     "RateLimiter",
     "Router",
+    "Sending",
     "SpoolReader",
+    "Timing",
     "Transient",
     "TwilioProvider",
     "Unknown",
     "as_router",
     "make_provider",
-    "spool_reader_for",
 ]

@@ -10,6 +10,7 @@ it ``unknown``, and an unknown row is reconciled with the provider before any re
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import os
@@ -19,11 +20,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from alerts.messages import Templates
 from service.dispatch import outbox
-from service.dispatch.failover import as_router
+from service.dispatch.failover import Router
 from service.dispatch.providers import OPT_OUT_CODES, Permanent, ProviderError, Transient, Unknown
 from service.phones import mask
+from service.wiring import Shared
 
 log = logging.getLogger(__name__)
 
@@ -135,44 +139,54 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How the dispatcher paces itself (seconds); production uses the defaults, tests shorten them."""
+
+    concurrency: int | None = None  # sender threads; None: enough for the rate (_default_concurrency)
+    poll_interval: float = 1.0
+    backoff_base: float = 2.0
+    # A warning must go out soon after the provider recovers: retries are never more than 30 s apart.
+    backoff_max: float = 30.0
+    reconcile_after: float = 15.0  # long enough for the provider to list a message it accepted
+    stale_after: float = 120.0
+    max_age: float = 6 * 3600.0
+    max_wait: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sending:
+    """What the dispatcher sends with: the providers, the rate, the texts and where status callbacks go."""
+
+    provider: Router  # one provider or several in failover order
+    max_per_second: float
+    tz: ZoneInfo  # for the times written in messages
+    public_url: str  # Twilio's status callbacks come back here
+    templates: Templates
+    staff_match_areas: bool = False
+    validity_s: float = 3600  # EWS_SMS_VALIDITY_S: a warning not handed over within it is expired
+
 class Dispatcher:
     """Expands and sends SMS in background threads (``start``/``stop``/``wake``), or once (``run_once``)."""
 
-    def __init__(
-        self,
-        services,
-        provider,
-        *,
-        templates=None,
-        concurrency: int | None = None,
-        max_per_second: float | None = None,
-        poll_interval: float = 1.0,
-        backoff_base: float = 2.0,
-        # A warning must go out soon after the provider recovers: retries are never more than 30 s apart.
-        backoff_max: float = 30.0,
-        reconcile_after: float = 15.0,  # long enough for the provider to list a message it accepted
-        stale_after: float = 120.0,
-        max_age: float = 6 * 3600.0,
-        max_wait: float = 5.0,
-        staff_match_areas: bool = False,
-    ) -> None:
-        from config.templates import default_templates
-
-        self.services, self.provider = services, as_router(provider)  # one provider or several in failover order
-        self.templates = templates or default_templates()
-        settings = services.settings
-        rate = max_per_second or settings.sms_max_per_second
+    def __init__(self, shared: Shared, sending: Sending, timing: Timing = Timing()) -> None:
+        self.engine, self.metrics, self._clock = shared.engine, shared.metrics, shared.clock
+        self.provider = sending.provider
+        self.templates = sending.templates
+        self.tz, self.public_url = sending.tz, sending.public_url
+        rate = sending.max_per_second
         self.limiter = RateLimiter(rate, margin=0.05)
-        self.concurrency = concurrency or _default_concurrency(rate)
-        self.poll_interval = poll_interval
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.reconcile_after = timedelta(seconds=reconcile_after)
-        self.stale_after = timedelta(seconds=stale_after)
-        self.max_age = timedelta(seconds=max_age)
-        self.max_wait = max_wait
-        self.staff_match_areas = staff_match_areas
-        self.instance = str(getattr(services, "instance_id", f"{socket.gethostname()}-{os.getpid()}"))[:64]
+        self.concurrency = timing.concurrency or _default_concurrency(rate)
+        self.poll_interval = timing.poll_interval
+        self.backoff_base = timing.backoff_base
+        self.backoff_max = timing.backoff_max
+        self.reconcile_after = timedelta(seconds=timing.reconcile_after)
+        self.stale_after = timedelta(seconds=timing.stale_after)
+        self.max_age = timedelta(seconds=timing.max_age)
+        self.max_wait = timing.max_wait
+        self.staff_match_areas = sending.staff_match_areas
+        self.validity_s = sending.validity_s
+        self.instance = shared.instance_id[:64]
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -222,11 +236,11 @@ class Dispatcher:
         if self._once_pool is None:  # kept: each thread holds its own provider client
             self._once_pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-once")
         pool = self._once_pool
-        unknown = outbox.claim_unknown(self.services.engine, 1000, self._now(), self.reconcile_after)
+        unknown = outbox.claim_unknown(self.engine, 1000, self._now(), self.reconcile_after)
         list(pool.map(self._reconcile_one, unknown))
         stats["reconciled"] = len(unknown)
         while True:
-            rows = outbox.claim(self.services.engine, self.instance, self.concurrency, self._now())
+            rows = outbox.claim(self.engine, self.instance, self.concurrency, self._now())
             if not rows:
                 break
             list(pool.map(self._send_one, rows))
@@ -238,19 +252,19 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         while True:
             self.run_once()
-            left = {k: v for k, v in outbox.counts(self.services.engine).items() if k in ("pending", "sending", "unknown")}
+            left = {k: v for k, v in outbox.counts(self.engine).items() if k in ("pending", "sending", "unknown")}
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(pause)
 
     def expand(self) -> int:
         """Turn pending events and broadcasts into notifications; return how many were created."""
-        engine, now = self.services.engine, self._now()
+        engine, now = self.engine, self._now()
         total = 0
         while True:
-            created = outbox.expand_events(engine, self.templates, self.services.settings.tz, now,
+            created = outbox.expand_events(engine, self.templates, self.tz, now,
                                            staff_match_areas=self.staff_match_areas,
-                                           validity_s=self.services.settings.sms_validity_s)
+                                           validity_s=self.validity_s)
             created += outbox.expand_broadcasts(engine, self.templates, now)
             total += created
             if not self._more_to_expand():
@@ -259,7 +273,7 @@ class Dispatcher:
     def _more_to_expand(self) -> bool:
         import sqlalchemy as sa
 
-        with self.services.engine.connect() as conn:
+        with self.engine.connect() as conn:
             return bool(
                 conn.execute(sa.select(outbox.ev.c.id).where(outbox.ev.c.dispatch == "pending").limit(1)).first()
                 or conn.execute(sa.select(outbox.bc.c.id).where(outbox.bc.c.dispatch == "pending").limit(1)).first()
@@ -269,14 +283,14 @@ class Dispatcher:
         """Rows stuck in ``sending`` (claimed long ago, or by a dead process on this host) become unknown."""
         dead = []
         host = socket.gethostname()
-        for instance in outbox.sending_instances(self.services.engine):
+        for instance in outbox.sending_instances(self.engine):
             their_host, pid = _host_and_pid(instance)
             if instance != self.instance and their_host == host and pid is not None and not _pid_alive(pid):
                 dead.append(instance)
         if on_start:
             # Our own id on a fresh start: a previous process with the same pid (containers: pid 1).
             dead.append(self.instance)
-        count = outbox.recover_stale(self.services.engine, self._now(), self.stale_after, dead)
+        count = outbox.recover_stale(self.engine, self._now(), self.stale_after, dead)
         if count:
             log.warning("%d SMS were left in flight by a stopped sender; reconciling them before any resend", count)
         return count
@@ -303,7 +317,7 @@ class Dispatcher:
             return self.concurrency - self._inflight
 
     def _submit_due(self) -> None:
-        engine = self.services.engine
+        engine = self.engine
         free = self._free_slots()
         for row in outbox.claim_unknown(engine, min(free, 10), self._now(), self.reconcile_after):
             self._submit(self._reconcile_one, row)
@@ -336,17 +350,17 @@ class Dispatcher:
     # -- sending one ----------------------------------------------------------------------------
 
     def _now(self) -> datetime:
-        return self.services.clock()
+        return self._clock()
 
     def _callback_url(self, notification_id: int) -> str:
-        return f"{self.services.settings.public_url}/webhooks/twilio/status?notification_id={notification_id}"
+        return f"{self.public_url}/webhooks/twilio/status?notification_id={notification_id}"
 
     def _backoff(self, attempts: int) -> float:
         value = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempts - 1)))
         return value * random.uniform(0.5, 1.0)  # jitter: retries of many rows do not come back together
 
     def _send_one(self, row) -> None:
-        engine, metrics = self.services.engine, self.services.metrics
+        engine, metrics = self.engine, self.metrics
         if self._dropped(row):
             return
         holding = [row]
@@ -378,22 +392,22 @@ class Dispatcher:
         """At our slot: take a more urgent due row in place of ``holding[0]`` (None if that one is stale)."""
         if holding[0] is None:
             return
-        urgent = outbox.more_urgent(self.services.engine, holding[0], self.instance, self._now())
+        urgent = outbox.more_urgent(self.engine, holding[0], self.instance, self._now())
         if urgent is not holding[0]:
             holding[0] = None if self._dropped(urgent) else urgent
 
     def _dropped(self, row) -> bool:
         """True when ``row`` is no longer worth sending (``alerts.policy.fate``); it is then recorded so."""
-        fate = outbox.fate(self.services.engine, row, self._now())
+        fate = outbox.fate(self.engine, row, self._now())
         if fate is None:
             return False
-        if outbox.drop(self.services.engine, row, self.instance, fate, self._now()):
-            self.services.metrics.sms_sent.labels(fate).inc()
+        if outbox.drop(self.engine, row, self.instance, fate, self._now()):
+            self.metrics.sms_sent.labels(fate).inc()
             log.info("SMS %s to %s not sent: %s", row.id, mask(row.phone), fate)
         return True
 
     def _send_failed(self, row, exc: ProviderError) -> None:
-        engine, metrics, now = self.services.engine, self.services.metrics, self._now()
+        engine, metrics, now = self.engine, self.metrics, self._now()
         expired = now - row.created_at > self.max_age
         if isinstance(exc, Permanent):
             metrics.sms_sent.labels("failed").inc()
@@ -423,7 +437,7 @@ class Dispatcher:
 
     def _reconcile_one(self, row) -> None:
         """Settle an unknown row: found at the provider -> sent; not found -> send again."""
-        engine = self.services.engine
+        engine = self.engine
         now = self._now()
         if now - row.created_at > self.max_age:
             outbox.mark_failed(engine, row, None, "expired", "outcome unknown and too old to resend", now)
@@ -439,7 +453,7 @@ class Dispatcher:
                 outbox.delay_unknown(engine, row, now + timedelta(seconds=max(self._backoff(row.attempts), 1.0)), now)
                 return
         if found is not None:
-            self.services.metrics.sms_sent.labels("reconciled").inc()
+            self.metrics.sms_sent.labels("reconciled").inc()
             self._write(outbox.mark_sent, engine, row.id, found.provider or self.provider.name, found.sid, found.status, now)
             log.info("SMS %s to %s was accepted after all (%s)", row.id, mask(row.phone), found.sid)
             return

@@ -26,14 +26,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from alerts.messages import Templates
 from service.db import schema
 from service.dispatch import gammu_files as files
 from service.dispatch import inbound
+from service.dispatch.gammu import GammuProvider
 from service.phones import mask
+from service.wiring import Shared, nothing
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +51,14 @@ GAMMU_LOST = "gammu_lost"
 class SpoolReader:
     """Reads gammu-smsd's ``sent/``, ``error/`` and ``inbox/`` for one ``GammuProvider``."""
 
-    def __init__(self, services, gammu, *, templates=None, interval: float = 1.0, settle_s: float = 2.0,
+    def __init__(self, shared: Shared, gammu: GammuProvider, *, templates: Templates, tz: ZoneInfo,
+                 wake_dispatcher: Callable[[], None] = nothing, interval: float = 1.0, settle_s: float = 2.0,
                  lost_after_s: float = 600.0) -> None:
-        from config.templates import default_templates
-
-        self.services = services
+        self.shared = shared
         self.gammu = gammu
-        self.templates = templates or default_templates()
+        self.templates = templates
+        self.tz = tz  # for the times in replies
+        self.wake_dispatcher = wake_dispatcher  # a reply was queued
         self.interval = interval
         self.settle_s = settle_s
         self.lost_after = timedelta(seconds=lost_after_s)
@@ -100,7 +106,7 @@ class SpoolReader:
 
     def settle(self) -> list[str]:
         """Apply the daemon's moves to ``sent/`` and ``error/`` to the spooled notifications."""
-        with self.services.engine.connect() as conn:
+        with self.shared.engine.connect() as conn:
             rows = conn.execute(sa.select(n.c.id, n.c.phone, n.c.provider_sid, n.c.updated_at)
                                 .where(n.c.status == "spooled", n.c.provider == self.gammu.name)
                                 .order_by(n.c.id).limit(1000)).fetchall()
@@ -112,14 +118,14 @@ class SpoolReader:
         return outcomes
 
     def _settle_one(self, row) -> str | None:
-        now = self.services.clock()
+        now = self.shared.clock()
         folder = self.gammu.where(row.provider_sid) if row.provider_sid else None
         if folder == "outbox":
             return None
         if folder == "sent":
             at = min(self.gammu.moved_at("sent", row.provider_sid) or now, now)
-            if _settle(self.services.engine, row.id, "sent", now, sent_at=at):
-                self.services.metrics.sms_sent.labels("sent_by_modem").inc()
+            if _settle(self.shared.engine, row.id, "sent", now, sent_at=at):
+                self.shared.metrics.sms_sent.labels("sent_by_modem").inc()
                 log.info("SMS %s to %s sent by gammu-smsd", row.id, mask(row.phone))
                 return "sent"
             return None
@@ -131,8 +137,8 @@ class SpoolReader:
             code = GAMMU_LOST
         else:
             return None  # moving between folders, or just removed: look again later
-        if _settle(self.services.engine, row.id, "failed", now, code=code, message=message):
-            self.services.metrics.sms_sent.labels("failed").inc()
+        if _settle(self.shared.engine, row.id, "failed", now, code=code, message=message):
+            self.shared.metrics.sms_sent.labels("failed").inc()
             log.warning("SMS %s to %s failed: %s", row.id, mask(row.phone), message)
             return "failed"
         return None
@@ -151,7 +157,7 @@ class SpoolReader:
                 with contextlib.suppress(FileNotFoundError):  # another instance moved it first
                     os.replace(self.gammu.inbox / part.name, self.gammu.inbox / HANDLED / part.name)
         if handled:
-            self.services.wake_dispatcher()
+            self.wake_dispatcher()
         return handled
 
     def _messages(self) -> dict[str, list]:
@@ -171,11 +177,10 @@ class SpoolReader:
 
     def _handle(self, key: str, sender: str, text: str) -> bool:
         """Apply one received message and queue its reply, once; False when it was handled before."""
-        svc = self.services
-        now = svc.clock()
+        now = self.shared.clock()
         try:
-            with svc.engine.begin() as conn:
-                answer = inbound.handle_once(conn, self.templates, svc.settings.tz, now, sender, text, f"gammu:{key}"[:64])
+            with self.shared.engine.begin() as conn:
+                answer = inbound.handle_once(conn, self.templates, self.tz, now, sender, text, f"gammu:{key}"[:64])
                 if answer is None:
                     return False
                 reply, language = answer
@@ -193,9 +198,3 @@ def _settle(engine, notification_id: int, status: str, now: datetime, *, sent_at
         return conn.execute(sa.update(n).where(n.c.id == notification_id, n.c.status == "spooled").values(
             status=status, sent_at=sent_at, next_attempt_at=None, error_code=code, error_message=message,
             updated_at=now)).rowcount > 0
-
-
-def spool_reader_for(services, router) -> SpoolReader | None:
-    """A reader for the Gammu provider among ``router``'s providers, or None when there is none."""
-    gammu = router.provider("gammu") if router is not None else None
-    return None if gammu is None else SpoolReader(services, gammu)

@@ -81,5 +81,5 @@ class Broadcasts(MethodView):
                       "message": data["message"], "body": broadcast_body(templates, "id", data["message"]),
                       "areas": areas, "roles": roles, "recipients": len(audience)}
             audit.record(conn, current_actor(), "broadcast", "broadcast", broadcast_id, None, result, now)
-        svc.wake_dispatcher()
+        svc.wake.dispatcher()
         return result

@@ -158,7 +158,7 @@ class ExerciseView(MethodView):
                 raise Problem(409, str(exc)) from None
             audit.record(conn, current_actor(), "end", "exercise", exercise_id, before, ended, now)
         if events:
-            svc.wake_dispatcher()
+            svc.wake.dispatcher()
         return ended
 
 

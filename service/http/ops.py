@@ -42,7 +42,7 @@ def readyz():
     if db_problem:
         problems.append(db_problem)
     try:
-        mqtt_ok = bool(services.mqtt_connected())
+        mqtt_ok = bool(services.health.mqtt_connected())
     except Exception:
         mqtt_ok = False
     if not mqtt_ok:
@@ -69,9 +69,8 @@ def _sms_providers(services) -> list[dict] | None:
     A provider that is down while another carries the messages leaves the process ready (a
     warning names it); every provider down makes it unready: no warning can go out.
     """
-    router = getattr(services, "sms_provider", None)
-    status = getattr(router, "status", None)
-    return status() if status is not None else None
+    router = services.health.sms
+    return router.status() if router is not None else None
 
 
 class DatabaseCollector:

@@ -128,5 +128,5 @@ class SirenCommands(MethodView):
             except sirens.SirenBusy as exc:
                 raise Problem(409, str(exc)) from None
             audit.record(conn, current_actor(), "command", "siren", siren_id, None, command, now)
-        svc.wake_sirens()
+        svc.wake.sirens()
         return command

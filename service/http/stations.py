@@ -150,11 +150,7 @@ def new_station_rules(given: dict | None, metrics) -> dict:
 def _stations_changed(svc) -> None:
     """Tell the ingest side (and this app's list cache) that the station registry changed."""
     _list_cache()[0].clear()
-    for name in ("forget_stations", "invalidate_stations"):
-        hook = getattr(svc.ingestor, name, None)
-        if callable(hook):
-            hook()
-            return
+    svc.ingestor.forget_stations()
 
 
 LIST_CACHE_SECONDS = 1.0

@@ -19,7 +19,7 @@ def mqtt_ingest(broker_url, topic_prefix):
 
     def start(services) -> MqttIngest:
         ingest = MqttIngest(parse_mqtt_url(broker_url), topic_prefix, f"ews-test-{uuid.uuid4().hex[:8]}",
-                            services.ingestor.ingest, on_status=lambda s: gateway_status.apply(services, s))
+                            services.ingestor.ingest, on_status=lambda s: gateway_status.apply(services.ingestor, s))
         ingest.start()
         assert ingest.wait_connected(15)
         started.append(ingest)

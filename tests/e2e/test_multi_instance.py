@@ -107,7 +107,7 @@ def test_racing_instances_elect_exactly_one_leader(tmp_path):
 @pytest.mark.postgres
 @needs_postgres
 def test_three_dispatchers_share_the_outbox_and_send_each_message_once(tmp_path):
-    from service.dispatch import Dispatcher
+    from service.bootstrap import sms_dispatcher
     from service.dispatch.providers import ConsoleProvider
 
     with fresh_database("postgresql", tmp_path) as url:
@@ -122,10 +122,9 @@ def test_three_dispatchers_share_the_outbox_and_send_each_message_once(tmp_path)
             ])
         workers = []
         for i in range(3):
-            services = make_services(url, seed=None)
-            services.instance_id = f"worker-{i}"
+            services = make_services(url, seed=None, instance_id=f"worker-{i}")
             provider = ConsoleProvider(stream=io.StringIO(), keep=total)
-            workers.append((services, provider, Dispatcher(services, provider, max_per_second=1000)))
+            workers.append((services, provider, sms_dispatcher(services, provider, max_per_second=1000)))
         try:
             threads = [threading.Thread(target=d.run_until_idle, kwargs={"timeout": 60}) for _, _, d in workers]
             for t in threads:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.bootstrap import Health
 from service.db import schema
+from service.http import create_app
 from tests.support.api import make_harness
 
 T0 = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
@@ -40,8 +43,8 @@ def test_healthz_readyz(api):
     down = api.client.get("/readyz")
     assert down.status_code == 503 and down.content_type == "application/problem+json"
     assert "MQTT" in down.get_json()["detail"]
-    api.services.mqtt_connected = lambda: True
-    up = api.client.get("/readyz")
+    connected = dataclasses.replace(api.services, health=Health(mqtt_connected=lambda: True))
+    up = create_app(connected).test_client().get("/readyz")
     assert up.status_code == 200 and up.get_json()["checks"] == {"database": True, "mqtt": True}
 
 

@@ -220,7 +220,8 @@ def test_the_sms_of_a_station_with_sms_name_names_that_place(api):
     import os
 
     from service import subscribers
-    from service.dispatch import ConsoleProvider, Dispatcher
+    from service.bootstrap import sms_dispatcher
+    from service.dispatch import ConsoleProvider
     from service.ingest import Message
 
     assert api.call("POST", "/api/v1/stations", json={**LONG_NAMED, "sms_name": "Karebbe Ussu"}).status_code == 201
@@ -229,7 +230,7 @@ def test_the_sms_of_a_station_with_sms_name_names_that_place(api):
         subscribers.create(conn, {"phone": "0812-1111-0001", "areas": [{"kecamatan": "Malili", "desa": "Baruga"}]}, now)
     payload = json.dumps({"ts": now.isoformat(), "values": {"water_level": 3.6}}).encode()
     api.services.ingestor.ingest([Message("ews/v1/stations/TST-LONG/readings", payload, now)])
-    dispatcher = Dispatcher(api.services, ConsoleProvider(stream=open(os.devnull, "w")))
+    dispatcher = sms_dispatcher(api.services, ConsoleProvider(stream=open(os.devnull, "w")))
     try:
         dispatcher.run_until_idle()
     finally:

@@ -42,9 +42,7 @@ def cap_schema():
 
 @pytest.fixture
 def api(database_url):
-    harness = make_harness(database_url, EWS_CAP_EXPIRES_S="60", EWS_CAP_OID=OID)
-    harness.services.clock = Clock(T0)
-    return harness
+    return make_harness(database_url, clock=Clock(T0), EWS_CAP_EXPIRES_S="60", EWS_CAP_OID=OID)
 
 
 def issue(api) -> cap.IssueResult:

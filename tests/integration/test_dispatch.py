@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alerts import gsm7
 from service import subscribers
 from service.db import schema
+from service.bootstrap import sms_dispatcher
 from service.dispatch import ConsoleProvider, Dispatcher, RateLimiter, make_provider
 from service.dispatch import outbox
 from tests.fakes.twilio_server import FakeTwilio
@@ -59,7 +60,7 @@ def twilio_services(database_url, fake, rate="50", **env):
 def dispatcher(services, **kwargs):
     kwargs.setdefault("backoff_base", 0.05)
     kwargs.setdefault("reconcile_after", 0.05)
-    return made(Dispatcher(services, make_provider(services.settings, services.metrics), **kwargs))
+    return made(sms_dispatcher(services, make_provider(services.settings, services.metrics), **kwargs))
 
 
 def add(services, phone, areas=LASKAP, role="resident", language="id", opted_out=False):
@@ -161,7 +162,7 @@ def test_expanding_an_event_again_creates_nothing_new(database_url):
     services = make_services(database_url)
     add(services, "0812-1111-0001")
     event = Alerts(services).event("raised", "siaga", 2.5, 0.5)
-    d = made(Dispatcher(services, ConsoleProvider(stream=open(os.devnull, "w"))))
+    d = made(sms_dispatcher(services, ConsoleProvider(stream=open(os.devnull, "w"))))
     assert d.expand() == 2 - 1  # one resident, no staff
     with services.engine.begin() as conn:  # as if the process died before dispatch='done' was committed
         conn.execute(sa.update(schema.alert_events).where(schema.alert_events.c.id == event).values(dispatch="pending"))
@@ -176,7 +177,7 @@ def test_operational_and_exercise_alerts_reach_staff_only(database_url):
     Alerts(services, kind="offline").event("raised", "waspada")
     Alerts(services, station="MLL-MALILI", exercise=True).event("raised", "awas", 4.2, 0.5)
     console = ConsoleProvider(stream=open(os.devnull, "w"))
-    made(Dispatcher(services, console)).run_until_idle()
+    made(sms_dispatcher(services, console)).run_until_idle()
     got = rows(services)
     assert {r.subscriber_id for r in got} == {staff} and len(got) == 2
     assert "OFFLINE" in got[0].body and got[1].body.startswith("LATIHAN BPBD LUTIM: AWAS")
@@ -273,7 +274,7 @@ def test_the_console_provider_resends_what_it_cannot_look_up(database_url):
     add(services, "0812-1111-0001")
     Alerts(services).event("raised", "awas", 3.3, 0.6)
     console = ConsoleProvider(stream=open(os.devnull, "w"))
-    d = made(Dispatcher(services, console, stale_after=0, backoff_base=0.01))
+    d = made(sms_dispatcher(services, console, stale_after=0, backoff_base=0.01))
     d.expand()
     outbox.claim(services.engine, "gone-1", 10, datetime.now(timezone.utc))
     d.recover()
@@ -327,7 +328,7 @@ def test_broadcasts_reach_the_areas_and_roles_asked_for(database_url):
             created_at=datetime.now(timezone.utc), created_by="op#1", body="Latihan evakuasi Sabtu 08:00 di balai desa \u2013 hadir ya\u2026",
             areas=[{"kecamatan": "Malili", "desa": "Laskap"}], roles=["resident", "staff"]))
     console = ConsoleProvider(stream=open(os.devnull, "w"))
-    made(Dispatcher(services, console)).run_until_idle()
+    made(sms_dispatcher(services, console)).run_until_idle()
     got = rows(services)
     assert {r.subscriber_id for r in got} == {laskap, staff_malili}
     assert got[0].body == "BPBD LUTIM: Latihan evakuasi Sabtu 08:00 di balai desa - hadir ya..."

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from service import alerting, subscribers
 from service.db import schema
-from service.dispatch import Dispatcher, make_provider
+from service.bootstrap import sms_dispatcher
+from service.dispatch import make_provider
 from service.ingest import Message
 from tests.fakes.twilio_server import FakeTwilio
 from tests.support.services import make_services
@@ -55,7 +56,7 @@ def test_a_replayed_flood_warns_the_area_once_per_escalation_reminds_at_awas_and
                 if opted_out:
                     subscribers.set_opted_out(conn, row.id, True, now)
                 people[name] = row.id
-        dispatcher = Dispatcher(services, make_provider(services.settings, services.metrics),
+        dispatcher = sms_dispatcher(services, make_provider(services.settings, services.metrics),
                                 backoff_base=0.05, reconcile_after=0.05)
         try:
             start = now.replace(microsecond=0) - timedelta(hours=5)

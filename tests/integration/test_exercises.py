@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from service import cap, exercises, subscribers
 from service.db import schema
-from service.dispatch import ConsoleProvider, Dispatcher
+from service.bootstrap import sms_dispatcher
+from service.dispatch import ConsoleProvider
 from service.ingest import Message
 from tests.support.api import make_harness
 
@@ -55,7 +56,7 @@ def people(api) -> tuple[int, int]:
 
 
 def dispatch(api) -> list:
-    dispatcher = Dispatcher(api.services, ConsoleProvider(stream=open(os.devnull, "w")))
+    dispatcher = sms_dispatcher(api.services, ConsoleProvider(stream=open(os.devnull, "w")))
     try:
         assert dispatcher.run_until_idle() == {}
     finally:

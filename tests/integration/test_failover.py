@@ -4,11 +4,13 @@ server, and a real gammu-smsd on the dummy phone, on a real database (spec secti
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 
 import pytest
 
-from service.dispatch import Dispatcher, GammuProvider, Router, SpoolReader, TwilioProvider, make_provider
+from service.bootstrap import Health, sms_dispatcher, spool_reader
+from service.dispatch import GammuProvider, Router, TwilioProvider, make_provider
 from tests.fakes.twilio_server import FakeTwilio
 from tests.integration.test_dispatch import Alerts, add, rows
 from tests.support.gammu import GAMMU_SMSD, SKIP_REASON, GammuDaemon, settle
@@ -46,8 +48,7 @@ class Service:
     def __init__(self, database_url, daemon, fake, twilio_timeout: float | None = None) -> None:
         env = {**fake.env(), "EWS_SMS_PROVIDER": "twilio,gammu", "EWS_GAMMU_SPOOL": str(daemon.spool),
                "EWS_SMS_FAILOVER_S": "1", "EWS_SMS_MAX_PER_SECOND": "50"}
-        self.services = services = make_services(database_url, **env)
-        services.instance_id = INSTANCE
+        self.services = services = make_services(database_url, instance_id=INSTANCE, **env)
         self.router = make_provider(services.settings, services.metrics, services.engine, INSTANCE)
         if twilio_timeout is not None:  # a short HTTP timeout: a slow answer is "unknown" within a test's patience
             settings = services.settings
@@ -56,8 +57,8 @@ class Service:
                                     timeout=twilio_timeout)
             self.router = Router([twilio, GammuProvider(daemon.spool)], failover_s=1.0, metrics=services.metrics,
                                  engine=services.engine, instance=INSTANCE)
-        self.dispatcher = Dispatcher(services, self.router, backoff_base=0.05, backoff_max=0.3, reconcile_after=0.3)
-        self.reader = SpoolReader(services, self.router.provider("gammu"), settle_s=0.3)
+        self.dispatcher = sms_dispatcher(services, self.router, backoff_base=0.05, backoff_max=0.3, reconcile_after=0.3)
+        self.reader = spool_reader(services, self.router.provider("gammu"), settle_s=0.3)
         self.daemon, self.fake = daemon, fake
         for phone in PHONES:
             add(services, phone)
@@ -166,9 +167,8 @@ def test_readyz_names_a_down_provider_and_is_unready_only_when_all_are_down(fake
 
     fake.stop()
     s = service()
-    s.services.mqtt_connected = lambda: True
-    s.services.sms_provider = s.router
-    client = create_app(s.services).test_client()
+    client = create_app(dataclasses.replace(s.services, health=Health(mqtt_connected=lambda: True, sms=s.router))
+                        ).test_client()
     s.event("raised", "siaga", 2.6, 0)
     ready = client.get("/readyz")
     body = ready.get_json()

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from alerts import priority
 from service import subscribers
 from service.db import schema
-from service.dispatch import Dispatcher, SpoolReader, make_provider, outbox
+from service.bootstrap import sms_dispatcher, spool_reader
+from service.dispatch import make_provider, outbox
 from service.dispatch import gammu_files
 from tests.integration.test_dispatch import LASKAP, Alerts, add, rows
 from tests.support.gammu import GAMMU_SMSD, SKIP_REASON, GammuDaemon, settle
@@ -41,12 +42,11 @@ class Gammu:
 
     def __init__(self, database_url, daemon, instance="gammu-test-1", **env):
         env = {"EWS_SMS_PROVIDER": "gammu", "EWS_GAMMU_SPOOL": str(daemon.spool), "EWS_SMS_MAX_PER_SECOND": "100", **env}
-        self.services = make_services(database_url, **env)
-        self.services.instance_id = instance
+        self.services = make_services(database_url, instance_id=instance, **env)
         self.router = make_provider(self.services.settings, self.services.metrics, self.services.engine, instance)
-        self.dispatcher = Dispatcher(self.services, self.router, backoff_base=0.05, backoff_max=0.5,
+        self.dispatcher = sms_dispatcher(self.services, self.router, backoff_base=0.05, backoff_max=0.5,
                                      reconcile_after=0.05)
-        self.reader = SpoolReader(self.services, self.router.provider("gammu"), settle_s=0.3)
+        self.reader = spool_reader(self.services, self.router.provider("gammu"), settle_s=0.3)
         (daemon.spool / "inbox" / "handled").mkdir(exist_ok=True)
 
     def pump(self) -> None:

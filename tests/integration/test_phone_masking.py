@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from service import subscribers
 from service.db import schema
-from service.dispatch import Dispatcher, make_provider, outbox
+from service.bootstrap import sms_dispatcher
+from service.dispatch import make_provider, outbox
 from service.http import create_app
 from service.tokens import create_token
 from tests.fakes.twilio_server import FakeTwilio
@@ -48,7 +49,7 @@ def test_a_provider_error_quoting_the_number_is_masked_in_storage_logs_and_the_a
         services = make_services(database_url, **fake.env())
         warn_one_resident(services)
         fake.fail_numbers[PHONE] = 21211
-        dispatcher = Dispatcher(services, make_provider(services.settings, services.metrics), backoff_base=0.05)
+        dispatcher = sms_dispatcher(services, make_provider(services.settings, services.metrics), backoff_base=0.05)
         try:
             with caplog.at_level(logging.DEBUG):
                 assert dispatcher.run_until_idle() == {}

@@ -14,7 +14,8 @@ from werkzeug.serving import make_server
 
 from service import subscribers
 from service.db import schema
-from service.dispatch import ConsoleProvider, Dispatcher, make_provider
+from service.bootstrap import sms_dispatcher
+from service.dispatch import ConsoleProvider, make_provider
 from service.http import create_app
 from service.tokens import create_token
 from tests.fakes.twilio_server import FakeTwilio
@@ -136,7 +137,7 @@ def test_a_broadcast_goes_through_the_dispatcher_to_its_area_respecting_opt_outs
     assert sent.status_code == 202, sent.json
     assert sent.json["recipients"] == 1 and sent.json["created_by"].startswith("test-operator")
     console = ConsoleProvider(stream=open(os.devnull, "w"))
-    d = Dispatcher(services, console)
+    d = sms_dispatcher(services, console)
     try:
         d.run_until_idle()
     finally:
@@ -203,7 +204,7 @@ def test_signed_status_callbacks_from_the_fake_twilio_mark_messages_delivered(da
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         fake.auto_callbacks = ["sent", "delivered"]
-        d = Dispatcher(services, make_provider(services.settings, services.metrics))
+        d = sms_dispatcher(services, make_provider(services.settings, services.metrics))
         try:
             with services.engine.begin() as conn:
                 subscribers.create(conn, {"phone": "0812-3456-7890", "areas": [{"kecamatan": "Malili"}]},

@@ -13,7 +13,7 @@ from service.db.migrate import upgrade
 from service.http import create_app
 from service.seed import seed_if_empty
 from service.tokens import create_token, hash_token
-from tests.support.services import make_services
+from tests.support.services import Clock, make_services
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 OLD_GATEWAY_TOKEN = "ews_" + "g" * 43
@@ -54,7 +54,7 @@ def upgraded(database_url):
     seed_if_empty(engine, "luwu-timur", NOW)
     first_release_rows(engine)
     engine.dispose()
-    services = make_services(database_url)  # upgrades to the newest revision
+    services = make_services(database_url, clock=Clock())  # upgrades to the newest revision
     yield services
     services.engine.dispose()
 
@@ -109,6 +109,6 @@ def test_a_first_release_gateway_token_learns_its_stations_for_a_week_then_is_he
     assert old["stations"] == ["PKR-LASKAP", "MLL-MALILI"]
 
     # After the week the hole is closed: only the learned stations.
-    upgraded.clock = lambda: learn_until + timedelta(seconds=1)
+    upgraded.clock.now = learn_until + timedelta(seconds=1)
     assert post("PKR-LASKAP", 1) == 200
     assert post("KLN-WOTU", 1) == 403

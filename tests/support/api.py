@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from service.db import schema
 from service.http import create_app
 from service.tokens import ROLES, create_token
+from service.wiring import utc_now
 from tests.support.services import make_services
 
 
@@ -29,9 +30,9 @@ class ApiHarness:
         return self.client.open(path, method=method, headers=headers, **kwargs)
 
 
-def make_harness(database_url: str, seed: str | None = "luwu-timur", **env: str) -> ApiHarness:
+def make_harness(database_url: str, seed: str | None = "luwu-timur", *, clock=utc_now, **env: str) -> ApiHarness:
     """Services, app, test client and tokens for every role (and a revoked admin token); ``env``: more settings."""
-    services = make_services(database_url, seed=seed, **env)
+    services = make_services(database_url, seed=seed, clock=clock, **env)
     app = create_app(services)
     app.testing = True
     tokens = {role: create_token(services.engine, role, f"test {role}")[1] for role in ROLES if role != "gateway"}

@@ -5,7 +5,8 @@ Mangkutana to SIAGA opens ``upstream`` alerts at Kalaena and Wotu with ETAs of +
 from the measurement time; their residents get one message each naming Mangkutana and the ETA
 in WITA, in one segment; AWAS upstream escalates them; Mangkutana back to normal closes them
 (all-clears). Then a second wave: Wotu's own AWAS silences its upstream alert's messages, and
-Kalaena's own rise makes a second source of Wotu's one upstream alert.
+Kalaena's own rise makes a second source of Wotu's one upstream alert; an operator closing the
+sources' alerts by hand (POST /alerts/{id}/close) closes the upstream alerts they caused.
 """
 
 from __future__ import annotations
@@ -134,6 +135,22 @@ def test_a_wave_from_mangkutana_warns_kalaena_and_wotu_with_their_etas(tmp_path,
         events = api.call("GET", f"/alerts/{active[0]['id']}").json()["events"]
         assert [e["type"] for e in events] == ["raised"]
         assert [n for n in sent_to("wotu") if n["alert_id"] == active[0]["id"]] == []
+
+        # An operator closes Mangkutana's alert by hand: Kalaena's wave (its only source) closes the same
+        # way; Wotu's stays, held by Kalaena. Closing Kalaena's own alert then closes Wotu's.
+        def close(station: str) -> None:
+            (own,) = [a for a in api.items(f"/alerts?station_id={station}&state=active") if a["kind"] == "water_level"]
+            answer = api.call("POST", f"/alerts/{own['id']}/close", "operator", json={"reason": "cek lapangan"})
+            assert answer.status_code == 200, answer.text
+
+        close("KLN-MANGKUTANA")
+        states = {a["station_id"]: a for a in api.upstream("KLN-KALAENA") + api.upstream("KLN-WOTU")
+                  if a["id"] != kalaena["id"] and a["id"] != wotu["id"]}
+        assert states["KLN-KALAENA"]["state"] == "closed" and states["KLN-WOTU"]["state"] == "active"
+        events = api.call("GET", f"/alerts/{states['KLN-KALAENA']['id']}").json()["events"]
+        assert events[-1]["type"] == "closed"
+        close("KLN-KALAENA")
+        assert api.call("GET", f"/alerts/{active[0]['id']}").json()["state"] == "closed"
     finally:
         gateway.close()
         service.stop()

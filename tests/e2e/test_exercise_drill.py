@@ -72,9 +72,10 @@ def test_a_drill_over_mqtt_beside_a_real_flood(tmp_path, sqlite_url, broker_url,
                         {"ts": _now(), "values": {"water_level": 4.5}})
         gateway.publish(f"{topic_prefix}/stations/KLN-WOTU/readings", {"ts": _now(), "values": {"water_level": 4.6}})
         gateway.wait_all()
-        # The drill at PKR-LASKAP, fed by the simulator on the exercise topics.
+        # The drill at PKR-LASKAP, fed by the simulator on the exercise topics: at 1,200x (20 h in a minute),
+        # so its warnings go out before the next level supersedes them (spec 10) and its all-clear follows.
         simulated = subprocess.run(
-            [sys.executable, "-m", "service.cli", "simulate", "--scenario", "pongkeru-2024", "--speed", "max",
+            [sys.executable, "-m", "service.cli", "simulate", "--scenario", "pongkeru-2024", "--speed", "1200",
              "--stations", "PKR-LASKAP", "--exercise", str(laskap_id), "--mqtt-url", broker_url,
              "--prefix", topic_prefix, "--client-id-prefix", f"drill-{uuid.uuid4().hex[:6]}", "--quiet"],
             cwd=ROOT, capture_output=True, text=True, timeout=300)

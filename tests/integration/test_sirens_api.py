@@ -88,3 +88,37 @@ def test_operator_commands_are_stored_for_the_controller_and_audited(api):
     trail = api.call("GET", "/api/v1/audit?entity=siren&entity_id=SRN-WOTU-1").get_json()["items"]
     assert [(a["action"], a["after"]["action"]) for a in trail] == [("command", "off"), ("command", "on"),
                                                                      ("command", "test")]
+
+
+def test_closing_an_alert_by_hand_switches_its_sirens_off(api):
+    """Spec section 10: closing a source alert by hand switches its sirens off (and its waves' sirens)."""
+    import json as json_
+    from datetime import datetime, timedelta, timezone
+
+    import sqlalchemy as sa
+
+    from service import sirens
+    from service.db.schema import alerts
+    from tests.support.ingest import iso, message
+
+    assert api.call("PATCH", "/api/v1/stations/KLN-MANGKUTANA", json={"sirens": [{"id": "SRN-MKT-1", "at": "siaga"}]}
+                    ).status_code == 200
+    assert api.call("PATCH", "/api/v1/stations/KLN-WOTU", json={"sirens": [
+        {"id": "SRN-WOTU-W", "at": "siaga", "upstream": True}]}).status_code == 200
+    services = api.services
+    now = datetime.now(timezone.utc)
+    services.ingestor.ingest([message("KLN-MANGKUTANA", {"ts": iso(now - timedelta(minutes=5)),
+                                                         "values": {"water_level": 3.2}}, now)])
+    published: list[tuple[str, dict]] = []
+    controller = sirens.SirenController(services, lambda topic, body: published.append(
+        (topic.rsplit("/", 2)[1], json_.loads(body))) or True)
+    controller.run_once(datetime.now(timezone.utc))
+    assert sorted((sid, body["action"]) for sid, body in published) == [("SRN-MKT-1", "on"), ("SRN-WOTU-W", "on")]
+    with services.engine.connect() as conn:
+        source = conn.execute(sa.select(alerts.c.id).where(alerts.c.station_id == "KLN-MANGKUTANA",
+                                                           alerts.c.kind == "water_level")).scalar_one()
+    closed = api.call("POST", f"/api/v1/alerts/{source}/close", "operator", json={"reason": "gauge hit by debris"})
+    assert closed.status_code == 200, closed.get_data(as_text=True)
+    published.clear()
+    controller.run_once(datetime.now(timezone.utc))
+    assert sorted((sid, body["action"]) for sid, body in published) == [("SRN-MKT-1", "off"), ("SRN-WOTU-W", "off")]

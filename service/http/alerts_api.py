@@ -280,6 +280,6 @@ class AlertClose(MethodView):
             audit.record(conn, actor, "close", "alert", alert_id, {"state": "active"},
                          {"state": "closed", "reason": data["reason"], "all_clear": data["all_clear"]}, now)
         if data["all_clear"]:
-            svc.wake_dispatcher()  # the all-clear goes out now, not at the next poll
-        svc.wake_sirens()  # its sirens (and those of the upstream alerts it closed) go off now (spec section 12)
+            svc.wake.dispatcher()  # the all-clear goes out now, not at the next poll
+        svc.wake.sirens()  # its sirens (and those of the upstream alerts it closed) go off now (spec section 12)
         return doc

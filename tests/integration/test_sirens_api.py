@@ -117,7 +117,8 @@ def test_closing_an_alert_by_hand_switches_its_sirens_off(api):
     with services.engine.connect() as conn:
         source = conn.execute(sa.select(alerts.c.id).where(alerts.c.station_id == "KLN-MANGKUTANA",
                                                            alerts.c.kind == "water_level")).scalar_one()
-    closed = api.call("POST", f"/api/v1/alerts/{source}/close", "operator", json={"reason": "gauge hit by debris"})
+    closed = api.call("POST", f"/api/v1/alerts/{source}/close", "operator",
+                      json={"reason": "gauge hit by debris", "all_clear": True})
     assert closed.status_code == 200, closed.get_data(as_text=True)
     published.clear()
     controller.run_once(datetime.now(timezone.utc))

@@ -21,9 +21,11 @@ from alerts.errors import AlreadyClosed
 from alerts.levels import Level
 from alerts.times import rfc3339
 from service import station_states, upstream
-from service.alerting import get_alert, insert_event, station_rules
+from service.alert_views import get_alert
+from service.alerting import insert_event
 from service.db import dialect
 from service.db.schema import alerts, station_state, stations
+from service.station_rules import station_rules
 
 
 def close(conn: Connection, alert_id: int, by: str, reason: str, now: datetime, *, all_clear: bool = False) -> dict:

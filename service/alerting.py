@@ -5,13 +5,13 @@ with ``alerts.engine``, stores the engine state, and turns level changes into al
 (one open alert per station and kind, per ``AlertScope``: real or one drill's) and alert events. An event that must reach people
 gets ``dispatch='pending'``; the dispatcher expands it into notifications. The scheduled
 jobs ``check_offline`` and ``remind_awas`` and the staff action ``acknowledge`` complete
-the lifecycle. Every function is idempotent under retries and concurrent instances.
+the lifecycle. Every function is idempotent under retries and concurrent instances. A station's
+rules come from ``service.station_rules``; alerts as the API shows them from ``service.alert_views``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -25,12 +25,13 @@ from alerts.errors import AlreadyAcknowledged
 from alerts.engine import EngineEvent, Judgement, current_rain_sums, judge
 from alerts.levels import Level
 from alerts.model import GAUGE_ALERT_KINDS, Sample
-from alerts.rules import Rules, RulesError, parse_rules, rules_to_doc
-from alerts.station_rules import effective_rules
+from alerts.rules import Rules
 from alerts.times import rfc3339
 from service import station_states, upstream
+from service.alert_views import get_alert
 from service.db import dialect
 from service.db.schema import alert_events, alerts, station_state, stations
+from service.station_rules import station_rules
 
 log = logging.getLogger(__name__)
 
@@ -48,36 +49,6 @@ class AlertScope:
 
 
 REAL = AlertScope()
-
-
-# --- rules --------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def default_rules_doc() -> dict:
-    """config/rules/defaults.json (read once)."""
-    from config import load_json
-
-    return load_json("rules", "defaults.json")
-
-
-def new_station_rules_doc() -> dict:
-    """The rules a new station starts with when none are given: the defaults, in canonical form."""
-    defaults = default_rules_doc()
-    return rules_to_doc(effective_rules(defaults, {k: v for k, v in defaults.items() if not k.startswith("_")}))
-
-
-def station_rules(station: Mapping) -> Rules:
-    """The effective rules of ``station``: its stored (whole) document.
-
-    A stored document that no longer validates (written by hand, or by an older version)
-    must not stop ingestion: the station then runs on the defaults, and we say so.
-    """
-    try:
-        return effective_rules(default_rules_doc(), station.get("rules") or {})
-    except RulesError as exc:
-        log.error("station %s: stored rules are invalid (%s); using the defaults", station.get("id"), exc)
-        return parse_rules(new_station_rules_doc())
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -373,60 +344,6 @@ def acknowledge(conn: Connection, alert_id: int, by: str, note: str | None, now:
     conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(ack_by=by, ack_at=now, ack_note=note))
     insert_event(conn, alert_id, "acknowledged", row.level, now, now, None, "none", by=by, note=note)
     return get_alert(conn, alert_id)
-
-
-def alert_to_dict(row, events: list | None = None) -> dict:
-    """An alert as the API shows it (spec section 2)."""
-    doc = {
-        "id": row.id,
-        "station_id": row.station_id,
-        "kind": row.kind,
-        "level": row.level,
-        "peak_level": row.peak_level,
-        "state": row.state,
-        "opened_at": rfc3339(row.opened_at),
-        "closed_at": rfc3339(row.closed_at),
-        "acknowledged": None if row.ack_at is None else {"by": row.ack_by, "at": rfc3339(row.ack_at), "note": row.ack_note},
-        "exercise": bool(row.exercise),
-        "exercise_id": row.exercise_id,
-        # An upstream alert (spec section 11): the source it stands on and when that wave arrives here.
-        "source_station_id": row.source_station_id,
-        "eta": rfc3339(row.eta),
-    }
-    if events is not None:
-        doc["events"] = [event_to_dict(e) for e in events]
-    return doc
-
-
-def event_to_dict(row) -> dict:
-    """One alert event: ``{type, level, at, reading}`` (plus who and why for an acknowledgement or a close by hand)."""
-    doc = {"id": row.id, "type": row.type, "level": row.level, "at": rfc3339(row.at), "reading": row.reading}
-    if row.type in ("acknowledged", "closed"):
-        doc["by"], doc["note"] = row.by, row.note
-    return doc
-
-
-def get_alert(conn: Connection, alert_id: int) -> dict:
-    """One alert with its events in the order they were recorded; LookupError if there is none."""
-    row = conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).first()
-    if row is None:
-        raise LookupError(f"no alert {alert_id}")
-    events = conn.execute(
-        sa.select(alert_events).where(alert_events.c.alert_id == alert_id).order_by(alert_events.c.id)
-    ).all()
-    return alert_to_dict(row, events)
-
-
-def alerts_query(state: str | None = None, station_id: str | None = None, exercise_id: int | None = None):
-    """The SELECT behind ``GET /alerts`` (filter only; the caller orders and pages by (opened_at, id))."""
-    query = sa.select(alerts)
-    if state is not None:
-        query = query.where(alerts.c.state == state)
-    if station_id is not None:
-        query = query.where(alerts.c.station_id == station_id)
-    if exercise_id is not None:
-        query = query.where(alerts.c.exercise_id == exercise_id)
-    return query
 
 
 def clear_alerts(conn: Connection, scope: AlertScope, now: datetime, *, by: str, note: str) -> list[dict]:

@@ -25,6 +25,7 @@ from service.db import dialect
 from service.db.schema import exercise_readings, exercise_state
 from service.ingest import IngestResult, Message, _dead_letter, database_unavailable
 from service.samples import Offered
+from service.station_rules import station_rules
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class ExerciseIngest:
         judged = [s for s in inserted if s.metric != "rain_tips"]
         if judged:
             judgement, events = alerting.judge_and_record(
-                conn, station_id, alerting.station_rules(station.row), state["engine"], judged, received_at,
+                conn, station_id, station_rules(station.row), state["engine"], judged, received_at,
                 exercises.scope(exercise_id))
             values.update(engine=judgement.state, level=judgement.level.label)
             results[-1].events.extend(events)

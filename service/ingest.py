@@ -29,6 +29,7 @@ from sensors.payload import StationInfo, parse_payload
 from service import alerting, dead_letters, samples, station_states
 from service.db.schema import stations
 from service.samples import Offered, Skipped
+from service.station_rules import station_rules
 from service.wiring import Shared, Wakeups
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ class Ingestor:
         """The station's effective rules, parsed once per registry refresh."""
         station = self._stations[station_id]
         if station.rules is None:
-            station.rules = alerting.station_rules(station.row)
+            station.rules = station_rules(station.row)
         return station.rules
 
     # -- station registry cache ---------------------------------------------------------------

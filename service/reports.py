@@ -21,9 +21,10 @@ from alerts.chart import rolling_sums
 from alerts.times import rfc3339
 from alerts.levels import WARNING_LEVELS
 from alerts.rules import RAIN_WINDOWS, Rules
-from service import alerting
+from service.alert_views import alert_to_dict, event_to_dict
 from service.db import schema
 from service.phones import mask
+from service.station_rules import station_rules
 from service.subscribers import area_matches
 
 UNITS = {"water_level": "m", "rainfall": "mm", "battery": "V", "signal": "dBm"}
@@ -215,7 +216,7 @@ def episode_peak(chart: Series, alert, now: datetime) -> core.Point | None:
 
 
 def _event_doc(event, facts: core.EventFacts, sms: Sequence[core.SmsFacts]) -> dict:
-    doc = alerting.event_to_dict(event)
+    doc = event_to_dict(event)
     doc["reading_received_at"] = rfc3339(facts.received_at)
     doc.update(core.event_figures(facts, sms))
     return doc
@@ -266,7 +267,7 @@ class EpisodeData:
 def load_episode(conn: Connection, alert, station: dict, now: datetime, *, raw_events: Sequence | None = None,
                  rows: Sequence | None = None) -> EpisodeData:
     """Read (unless given) and compute the facts of one alert: events, SMS, chart series, peak, lead time."""
-    rules = alerting.station_rules(station)
+    rules = station_rules(station)
     raw_events = list(event_rows(conn, [alert.id]) if raw_events is None else raw_events)
     events = event_facts(raw_events, arrival_times(conn, alert.station_id, raw_events))
     rows = list(notification_rows(conn, [alert.id]) if rows is None else rows)
@@ -286,7 +287,7 @@ def alert_report(conn: Connection, alert_id: int, now: datetime) -> tuple[dict, 
     by_event = core.group_by_event(data.sms)
     chart, peak = data.chart, data.peak
     doc = {
-        "alert": alerting.alert_to_dict(alert),
+        "alert": alert_to_dict(alert),
         "station": station_part(data.station, data.rules),
         "events": [_event_doc(raw, facts, by_event.get(raw.id, [])) for raw, facts in zip(data.raw_events, data.events)],
         "sms": {**core.sms_totals(data.sms), "failures": failures(data.rows, data.sms)},

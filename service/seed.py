@@ -13,7 +13,7 @@ from alerts.segment import segment_problem
 from alerts.station_rules import rules_from_overrides
 from config import load_json
 from config.templates import default_templates
-from service.alerting import default_rules_doc
+from service.station_rules import default_rules_doc
 from service.db.schema import stations
 
 log = logging.getLogger(__name__)

@@ -36,6 +36,7 @@ from service.ingest import database_unavailable
 from service.db import dialect
 from service.db.engine import begin_reads_only, end_reads_only
 from service.db.schema import alert_events, alerts, siren_commands, siren_state, stations
+from service.station_rules import station_rules
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ def get_siren(conn: Connection, siren_id: str) -> dict:
 def _dispatch(conn: Connection, station_id: str, type_: str, level: Level, peak: Level, exercise: bool) -> str:
     """``pending`` when the notification policy tells someone of this event (staff: an operational kind)."""
     row = conn.execute(sa.select(stations.c.id, stations.c.rules).where(stations.c.id == station_id)).first()
-    rules_ = alerting.station_rules({"id": station_id, "rules": row.rules if row is not None else None})
+    rules_ = station_rules({"id": station_id, "rules": row.rules if row is not None else None})
     return "pending" if alerting.notifies(ALERT_KIND, type_, level, peak, rules_, exercise=exercise) else "none"
 
 

@@ -24,6 +24,7 @@ from alerts.messages import upstream_place
 from alerts.rules import Rules
 from alerts.upstream import UpstreamChange, Wave, follow, network_from_stations, propagate
 from service.db.schema import alerts, stations
+from service.station_rules import station_rules
 
 KIND = "upstream"
 
@@ -150,10 +151,8 @@ def own_facts(conn: Connection, station_id: str) -> dict:
 def notifies(conn: Connection, station_id: str, type_: str, level: Level, peak: Level, reading: Mapping | None, *,
              exercise: bool) -> bool:
     """Whether an upstream event of ``station_id`` reaches people: ``alerts.policy.decide`` has a notice for it."""
-    from service import alerting
-
     row = conn.execute(sa.select(stations).where(stations.c.id == station_id)).first()
     station = dict(row._mapping) if row is not None else {"id": station_id}
     alert = policy.AlertFacts(kind=KIND, peak=peak, exercise=exercise, **own_facts(conn, station_id))
     event = policy.EventFacts(type=type_, level=level.label, at=datetime.min, reading=reading)
-    return policy.decide(alert, event, policy.StationFacts(station), alerting.station_rules(station)) is not None
+    return policy.decide(alert, event, policy.StationFacts(station), station_rules(station)) is not None

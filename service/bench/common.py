@@ -316,7 +316,7 @@ def station_area(i: int) -> dict:
 def bench_station_rows(count: int, now: datetime, *, rules_overrides: dict | None = None) -> list[dict]:
     """``count`` water-level stations with the default rules (waspada 2.0, siaga 2.5, awas 3.0 m)."""
     from alerts.station_rules import rules_from_overrides
-    from service.alerting import default_rules_doc
+    from service.station_rules import default_rules_doc
 
     rules = rules_from_overrides(default_rules_doc(), rules_overrides)
     return [

@@ -16,7 +16,7 @@ from flask_smorest import Blueprint
 
 from alerts.rules import RulesError, rules_to_doc
 from alerts.station_rules import patch_rules, replace_rules
-from service import alert_control, alerting, audit
+from service import alert_control, alert_views, alerting, audit, station_rules
 from service.db import schema
 from service.http import services
 from service.http.auth import current_actor, require
@@ -163,9 +163,9 @@ def _change_rules(station_id: str, body: dict, *, patch: bool) -> dict:
     now = svc.clock()
     with svc.engine.begin() as conn:
         row = _station_row(conn, station_id)
-        before = rules_to_doc(alerting.station_rules(row._mapping))
+        before = rules_to_doc(station_rules.station_rules(row._mapping))
         try:
-            rules = replace_rules(patch_rules(before, body) if patch else body, alerting.default_rules_doc(),
+            rules = replace_rules(patch_rules(before, body) if patch else body, station_rules.default_rules_doc(),
                                   measured=row.metrics or ())
         except RulesError as exc:
             raise _rules_problem(exc) from None
@@ -185,7 +185,7 @@ class StationRules(MethodView):
         """The rules of a station (every key; `null` where switched off)."""
         with services().engine.connect() as conn:
             row = _station_row(conn, station_id)
-        return rules_to_doc(alerting.station_rules(row._mapping))
+        return rules_to_doc(station_rules.station_rules(row._mapping))
 
     @require("admin")
     @rules_blp.doc(requestBody=RULES_DOC, responses={"200": RULES_RESPONSE})
@@ -216,12 +216,12 @@ class Alerts(MethodView):
     def get(self, args):
         """Alerts, newest first; filter by `state`, `station_id`, `kind`, `exercise_id`."""
         a = schema.alerts
-        query = alerting.alerts_query(args.get("state"), args.get("station_id"), args.get("exercise_id"))
+        query = alert_views.alerts_query(args.get("state"), args.get("station_id"), args.get("exercise_id"))
         if args.get("kind"):
             query = query.where(a.c.kind == args["kind"])
         with services().engine.connect() as conn:
             rows, next_cursor = keyset_page(conn, query, (a.c.opened_at, a.c.id), args)
-        return {"items": [alerting.alert_to_dict(r) for r in rows], "next_cursor": next_cursor}
+        return {"items": [alert_views.alert_to_dict(r) for r in rows], "next_cursor": next_cursor}
 
 
 @alerts_blp.route("/<int:alert_id>")
@@ -232,7 +232,7 @@ class AlertView(MethodView):
         """One alert with its full event history, oldest first."""
         with services().engine.connect() as conn:
             try:
-                return alerting.get_alert(conn, alert_id)
+                return alert_views.get_alert(conn, alert_id)
             except LookupError:
                 raise Problem(404, f"No alert {alert_id}.") from None
 

@@ -20,7 +20,7 @@ from alerts.station_rules import replace_rules
 from alerts.upstream import network_from_stations, network_problems
 from config.templates import default_templates
 from service import audit, sirens
-from service.alerting import default_rules_doc, new_station_rules_doc
+from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import services
 from service.http.auth import current_actor, require

@@ -15,7 +15,7 @@ from alerts.levels import Level
 from alerts.model import GAUGE_ALERT_KINDS, PUBLIC_ALERT_KINDS
 from alerts.rules import rules_to_doc
 from alerts.times import rfc3339
-from service.alerting import station_rules
+from service.station_rules import station_rules
 from service.db import schema
 
 # A water level moving less than this in an hour is "steady" (gauges read to the centimetre).

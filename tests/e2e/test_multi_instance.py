@@ -208,7 +208,7 @@ class Instance:
 
 def bulk_station_rows(now: datetime) -> list[dict]:
     from alerts.rules import merge_rules
-    from service.alerting import default_rules_doc
+    from service.station_rules import default_rules_doc
 
     return [{
         "id": f"BNC-{i:03d}", "name": f"Bench {i:03d}", "river": None, "kecamatan": "Nuha", "desa": None,

@@ -28,6 +28,7 @@ from alerts.upstream import all_clear_allowed, inhibited
 EXPIRING_KINDS = ("warning", "reminder")
 # A warning in one of these states reached (or may have reached) the provider: it earns its all-clear.
 HANDED_OVER = ("spooled", "sent", "delivered", "unknown")
+WAIT = "wait"  # fate of a row to put back for a moment: what it depends on is being sent right now
 PUBLIC_KINDS = messages.PUBLIC_KINDS  # warnings to residents (and staff)
 UPSTREAM = messages.UPSTREAM  # a wave from upstream (spec section 11): to residents (and staff), no reminders
 OPERATIONAL_KINDS = messages.OPERATIONAL_KINDS  # staff only
@@ -177,7 +178,7 @@ def valid_until(kind: str, created_at: datetime, validity_s: float) -> datetime 
 
 
 def fate(queued: Queued, now: datetime) -> str | None:
-    """None to send ``queued`` now; ``expired`` or ``superseded`` when it must not go out (spec section 10)."""
+    """None to send ``queued`` now; ``expired`` or ``superseded`` when it must not go out (spec section 10); ``WAIT`` to ask again."""
     if queued.valid_until is not None and now > queued.valid_until:
         return "expired"
     if queued.alert_state is None:
@@ -186,8 +187,11 @@ def fate(queued: Queued, now: datetime) -> str | None:
         return "superseded"  # the alert closed: its all-clear follows
     if queued.kind == "warning" and Level.parse(queued.alert_level or "normal") > Level.parse(queued.level or "normal"):
         return "superseded"  # a warning of the higher level is queued after it
-    if queued.kind == "all_clear" and queued.warnings is not None and not _warned(queued):
-        return "superseded"  # an all-clear goes only to those who got a warning
+    if queued.kind == "all_clear" and queued.warnings is not None:
+        if "sending" in queued.warnings:
+            return WAIT  # a warning is being handed over right now: its outcome decides
+        if not _warned(queued):
+            return "superseded"  # an all-clear goes only to those who got a warning
     return None
 
 

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from alerts import policy
 from alerts.messages import Templates
 from service.dispatch import outbox
 from service.dispatch.failover import Router
@@ -30,6 +31,7 @@ from service.phones import mask
 from service.wiring import Shared
 
 log = logging.getLogger(__name__)
+WAIT_DELAY = timedelta(seconds=2)  # an all-clear waiting on a warning in flight asks again after this
 
 
 class RateLimiter:
@@ -401,6 +403,10 @@ class Dispatcher:
         fate = outbox.fate(self.engine, row, self._now())
         if fate is None:
             return False
+        if fate == policy.WAIT:
+            now = self._now()
+            outbox.put_back(self.engine, row, self.instance, now, now + WAIT_DELAY)
+            return True
         if outbox.drop(self.engine, row, self.instance, fate, self._now()):
             self.metrics.sms_sent.labels(fate).inc()
             log.info("SMS %s to %s not sent: %s", row.id, mask(row.phone), fate)

@@ -241,6 +241,13 @@ def _queued(conn, row, queued):
     return dataclasses.replace(queued, level=level, alert_state=alert.state, alert_level=alert.level, warnings=warnings)
 
 
+def put_back(engine, row, instance: str, now: datetime, due: datetime) -> None:
+    """Give a claimed row back to the queue, due at ``due``, without counting the claim as an attempt."""
+    with engine.begin() as conn:
+        conn.execute(_mine(row, instance).values(status="pending", attempts=n.c.attempts - 1, next_attempt_at=due,
+                                                 updated_at=now))
+
+
 def drop(engine, row, instance: str, status: str, now: datetime) -> bool:
     """Record that a claimed row is not sent (``superseded`` or ``expired``); False if it was no longer ours."""
     with engine.begin() as conn:

@@ -144,6 +144,8 @@ def test_an_all_clear_goes_only_to_someone_who_got_a_warning():
     assert policy.fate(queued(**closed, warnings=("unknown",)), NOW) is None  # may have reached them: tell
     assert policy.fate(queued(**closed, warnings=("superseded", "failed", "pending")), NOW) == "superseded"
     assert policy.fate(queued(**closed, warnings=()), NOW) == "superseded"
+    # A warning being handed over right now decides it: ask again once it is sent (or not).
+    assert policy.fate(queued(**closed, warnings=("superseded", "sending")), NOW) == policy.WAIT
     open_alert = dict(closed, state="active")  # a warning still queued of an open alert will go out first
     assert policy.fate(queued(**open_alert, warnings=("pending",)), NOW) is None
 

@@ -15,7 +15,8 @@ from lxml import etree
 
 from service import alerting, cap, subscribers
 from service.db import schema
-from service.dispatch import ConsoleProvider, Dispatcher
+from service.bootstrap import sms_dispatcher
+from service.dispatch import ConsoleProvider
 from service.ingest import Message
 from tests.support.api import make_harness
 
@@ -36,8 +37,7 @@ class Clock:
 
 @pytest.fixture
 def api(database_url):
-    harness = make_harness(database_url)
-    harness.services.clock = Clock(T0)
+    harness = make_harness(database_url, clock=Clock(T0))  # the composition root is frozen: the clock goes in
     now = T0
     with harness.services.engine.begin() as conn:
         subscribers.create(conn, {"phone": "0812-1111-0001", "areas": [{"kecamatan": "Malili", "desa": "Laskap"}]}, now)
@@ -64,7 +64,7 @@ def read(api, seconds: float, value: float, station: str = STATION) -> None:
 
 def told(api, event_type: str, kind: str | None = None) -> list[tuple[str, str]]:
     """Expand what is pending; (role, body) of the notifications of the newest ``event_type`` event."""
-    Dispatcher(api.services, ConsoleProvider(stream=open("/dev/null", "w"))).expand()
+    sms_dispatcher(api.services, ConsoleProvider(stream=open("/dev/null", "w"))).expand()
     n, e, s = schema.notifications, schema.alert_events, schema.subscribers
     with api.services.engine.connect() as conn:
         query = sa.select(sa.func.max(e.c.id)).select_from(e.join(schema.alerts, schema.alerts.c.id == e.c.alert_id)) \

@@ -22,6 +22,7 @@ COPY alerts ./alerts
 COPY sensors ./sensors
 COPY config ./config
 COPY service ./service
+# sinks/ (the test stand-in for Twilio that tests and ews bench use) stays out of the image.
 RUN pip install . \
     && rm -rf /src/build
 

@@ -20,8 +20,8 @@ from service.bench.common import (
     report,
     station_area,
     station_id,
+    twilio_sink,
 )
-from service.bench.fake_twilio import FakeTwilio
 from service.bench.process import ServiceProcess
 
 PREFIX = "ews/v1"
@@ -58,7 +58,7 @@ def run(args) -> int:
     count, limit, quiet = args.subscribers, args.limit, args.quiet
     with tempfile.TemporaryDirectory(prefix="ews-bench-fanout-") as tmp, \
             bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker, \
-            FakeTwilio(latency=args.latency) as fake:
+            twilio_sink()(latency=args.latency) as fake:
         engine = prepare_database(database_url, 1)
         add_subscribers(engine, [station_area(0)], per_area=count)
         engine.dispose()

@@ -27,8 +27,8 @@ from service.bench.common import (
     report,
     station_area,
     station_id,
+    twilio_sink,
 )
-from service.bench.fake_twilio import FakeTwilio
 from service.bench.ingest_bench import backlog
 from service.bench.process import ServiceProcess
 
@@ -141,7 +141,7 @@ def run(args) -> int:
     stations, quiet = args.stations, args.quiet
     with tempfile.TemporaryDirectory(prefix="ews-bench-latency-") as tmp, \
             bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker, \
-            FakeTwilio() as fake:
+            twilio_sink()() as fake:
         engine = prepare_database(database_url, stations)
         phones = add_subscribers(engine, [station_area(i) for i in range(stations)])
         engine.dispose()

@@ -13,7 +13,7 @@ import pytest
 
 from service.bench.common import add_subscribers
 from tests.drills.helpers import StreamPublisher, iso, wait_until
-from tests.fakes.twilio_server import FakeTwilio
+from sinks.twilio import FakeTwilio
 from tests.support.infra import MOSQUITTO, private_mosquitto
 from tests.support.service_process import ServiceProcess, sqlite_count
 from tests.support.services import make_services

@@ -1,5 +1,4 @@
-"""The local Twilio-compatible server used by the tests: it lives in ``service/bench/fake_twilio.py``
-(``ews bench`` needs it too, and the installed service must not import from ``tests/``)."""
+"""Kept only for tests/e2e/test_urgent_first.py until it moves to ``sinks.twilio`` (it is red on main for
+another reason: see notes/house-root.md); the one Twilio stand-in is ``sinks/twilio.py``."""
 
-from service.bench.fake_twilio import *  # noqa: F401,F403
-from service.bench.fake_twilio import FakeTwilio  # noqa: F401
+from sinks.twilio import FakeTwilio  # noqa: F401

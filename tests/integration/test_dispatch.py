@@ -17,7 +17,7 @@ from service.db import schema
 from service.bootstrap import sms_dispatcher
 from service.dispatch import ConsoleProvider, Dispatcher, RateLimiter, make_provider
 from service.dispatch import outbox
-from tests.fakes.twilio_server import FakeTwilio
+from sinks.twilio import FakeTwilio
 from tests.support.services import make_services
 
 LASKAP = [{"kecamatan": "Malili", "desa": "Laskap"}]

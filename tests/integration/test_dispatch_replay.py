@@ -14,7 +14,7 @@ from service.db import schema
 from service.bootstrap import sms_dispatcher
 from service.dispatch import make_provider
 from service.ingest import Message
-from tests.fakes.twilio_server import FakeTwilio
+from sinks.twilio import FakeTwilio
 from tests.support.services import make_services
 
 # Pongkeru at Laskap (waspada 1.8, siaga 2.4, awas 3.0 m): a rise to AWAS and back, one sample every 10 minutes.

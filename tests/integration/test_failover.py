@@ -11,7 +11,7 @@ import pytest
 
 from service.bootstrap import Health, sms_dispatcher, spool_reader
 from service.dispatch import GammuProvider, Router, TwilioProvider, make_provider
-from tests.fakes.twilio_server import FakeTwilio
+from sinks.twilio import FakeTwilio
 from tests.integration.test_dispatch import Alerts, add, rows
 from tests.support.gammu import GAMMU_SMSD, SKIP_REASON, GammuDaemon, settle
 from tests.support.infra import wait_until

@@ -18,7 +18,7 @@ from service.bootstrap import sms_dispatcher
 from service.dispatch import make_provider, outbox
 from service.http import create_app
 from service.tokens import create_token
-from tests.fakes.twilio_server import FakeTwilio
+from sinks.twilio import FakeTwilio
 from tests.support.services import make_services
 
 PHONE = "+6281211110001"

@@ -18,7 +18,7 @@ from service.bootstrap import sms_dispatcher
 from service.dispatch import ConsoleProvider, make_provider
 from service.http import create_app
 from service.tokens import create_token
-from tests.fakes.twilio_server import FakeTwilio
+from sinks.twilio import FakeTwilio
 from tests.support.infra import free_port
 from tests.support.services import make_services
 

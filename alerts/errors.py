@@ -19,7 +19,8 @@ Tree::
     │   ├── AlreadyAcknowledged an alert seen before (service/alerting.py)
     │   ├── AlreadyClosed       an alert closed before (service/alert_control.py)
     │   ├── AlreadyEnded        an exercise ended before (service/exercises.py)
-    │   └── StationBusy         a station already in a running exercise (service/exercises.py)
+    │   ├── StationBusy         a station already in a running exercise (service/exercises.py)
+    │   └── SirenBusy           a siren test while it sounds for an alert (service/sirens.py)
     ├── ConfigError             a setting is missing or wrong (config/settings.py)
     ├── CommandFailed           a command could not do its work (exit status 1)
     ├── StartupError            a part of ``ews run`` could not start
@@ -123,6 +124,10 @@ class AlreadyEnded(Conflict):
 
 class StationBusy(Conflict):
     """A station is already in a running exercise (the API answers 409)."""
+
+
+class SirenBusy(Conflict):
+    """A ``test`` while the siren sounds for an alert (the API answers 409)."""
 
 
 class ConfigError(EwsError):

@@ -124,7 +124,7 @@ def _insert_batch_text(conn: Connection, rows: list[dict]) -> dict[str, tuple[se
     profile in docs/performance.md). The values are what ``UTCDateTime`` binds: on SQLite the text
     it stores, on PostgreSQL the aware datetimes themselves (timestamptz; they come back aware).
     """
-    sqlite = conn.dialect.name == "sqlite"
+    sqlite = dialect.is_sqlite(conn)
     mark = "?" if sqlite else "%s"
     as_time = _sqlite_time if sqlite else (lambda ts: ts)
     out: dict[str, tuple[set, int]] = {}

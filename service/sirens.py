@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from alerts import sirens as rules
+from alerts.errors import SirenBusy
 from alerts.levels import Level
 from alerts.model import Rejection
 from sensors import topics
@@ -217,10 +218,6 @@ def next_renewal(conn: Connection, ack_timeout_s: float) -> datetime | None:
 
 
 # --- operators and GET /sirens ----------------------------------------------------------------
-
-
-class SirenBusy(Exception):
-    """A ``test`` while the siren sounds for an alert (the API answers 409)."""
 
 
 def find_siren(conn: Connection, siren_id: str) -> rules.SirenConfig:

@@ -17,6 +17,11 @@ def is_postgresql(bind) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+def is_sqlite(bind) -> bool:
+    """True when ``bind`` (an engine or connection) is SQLite."""
+    return bind.dialect.name == "sqlite"
+
+
 def insert(bind, table):
     """An ``INSERT`` into ``table`` that knows ``ON CONFLICT`` (``on_conflict_do_nothing``/``_do_update``)."""
     name = bind.dialect.name

@@ -135,6 +135,13 @@ def test_no_module_of_ours_is_imported_by_name():
     assert offenders == []
 
 
+def test_where_the_databases_differ_is_said_only_in_service_db():
+    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in product_files() if "db" not in path.parts[-2:-1]
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if "dialect.name ==" in line or "dialect.name !=" in line]
+    assert offenders == [], "use service/db/dialect.py"
+
+
 def _long_functions(path: Path):
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

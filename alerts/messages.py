@@ -40,7 +40,7 @@ ALERT_KEYS = tuple(
 # Every template key a language file must have (dotted paths into the TOML document).
 REQUIRED_KEYS = tuple(
     list(ALERT_KEYS) + [f"{EXERCISE}.{key}" for key in ALERT_KEYS]
-    + ["broadcast.wrapper", "offline.was"]
+    + ["broadcast.wrapper", "offline.was", "maintenance.mark"]
     + [f"reply.{name}" for name in ("opted_out", "opted_in", "registered", "register_unknown", "not_registered",
                                     "info", "info_none", "info_line", "unknown")]
     + [f"levels.{level}" for level in ("normal",) + WARNING_LEVELS]

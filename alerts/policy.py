@@ -69,9 +69,10 @@ class EventFacts:
 
 @dataclasses.dataclass(frozen=True)
 class StationFacts:
-    """The station an alert is of: its registry row (name, river, areas, sms_name ...)."""
+    """The station an alert is of: its registry row (name, river, areas, sms_name ...) and its service state."""
 
     station: Mapping
+    maintenance: bool = False  # in a maintenance window: nothing reaches residents (spec section 10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Notice:
     residents: bool  # residents of the station's areas are told
     staff: bool  # staff are told
     exercise: bool = False
+    suppressed: bool = False  # residents would have been told, but the station is under maintenance
+    maintenance: bool = False  # the staff text is marked as under maintenance
 
 
 def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: Rules) -> Notice | None:
@@ -100,11 +103,20 @@ def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: R
     residents = public and (not alert.exercise or alert.drill_residents)
     level = Level.NORMAL.label if kind == "all_clear" else event.level
     staff = not (kind == "reminder" and alert.acknowledged)  # an acknowledgement stops the staff's reminders
-    if not (residents or staff):
+    suppressed = False
+    if station.maintenance and alert.kind != UPSTREAM:  # a wave from upstream is no reading of the repaired gauge
+        if alert.kind in OPERATIONAL_KINDS:
+            return None  # no offline or battery alerts from a station being repaired
+        # Nothing to residents (recorded as suppressed); staff still hear of SIAGA and AWAS: a real
+        # flood during a repair must not go unnoticed.
+        suppressed, residents = residents, False
+        staff = staff and kind in EXPIRING_KINDS and Level.parse(event.level) >= Level.SIAGA
+    if not (residents or staff or suppressed):
         return None
     return Notice(kind=kind, template=key, level=level,
                   priority=priority.priority(kind, event.level, exercise=alert.exercise),
-                  residents=residents, staff=staff, exercise=alert.exercise)
+                  residents=residents, staff=staff, exercise=alert.exercise, suppressed=suppressed,
+                  maintenance=station.maintenance)
 
 
 def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str] | None:
@@ -116,9 +128,9 @@ def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str]
         return _upstream_plan(alert, event, rules)
     if kind not in PUBLIC_KINDS:
         return None
-    if type_ in ("raised", "escalated"):
+    if type_ in ("raised", "escalated", "announced"):  # announced: at the end of a maintenance window
         if event.level in messages.WARNING_LEVELS and Level.parse(event.level) >= rules.notify_from:
-            return "warning", f"{kind}.{type_}.{event.level}"
+            return "warning", f"{kind}.{'raised' if type_ == 'announced' else type_}.{event.level}"
         return None
     if type_ == "reminded":
         return ("reminder", f"{kind}.reminder") if Level.parse(event.level) >= rules.notify_from else None
@@ -208,7 +220,9 @@ def notice_text(templates: messages.Templates, language: str, notice: Notice, al
                 station: StationFacts, rules: Rules, zone: tzinfo) -> str:
     """The SMS of ``notice`` in ``language`` (raises ``RENDER_ERRORS``: the caller then sends ``fallback_text``)."""
     context = message_context(templates, language, alert.kind, notice.level, event, station, rules, zone)
-    return messages.render(templates, notice.template, language, context)
+    text = messages.render(templates, notice.template, language, context)
+    # Staff only (residents get nothing during a window): the mark may take the text past one segment.
+    return messages.render(templates, "maintenance.mark", language, {}) + " " + text if notice.maintenance else text
 
 
 def fallback_text(alert: AlertFacts, event: EventFacts, station: StationFacts) -> str:

@@ -30,7 +30,7 @@ from alerts.times import rfc3339
 from service import station_states, upstream
 from service.alert_views import get_alert
 from service.db import dialect
-from service.db.schema import alert_events, alerts, station_state, stations
+from service.db.schema import alert_events, alerts, maintenance_windows, station_state, stations
 from service.station_rules import station_rules
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,19 @@ def _event_dict(event_id: int, alert_id: int, station_id: str, kind: str, type_:
             "level": level, "at": rfc3339(at), "dispatch": dispatch}
 
 
-def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules, *, exercise: bool = False) -> bool:
-    """Whether an event must reach people: ``alerts.policy.decide`` has a notice for it."""
+def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules, *, exercise: bool = False,
+             maintenance: bool = False) -> bool:
+    """Whether an event must reach people (or be recorded as suppressed): ``alerts.policy.decide`` has a notice for it."""
     alert = policy.AlertFacts(kind=kind, peak=peak, exercise=exercise)
     event = policy.EventFacts(type=type_, level=level.label, at=datetime.min)
-    return policy.decide(alert, event, policy.StationFacts({}), rules) is not None
+    return policy.decide(alert, event, policy.StationFacts({}, maintenance=maintenance), rules) is not None
+
+
+def in_maintenance(conn: Connection, station_id: str, at: datetime) -> bool:
+    """True while a maintenance window of the station is in force (spec section 10)."""
+    return conn.execute(sa.select(maintenance_windows.c.id).where(
+        maintenance_windows.c.station_id == station_id, maintenance_windows.c.starts_at <= at,
+        maintenance_windows.c.ends_at > at).limit(1)).first() is not None
 
 
 # --- the ingest path ----------------------------------------------------------------
@@ -182,7 +190,9 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
                 return []
             conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(
                 level=level.label, peak_level=peak.label))
-    dispatch = "pending" if notifies(kind, type_, level, peak, rules, exercise=scope.exercise) else "none"
+    repaired = scope.exercise_id is None and in_maintenance(conn, station_id, now)
+    dispatch = "pending" if notifies(kind, type_, level, peak, rules, exercise=scope.exercise,
+                                     maintenance=repaired) else "none"
     event_id = insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
@@ -265,8 +275,8 @@ def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: b
         return 0  # never heard (not yet installed), or a sample arrived meanwhile
     if state.online:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=False))
-    if _open_alert(conn, station_id, "offline") is not None:
-        return 0
+    if _open_alert(conn, station_id, "offline") is not None or in_maintenance(conn, station_id, now):
+        return 0  # already raised; or the station is out of service (spec section 10)
     alert_id = conn.execute(sa.insert(alerts).values(
         station_id=station_id, kind="offline", level=Level.WASPADA.label, peak_level=Level.WASPADA.label,
         state="active", opened_at=now, exercise=exercise, last_notified_at=now)).inserted_primary_key[0]

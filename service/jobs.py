@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from service import alerting, cap, exercises
+from service import alerting, cap, exercises, maintenance
 from service.leader import Lease
 from service.wiring import Shared, nothing
 
@@ -57,7 +57,7 @@ class Scheduler:
 
 
 class RuleJobs:
-    """Marks silent stations offline, reminds AWAS alerts and ends exercises that ran out."""
+    """Marks silent stations offline, reminds AWAS alerts, ends exercises and announces maintenance windows that ran out."""
 
     def __init__(self, shared: Shared, *, exercise: bool, wake_dispatcher: Callable[[], None] = nothing,
                  leader: Lease | None = None) -> None:
@@ -84,12 +84,13 @@ class RuleJobs:
             offline = alerting.check_offline(engine, now, exercise=self.exercise)
             reminded = alerting.remind_awas(engine, now)
             ended = exercises.end_due(engine, now)  # drills whose `until` has come
+            announced = maintenance.announce_ended(engine, now)  # windows that ran out: alerts told again
         except Exception:
             log.exception("scheduled rule jobs failed; will retry next period")
             return
-        if offline or reminded or ended:
-            log.info("scheduler: %d station(s) went offline, %d AWAS reminder(s), %d exercise(s) ended",
-                     offline, reminded, ended)
+        if offline or reminded or ended or announced:
+            log.info("scheduler: %d station(s) went offline, %d AWAS reminder(s), %d exercise(s) ended, "
+                     "%d alert(s) announced after maintenance", offline, reminded, ended, announced)
             self.wake_dispatcher()
 
 

@@ -214,6 +214,23 @@ alerts = Table(
     Index("ix_alerts_state_opened", "state", "opened_at"),
 )
 
+# A station out of service for calibration or repair (spec section 10): nothing of it reaches residents.
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("station_id", String(64), ForeignKey("stations.id", ondelete="CASCADE"), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),  # moved to now when an operator ends it early
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ended_by", String(200), nullable=True),
+    # Set when the end was announced (alerts still at or above notify_from told to residents again).
+    Column("announced_at", UTCDateTime, nullable=True),
+    Index("ix_maintenance_windows_station", "station_id", "ends_at"),
+)
+
 # Drills (spec section 10): staff start one for some stations until a time; its readings, engine
 # state and alerts are its own, so a real flood during a drill warns as always.
 exercises = Table(

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from alerts import messages, policy, priority
 from alerts.levels import Level
 from service import subscribers, upstream
+from service.alerting import in_maintenance, insert_event
 from service.station_rules import station_rules
 from service.db import dialect, schema
 from service.phones import mask_numbers
@@ -81,7 +82,7 @@ def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, st
 def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, validity_s: float) -> int:
     """Create the notifications ``alerts.policy.decide`` asks for one event (none twice)."""
     alert_row = conn.execute(
-        sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.peak_level, al.c.exercise, al.c.ack_at,
+        sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.peak_level, al.c.exercise, al.c.ack_at, al.c.exercise_id,
                   ex.c.residents.label("drill_residents"))
         .outerjoin(ex, ex.c.id == al.c.exercise_id).where(al.c.id == event.alert_id)).first()
     if alert_row is None:
@@ -90,10 +91,15 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, va
     alert, facts, station = _facts(alert_row, event, station_row)
     if alert_row.kind == upstream.KIND:  # what the station's own alerts say now (they may silence the wave)
         alert = dataclasses.replace(alert, **upstream.own_facts(conn, alert_row.station_id))
+    if alert_row.exercise_id is None and in_maintenance(conn, alert_row.station_id, now):
+        station = dataclasses.replace(station, maintenance=True)
     rules = station_rules(station_row)
     notice = policy.decide(alert, facts, station, rules)
     if notice is None:
         return 0
+    if notice.suppressed:  # what residents would have been told, on the record (spec section 10)
+        insert_event(conn, alert_row.id, "suppressed", event.level, now, now,
+                     {"event_id": event.id, "type": event.type, "notification": notice.kind}, "none")
     audience = subscribers.audience(conn, station_row.get("areas") or [], residents=notice.residents,
                                     staff=notice.staff, staff_match_areas=staff_match_areas)
     if not audience:

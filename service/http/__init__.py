@@ -168,6 +168,7 @@ def _blueprints(services_) -> list:
         cap_routes,
         dead_letters,
         exercises_api,
+        maintenance_api,
         notifications_api,
         ops,
         readings,
@@ -181,6 +182,6 @@ def _blueprints(services_) -> list:
 
     return [
         stations.blp, readings.blp, dead_letters.blp, tokens_api.blp, audit_api.blp, reports_api.blp,
-        exercises_api.blp, sirens_api.blp, ops.blp, cap_routes.blp, *alerts_api.blp,
+        exercises_api.blp, maintenance_api.blp, sirens_api.blp, ops.blp, cap_routes.blp, *alerts_api.blp,
         subscribers_api.blp, notifications_api.blp, broadcasts_api.blp, twilio_webhooks.blp, web.create_blueprint(services_),
     ]

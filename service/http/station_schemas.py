@@ -118,6 +118,16 @@ class StationLatestSchema(ma.Schema):
     ts = ma.fields.String()
 
 
+class StationMaintenanceSchema(ma.Schema):
+    """The maintenance window in force (spec section 10): residents are told nothing of the station."""
+
+    class Meta:
+        ordered = True
+
+    until = UTCDateTime()
+    reason = ma.fields.String()
+
+
 class StationStatusSchema(ma.Schema):
     """What the station is doing now (from station_state)."""
 
@@ -128,6 +138,8 @@ class StationStatusSchema(ma.Schema):
     online = ma.fields.Boolean()
     last_seen = UTCDateTime(allow_none=True)
     latest = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Nested(StationLatestSchema))
+    maintenance = ma.fields.Nested(StationMaintenanceSchema, metadata={
+        "description": "only while a maintenance window is in force (`POST /maintenance`)"})
 
 
 class StationAreaOutSchema(ma.Schema):

@@ -19,7 +19,7 @@ from alerts.sirens import siren_problems
 from alerts.station_rules import replace_rules
 from alerts.upstream import network_from_stations, network_problems
 from config.templates import default_templates
-from service import audit, sirens
+from service import audit, maintenance, sirens
 from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import services
@@ -39,8 +39,8 @@ blp = Blueprint("stations", __name__, url_prefix="/api/v1/stations", description
 
 # ---------------------------------------------------------------- helpers
 
-def station_json(row, state=None) -> dict:
-    """The API view of a stations row and its station_state row (if any)."""
+def station_json(row, state=None, window: dict | None = None) -> dict:
+    """The API view of a stations row, its station_state row (if any) and its maintenance window in force."""
     m = row._mapping
     out = {k: m[k] for k in ("id",) + EDITABLE + ("created_at", "updated_at")}
     out["areas"] = [_area_json(a) for a in (m["areas"] or [])]
@@ -51,6 +51,8 @@ def station_json(row, state=None) -> dict:
         s = state._mapping
         out["status"] = {"level": s["level"], "online": bool(s["online"]), "last_seen": s["last_seen"],
                          "latest": s["latest"] or {}}
+    if window is not None:
+        out["status"]["maintenance"] = window
     return out
 
 
@@ -70,7 +72,7 @@ def load_station(conn, station_id: str) -> dict:
     if row is None:
         raise Problem(404, f"No station {station_id!r}.")
     state = conn.execute(sa.select(st).where(st.c.station_id == station_id)).first()
-    return station_json(row, state)
+    return station_json(row, state, maintenance.status_of(conn, station_id, services().clock()))
 
 
 def _validation(errors: list[dict]) -> Problem:
@@ -203,7 +205,9 @@ class Stations(MethodView):
             rows, next_cursor = keyset_page(conn, query, (s.c.id,), args, descending=False)
             ids = [r.id for r in rows]
             states = {r.station_id: r for r in conn.execute(sa.select(st).where(st.c.station_id.in_(ids)))} if ids else {}
-        return {"items": [station_json(r, states.get(r.id)) for r in rows], "next_cursor": next_cursor}
+            windows = maintenance.in_force(conn, ids, services().clock())
+        return {"items": [station_json(r, states.get(r.id), windows.get(r.id)) for r in rows],
+                "next_cursor": next_cursor}
 
     @require("admin")
     @blp.arguments(StationCreateSchema)

@@ -1,0 +1,79 @@
+"""Maintenance windows (spec section 10): readings kept and judged, nothing to residents, staff warned, the end announced."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from service import alerting, maintenance
+from service.db import schema
+from tests.integration.test_alert_control import STATION, T0, api, at, read, told, water_alerts  # noqa: F401
+
+
+def iso(dt) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def open_window(api, hours: float = 4, **body):
+    return api.call("POST", "/api/v1/maintenance", role="operator", json={
+        "station_id": STATION, "from": iso(api.services.clock()),
+        "until": iso(api.services.clock() + timedelta(hours=hours)), "reason": "kalibrasi sensor", **body})
+
+
+def events(api, alert_id):
+    with api.services.engine.connect() as conn:
+        return [(e.type, e.level) for e in conn.execute(sa.select(schema.alert_events).where(
+            schema.alert_events.c.alert_id == alert_id).order_by(schema.alert_events.c.id))]
+
+
+def test_a_window_is_validated_listed_shown_in_the_station_status_and_audited(api):
+    too_long = open_window(api, hours=7 * 24 + 1)
+    assert too_long.status_code == 422 and "until" in too_long.get_data(as_text=True)
+    unknown = open_window(api, station_id="NO-SUCH")
+    assert unknown.status_code == 422 and "station_id" in unknown.get_data(as_text=True)
+    assert api.call("POST", "/api/v1/maintenance", role="viewer", json={}).status_code == 403
+    created = open_window(api)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    window = created.get_json()
+    assert (window["station_id"], window["reason"], window["state"]) == (STATION, "kalibrasi sensor", "active")
+    status = api.call("GET", f"/api/v1/stations/{STATION}", role="viewer").get_json()["status"]
+    assert status["maintenance"] == {"until": window["until"], "reason": "kalibrasi sensor"}
+    listed = api.call("GET", "/api/v1/stations", role="viewer").get_json()["items"]
+    assert [s["id"] for s in listed if "maintenance" in s["status"]] == [STATION]
+    assert [w["id"] for w in api.call("GET", "/api/v1/maintenance?state=active", role="viewer").get_json()["items"]] \
+        == [window["id"]]
+    at(api, 60)
+    ended = api.call("DELETE", f"/api/v1/maintenance/{window['id']}", role="operator")
+    assert ended.status_code == 200 and ended.get_json()["state"] == "ended"
+    assert api.call("DELETE", f"/api/v1/maintenance/{window['id']}", role="operator").status_code == 409
+    assert api.call("GET", "/api/v1/maintenance?state=ended", role="viewer").get_json()["items"][0]["id"] == window["id"]
+    assert "maintenance" not in api.call("GET", f"/api/v1/stations/{STATION}", role="viewer").get_json()["status"]
+    with api.services.engine.connect() as conn:
+        actions = [r.action for r in conn.execute(sa.select(schema.audit_log).where(
+            schema.audit_log.c.entity == "maintenance").order_by(schema.audit_log.c.id))]
+    assert actions == ["create", "end"]
+
+
+def test_during_a_window_residents_get_nothing_staff_get_siaga_and_awas_marked_and_no_offline_alert(api):
+    window = open_window(api).get_json()
+    read(api, 60, 2.0)  # waspada: nobody is told, residents' message suppressed
+    (alert,) = water_alerts(api)
+    assert told(api, "raised") == []
+    read(api, 120, 3.3)  # awas: staff only, marked
+    ((role, body),) = told(api, "escalated")
+    assert role == "staff" and body.startswith("PEMELIHARAAN POS: BPBD LUTIM") and "AWAS" in body
+    assert [e for e in events(api, alert.id) if e[0] == "suppressed"] == [("suppressed", "waspada"), ("suppressed", "awas")]
+    readings = api.call("GET", f"/api/v1/stations/{STATION}/readings?metric=water_level", role="viewer").get_json()
+    assert [r["value"] for r in readings["items"]] == [3.3, 2.0]  # stored and shown as always
+
+    assert alerting.check_offline(api.services.engine, at(api, 120 + 3600)) == 0  # silent, but under repair
+    assert maintenance.announce_ended(api.services.engine, api.services.clock()) == 0  # still in force
+
+    at(api, 4 * 3600 + 60)  # the window ran out; the river is still at AWAS
+    assert maintenance.announce_ended(api.services.engine, api.services.clock()) == 1
+    assert maintenance.announce_ended(api.services.engine, api.services.clock()) == 0  # once
+    told_now = told(api, "announced")
+    assert [(role, "AWAS" in body and "PEMELIHARAAN" not in body) for role, body in told_now] == [
+        ("resident", True), ("staff", True)]
+    assert window["state"] == "active"

@@ -99,5 +99,5 @@ class MaintenanceWindow(MethodView):
             audit.record(conn, current_actor(), "end", "maintenance", window_id, before, ended, now)
             announced = maintenance.announce_ended_now(conn, window_id, now)
         if announced:
-            svc.wake_dispatcher()
+            svc.wake.dispatcher()
         return ended

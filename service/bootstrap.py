@@ -65,6 +65,9 @@ class Health:
 
     mqtt_connected: Callable[[], bool] = never  # MqttIngest.ready when this instance ingests
     sms: Router | None = None  # the providers in failover order when this instance sends SMS
+    role: str = "all"  # what ``ews run --role`` runs: /readyz checks what it needs (spec section 10)
+    dispatcher_running: Callable[[], bool] = never  # Dispatcher.running when this instance sends SMS
+    scheduler_running: Callable[[], bool] = never  # Scheduler.running when this instance runs the timed jobs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +166,9 @@ def build(settings: Settings, role: str = "all") -> Parts:
     core = _services(settings, shared, wake, Health())
     broker, mqtt, backlog = _mqtt(settings, core) if ingest else (None, None, None)
     siren_lease, siren_controller = _sirens(settings, core, mqtt, siren_bell) if ingest else (None, None)
-    health = Health(mqtt_connected=mqtt.ready if mqtt is not None else never, sms=router)
+    health = Health(mqtt_connected=mqtt.ready if mqtt is not None else never, sms=router, role=role,
+                    dispatcher_running=dispatcher.running if worker else never,
+                    scheduler_running=scheduler.running if worker else never)
     services = dataclasses.replace(core, health=health)  # the same ingestor, now with what /readyz reads
     gammu = router.provider("gammu") if router is not None else None
     spool = spool_reader(services, gammu, dispatcher) if gammu is not None else None

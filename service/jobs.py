@@ -44,6 +44,10 @@ class Scheduler:
         self.leader.start()
         self.scheduler.start()
 
+    def running(self) -> bool:
+        """True while the timed jobs run (``/readyz`` of a worker; only the lease holder acts on them)."""
+        return bool(self.scheduler.running)
+
     def stop(self) -> None:
         """Let a running job finish, then give the lease up so another instance takes over at once."""
         if self.scheduler.running:

@@ -211,6 +211,10 @@ class Dispatcher:
         self._thread.start()
         return self
 
+    def running(self) -> bool:
+        """True while the background sender runs (``/readyz`` of a worker)."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; let in-flight sends finish (rows still waiting for a slot are given back)."""
         self._stop.set()

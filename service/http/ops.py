@@ -33,21 +33,34 @@ def _database_ok(services) -> str | None:
         return f"database unreachable ({type(exc).__name__})"
 
 
+# What each role of ``ews run`` must have to be ready (spec section 10), besides the database.
+ROLE_CHECKS = {"api": (), "worker": ("dispatcher", "scheduler"), "ingest": ("mqtt",), "all": ("mqtt",)}
+CHECK_PROBLEMS = {"mqtt": "MQTT not connected", "dispatcher": "the SMS dispatcher is not running",
+                  "scheduler": "the scheduler is not running"}
+
+
+def _check(services, name: str) -> bool:
+    probe = {"mqtt": services.health.mqtt_connected, "dispatcher": services.health.dispatcher_running,
+             "scheduler": services.health.scheduler_running}[name]
+    try:
+        return bool(probe())
+    except Exception:  # a probe that fails says "not ready", never 500
+        return False
+
+
 @blp.get("/readyz")
 def readyz():
-    """200 when the database answers and MQTT is connected; 503 problem naming what is not."""
+    """200 when what this process runs is ready (its role's checks, named in the body); 503 problem naming what is not."""
     services = current_app.extensions["ews"]
     problems = []
     db_problem = _database_ok(services)
     if db_problem:
         problems.append(db_problem)
-    try:
-        mqtt_ok = bool(services.health.mqtt_connected())
-    except Exception:
-        mqtt_ok = False
-    if not mqtt_ok:
-        problems.append("MQTT not connected")
-    checks = {"database": db_problem is None, "mqtt": mqtt_ok}
+    checks = {"database": db_problem is None}
+    for name in ROLE_CHECKS.get(services.health.role, ROLE_CHECKS["all"]):
+        checks[name] = _check(services, name)
+        if not checks[name]:
+            problems.append(CHECK_PROBLEMS[name])
     warnings = []
     sms = _sms_providers(services)
     if sms is not None:

@@ -20,6 +20,7 @@ from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS
 from alerts.times import rfc3339
 from service import alerting
+from service.station_rules import station_rules
 from service.db.schema import alerts, maintenance_windows as mw, station_state, stations
 
 MAX_WINDOW = timedelta(days=7)
@@ -128,7 +129,7 @@ def _announce(conn: Connection, station_id: str, now: datetime) -> int:
     station = conn.execute(sa.select(stations.c.id, stations.c.rules).where(stations.c.id == station_id)).first()
     if station is None:
         return 0
-    rules = alerting.station_rules(dict(station._mapping))
+    rules = station_rules(dict(station._mapping))
     state = conn.execute(sa.select(station_state.c.latest).where(station_state.c.station_id == station_id)).first()
     rows = conn.execute(sa.select(alerts).where(alerts.c.station_id == station_id, alerts.c.state == "active",
                                                 alerts.c.kind.in_(PUBLIC_ALERT_KINDS), alerts.c.exercise_id.is_(None))).all()

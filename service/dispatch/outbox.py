@@ -50,9 +50,6 @@ def error_text(message: str | None) -> str:
     return (mask_numbers(message) or "")[:500]
 
 
-# --- the station of an event --------------------------------------------------------------------
-
-
 def _station(conn, station_id: str) -> dict:
     row = conn.execute(sa.select(st).where(st.c.id == station_id)).first()
     if row is None:
@@ -98,8 +95,8 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, va
     if notice is None:
         return 0
     if notice.suppressed:  # what residents would have been told, on the record (spec section 10)
-        insert_event(conn, alert_row.id, "suppressed", event.level, now, now,
-                     {"event_id": event.id, "type": event.type, "notification": notice.kind}, "none")
+        record = {"event_id": event.id, "type": event.type, "notification": notice.kind}
+        insert_event(conn, alert_row.id, "suppressed", event.level, now, now, record, "none")
     audience = subscribers.audience(conn, station_row.get("areas") or [], residents=notice.residents,
                                     staff=notice.staff, staff_match_areas=staff_match_areas)
     if not audience:

@@ -47,10 +47,10 @@ def residents(engine) -> set[str]:
     return laskap
 
 
-def post(service: ServiceProcess, path: str, body: dict) -> dict:
-    request = urllib.request.Request(service.base_url + path, data=json.dumps(body).encode(), method="POST",
+def post(service: ServiceProcess, path: str, body: dict, method: str = "POST", role: str = "operator") -> dict:
+    request = urllib.request.Request(service.base_url + path, data=json.dumps(body).encode(), method=method,
                                      headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {service.token('operator')}"})
+                                              "Authorization": f"Bearer {service.token(role)}"})
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.load(answer)
 
@@ -74,6 +74,8 @@ def test_an_awas_warning_overtakes_a_queued_10000_recipient_broadcast(tmp_path, 
         with service.start():
             engine = sa.create_engine(database_url)
             laskap = residents(engine)
+            # Laskap's wave would also warn all of Malili downstream (spec 11); this test is about the order.
+            post(service, "/api/v1/stations/PKR-LASKAP", {"downstream": []}, method="PATCH", role="admin")
             post(service, "/api/v1/broadcasts", {"message": "Rapat desa siaga bencana Sabtu 09:00 di kantor camat.",
                                                  "areas": [{"kecamatan": "Malili", "desa": None}], "roles": ["resident"]})
             wait_for(lambda: len(fake.creates()) >= 20, 60, "the broadcast to be sending")

@@ -17,6 +17,13 @@ station. Samples are judged by measurement time. The design (docs/rules.md):
 * Events come from level changes: each in-order sample that changes a kind's level
   yields one event; after a replay, a kind whose current level differs from before
   yields one event naming the reading that caused the new level.
+* Water levels pass the quality check first (``alerts/quality.py``, spec section 17): a
+  doubtful one is held back until the next one confirms or refutes it, or until it is
+  overdue (a ``RELEASE`` entry in the horizon records when a silent station's held sample
+  was judged as it is, so a replay decides the same). The ``sensor`` kind is the staff-only
+  level of data quality: up while a held sample would raise the water level, or while the
+  level is stuck. ``state["quality_marks"]`` holds the marks (doubtful, spike) of the
+  horizon's water levels, so a judgement reports only the marks that changed.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
+from alerts import quality as qc
 from alerts.levels import WARNING_LEVELS, Level
 from alerts.model import PUBLIC_ALERT_KINDS, Sample
 from alerts.rules import RAIN_WINDOWS, Rules
@@ -36,10 +44,13 @@ RISE_WINDOW_S = 3600  # the rise rate compares with the sample about an hour ear
 RISE_MIN_SPAN_S = 1800  # ...and needs at least half an hour of span (10-minute noise)
 RAIN_BUFFER_S = 24 * 3600  # the longest rainfall window
 
-# The kinds the engine judges, and the metric each one reads.
-ENGINE_KINDS = ("water_level", "rainfall", "battery")
+DEFAULT_EXPECTED_INTERVAL_S = 600  # a station's sampling interval when the caller does not say
+
+# The kinds the engine judges: one per judged metric, plus ``sensor`` (data quality of water levels).
+JUDGED_METRICS = ("water_level", "rainfall", "battery")
+ENGINE_KINDS = (*JUDGED_METRICS, "sensor")
 PUBLIC_ENGINE_KINDS = tuple(kind for kind in ENGINE_KINDS if kind in PUBLIC_ALERT_KINDS)  # the flood level
-JUDGED_METRICS = ENGINE_KINDS
+RELEASE = "~release"  # a horizon entry: a held water level judged as it is (sorts after every metric)
 
 _US = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -64,6 +75,8 @@ class Judgement:
     events: list[EngineEvent]
     levels: dict[str, Level]
     ignored: int = 0  # samples older than the horizon: stored, not judged
+    quality: dict[datetime, str] = dataclasses.field(default_factory=dict)  # water levels whose mark changed
+    overdue_at: datetime | None = None  # when a held doubtful sample is judged as it is, if no sample comes
 
     @property
     def level(self) -> Level:
@@ -113,31 +126,37 @@ def _new_machine() -> dict:
 def _new_snapshot() -> dict:
     machines = {kind: _new_machine() for kind in ENGINE_KINDS}
     machines["water_level"]["rise"] = {"on": False, "below_since": None}
-    return {"kinds": machines, "water_levels": [], "rain": [], "last": None}
+    return {"kinds": machines, "water_levels": [], "rain": [], "last": None, "quality": qc.new_quality()}
+
+
+def _clone_machine(machine: dict) -> dict:
+    copy = {"level": machine["level"], "threshold_level": machine["threshold_level"],
+            "above_since": list(machine["above_since"]), "below_since": list(machine["below_since"]),
+            "cause": machine["cause"]}
+    if "rise" in machine:
+        copy["rise"] = dict(machine["rise"])
+    if machine.get("forgotten_until") is not None:
+        copy["forgotten_until"] = machine["forgotten_until"]
+    return copy
 
 
 def _clone_snapshot(snap: dict) -> dict:
-    machines = {}
-    for kind, machine in snap["kinds"].items():
-        copy = {"level": machine["level"], "threshold_level": machine["threshold_level"],
-                "above_since": list(machine["above_since"]), "below_since": list(machine["below_since"]),
-                "cause": machine["cause"]}
-        if "rise" in machine:
-            copy["rise"] = dict(machine["rise"])
-        if machine.get("forgotten_until") is not None:
-            copy["forgotten_until"] = machine["forgotten_until"]
-        machines[kind] = copy
+    # States stored before the quality check have no sensor machine and no ``quality``: they start fresh.
+    machines = {kind: _clone_machine(snap["kinds"][kind]) if kind in snap["kinds"] else _new_machine()
+                for kind in ENGINE_KINDS}
     return {
         "kinds": machines,
         "water_levels": [list(e) for e in snap["water_levels"]],
         "rain": [list(e) for e in snap["rain"]],
         "last": list(snap["last"]) if snap["last"] is not None else None,
+        "quality": qc.clone(snap.get("quality")),
     }
 
 
 def new_state() -> dict:
     """The state of a station the engine has never seen."""
-    return {"v": STATE_VERSION, "base": _new_snapshot(), "base_key": None, "current": _new_snapshot(), "horizon": []}
+    return {"v": STATE_VERSION, "base": _new_snapshot(), "base_key": None, "current": _new_snapshot(), "horizon": [],
+            "quality_marks": {}}
 
 
 def _load(state: dict | None) -> dict:
@@ -152,6 +171,7 @@ def _load(state: dict | None) -> dict:
         "base_key": list(state["base_key"]) if state.get("base_key") is not None else None,
         "current": _clone_snapshot(state["current"]),
         "horizon": [list(e) for e in state["horizon"]],
+        "quality_marks": dict(state.get("quality_marks") or {}),
     }
 
 
@@ -206,30 +226,40 @@ def base_key(state: Mapping) -> list | None:
     return list(state["base_key"]) if state["base_key"] is not None else None
 
 
-def resume(rules: Rules, point: Mapping, key: list | None, entries: Iterable[tuple[int, str, float]]) -> dict:
+def resume(rules: Rules, point: Mapping, key: list | None, entries: Iterable[tuple[int, str, float]], *,
+           expected_interval_s: float | None = None) -> dict:
     """Rebuild the whole state from a checkpoint, the base key reached since, and the stored samples.
 
     ``entries`` are ``(ts_us, metric, value)`` of every sample judged after the checkpoint
     (newer than its key); samples up to ``key`` go into the base, the rest form the horizon,
     and the current snapshot is the base with the horizon applied: the state ``judge``
-    returned last, for the same rules.
+    returned last, for the same rules. (A held doubtful sample the scheduled check judged as it
+    is was recorded by a ``RELEASE`` entry, which no stored sample carries: until the station's
+    next water level, a resumed state holds it back again; that next sample, being overdue,
+    judges it as it is, so the outcome is the same.)
     """
     base = _clone_snapshot(point["base"])
     start = tuple(point["base_key"]) if point.get("base_key") is not None else None
     until = tuple(key) if key is not None else None
     horizon: list[list] = []
+    run = _Run(int(2 * (expected_interval_s or DEFAULT_EXPECTED_INTERVAL_S) * _US))
     for ts, metric, value in sorted(entries, key=lambda e: (e[0], e[1])):
         if metric not in JUDGED_METRICS or (start is not None and (ts, metric) <= start):
             continue
         if until is not None and (ts, metric) <= until:
-            _apply(base, rules, [ts, metric, float(value)], None)
+            _apply(base, rules, [ts, metric, float(value)], None, run)
         else:
             horizon.append([ts, metric, float(value)])
     current = _clone_snapshot(base)
+    marked = _Run(run.overdue_us, {})
     for entry in horizon:
-        _apply(current, rules, entry, None)
+        _apply(current, rules, entry, None, marked)
+    held = base["quality"]["pend"]
+    if held is not None:  # the base still holds a doubtful sample back: its mark is in the horizon's hands
+        marked.marks.setdefault(held[0], qc.DOUBTFUL)
+    marks = {str(ts): mark for ts, mark in marked.marks.items() if mark != qc.GOOD}
     return {"v": STATE_VERSION, "base": base, "base_key": list(until) if until is not None else None,
-            "current": current, "horizon": horizon}
+            "current": current, "horizon": horizon, "quality_marks": marks}
 
 
 def levels_of(state: Mapping) -> dict[str, Level]:
@@ -413,15 +443,37 @@ def _battery_step(snap: dict, rules: Rules, ts: int, value: float) -> None:
 _STEPS = {"water_level": _water_level_step, "rainfall": _rainfall_step, "battery": _battery_step}
 
 
-def _apply(snap: dict, rules: Rules, entry: list, events: list[EngineEvent] | None) -> None:
-    """Apply one sample ``[ts, metric, value]`` to ``snap``; record an event if its kind's level changed."""
+@dataclasses.dataclass
+class _Run:
+    """What one pass over samples needs besides the rules: the overdue time, and where marks go."""
+
+    overdue_us: int
+    marks: dict[int, str] | None = None  # water-level ts -> quality mark decided in this pass
+
+
+def _apply(snap: dict, rules: Rules, entry: list, events: list[EngineEvent] | None, run: _Run) -> None:
+    """Apply one entry ``[ts, metric, value]`` to ``snap``: water levels through the quality check first."""
+    ts, metric, value = entry
+    snap["last"] = [ts, metric]
+    if metric == RELEASE:
+        if rules.quality is not None:
+            _after_check(snap, rules, qc.release(snap["quality"], ts, run.overdue_us), ts, None, events, run)
+        return
+    if metric == "water_level" and rules.quality is not None:
+        admission = qc.admit(snap["quality"], rules.quality, ts, value, run.overdue_us)
+        _after_check(snap, rules, admission, ts, value, events, run)
+        return
+    _judge_sample(snap, rules, entry, events)
+
+
+def _judge_sample(snap: dict, rules: Rules, entry: list, events: list[EngineEvent] | None) -> None:
+    """Judge one sample; record an event if its kind's level changed."""
     ts, metric, value = entry
     machine = snap["kinds"][metric]
     if machine.get("forgotten_until") is not None and ts <= machine["forgotten_until"]:
         return  # judged before its alert was closed by hand (``forget``)
     before = machine["level"]
     extra = _STEPS[metric](snap, rules, ts, value)
-    snap["last"] = [ts, metric]
     if machine["level"] != before:
         # The reading is built only when it is kept (the cause of a level): most samples change nothing.
         reading = {"metric": metric, "value": value, "ts": iso(ts)}
@@ -433,34 +485,116 @@ def _apply(snap: dict, rules: Rules, entry: list, events: list[EngineEvent] | No
             events.append(EngineEvent(metric, event_type(before, machine["level"]), Level(machine["level"]), _dt(ts), reading))
 
 
+def _after_check(snap: dict, rules: Rules, admission: qc.Admission, ts: int, value: float | None,
+                 events: list[EngineEvent] | None, run: _Run) -> None:
+    """Judge what the quality check let through, note what it holds back, and move the sensor level."""
+    q = snap["quality"]
+    for judged_ts, judged_value in admission.judge:
+        _judge_sample(snap, rules, [judged_ts, "water_level", judged_value], events)
+        qc.track_flatline(q, rules.quality, judged_ts, judged_value)
+    if admission.held:
+        # What the held sample would do to the water level: staff are told at once if it raises it.
+        trial = {"kinds": {"water_level": _clone_machine(snap["kinds"]["water_level"])},
+                 "water_levels": [list(e) for e in snap["water_levels"]]}
+        _water_level_step(trial, rules, ts, value)
+        q["pend"][2] = trial["kinds"]["water_level"]["level"]
+    if run.marks is not None:
+        for mark_ts, mark in admission.marks:
+            run.marks[mark_ts] = mark
+    _sensor_step(snap, ts, value, admission, events)
+
+
+def _sensor_step(snap: dict, ts: int, value: float | None, admission: qc.Admission,
+                 events: list[EngineEvent] | None) -> None:
+    """The ``sensor`` level: waspada while a held sample would raise the water level, or while it is stuck."""
+    q, machine = snap["quality"], snap["kinds"]["sensor"]
+    pend = q["pend"]
+    doubt = pend is not None and pend[2] is not None and pend[2] > snap["kinds"]["water_level"]["level"]
+    level = 1 if doubt or q["stuck"] else 0
+    before = machine["level"]
+    if level == before:
+        return
+    at = ts
+    if doubt and not q["stuck"]:
+        at = pend[0]
+        reading = {"metric": "water_level", "value": pend[1], "ts": iso(pend[0]), "quality": qc.DOUBTFUL,
+                   "would_be": Level(pend[2]).label}
+    elif level:
+        reading = {"metric": "water_level", "value": value, "ts": iso(ts), "flatline_s": qc.stuck_for_s(q, ts),
+                   "since": iso(q["flat"][0])}
+    else:
+        ended = "flatline" if machine["cause"] and "flatline_s" in machine["cause"] else "doubtful"
+        reading = {"metric": "water_level", "value": value, "ts": iso(ts), "ended": ended}
+        if ended == "doubtful" and admission.ended:
+            reading["quality"] = admission.ended  # what the held sample turned out to be
+    machine["level"] = machine["threshold_level"] = level
+    machine["cause"] = reading
+    if events is not None:
+        events.append(EngineEvent("sensor", event_type(before, level), Level(level), _dt(at), reading))
+
+
 # --- judge ------------------------------------------------------------------------
 
 
-def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_state: bool = False) -> Judgement:
+def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_state: bool = False,
+          expected_interval_s: float | None = None, now: datetime | None = None) -> Judgement:
     """Judge newly stored samples of one station; return the new state, events and levels.
 
     ``take_state=True`` lets the engine reuse ``state`` instead of copying it (the caller
     gives up the dict, e.g. one freshly decoded from the database): it saves copying the
-    whole horizon on every batch.
+    whole horizon on every batch. A doubtful water level with no next sample within two
+    ``expected_interval_s`` is judged as it is; with ``now`` (the scheduled check) that
+    happens even without a new sample.
     """
-    st = state if take_state and is_full_state(state) else _load(state)
-    in_order, late, ignored = _sort_incoming(st, samples)
+    if take_state and is_full_state(state):
+        st = state
+        _upgrade(st)
+    else:
+        st = _load(state)
+    overdue_us = int(2 * (expected_interval_s or DEFAULT_EXPECTED_INTERVAL_S) * _US)
+    release_at = _us(now) if now is not None and rules.quality is not None else None
+    in_order, late, ignored = _sort_incoming(st, samples, overdue_us, release_at)
     events: list[EngineEvent] = []
+    old_marks = {int(ts): mark for ts, mark in st["quality_marks"].items()}
+    marks = dict(old_marks)
     if late:
-        events.extend(_replay_with_late(st, rules, late))
+        events.extend(_replay_with_late(st, rules, late, _Run(overdue_us, marks)))
     cur = st["current"]
+    run = _Run(overdue_us, marks)
     for entry in in_order:
-        _apply(cur, rules, entry, events)
+        _apply(cur, rules, entry, events, run)
+    due = qc.overdue_at(cur["quality"], overdue_us)
+    if release_at is not None and due is not None and due <= release_at and (due, RELEASE) > tuple(cur["last"]):
+        in_order.append([due, RELEASE, 0.0])  # held by this very batch, and already overdue
+        _apply(cur, rules, in_order[-1], events, run)
+    marks = {ts: mark for ts, mark in marks.items() if mark != qc.GOOD}
+    changed = {_dt(ts): marks.get(ts, qc.GOOD) for ts in set(old_marks) | set(marks)
+               if old_marks.get(ts, qc.GOOD) != marks.get(ts, qc.GOOD)}
     st["horizon"].extend(in_order)
-    _advance_base(st, rules)
+    _advance_base(st, rules, overdue_us, marks)
+    st["quality_marks"] = {str(ts): mark for ts, mark in marks.items()}
     levels = {kind: Level(cur["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
-    return Judgement(state=st, events=events, levels=levels, ignored=ignored)
+    due = qc.overdue_at(cur["quality"], overdue_us) if rules.quality is not None else None
+    return Judgement(state=st, events=events, levels=levels, ignored=ignored, quality=changed,
+                     overdue_at=_dt(due) if due is not None else None)
 
 
-def _sort_incoming(st: dict, samples: Iterable[Sample]) -> tuple[list[list], list[list], int]:
+def _upgrade(st: dict) -> None:
+    """Give a state made before the quality check what it lacks (in place): its levels carry on."""
+    st.setdefault("quality_marks", {})
+    for snap in (st["base"], st["current"]):
+        snap.setdefault("quality", qc.new_quality())
+        for kind in ENGINE_KINDS:
+            if kind not in snap["kinds"]:
+                snap["kinds"][kind] = _new_machine()
+
+
+def _sort_incoming(st: dict, samples: Iterable[Sample], overdue_us: int,
+                   release_at: int | None) -> tuple[list[list], list[list], int]:
     """Split the judged samples, in time order, into in-order ones, late ones inside the horizon and ignored ones.
 
     Returns ``(in_order, late, ignored)``; a late sample the horizon already holds is dropped (a duplicate).
+    With ``release_at`` (now, in us) a held doubtful sample overdue by then comes as a ``RELEASE`` entry.
     """
     last = tuple(st["current"]["last"]) if st["current"]["last"] is not None else None
     base_key = tuple(st["base_key"]) if st["base_key"] is not None else None
@@ -468,6 +602,9 @@ def _sort_incoming(st: dict, samples: Iterable[Sample]) -> tuple[list[list], lis
     for sample in samples:
         if sample.metric in JUDGED_METRICS:
             incoming[(_us(sample.ts), sample.metric)] = float(sample.value)
+    due = qc.overdue_at(st["current"].get("quality"), overdue_us)
+    if release_at is not None and due is not None and due <= release_at:
+        incoming[(due, RELEASE)] = 0.0  # the station fell silent after a doubtful sample
     ignored = 0
     in_order: list[list] = []
     late: list[list] = []
@@ -486,13 +623,21 @@ def _sort_incoming(st: dict, samples: Iterable[Sample]) -> tuple[list[list], lis
     return in_order, late, ignored
 
 
-def _replay_with_late(st: dict, rules: Rules, late: list[list]) -> list[EngineEvent]:
-    """Replay the horizon with the late samples in place, as if they had come on time; one event per changed kind."""
+def _replay_with_late(st: dict, rules: Rules, late: list[list], run: _Run) -> list[EngineEvent]:
+    """Replay the horizon with the late samples in place, as if they had come on time; one event per changed kind.
+
+    The quality marks of the horizon are decided again (``run.marks``): marks of samples folded
+    into the base stay, unless the replay decides them (a sample the base still holds back).
+    """
     cur = st["current"]
     merged = sorted(st["horizon"] + late, key=lambda e: (e[0], e[1]))
     replay = _clone_snapshot(st["base"])
+    base_ts = st["base_key"][0] if st["base_key"] is not None else None
+    kept = {ts: m for ts, m in run.marks.items() if base_ts is not None and ts <= base_ts}
+    run.marks.clear()
+    run.marks.update(kept)
     for entry in merged:
-        _apply(replay, rules, entry, None)
+        _apply(replay, rules, entry, None, run)
     events: list[EngineEvent] = []
     for kind in ENGINE_KINDS:
         before, after = cur["kinds"][kind]["level"], replay["kinds"][kind]
@@ -510,7 +655,7 @@ def _replay_with_late(st: dict, rules: Rules, late: list[list]) -> list[EngineEv
     return events
 
 
-def _advance_base(st: dict, rules: Rules) -> None:
+def _advance_base(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> None:
     """Fold samples older than the horizon into the base snapshot (each exactly once)."""
     horizon = st["horizon"]
     if not horizon:
@@ -518,15 +663,23 @@ def _advance_base(st: dict, rules: Rules) -> None:
     cutoff = horizon[-1][0] - HORIZON_S * _US
     count = 0
     while count < len(horizon) and horizon[count][0] < cutoff:
-        _apply(st["base"], rules, horizon[count], None)
+        _apply(st["base"], rules, horizon[count], None, _Run(overdue_us))
         count += 1
     if count:
         st["base_key"] = [horizon[count - 1][0], horizon[count - 1][1]]
         del horizon[:count]
+        # A folded sample's mark can no longer change, unless the base still holds it back.
+        held = st["base"]["quality"]["pend"][0] if st["base"]["quality"]["pend"] is not None else None
+        for ts in [ts for ts in marks if ts <= st["base_key"][0] and ts != held]:
+            del marks[ts]
 
 
 def _latest_reading(entries: list[list], kind: str) -> dict | None:
     for ts, metric, value in reversed(entries):
+        if metric == RELEASE and kind in ("water_level", "sensor"):
+            return {"metric": "water_level", "value": None, "ts": iso(ts)}
+        if kind == "sensor" and metric == "water_level":  # the sensor kind judges water levels
+            return {"metric": metric, "value": value, "ts": iso(ts)}
         if metric == kind:
             return {"metric": metric, "value": value, "ts": iso(ts)}
     return None

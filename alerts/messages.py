@@ -25,7 +25,7 @@ DEFAULT_LANGUAGE = "id"
 LANGUAGES = ("id", "en")
 WARNING_LEVELS = ("waspada", "siaga", "awas")
 PUBLIC_KINDS = GAUGE_ALERT_KINDS  # the kinds with warning, reminder and all-clear texts of a station's own gauge
-OPERATIONAL_KINDS = ("offline", "battery", "siren")
+OPERATIONAL_KINDS = ("offline", "battery", "siren", "sensor")
 UPSTREAM = "upstream"  # banjir kiriman (spec section 11): residents warned of a wave from upstream, no reminders
 # Alerts of an exercise use the same keys under this section: ``exercise.water_level.raised.awas``.
 EXERCISE = "exercise"
@@ -36,6 +36,7 @@ ALERT_KEYS = tuple(
     + [f"{kind}.{event}" for kind in OPERATIONAL_KINDS for event in ("raised", "cleared")]
     + [f"{UPSTREAM}.{event}.{level}" for event in ("raised", "escalated") for level in WARNING_LEVELS]
     + [f"{UPSTREAM}.all_clear"]
+    + ["sensor.doubtful"]  # sensor.raised is a stuck sensor; sensor.doubtful a held wild value (spec 17)
 )
 # Every template key a language file must have (dotted paths into the TOML document).
 REQUIRED_KEYS = tuple(

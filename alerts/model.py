@@ -17,9 +17,9 @@ METRICS = {
 # rain_tips never reaches storage: it is turned into rainfall increments on ingest.
 STORED_METRICS = ("water_level", "rainfall", "battery", "signal")
 
-# Alert kinds (spec sections 3, 11 and 12); offline, battery and siren are for staff only; upstream is a
-# wave announced from a station upstream (banjir kiriman).
-ALERT_KINDS = ("water_level", "rainfall", "upstream", "offline", "battery", "siren")
+# Alert kinds (spec sections 3, 11, 12 and 17); offline, battery, siren and sensor (data quality) are for
+# staff only; upstream is a wave announced from a station upstream (banjir kiriman).
+ALERT_KINDS = ("water_level", "rainfall", "upstream", "offline", "battery", "siren", "sensor")
 # The kinds a station's own gauges warn residents of (texts with reminders, episodes BPBD reports).
 GAUGE_ALERT_KINDS = ("water_level", "rainfall")
 # The kinds residents are warned of (texts, CAP, the public dashboard): defined here only.

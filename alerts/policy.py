@@ -102,6 +102,8 @@ def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: R
     # Exercises reach staff; residents only of a drill started with residents: true (never EWS_EXERCISE's).
     residents = public and (not alert.exercise or alert.drill_residents)
     level = Level.NORMAL.label if kind == "all_clear" else event.level
+    if key.endswith("sensor.doubtful"):
+        level = (event.reading or {}).get("would_be") or level  # the level the doubtful value would give
     staff = not (kind == "reminder" and alert.acknowledged)  # an acknowledgement stops the staff's reminders
     suppressed = False
     if station.maintenance and alert.kind != UPSTREAM:  # a wave from upstream is no reading of the repaired gauge
@@ -122,6 +124,8 @@ def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: R
 def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str] | None:
     """(notification kind, template key) when the rules say ``event`` reaches people."""
     kind, type_ = alert.kind, event.type
+    if kind == "sensor":
+        return _sensor_plan(type_, event.reading or {})
     if kind in OPERATIONAL_KINDS:
         return ("operational", f"{kind}.{type_}") if type_ in ("raised", "cleared") else None
     if kind == UPSTREAM:
@@ -167,6 +171,15 @@ def reminder_due(last_notified_at: datetime | None, reading_ts: datetime | None,
     if last_notified_at is not None and now - last_notified_at < timedelta(seconds=rules.repeat_awas_s):
         return False
     return reading_ts is not None and now - reading_ts < timedelta(seconds=rules.stale_after_s)
+
+
+def _sensor_plan(type_: str, reading: Mapping) -> tuple[str, str] | None:
+    """Data quality (spec section 17): a doubtful value is told once, when it comes; a stuck sensor and its end."""
+    if type_ == "raised":
+        return "operational", "sensor.doubtful" if reading.get("quality") == "doubtful" else "sensor.raised"
+    if type_ == "cleared" and reading.get("ended") == "flatline":
+        return "operational", "sensor.cleared"
+    return None  # a doubtful value decided by the next sample: staff were told already
 
 
 # --- is it still worth sending --------------------------------------------------------------------
@@ -245,6 +258,8 @@ def message_context(templates: messages.Templates, language: str, kind: str, lev
     elif kind == "rainfall":
         window, value = rain_window(reading, rules, level if level != Level.NORMAL.label else Level.WASPADA.label)
         rate = rain_rate(reading)
+    elif kind == "sensor":
+        metric = "water_level"  # data quality of the water level: its value in metres
     elif kind in ("offline", "siren"):
         value = None
     return messages.warning_context(

@@ -27,8 +27,11 @@ DEFAULT_STALE_AFTER_S = 1800
 DEFAULT_REPEAT_AWAS_S = 3600
 DEFAULT_RAIN_CLEAR_HOLD_S = 1800
 
-TOP_LEVEL_KEYS = ("water_level", "rainfall", "battery", "stale_after_s", "notify_from", "repeat_awas_s", "all_clear",
-                  "upstream_from")
+TOP_LEVEL_KEYS = ("water_level", "rainfall", "battery", "quality", "stale_after_s", "notify_from", "repeat_awas_s",
+                  "all_clear", "upstream_from")
+QUALITY_KEYS = ("max_step_per_min", "flatline_s", "flatline_tolerance")
+# Quality checks a station may switch off one by one with null (spec section 17).
+QUALITY_NULLABLE = ("max_step_per_min", "flatline_s")
 WATER_LEVEL_KEYS = ("waspada", "siaga", "awas", "clear_margin", "hold_s", "clear_hold_s", "rise_rate")
 LEVEL_KEYS = tuple(level.label for level in WARNING_LEVELS)
 
@@ -94,12 +97,27 @@ class BatteryRule:
 
 
 @dataclasses.dataclass(frozen=True)
+class QualityRule:
+    """Data-quality checks of water levels before judgment (spec section 17); None switches one off.
+
+    ``max_step_per_min`` (m per minute): a larger step from the last accepted sample makes a
+    sample doubtful. ``flatline_s``: a level within ``flatline_tolerance`` (m) for that long
+    of measurement time is a stuck sensor.
+    """
+
+    max_step_per_min: float | None = None
+    flatline_s: float | None = None
+    flatline_tolerance: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Rules:
     """The effective rules of one station."""
 
     water_level: WaterLevelRule | None = None
     rainfall: RainfallRule | None = None
     battery: BatteryRule | None = None
+    quality: QualityRule | None = None  # None: no quality checks (a document without the section)
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     notify_from: Level = Level.WASPADA
     repeat_awas_s: float = DEFAULT_REPEAT_AWAS_S
@@ -231,6 +249,16 @@ def _parse_battery(c: _Collector, doc: Mapping) -> BatteryRule | None:
     return BatteryRule(low=low, clear_margin=margin) if low is not None else None
 
 
+def _parse_quality(c: _Collector, doc: Mapping) -> QualityRule:
+    path = "quality"
+    c.unknown_keys(doc, QUALITY_KEYS, path)
+    return QualityRule(
+        max_step_per_min=c.number(doc, "max_step_per_min", path, positive=True),
+        flatline_s=c.number(doc, "flatline_s", path, positive=True),
+        flatline_tolerance=c.number(doc, "flatline_tolerance", path, minimum=0, default=0.0),
+    )
+
+
 def parse_rules(doc: Any) -> Rules:
     """Validate a rules document and return ``Rules``; raise ``RulesError`` naming every bad field."""
     c = _Collector()
@@ -244,6 +272,9 @@ def parse_rules(doc: Any) -> Rules:
         rain = _parse_rainfall(c, section)
     if (section := c.section(doc, "battery", "")) is not None:
         battery = _parse_battery(c, section)
+    quality = None
+    if (section := c.section(doc, "quality", "")) is not None:
+        quality = _parse_quality(c, section)
     all_clear = doc.get("all_clear", True)
     if all_clear is None:
         all_clear = True
@@ -254,6 +285,7 @@ def parse_rules(doc: Any) -> Rules:
         water_level=water,
         rainfall=rain,
         battery=battery,
+        quality=quality,
         stale_after_s=c.number(doc, "stale_after_s", "", positive=True, default=float(DEFAULT_STALE_AFTER_S)),
         notify_from=c.level(doc, "notify_from", "", Level.WASPADA),
         # 0 switches AWAS reminders off.
@@ -304,6 +336,10 @@ def rules_to_doc(rules: Rules) -> dict:
         doc["rainfall"] = section
     doc["battery"] = None if rules.battery is None else {
         "low": _num(rules.battery.low), "clear_margin": _num(rules.battery.clear_margin)}
+    q = rules.quality
+    if q is not None:  # left out, a stored document takes the defaults' checks (each is switched off by null)
+        doc["quality"] = {"max_step_per_min": _num(q.max_step_per_min), "flatline_s": _num(q.flatline_s),
+                          "flatline_tolerance": _num(q.flatline_tolerance)}
     doc["stale_after_s"] = _num(rules.stale_after_s)
     doc["notify_from"] = rules.notify_from.label
     doc["repeat_awas_s"] = _num(rules.repeat_awas_s)

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from copy import deepcopy
 from typing import Any
 
-from alerts.rules import LEVEL_KEYS, RAIN_WINDOWS, Rules, RulesError, merge_rules, parse_rules, rules_to_doc
+from alerts.rules import (LEVEL_KEYS, QUALITY_NULLABLE, RAIN_WINDOWS, Rules, RulesError, merge_rules, parse_rules,
+                          rules_to_doc)
 
 # Blocks of thresholds, and the metrics that make a station need one. Thresholds never come
 # from the defaults: a block must name them all, and a station measuring the metric must have
@@ -42,7 +43,15 @@ def _complete(doc: Any, defaults: Mapping, measured: Iterable[str] | None) -> tu
         raise RulesError([("", "rules must be a JSON object")])
     base = {k: v for k, v in defaults.items() if not str(k).startswith("_")}
     errors: list[tuple[str, str]] = []
+    if "quality" in doc and doc["quality"] is None:
+        # `quality: null` is the section left out (the defaults' checks); each check is switched off by its own null.
+        doc = {k: v for k, v in doc.items() if k != "quality"}
     out = _fill(doc, {k: v for k, v in base.items() if k not in METRIC_BLOCKS})
+    if isinstance(doc.get("quality"), Mapping) and isinstance(out.get("quality"), Mapping):
+        # In `quality` a null switches one check off (spec section 17), it takes no default.
+        for key in QUALITY_NULLABLE:
+            if key in doc["quality"] and doc["quality"][key] is None:
+                out["quality"][key] = None
     measured = None if measured is None else set(measured)
     for block, metrics in METRIC_BLOCKS.items():
         if block not in doc:

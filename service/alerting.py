@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from alerts import policy
 from alerts.errors import AlreadyAcknowledged
-from alerts.engine import EngineEvent, Judgement, current_rain_sums, judge
+from alerts.engine import DEFAULT_EXPECTED_INTERVAL_S, EngineEvent, Judgement, current_rain_sums, judge
 from alerts.levels import Level
 from alerts.model import GAUGE_ALERT_KINDS, Sample
 from alerts.rules import Rules
@@ -30,7 +30,7 @@ from alerts.times import rfc3339
 from service import station_states, upstream
 from service.alert_views import get_alert
 from service.db import dialect
-from service.db.schema import alert_events, alerts, maintenance_windows, station_state, stations
+from service.db.schema import alert_events, alerts, maintenance_windows, readings, station_state, stations
 from service.station_rules import station_rules
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,10 @@ def _event_dict(event_id: int, alert_id: int, station_id: str, kind: str, type_:
 
 
 def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules, *, exercise: bool = False,
-             maintenance: bool = False) -> bool:
+             maintenance: bool = False, reading: Mapping | None = None) -> bool:
     """Whether an event must reach people (or be recorded as suppressed): ``alerts.policy.decide`` has a notice for it."""
     alert = policy.AlertFacts(kind=kind, peak=peak, exercise=exercise)
-    event = policy.EventFacts(type=type_, level=level.label, at=datetime.min)
+    event = policy.EventFacts(type=type_, level=level.label, at=datetime.min, reading=reading)
     return policy.decide(alert, event, policy.StationFacts({}, maintenance=maintenance), rules) is not None
 
 
@@ -97,7 +97,7 @@ def in_maintenance(conn: Connection, station_id: str, at: datetime) -> bool:
 
 def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now: datetime, *,
                   exercise: bool = False, state: Mapping | None = None, rules: Rules | None = None,
-                  state_values: Mapping | None = None, reporting: bool = True) -> list[dict]:
+                  state_values: Mapping | None = None, reporting: bool = True, metrics=None) -> list[dict]:
     """Judge a station's newly stored samples inside the caller's transaction; return the events recorded.
 
     The caller has inserted the samples and holds the station_state row (created if new);
@@ -116,9 +116,14 @@ def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now
     engine_state = None if state is None else station_states.whole_state(
         conn, station_id, rules, state.get("engine"), state.get("engine_delta"))
     judgement, recorded = judge_and_record(conn, station_id, rules, engine_state, samples, now,
-                                           AlertScope(exercise=exercise))
+                                           AlertScope(exercise=exercise),
+                                           expected_interval_s=station.get("expected_interval_s"))
+    mark_quality(conn, station_id, judgement.quality, metrics)
     # ``state_values``: the caller's own station_state columns, written in the same UPDATE.
     values = {**(state_values or {}), "engine": judgement.state, "engine_delta": None, "level": judgement.level.label}
+    due = quality_due_at(judgement, now, station.get("expected_interval_s"))
+    if due is not False:
+        values["quality_due_at"] = due
     if state is None:  # callers other than ingest (tests, tools)
         conn.execute(sa.insert(station_state).values({"station_id": station_id, "latest": {}, "updated_at": now, **values}))
     else:
@@ -131,14 +136,17 @@ def apply_samples(conn: Connection, station: Mapping, samples: list[Sample], now
 
 def judge_station(conn: Connection, station_id: str, rules: Rules, engine_state: Mapping | None,
                   samples: list[Sample], now: datetime, *, online: bool, reporting: bool,
-                  exercise: bool = False) -> tuple[Judgement, list[dict]]:
+                  exercise: bool = False, expected_interval_s: float | None = None,
+                  metrics=None) -> tuple[Judgement, list[dict]]:
     """Judge a station's newly stored samples from the state ingest holds; return the judgement and events.
 
     The caller writes the state (service/station_states.py) and, when ``reporting``, sets the
-    station online in the same UPDATE: this only records the alerts and events.
+    station online in the same UPDATE: this records the alerts and events, and the water levels'
+    quality marks (spec section 17).
     """
     judgement, recorded = judge_and_record(conn, station_id, rules, engine_state, samples, now,
-                                           AlertScope(exercise=exercise))
+                                           AlertScope(exercise=exercise), expected_interval_s=expected_interval_s)
+    mark_quality(conn, station_id, judgement.quality, metrics)
     if reporting and samples and not online:
         recorded.extend(_back_online(conn, station_id, rules, max(samples, key=lambda s: s.ts), now,
                                      mark_online=False))
@@ -146,12 +154,15 @@ def judge_station(conn: Connection, station_id: str, rules: Rules, engine_state:
 
 
 def judge_and_record(conn: Connection, station_id: str, rules: Rules, engine_state: Mapping | None,
-                     samples: list[Sample], now: datetime, scope: AlertScope) -> tuple[Judgement, list[dict]]:
+                     samples: list[Sample], now: datetime, scope: AlertScope, *,
+                     expected_interval_s: float | None = None, due_now: bool = False) -> tuple[Judgement, list[dict]]:
     """Judge samples from ``engine_state`` and record the alert events they cause in ``scope``.
 
     The caller stores the judgement's state (station_state, or exercise_state for a drill).
+    ``due_now``: the scheduled check, which judges a held doubtful sample that is overdue.
     """
-    judgement = judge(rules, engine_state, samples, take_state=True)
+    judgement = judge(rules, engine_state, samples, take_state=True, expected_interval_s=expected_interval_s,
+                      now=now if due_now else None)
     if judgement.ignored:
         log.info("station %s: %d sample(s) older than the rules horizon stored but not judged",
                  station_id, judgement.ignored)
@@ -192,7 +203,7 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
                 level=level.label, peak_level=peak.label))
     repaired = scope.exercise_id is None and in_maintenance(conn, station_id, now)
     dispatch = "pending" if notifies(kind, type_, level, peak, rules, exercise=scope.exercise,
-                                     maintenance=repaired) else "none"
+                                     maintenance=repaired, reading=event.reading) else "none"
     event_id = insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
@@ -226,7 +237,70 @@ def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample
     return [_event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, "pending")]
 
 
+def quality_due_at(judgement: Judgement, received_at: datetime, expected_interval_s: float | None):
+    """When the scheduled check judges the held doubtful sample: None when none is held, False for unchanged.
+
+    Two intervals of measurement time after the held sample (spec section 17), and at least one
+    interval after it arrived: a backlog flushed at once must not be judged by the clock before
+    its next sample, which is right behind it.
+    """
+    if judgement.overdue_at is None:
+        return None
+    interval = timedelta(seconds=expected_interval_s or DEFAULT_EXPECTED_INTERVAL_S)
+    held_ts = judgement.overdue_at - 2 * interval
+    if judgement.quality.get(held_ts) != "doubtful":
+        return False  # held by an earlier batch: its due time stands
+    return max(judgement.overdue_at, received_at + interval)
+
+
+def mark_quality(conn: Connection, station_id: str, marks: Mapping[datetime, str], metrics=None) -> None:
+    """Store what the quality check made of water levels (good, doubtful, spike) and count it."""
+    for ts, mark in sorted(marks.items()):
+        conn.execute(sa.update(readings).where(
+            readings.c.station_id == station_id, readings.c.metric == "water_level", readings.c.ts == ts,
+        ).values(quality=mark))
+        if metrics is not None:
+            metrics.readings_quality.labels(mark).inc()
+        if mark == "spike":
+            log.warning("station %s: water level at %s refuted by the next sample: a spike, not judged",
+                        station_id, rfc3339(ts))
+
+
 # --- scheduled jobs -----------------------------------------------------------------
+
+
+def judge_overdue(engine: Engine, now: datetime, metrics=None) -> int:
+    """Judge each held doubtful water level whose station stayed silent 2 x ``expected_interval_s``; return how many.
+
+    A late warning beats none (spec section 17). Idempotent: the row is locked and re-read, and
+    a judged state holds nothing any more. The whole state is written back (the ingest instance
+    that holds the station sees the row's version move and reads it again).
+    """
+    with engine.connect() as conn:
+        due = conn.execute(sa.select(station_state.c.station_id).where(
+            station_state.c.quality_due_at.is_not(None), station_state.c.quality_due_at <= now)).scalars().all()
+    judged = 0
+    for station_id in due:
+        with engine.begin() as conn:
+            # Locked: serialises with the ingest of this station.
+            state = conn.execute(dialect.locked(sa.select(
+                station_state.c.engine, station_state.c.engine_delta, station_state.c.quality_due_at)
+                .where(station_state.c.station_id == station_id), conn)).first()
+            station = conn.execute(sa.select(stations).where(stations.c.id == station_id)).first()
+            if state is None or station is None or state.quality_due_at is None or state.quality_due_at > now:
+                continue
+            station = dict(station._mapping)
+            rules = station_rules(station)
+            whole = station_states.whole_state(conn, station_id, rules, state.engine, state.engine_delta)
+            judgement, _ = judge_and_record(conn, station_id, rules, whole, [], now, REAL,
+                                            expected_interval_s=station.get("expected_interval_s"), due_now=True)
+            mark_quality(conn, station_id, judgement.quality, metrics)
+            conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(
+                engine=judgement.state, engine_delta=None, level=judgement.level.label, quality_due_at=None))
+            judged += 1
+            log.warning("station %s: doubtful water level not followed within 2 x %s s: judged as it is",
+                        station_id, station.get("expected_interval_s"))
+    return judged
 
 
 def check_offline(engine: Engine, now: datetime, *, exercise: bool = False) -> int:

@@ -129,7 +129,7 @@ class ExerciseIngest:
         if judged:
             judgement, events = alerting.judge_and_record(
                 conn, station_id, station_rules(station.row), state["engine"], judged, received_at,
-                exercises.scope(exercise_id))
+                exercises.scope(exercise_id), expected_interval_s=station.row.get("expected_interval_s"))
             values.update(engine=judgement.state, level=judgement.level.label)
             results[-1].events.extend(events)
         conn.execute(sa.update(exercise_state).where(exercise_state.c.exercise_id == exercise_id,

@@ -259,8 +259,12 @@ class Ingestor:
             return station_states.changes(held, station_id, values)
         judgement, events = alerting.judge_station(
             conn, station_id, self._rules_of(station_id), held.engine, judged, received_at,
-            online=bool(held.row.get("online")), reporting=reporting, exercise=self.exercise)
+            online=bool(held.row.get("online")), reporting=reporting, exercise=self.exercise,
+            expected_interval_s=station.row.get("expected_interval_s"), metrics=self.shared.metrics)
         last.events.extend(events)
+        due = alerting.quality_due_at(judgement, received_at, station.row.get("expected_interval_s"))
+        if due is not False:
+            values["quality_due_at"] = due  # a doubtful water level held back (spec section 17)
         return station_states.changes(held, station_id, values, judgement,
                                       rain=any(s.metric == "rainfall" for s in judged), first_id=first_id)
 

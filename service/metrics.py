@@ -19,6 +19,10 @@ class Metrics:
         self.readings_rejected = Counter(
             "ews_readings_rejected", "Samples or payloads rejected, by reason", ["reason"], registry=self.registry
         )
+        self.readings_quality = Counter(
+            "ews_readings_quality", "Water levels the quality check marked (doubtful when held back, spike when "
+            "refuted, good when confirmed), spec section 17", ["quality"], registry=self.registry
+        )
         self.dead_letters_dropped = Counter(
             "ews_dead_letters_dropped", "Oldest dead letters dropped to stay under EWS_DEAD_LETTER_MAX_MB",
             registry=self.registry,

@@ -135,11 +135,25 @@ def sms_facts(rows: Sequence, station_areas: Sequence[Mapping]) -> list[core.Sms
 
 
 def readings(conn: Connection, station_id: str, metric: str, start: datetime, end: datetime) -> list[core.Point]:
-    """The stored values of one metric from ``start`` to ``end``, in time order."""
+    """The stored values of one metric from ``start`` to ``end``, in time order; spikes left out (spec 17).
+
+    A spike was refuted by the next sample and never judged: it is no part of the river's line
+    nor of its peak. The report lists it apart (``quality_marks``).
+    """
     r = schema.readings
     rows = conn.execute(sa.select(r.c.ts, r.c.value).where(
-        r.c.station_id == station_id, r.c.metric == metric, r.c.ts >= start, r.c.ts <= end).order_by(r.c.ts)).all()
+        r.c.station_id == station_id, r.c.metric == metric, r.c.ts >= start, r.c.ts <= end,
+        r.c.quality != "spike").order_by(r.c.ts)).all()
     return [core.Point(row.ts, row.value) for row in rows]
+
+
+def quality_marks(conn: Connection, station_id: str, start: datetime, end: datetime) -> list[dict]:
+    """The station's water levels marked spike or doubtful from ``start`` to ``end``, in time order."""
+    r = schema.readings
+    rows = conn.execute(sa.select(r.c.ts, r.c.value, r.c.quality).where(
+        r.c.station_id == station_id, r.c.metric == "water_level", r.c.ts >= start, r.c.ts <= end,
+        r.c.quality != "good").order_by(r.c.ts)).all()
+    return [{"ts": rfc3339(row.ts), "value": row.value, "quality": row.quality} for row in rows]
 
 
 # --- the chart series ----------------------------------------------------------------------------
@@ -296,6 +310,9 @@ def alert_report(conn: Connection, alert_id: int, now: datetime) -> tuple[dict, 
         "series": {"metric": chart.metric, "unit": chart.unit, "window": chart.window, "from": rfc3339(chart.start),
                    "to": rfc3339(chart.end), "thresholds": chart.thresholds, "count": len(chart.points),
                    "peak": None if peak is None else {"value": peak.value, "ts": rfc3339(peak.ts)}},
+        # Water levels the quality check doubted within the chart's window (spikes are not in the series).
+        "spikes": quality_marks(conn, alert.station_id, chart.start, chart.end)
+        if "water_level" in (data.station.get("metrics") or []) else [],
         "generated_at": rfc3339(now),
     }
     return doc, chart

@@ -38,7 +38,7 @@ CHECKPOINT_S = 3600  # measurement time between checkpoints: a reload replays at
 _US = 1_000_000
 
 # The row's plain columns an ingest batch rewrites (besides the engine's).
-ROW_COLUMNS = ("level", "online", "last_seen", "latest", "rain_counter", "updated_at")
+ROW_COLUMNS = ("level", "online", "last_seen", "latest", "rain_counter", "updated_at", "quality_due_at")
 
 
 @dataclasses.dataclass

@@ -111,6 +111,8 @@ station_state = Table(
     # in memory re-reads it only when another writer has been here (service/station_states.py).
     Column("version", Integer, nullable=False, server_default="0", onupdate=literal_column("version + 1")),
     Column("updated_at", UTCDateTime, nullable=False),
+    # When a doubtful water level held back by the engine is judged as it is, if no sample comes (spec 17).
+    Column("quality_due_at", UTCDateTime, nullable=True),
 )
 
 readings = Table(
@@ -122,6 +124,8 @@ readings = Table(
     Column("ts", UTCDateTime, nullable=False),
     Column("value", Float, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    # good | doubtful | spike (spec section 17): what the quality check made of a water level.
+    Column("quality", String(8), nullable=False, server_default="good"),
     # The identity of a sample (spec section 1): a redelivery is a no-op.
     UniqueConstraint("station_id", "metric", "ts", name="uq_readings_sample"),
 )

@@ -93,7 +93,7 @@ class AlertListArgs(PageArgs):
     state = ma.fields.String(validate=ma.validate.OneOf(["active", "closed"]))
     station_id = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
     kind = ma.fields.String(validate=ma.validate.OneOf(["water_level", "rainfall", "upstream", "offline", "battery",
-                                                        "siren"]))
+                                                        "siren", "sensor"]))
     exercise_id = ma.fields.Integer(validate=ma.validate.Range(min=1, max=2**31 - 1),
                                     metadata={"description": "only the alerts of this exercise"})
 

@@ -45,6 +45,10 @@ class ReadingSchema(ma.Schema):
     ts = UTCDateTime()
     value = ma.fields.Float()
     metric = ma.fields.String(metadata={"description": "present when the list is not filtered by metric"})
+    quality = ma.fields.String(validate=ma.validate.OneOf(["good", "doubtful", "spike"]), metadata={
+        "description": "spec section 17: `doubtful` (a water level held back from judgment until the next sample, "
+                       "or judged as it is after silence), `spike` (refuted by the next sample, never judged), "
+                       "else `good`"})
     sum = ma.fields.Float(metadata={"description": "rolling rainfall total over `window`, ending at ts"})
 
 
@@ -150,7 +154,7 @@ class Readings(MethodView):
         if args.get("from_") and args.get("to") and args["from_"] >= args["to"]:
             raise field_error("to", "must be after from")
         r = schema.readings
-        query = sa.select(r.c.id, r.c.ts, r.c.value, r.c.metric).where(r.c.station_id == station_id)
+        query = sa.select(r.c.id, r.c.ts, r.c.value, r.c.metric, r.c.quality).where(r.c.station_id == station_id)
         if metric:
             query = query.where(r.c.metric == metric)
         if args.get("from_"):
@@ -163,7 +167,7 @@ class Readings(MethodView):
             sums = with_window_sums(conn, station_id, rows, WINDOWS[window]) if window else None
         items = []
         for i, row in enumerate(rows):
-            item = {"ts": row.ts, "value": row.value}
+            item = {"ts": row.ts, "value": row.value, "quality": row.quality}
             if not metric:
                 item["metric"] = row.metric
             if sums is not None:

@@ -107,6 +107,12 @@ class SeriesSchema(Ordered):
     peak = ma.fields.Dict(allow_none=True, metadata={"description": "{value, ts}: the highest value of the episode"})
 
 
+class QualityMarkSchema(Ordered):
+    ts = UTCDateTime()
+    value = ma.fields.Float()
+    quality = ma.fields.String(validate=ma.validate.OneOf(["doubtful", "spike"]))
+
+
 class AlertReportSchema(Ordered):
     """The event report of one alert (spec section 14)."""
 
@@ -119,6 +125,10 @@ class AlertReportSchema(Ordered):
                                                                     "resident was warned; negative: warned after"})
     lead_time = ma.fields.Nested(LeadTimeSchema)
     series = ma.fields.Nested(SeriesSchema)
+    spikes = ma.fields.List(ma.fields.Nested(QualityMarkSchema), metadata={
+        "description": "spec section 17: the station's water levels marked `spike` (refuted by the next sample, "
+                       "never judged, left out of the series and its peak) or `doubtful` within the series' "
+                       "window, oldest first"})
     generated_at = UTCDateTime()
 
 

@@ -61,7 +61,7 @@ def thresholds(rules: dict | None, metric: str | None) -> dict:
 
 def _readings(conn, station_id: str, metric: str, since: datetime, until: datetime | None = None):
     r = schema.readings
-    query = sa.select(r.c.ts, r.c.value).where(
+    query = sa.select(r.c.ts, r.c.value, r.c.quality).where(
         r.c.station_id == station_id, r.c.metric == metric, r.c.ts >= since
     )
     if until is not None:
@@ -298,6 +298,8 @@ def station_series(engine, station_id: str, now: datetime, hours: int, *, public
             rows = _readings(conn, station_id, "water_level", start, now)
             doc["unit"] = "m"
             doc["points"] = [[row.ts.timestamp(), row.value] for row in rows]
+            # Spec 17: the chart marks doubtful and spike samples ([t, value, quality]); a spike is no part of the line.
+            doc["quality"] = [[row.ts.timestamp(), row.value, row.quality] for row in rows if row.quality != "good"]
         elif metric == "rainfall":
             # 24 h more than shown, so the first rolling 24 h sum is complete.
             rows = _readings(conn, station_id, "rainfall", start - timedelta(hours=24), now)

@@ -142,7 +142,7 @@ def test_chart_draws_the_station_thresholds(browser, live):
     assert browser.find_element("id", "chart").get_attribute("data-station") == "PKR-LASKAP"
     series = chart_series(browser)
     assert series[0]["label"].startswith("Tinggi muka air") and series[0]["n"] > 100
-    thresholds = {s["label"]: (s["first"], s["last"]) for s in series[1:]}
+    thresholds = {s["label"]: (s["first"], s["last"]) for s in series[1:] if s["label"].startswith("Batas")}
     assert thresholds == {"Batas Waspada 1.8 m": (1.8, 1.8), "Batas Siaga 2.4 m": (2.4, 2.4),
                           "Batas Awas 3 m": (3.0, 3.0)}
     legend = browser.find_element("css selector", "#chart .u-legend").text
@@ -153,6 +153,29 @@ def test_chart_draws_the_station_thresholds(browser, live):
     labels = [s["label"] for s in chart_series(browser)]
     assert "Batas Siaga (1 jam) 20 mm" in labels and "Batas Awas (24 jam) 150 mm" in labels
     assert any(label.startswith("Jumlah 24 jam") for label in labels)
+
+
+def test_chart_marks_doubtful_and_spike_samples(browser, live, flood):
+    """Spec 17: a spike is a red mark off the line, a doubtful sample an amber one on it."""
+    services, _ = flood
+    r = schema.readings
+    with services.engine.begin() as conn:
+        newest = conn.execute(sa.select(r.c.id, r.c.value).where(r.c.station_id == "PKR-LASKAP",
+                                                                 r.c.metric == "water_level")
+                              .order_by(r.c.ts.desc()).limit(3)).all()
+        conn.execute(sa.update(r).where(r.c.id == newest[1].id).values(quality="spike"))
+        conn.execute(sa.update(r).where(r.c.id == newest[2].id).values(quality="doubtful"))
+    open_page(browser, live)
+    wait(browser, lambda d: d.execute_script("return !!window.EWS.chart()"), message="no chart")
+    marks, gaps = browser.execute_script(
+        "var c = window.EWS.chart(); var out = {}, gaps = {};"
+        " c.series.forEach(function (s, i) { if (!i) return; var d = c.data[i];"
+        " out[s.label] = d.filter(function (v) { return v !== null && v !== undefined; });"
+        " gaps[s.label] = d.length - out[s.label].length; }); return [out, gaps];")
+    assert marks["Lonjakan (tidak dinilai)"] == [newest[1].value]
+    assert marks["Data diragukan"] == [newest[2].value]
+    line = next(label for label in marks if label.startswith("Tinggi muka air"))
+    assert gaps[line] == 1  # the spike is no part of the line
 
 
 def test_new_alert_appears_without_reload(browser, live, flood):

@@ -154,10 +154,11 @@ def _level(name: str) -> Level:
     return Level.parse(name)
 
 
-def check_expectations(expect: dict, alerts: list[dict], dead_letters: list[dict], stations: list[str]) -> list[str]:
-    """The ways the alerts differ from a scenario's ``expect``; empty when they match."""
+def check_expectations(expect: dict, alerts: list[dict], dead_letters: list[dict], stations: list[str],
+                       qualities: dict[str, list[str]] | None = None) -> list[str]:
+    """The ways the alerts (and the readings' quality marks) differ from a scenario's ``expect``; empty when they match."""
     problems = []
-    for kind in ("water_level", "rainfall", "upstream", "offline", "battery"):
+    for kind in ("water_level", "rainfall", "upstream", "offline", "battery", "sensor"):
         rules = expect.get(kind) or {}
         for station in stations:
             rule = rules.get(station, rules.get("*"))
@@ -173,6 +174,16 @@ def check_expectations(expect: dict, alerts: list[dict], dead_letters: list[dict
                 problems.append(f"{station} {kind}: peak {peak.label}, expected at most {rule['peak_at_most']}")
             if "opened" in rule and bool(mine) != rule["opened"]:
                 problems.append(f"{station} {kind}: {'an' if mine else 'no'} alert, expected the opposite")
+            still_open = any(a.get("state") == "active" for a in mine)
+            if "open" in rule and still_open != rule["open"]:
+                problems.append(f"{station} {kind}: alert {'still open' if still_open else 'closed'}, "
+                                f"expected {'open' if rule['open'] else 'closed'}")
+    for station in stations:
+        rule = (expect.get("quality") or {}).get(station, (expect.get("quality") or {}).get("*"))
+        for mark, count in (rule or {}).items():
+            have = (qualities or {}).get(station, []).count(mark)
+            if have != count:
+                problems.append(f"{station} water levels marked {mark}: {have}, expected {count}")
     order = expect.get("order") or []
     firsts = {}
     for station in order:
@@ -206,6 +217,18 @@ def test_expectations_checker_reads_peaks_and_order():
     assert check_expectations(expect, alerts, [], ids) == ["MLL-MALILI water_level: peak normal, expected waspada"]
     alerts.append({"station_id": "KLN-WOTU", "kind": "water_level", "peak_level": "siaga", "opened_at": "2026-11-30T05:00:00Z"})
     assert "KLN-WOTU water_level: peak siaga, expected normal" in check_expectations(expect, alerts, [], ids)
+
+
+def test_expectations_checker_reads_sensor_alerts_and_quality_marks():
+    expect = load_scenario("sensor-faults")["expect"]
+    ids = ["KLN-WOTU", "MLL-MALILI", "AGK-ANGKONA", "PKR-LASKAP"]
+    alerts = [{"station_id": "KLN-WOTU", "kind": "sensor", "peak_level": "waspada", "state": "closed"},
+              {"station_id": "AGK-ANGKONA", "kind": "sensor", "peak_level": "waspada", "state": "active"}]
+    marks = {"KLN-WOTU": ["good", "spike"], "MLL-MALILI": ["good"], "PKR-LASKAP": ["doubtful"]}
+    assert check_expectations({k: expect[k] for k in ("sensor", "quality")}, alerts, [], ids, marks) == [
+        "AGK-ANGKONA sensor: alert still open, expected closed",
+        "MLL-MALILI water levels marked spike: 0, expected 1",
+        "PKR-LASKAP water levels marked doubtful: 1, expected 0"]
 
 
 def test_every_scenario_documents_its_expectations():
@@ -279,7 +302,9 @@ def test_scenario_end_to_end(scenario_name, tmp_path, mqtt_url):
             nonlocal problems
             alerts = service.get_all("/alerts")
             dead = service.get_all("/dead-letters") if expect.get("dead_letters") else []
-            problems = check_expectations(expect, alerts, dead, ids)
+            marks = {sid: [r["quality"] for r in service.get_all(f"/stations/{sid}/readings", metric="water_level")]
+                     for sid in ids} if expect.get("quality") else None
+            problems = check_expectations(expect, alerts, dead, ids, marks)
             return not problems
 
         try:

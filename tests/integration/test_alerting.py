@@ -333,7 +333,7 @@ def test_put_rules_422_names_each_bad_field(api):
 
 
 def test_alert_list_detail_and_ack(api):
-    for i, v in enumerate([2.0, 1.0, 1.0, 2.5, 3.2]):
+    for i, v in enumerate([2.0, 1.0, 1.0, 1.6, 2.5, 3.2]):  # steps within quality.max_step_per_min
         send(api.services, 10 * i, water_level=v)
     send(api.services, 0, station="ARR-MANGKUTANA", rainfall=15.0)
     listed = api.call("GET", "/api/v1/alerts", role="viewer")

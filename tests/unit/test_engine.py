@@ -34,7 +34,7 @@ def trace(judgement) -> list[tuple[str, str, Level]]:
 def test_first_sample_below_everything_is_quiet():
     j = run(WATER, series("water_level", [1.0]))
     assert j.events == [] and j.level is N
-    assert j.levels == {"water_level": N, "rainfall": N, "battery": N}
+    assert j.levels == {"water_level": N, "rainfall": N, "battery": N, "sensor": N}
     json.dumps(j.state)  # storable as is
 
 

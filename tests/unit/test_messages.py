@@ -121,3 +121,20 @@ def test_a_template_file_missing_a_key_is_refused(tmp_path):
 
 def test_templates_live_in_config():
     assert {p.name for p in TEMPLATE_DIR.glob("*.toml")} >= {"id.toml", "en.toml"}
+
+
+def test_sensor_texts_fit_one_segment_with_every_seed_station():
+    """Spec 17: the doubtful-data check and the stuck sensor reach staff in one GSM-7 segment, Bahasa Indonesia first."""
+    for station in SEED:
+        for language in messages.LANGUAGES:
+            for key in ("sensor.doubtful", "sensor.raised", "sensor.cleared", "exercise.sensor.doubtful",
+                        "exercise.sensor.raised", "exercise.sensor.cleared"):
+                context = messages.warning_context(T, language, station=station, level="awas", metric="water_level",
+                                                   value=9.87, at=LATE, zone=WITA)
+                text = messages.render(T, key, language, context)
+                assert gsm7.is_gsm7(text) and gsm7.septets(text) <= 160, (key, language, len(text), text)
+                assert station["id"] in text and "9.87 m" in text
+                if key.endswith("doubtful"):
+                    assert messages.level_word(T, language, "awas") in text
+    assert "diragukan" in messages.render(T, "sensor.doubtful", "id", context)
+    assert "macet" in messages.render(T, "sensor.raised", "id", context)

@@ -540,9 +540,18 @@
       var xs = pts.map(function (p) { return p[0]; });
       var ys = pts.map(function (p) { return p[1]; });
       if (!xs.length) { xs = [Date.parse(doc.from) / 1000, Date.parse(doc.to) / 1000]; ys = [null, null]; }
+      // Quality marks (spec 17): doubtful samples in amber, spikes in red; a spike is left out of the line.
+      var marked = {};
+      (doc.quality || []).forEach(function (q) { marked[q[0]] = q[2]; });
+      var line = ys.map(function (y, i) { return marked[xs[i]] === "spike" ? null : y; });
+      var markOf = function (kind) { return ys.map(function (y, i) { return marked[xs[i]] === kind ? y : null; }); };
       var th = thresholdSeries((doc.thresholds && doc.thresholds.water_level) || {}, "m", null, xs, [10, 6]);
-      series = [{}, { label: t("metric_water_level") + " (m)", stroke: "#1f5fbf", width: 2.5, fill: "rgba(31,95,191,0.10)", scale: "m" }].concat(th.series);
-      data = [xs, ys].concat(th.data);
+      var noLine = function () { return null; };
+      series = [{}, { label: t("metric_water_level") + " (m)", stroke: "#1f5fbf", width: 2.5, fill: "rgba(31,95,191,0.10)", scale: "m", spanGaps: true },
+        { label: t("quality_doubtful"), stroke: "#c77700", scale: "m", paths: noLine, points: { show: true, size: 9, fill: "#f0a500" } },
+        { label: t("quality_spike"), stroke: "#b00020", scale: "m", paths: noLine, points: { show: true, size: 9, fill: "#b00020" } }
+      ].concat(th.series);
+      data = [xs, line, markOf("doubtful"), markOf("spike")].concat(th.data);
       opts.scales = { x: { time: true, range: [Date.parse(doc.from) / 1000, Date.parse(doc.to) / 1000] }, m: { auto: true } };
       opts.axes = [timeAxis(), { scale: "m", label: "m", size: 50 }];
     } else {

@@ -17,7 +17,8 @@ def test_utc_with_z_and_fractions_only_when_present():
     assert rfc3339(None) is None
 
 
-@given(st.datetimes(timezones=st.just(WITA)))
+# Bounded: datetime.min at +08:00 has no UTC instant (an OverflowError, not a formatting question).
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(9000, 1, 1), timezones=st.just(WITA)))
 def test_reads_back_as_the_same_instant(moment):
     text = rfc3339(moment)
     assert text.endswith("Z")

@@ -26,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.model import Rejection, Sample
 from sensors.payload import StationInfo, parse_payload
-from service import alerting, dead_letters, samples, station_states
+from service import alerting, dead_letters, quality, samples, station_states
 from service.db.schema import stations
 from service.samples import Offered, Skipped
 from service.station_rules import station_rules
@@ -262,7 +262,7 @@ class Ingestor:
             online=bool(held.row.get("online")), reporting=reporting, exercise=self.exercise,
             expected_interval_s=station.row.get("expected_interval_s"), metrics=self.shared.metrics)
         last.events.extend(events)
-        due = alerting.quality_due_at(judgement, received_at, station.row.get("expected_interval_s"))
+        due = quality.quality_due_at(judgement, received_at, station.row.get("expected_interval_s"))
         if due is not False:
             values["quality_due_at"] = due  # a doubtful water level held back (spec section 17)
         return station_states.changes(held, station_id, values, judgement,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from service import alerting, cap, exercises, maintenance
+from service import alerting, cap, exercises, maintenance, quality
 from service.leader import Lease
 from service.wiring import Shared, nothing
 
@@ -61,11 +61,8 @@ class Scheduler:
 
 
 class RuleJobs:
-<<<<<<< HEAD
-    """Marks silent stations offline, reminds AWAS alerts, ends exercises and announces maintenance windows that ran out."""
-=======
-    """Marks silent stations offline, reminds AWAS alerts, judges held doubtful samples after silence, ends drills."""
->>>>>>> bf857d9 (Data quality before judgment (spec 17, issue 13): water levels stepping faster than quality.max_step_per_min are held back as doubtful (alerts/quality.py, in the engine state, in measurement order through replays and restarts) until the next sample confirms them (both judged) or refutes them (a spike: never judged, counted in /metrics, listed in the event report and left out of its chart and peak, marked on the dashboard chart), or 2 x expected_interval_s pass (the scheduled check judges it as it is, at least one interval after it arrived); staff are told once, at once, of a doubtful value that would raise a level (sensor.doubtful, Bahasa Indonesia first, one segment); a level stuck within flatline_tolerance for flatline_s is a staff-only sensor alert until it moves; readings.quality and station_state.quality_due_at (migration 0013, which gives every stored rules document the quality defaults); GET readings carry quality; per-station quality rules with defaults and 422 validation; the sensor-faults scenario gets in-range spikes and an 8-hour stuck sensor with an expect of what the service does with each; tests: unit, hypothesis properties, integration, real broker end to end (the KLN-WOTU case, the real rise, silence, the 6-hour flatline), browser chart; docs: rules (defaults from domain.md and the runoff model, the delay a real jump pays, faster sampling), ingest, api, sms, field)
+    """Marks silent stations offline, reminds AWAS alerts, judges held doubtful samples after silence, ends
+    exercises and announces maintenance windows that ran out."""
 
     def __init__(self, shared: Shared, *, exercise: bool, wake_dispatcher: Callable[[], None] = nothing,
                  leader: Lease | None = None) -> None:
@@ -91,21 +88,16 @@ class RuleJobs:
         try:
             offline = alerting.check_offline(engine, now, exercise=self.exercise)
             reminded = alerting.remind_awas(engine, now)
-            overdue = alerting.judge_overdue(engine, now, self.shared.metrics)  # held doubtful samples (spec 17)
+            overdue = quality.judge_overdue(engine, now, self.shared.metrics)  # held doubtful samples (spec 17)
             ended = exercises.end_due(engine, now)  # drills whose `until` has come
             announced = maintenance.announce_ended(engine, now)  # windows that ran out: alerts told again
         except Exception:
             log.exception("scheduled rule jobs failed; will retry next period")
             return
-<<<<<<< HEAD
-        if offline or reminded or ended or announced:
+        if offline or reminded or ended or announced or overdue:
             log.info("scheduler: %d station(s) went offline, %d AWAS reminder(s), %d exercise(s) ended, "
-                     "%d alert(s) announced after maintenance", offline, reminded, ended, announced)
-=======
-        if offline or reminded or ended or overdue:
-            log.info("scheduler: %d station(s) went offline, %d AWAS reminder(s), %d exercise(s) ended, "
-                     "%d doubtful sample(s) judged after silence", offline, reminded, ended, overdue)
->>>>>>> bf857d9 (Data quality before judgment (spec 17, issue 13): water levels stepping faster than quality.max_step_per_min are held back as doubtful (alerts/quality.py, in the engine state, in measurement order through replays and restarts) until the next sample confirms them (both judged) or refutes them (a spike: never judged, counted in /metrics, listed in the event report and left out of its chart and peak, marked on the dashboard chart), or 2 x expected_interval_s pass (the scheduled check judges it as it is, at least one interval after it arrived); staff are told once, at once, of a doubtful value that would raise a level (sensor.doubtful, Bahasa Indonesia first, one segment); a level stuck within flatline_tolerance for flatline_s is a staff-only sensor alert until it moves; readings.quality and station_state.quality_due_at (migration 0013, which gives every stored rules document the quality defaults); GET readings carry quality; per-station quality rules with defaults and 422 validation; the sensor-faults scenario gets in-range spikes and an 8-hour stuck sensor with an expect of what the service does with each; tests: unit, hypothesis properties, integration, real broker end to end (the KLN-WOTU case, the real rise, silence, the 6-hour flatline), browser chart; docs: rules (defaults from domain.md and the runoff model, the delay a real jump pays, faster sampling), ingest, api, sms, field)
+                     "%d alert(s) announced after maintenance, %d doubtful sample(s) judged after silence",
+                     offline, reminded, ended, announced, overdue)
             self.wake_dispatcher()
 
 

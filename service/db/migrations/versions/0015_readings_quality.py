@@ -5,8 +5,8 @@ this release was checked); ``station_state.quality_due_at`` is when the schedule
 judges a held doubtful water level as it is. Adding a column with a constant default does
 not rewrite ``readings`` on PostgreSQL 11 or later.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-01 14:00:07.393122
 """
 
@@ -18,8 +18,8 @@ QUALITY = {"max_step_per_min": 0.1, "flatline_s": 21600, "flatline_tolerance": 0
 stations = sa.table("stations", sa.column("id", sa.String), sa.column("rules", sa.JSON))
 
 
-revision = '0014'
-down_revision = '0013'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

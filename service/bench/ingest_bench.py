@@ -98,21 +98,40 @@ def drain_service(url: str, database_url: str, count: int, quiet: bool, profile:
 
 def drain_bare(url: str, count: int, quiet: bool) -> float:
     """A bare paho client (persistent session, QoS 1, automatic PUBACK) drains ``count``; return seconds."""
+    return _drain(url, BARE_CLIENT, "bare paho drain", count, quiet, lambda message: None)
+
+
+def drain_peer(url: str, count: int, quiet: bool) -> tuple[float, int]:
+    """The cheapest thing that still judges: paho (automatic PUBACK), ``json.loads`` and one threshold compare
+    per message. Return (seconds, messages at or above the threshold)."""
+    above = 0
+
+    def judge(message) -> None:
+        nonlocal above
+        if json.loads(message.payload)["values"].get("water_level", 0.0) >= PEER_THRESHOLD:
+            above += 1
+
+    return _drain(url, PEER_CLIENT, "peer drain (json + compare)", count, quiet, judge), above
+
+
+def _drain(url: str, client_id: str, label: str, count: int, quiet: bool, handle) -> float:
+    """Drain ``count`` messages of ``client_id``'s persistent session, calling ``handle`` on each; return seconds."""
     from config.settings import parse_mqtt_url
 
     parsed = parse_mqtt_url(url)
     received = 0
     done = threading.Event()
-    client = mqtt_client(url, BARE_CLIENT, clean=False)
+    client = mqtt_client(url, client_id, clean=False)
 
     def on_message(c, u, message):
         nonlocal received
+        handle(message)
         received += 1
         if received >= count:
             done.set()
 
     client.on_message = on_message
-    progress = Progress("bare paho drain", count, quiet)
+    progress = Progress(label, count, quiet)
     started = time.monotonic()
     client.connect(parsed.host, parsed.port, keepalive=60)
     client.loop_start()
@@ -123,39 +142,6 @@ def drain_bare(url: str, count: int, quiet: bool) -> float:
     client.disconnect()
     client.loop_stop()
     return elapsed
-
-
-def drain_peer(url: str, count: int, quiet: bool) -> tuple[float, int]:
-    """The cheapest thing that still judges: paho (automatic PUBACK), ``json.loads`` and one threshold compare
-    per message. Return (seconds, messages at or above the threshold)."""
-    from config.settings import parse_mqtt_url
-
-    parsed = parse_mqtt_url(url)
-    received = above = 0
-    done = threading.Event()
-    client = mqtt_client(url, PEER_CLIENT, clean=False)
-
-    def on_message(c, u, message):
-        nonlocal received, above
-        body = json.loads(message.payload)
-        if body["values"].get("water_level", 0.0) >= PEER_THRESHOLD:
-            above += 1
-        received += 1
-        if received >= count:
-            done.set()
-
-    client.on_message = on_message
-    progress = Progress("peer drain (json + compare)", count, quiet)
-    started = time.monotonic()
-    client.connect(parsed.host, parsed.port, keepalive=60)
-    client.loop_start()
-    while not done.wait(0.1):
-        progress.update(received)
-    elapsed = time.monotonic() - started
-    progress.done(received)
-    client.disconnect()
-    client.loop_stop()
-    return elapsed, above
 
 
 def run(args) -> int:

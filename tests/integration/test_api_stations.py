@@ -126,7 +126,7 @@ def test_readings_filters_pages_and_rainfall_windows(api):
     _insert_readings(api, "PKR-LASKAP", "battery", start, [12.5] * 3)
     page = api.call("GET", "/api/v1/stations/PKR-LASKAP/readings?metric=water_level&limit=10", "viewer").get_json()
     assert len(page["items"]) == 10 and page["next_cursor"]
-    assert page["items"][0] == {"ts": "2026-11-30T04:00:00Z", "value": 3.4}
+    assert page["items"][0] == {"ts": "2026-11-30T04:00:00Z", "value": 3.4, "quality": "good"}
     collected = page["items"]
     while page["next_cursor"]:
         page = api.call("GET", f"/api/v1/stations/PKR-LASKAP/readings?metric=water_level&limit=10"

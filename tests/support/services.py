@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import sqlalchemy as sa
+
 from config.settings import load_settings
 from service.bootstrap import bootstrap
 from service.db.migrate import upgrade
@@ -30,3 +32,13 @@ def make_services(database_url: str, seed: str | None = "luwu-timur", *, clock=u
     if seed:
         seed_if_empty(services.engine, seed, datetime.now(timezone.utc))
     return services
+
+
+def without_spike_check(engine, station_id: str) -> None:
+    """Switch the spike check (spec 17) off for ``station_id``: for tests whose rivers jump on purpose."""
+    from service.db.schema import stations
+
+    with engine.begin() as conn:
+        rules = dict(conn.execute(sa.select(stations.c.rules).where(stations.c.id == station_id)).scalar_one())
+        rules["quality"] = {**(rules.get("quality") or {}), "max_step_per_min": None}
+        conn.execute(sa.update(stations).where(stations.c.id == station_id).values(rules=rules))

@@ -409,7 +409,7 @@ class Dispatcher:
             return False
         if fate == policy.WAIT:
             now = self._now()
-            outbox.put_back(self.engine, row, self.instance, now, now + WAIT_DELAY)
+            outbox.release(self.engine, row, self.instance, now, now + WAIT_DELAY)
             return True
         if outbox.drop(self.engine, row, self.instance, fate, self._now()):
             self.metrics.sms_sent.labels(fate).inc()

@@ -218,7 +218,7 @@ def more_urgent(engine, row, instance: str, now: datetime):
         taken = conn.execute(_take(dialect.claimable(urgent.order_by(*CLAIM_ORDER).limit(1), conn), instance, now)).first()
         if taken is None:
             return row
-        conn.execute(_mine(row, instance).values(status="pending", attempts=n.c.attempts - 1, updated_at=now))
+        conn.execute(_given_back(row, instance, now))
     return taken
 
 
@@ -244,13 +244,6 @@ def _queued(conn, row, queued):
     return dataclasses.replace(queued, level=level, alert_state=alert.state, alert_level=alert.level, warnings=warnings)
 
 
-def put_back(engine, row, instance: str, now: datetime, due: datetime) -> None:
-    """Give a claimed row back to the queue, due at ``due``, without counting the claim as an attempt."""
-    with engine.begin() as conn:
-        conn.execute(_mine(row, instance).values(status="pending", attempts=n.c.attempts - 1, next_attempt_at=due,
-                                                 updated_at=now))
-
-
 def drop(engine, row, instance: str, status: str, now: datetime) -> bool:
     """Record that a claimed row is not sent (``superseded`` or ``expired``); False if it was no longer ours."""
     with engine.begin() as conn:
@@ -261,8 +254,13 @@ def drop(engine, row, instance: str, status: str, now: datetime) -> bool:
 def release(engine, row, instance: str, now: datetime, next_attempt_at: datetime | None = None) -> None:
     """Give back a claimed row that was never sent (stopping, or the rate limit says later)."""
     with engine.begin() as conn:
-        conn.execute(_mine(row, instance).values(status="pending", attempts=n.c.attempts - 1,
-                                                 next_attempt_at=next_attempt_at, updated_at=now))
+        conn.execute(_given_back(row, instance, now, next_attempt_at))
+
+
+def _given_back(row, instance: str, now: datetime, next_attempt_at: datetime | None = None):
+    """The UPDATE that gives a claimed, unsent row back to the queue (the claim not counted as an attempt)."""
+    return _mine(row, instance).values(status="pending", attempts=n.c.attempts - 1, next_attempt_at=next_attempt_at,
+                                       updated_at=now)
 
 
 def _mine(row, instance: str):

@@ -18,6 +18,7 @@ import requests
 
 from alerts import gsm7
 from service.bench.process import ROOT, ServiceProcess
+from tests.support.service_process import ProcessApi
 from tests.support.infra import wait_until
 from tests.support.mqtt import Publisher
 
@@ -28,19 +29,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-class Api:
-    def __init__(self, service: ServiceProcess) -> None:
-        self.base = f"{service.base_url}/api/v1"
-        self.service = service
-
-    def call(self, method: str, path: str, role: str = "admin", **kwargs):
-        headers = {"Authorization": f"Bearer {self.service.token(role)}"}
-        return requests.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
-
-    def items(self, path: str) -> list:
-        answer = self.call("GET", path)
-        assert answer.status_code == 200, answer.text
-        return answer.json()["items"]
+Api = ProcessApi
 
 
 def test_a_drill_over_mqtt_beside_a_real_flood(tmp_path, sqlite_url, broker_url, topic_prefix):

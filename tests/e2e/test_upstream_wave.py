@@ -19,6 +19,7 @@ import requests
 
 from alerts import gsm7
 from service.bench.process import ServiceProcess
+from tests.support.service_process import ProcessApi
 from tests.support.infra import wait_until
 from tests.support.mqtt import Publisher
 
@@ -36,20 +37,7 @@ def wita(dt: datetime) -> str:
     return dt.astimezone(WITA).strftime("%H:%M")
 
 
-class Api:
-    def __init__(self, service: ServiceProcess) -> None:
-        self.base = f"{service.base_url}/api/v1"
-        self.service = service
-
-    def call(self, method: str, path: str, role: str = "admin", **kwargs):
-        headers = {"Authorization": f"Bearer {self.service.token(role)}"}
-        return requests.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
-
-    def items(self, path: str) -> list:
-        answer = self.call("GET", path)
-        assert answer.status_code == 200, answer.text
-        return answer.json()["items"]
-
+class Api(ProcessApi):
     def upstream(self, station: str) -> list:
         return [a for a in self.items(f"/alerts?station_id={station}&limit=100") if a["kind"] == "upstream"]
 

@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import requests
+
 from service.bench.process import ServiceProcess
 from tests.support.infra import free_port, wait_for_port
 
@@ -86,3 +88,20 @@ def private_postgres():
         finally:
             with contextlib.suppress(Exception):
                 cluster.stop()
+
+
+class ProcessApi:
+    """The staff API of a ``ServiceProcess`` over HTTP, as a client with a token of each role calls it."""
+
+    def __init__(self, service: ServiceProcess) -> None:
+        self.base = f"{service.base_url}/api/v1"
+        self.service = service
+
+    def call(self, method: str, path: str, role: str = "admin", **kwargs):
+        headers = {"Authorization": f"Bearer {self.service.token(role)}"}
+        return requests.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
+
+    def items(self, path: str) -> list:
+        answer = self.call("GET", path)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["items"]

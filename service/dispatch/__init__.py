@@ -8,7 +8,7 @@ Wiring (``service/bootstrap.py`` builds, ``service/runtime.py`` starts and stops
     dispatcher.start(); reader.start()      # background threads; stop() lets in-flight sends finish
 """
 
-from service.dispatch.dispatcher import Dispatcher, RateLimiter, Sending, Timing
+from service.dispatch.dispatcher import Dispatcher, Sending, Timing
 from service.dispatch.failover import Health, Router, as_router, make_provider
 from service.dispatch.gammu import GammuProvider
 from service.dispatch.providers import (
@@ -22,6 +22,7 @@ from service.dispatch.providers import (
     TwilioProvider,
     Unknown,
 )
+from service.dispatch.rate import RateLimiter
 from service.dispatch.spool import SpoolReader
 
 __all__ = [

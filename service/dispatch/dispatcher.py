@@ -9,24 +9,25 @@ it ``unknown``, and an unknown row is reconciled with the provider before any re
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import math
-import os
 import random
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
+
 from alerts import policy
 from alerts.messages import Templates
 from service.dispatch import outbox
 from service.dispatch.failover import Router
 from service.dispatch.providers import OPT_OUT_CODES, Permanent, ProviderError, Transient, Unknown
+from service.dispatch.rate import RateLimiter
+from service.dispatch.recovery import dead_senders
 from service.phones import mask
 from service.wiring import Shared
 
@@ -34,111 +35,9 @@ log = logging.getLogger(__name__)
 WAIT_DELAY = timedelta(seconds=2)  # an all-clear waiting on a warning in flight asks again after this
 
 
-class RateLimiter:
-    """A token bucket of size one refilled every ``1/rate`` s, shared by every sender thread.
-
-    Each ``acquire()`` reserves the next free slot, so request starts are at least ``1/rate``
-    apart. A thread that wakes late for its slot (a busy machine) could still start together
-    with the next ones, so ``acquire()`` also admits at most ``rate`` starts in any sliding
-    second: never more than ``rate`` in any second. ``pause_until()`` holds every slot back
-    (a 429 with Retry-After applies to the whole account, not to one message).
-    """
-
-    def __init__(self, rate: float, clock=time.monotonic, margin: float = 0.0) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        # ``margin`` widens the spacing a little, so that network jitter between our clock and
-        # the provider's never bunches requests into more than ``rate`` per second over there.
-        self.interval = (1.0 + margin) / rate
-        self.clock = clock
-        self._cap = max(1, int(rate))  # starts admitted in any sliding second
-        self._starts: collections.deque[float] = collections.deque()
-        self._next = 0.0
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
-
-    def reserve(self) -> float:
-        """Reserve the next slot; return how long to wait for it (seconds, >= 0)."""
-        with self._lock:
-            now = self.clock()
-            slot = max(now, self._next, self._paused_until)
-            self._next = slot + self.interval
-            return slot - now
-
-    def delay(self) -> float:
-        """How long the next reservation would wait (without reserving)."""
-        with self._lock:
-            return max(0.0, max(self._next, self._paused_until) - self.clock())
-
-    def acquire(self, stop: threading.Event | None = None, max_wait: float | None = None,
-                at_slot=None) -> float | None:
-        """Wait for a slot; return None when it came, else the wait still needed.
-
-        Returns early (with the remaining wait) when ``stop`` is set or the slot is more than
-        ``max_wait`` away. A pause that began while waiting sends the caller to a new slot
-        after the pause, so the spacing also holds right after a pause. ``at_slot`` (quick)
-        runs when the slot has come, before the start is recorded: the recorded start stays
-        the real one, so what it does cannot bunch requests.
-        """
-        while True:
-            wait = self.reserve()
-            if max_wait is not None and wait > max_wait:
-                return wait
-            if wait > 0:
-                if stop is None:
-                    time.sleep(wait)
-                elif stop.wait(wait):
-                    return 0.0
-            if at_slot is not None:
-                at_slot()
-            if not self.paused() and self._admit():
-                return None
-
-    def _admit(self) -> bool:
-        """Record a request start now, unless the last second already holds ``rate`` of them."""
-        with self._lock:
-            now = self.clock()
-            while self._starts and self._starts[0] <= now - 1.0:
-                self._starts.popleft()
-            if len(self._starts) >= self._cap:
-                # Full: the next slot comes when the oldest start leaves the window.
-                self._next = max(self._next, self._starts[0] + 1.0)
-                return False
-            self._starts.append(now)
-            return True
-
-    def paused(self) -> bool:
-        """True while a pause (``pause_until``) is in force."""
-        with self._lock:
-            return self._paused_until > self.clock()
-
-    def pause_until(self, when: float) -> None:
-        """No slot before ``when`` (monotonic seconds)."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, when)
-
-
 def _default_concurrency(rate: float) -> int:
     # Throughput = workers / latency: with answers of up to ~300 ms, rate * 0.4 workers keep the pace.
     return max(4, min(64, math.ceil(rate * 0.4) + 2))
-
-
-def _host_and_pid(instance: str) -> tuple[str, int | None]:
-    host, _, pid = instance.rpartition("-")
-    try:
-        return host, int(pid)
-    except ValueError:
-        return instance, None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,8 +176,6 @@ class Dispatcher:
                 return total
 
     def _more_to_expand(self) -> bool:
-        import sqlalchemy as sa
-
         with self.engine.connect() as conn:
             return bool(
                 conn.execute(sa.select(outbox.ev.c.id).where(outbox.ev.c.dispatch == "pending").limit(1)).first()
@@ -287,15 +184,7 @@ class Dispatcher:
 
     def recover(self, on_start: bool = False) -> int:
         """Rows stuck in ``sending`` (claimed long ago, or by a dead process on this host) become unknown."""
-        dead = []
-        host = socket.gethostname()
-        for instance in outbox.sending_instances(self.engine):
-            their_host, pid = _host_and_pid(instance)
-            if instance != self.instance and their_host == host and pid is not None and not _pid_alive(pid):
-                dead.append(instance)
-        if on_start:
-            # Our own id on a fresh start: a previous process with the same pid (containers: pid 1).
-            dead.append(self.instance)
+        dead = dead_senders(outbox.sending_instances(self.engine), self.instance, on_start)
         count = outbox.recover_stale(self.engine, self._now(), self.stale_after, dead)
         if count:
             log.warning("%d SMS were left in flight by a stopped sender; reconciling them before any resend", count)

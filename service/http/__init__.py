@@ -41,6 +41,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from flask import Flask, current_app
@@ -89,6 +91,15 @@ class EwsApi(Api):
 def services():
     """The ``Services`` of the running app (inside a request or app context)."""
     return current_app.extensions["ews"]
+
+
+@contextlib.contextmanager
+def changing() -> Iterator[tuple]:
+    """A change made through the API: its transaction and the one time it is made at, ``(conn, now)``."""
+    svc = services()
+    now = svc.clock()
+    with svc.engine.begin() as conn:
+        yield conn, now
 
 
 def _read_only_for_safe_methods(app: Flask) -> None:

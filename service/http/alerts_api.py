@@ -18,7 +18,7 @@ from alerts.rules import RulesError, rules_to_doc
 from alerts.station_rules import patch_rules, replace_rules
 from service import alert_control, alert_views, alerting, audit, station_rules
 from service.db import schema
-from service.http import services
+from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import VALIDATION_TYPE, Problem
 from service.http.pagination import PageArgs, keyset_page, page_schema
@@ -159,9 +159,7 @@ def _rules_problem(exc: RulesError) -> Problem:
 
 def _change_rules(station_id: str, body: dict, *, patch: bool) -> dict:
     """Replace (PUT) or patch (PATCH) a station's rules, validated as a whole; audited; the new document."""
-    svc = services()
-    now = svc.clock()
-    with svc.engine.begin() as conn:
+    with changing() as (conn, now):
         row = _station_row(conn, station_id)
         before = rules_to_doc(station_rules.station_rules(row._mapping))
         try:
@@ -173,7 +171,7 @@ def _change_rules(station_id: str, body: dict, *, patch: bool) -> dict:
         conn.execute(sa.update(schema.stations).where(schema.stations.c.id == station_id)
                      .values(rules=doc, updated_at=now))
         audit.record(conn, current_actor(), "update", "rules", station_id, before, doc, now)
-    svc.ingestor.forget_stations()  # the ingest path caches station rows and their rules
+    services().ingestor.forget_stations()  # the ingest path caches station rows and their rules
     return doc
 
 
@@ -245,16 +243,12 @@ class AlertAck(MethodView):
     @alerts_blp.alt_response(409, response="CONFLICT")
     def post(self, data, alert_id):
         """Acknowledge an alert (operator), with an optional `note`; 409 if it was acknowledged before."""
-        svc = services()
-        now = svc.clock()
         actor = current_actor()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):  # AlreadyAcknowledged is a 409 (service/http/errors.py)
             try:
                 doc = alerting.acknowledge(conn, alert_id, actor, (data or {}).get("note"), now)
             except LookupError:
                 raise Problem(404, f"No alert {alert_id}.") from None
-            except alerting.AlreadyAcknowledged as exc:
-                raise Problem(409, str(exc)) from None
             audit.record(conn, actor, "ack", "alert", alert_id, None, doc["acknowledged"], now)
         return doc
 
@@ -267,19 +261,16 @@ class AlertClose(MethodView):
     @alerts_blp.alt_response(409, response="CONFLICT")
     def post(self, data, alert_id):
         """Close an active alert by hand (operator) with a `reason`; residents get the all-clear only with `all_clear: true`."""
-        svc = services()
-        now = svc.clock()
         actor = current_actor()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):  # AlreadyClosed is a 409 (service/http/errors.py)
             try:
                 doc = alert_control.close(conn, alert_id, actor, data["reason"], now, all_clear=data["all_clear"])
             except LookupError:
                 raise Problem(404, f"No alert {alert_id}.") from None
-            except alert_control.AlreadyClosed as exc:
-                raise Problem(409, str(exc)) from None
             audit.record(conn, actor, "close", "alert", alert_id, {"state": "active"},
                          {"state": "closed", "reason": data["reason"], "all_clear": data["all_clear"]}, now)
+        wake = services().wake
         if data["all_clear"]:
-            svc.wake.dispatcher()  # the all-clear goes out now, not at the next poll
-        svc.wake.sirens()  # its sirens (and those of the upstream alerts it closed) go off now (spec section 12)
+            wake.dispatcher()  # the all-clear goes out now, not at the next poll
+        wake.sirens()  # its sirens (and those of the upstream alerts it closed) go off now (spec section 12)
         return doc

@@ -15,9 +15,9 @@ from flask_smorest import Blueprint
 from alerts.model import STORED_METRICS
 from service import audit, exercises
 from service.db import schema
-from service.http import services
+from service.http import changing, services
 from service.http.auth import current_actor, current_caller, require
-from service.http.errors import Problem, field_error
+from service.http.errors import Problem
 from service.http.pagination import PageArgs, keyset_page, page_schema
 from service.http.schemas import Strict, Text, UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
@@ -119,17 +119,9 @@ class Exercises(MethodView):
         """Start an exercise now (operator; `residents: true` admin only); 409 when a station is in a running one."""
         if data["residents"] and current_caller().role != "admin":
             raise Problem(403, "Only an admin may start an exercise that sends LATIHAN messages to residents.")
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
-            try:
-                created = exercises.start(conn, station_ids=data["stations"], until=data["until"],
-                                          residents=data["residents"], note=data["note"], by=current_actor(),
-                                          now=now)
-            except exercises.ExerciseError as exc:
-                raise field_error(exc.field, exc.message) from None
-            except exercises.StationBusy as exc:
-                raise Problem(409, str(exc)) from None
+        with changing() as (conn, now):  # ExerciseError: a 422 naming its field, StationBusy: a 409 (http/errors.py)
+            created = exercises.start(conn, station_ids=data["stations"], until=data["until"],
+                                      residents=data["residents"], note=data["note"], by=current_actor(), now=now)
             audit.record(conn, current_actor(), "create", "exercise", created["id"], None, created, now)
         return created
 
@@ -148,17 +140,12 @@ class ExerciseView(MethodView):
     @blp.alt_response(409, response="CONFLICT")
     def delete(self, exercise_id):
         """End an exercise now (operator): its open alerts close with their all-clear; 409 if it has ended."""
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):  # AlreadyEnded is a 409 (service/http/errors.py)
             before = _load(conn, exercise_id)
-            try:
-                ended, events = exercises.end(conn, exercise_id, by=current_actor(), now=now)
-            except exercises.AlreadyEnded as exc:
-                raise Problem(409, str(exc)) from None
+            ended, events = exercises.end(conn, exercise_id, by=current_actor(), now=now)
             audit.record(conn, current_actor(), "end", "exercise", exercise_id, before, ended, now)
         if events:
-            svc.wake.dispatcher()
+            services().wake.dispatcher()
         return ended
 
 

@@ -7,9 +7,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from service import audit, maintenance
-from service.http import services
+from service.http import changing, services
 from service.http.auth import current_actor, require
-from service.http.errors import Problem, field_error
+from service.http.errors import Problem
 from service.http.schemas import Strict, UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
 
@@ -67,14 +67,9 @@ class MaintenanceWindows(MethodView):
     @blp.response(201, MaintenanceSchema)
     def post(self, data):
         """Open a window (operator): the station's readings are kept and judged, residents are told nothing."""
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
-            try:
-                created = maintenance.create(conn, data["station_id"], data["from_"], data["until"], data["reason"],
-                                             current_actor(), now)
-            except maintenance.FieldError as exc:
-                raise field_error(exc.field, exc.message) from None
+        with changing() as (conn, now):  # a FieldError is a 422 naming its field (service/http/errors.py)
+            created = maintenance.create(conn, data["station_id"], data["from_"], data["until"], data["reason"],
+                                         current_actor(), now)
             audit.record(conn, current_actor(), "create", "maintenance", created["id"], None, created, now)
         return created
 
@@ -86,18 +81,14 @@ class MaintenanceWindow(MethodView):
     @blp.alt_response(409, response="CONFLICT")
     def delete(self, window_id):
         """End a window now (operator); an alert still at or above `notify_from` is then announced to residents."""
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):  # AlreadyEnded is a 409 (service/http/errors.py)
             try:
                 before = maintenance.get(conn, window_id, now)
                 ended = maintenance.end(conn, window_id, current_actor(), now)
             except LookupError:
                 raise Problem(404, f"No maintenance window {window_id}.") from None
-            except maintenance.AlreadyEnded as exc:
-                raise Problem(409, str(exc)) from None
             audit.record(conn, current_actor(), "end", "maintenance", window_id, before, ended, now)
             announced = maintenance.announce_ended_now(conn, window_id, now)
         if announced:
-            svc.wake.dispatcher()
+            services().wake.dispatcher()
         return ended

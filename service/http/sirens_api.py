@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 
 from alerts import sirens as siren_rules
 from service import audit, sirens
-from service.http import services
+from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import Problem
 from service.http.pagination import PageArgs, decode_cursor, encode_cursor, page_schema
@@ -118,15 +118,12 @@ class SirenCommands(MethodView):
     def post(self, data, siren_id):
         """An operator's command (operator): stored, published by the siren controller, re-sent until answered; audited."""
         svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):  # SirenBusy is a 409 (service/http/errors.py)
             try:
                 command = sirens.operator_command(conn, _siren_id(siren_id), data["action"], data.get("duration_s"),
                                                   current_actor(), now, svc.settings.siren_ack_timeout_s)
             except LookupError:
                 raise Problem(404, f"No siren {siren_id!r}: no station lists it.") from None
-            except sirens.SirenBusy as exc:
-                raise Problem(409, str(exc)) from None
             audit.record(conn, current_actor(), "command", "siren", siren_id, None, command, now)
         svc.wake.sirens()
         return command

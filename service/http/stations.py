@@ -22,7 +22,7 @@ from config.templates import default_templates
 from service import audit, maintenance, sirens
 from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
-from service.http import services
+from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import VALIDATION_TYPE, Problem
 from service.http.pagination import keyset_page, page_schema
@@ -224,10 +224,9 @@ class Stations(MethodView):
         if errors:
             raise _validation(errors)
         rules = new_station_rules(doc.pop("rules", None), doc["metrics"])
-        now = svc.clock()
         values = {k: doc.get(k) for k in EDITABLE}
         s = schema.stations
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):
             errors = network_errors(conn, doc) or siren_errors(conn, doc)
             if errors:
                 raise _validation(errors)
@@ -260,9 +259,8 @@ class StationView(MethodView):
     def patch(self, data, station_id):
         """Change fields of a station (admin); rules are changed with PUT /stations/{id}/rules."""
         svc = services()
-        now = svc.clock()
         s = schema.stations
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):
             before = load_station(conn, station_id)
             doc = {**before, **data}
             errors = (check_station(doc) or segment_errors(doc, svc.settings.tz)
@@ -283,10 +281,8 @@ class StationView(MethodView):
     def delete(self, station_id):
         """Remove a station (admin): refused with 409 while it has an active alert; readings and
         closed alerts are kept for the record."""
-        svc = services()
-        now = svc.clock()
         s, st, a = schema.stations, schema.station_state, schema.alerts
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):
             before = load_station(conn, station_id)
             active = conn.execute(
                 sa.select(sa.func.count()).select_from(a).where(a.c.station_id == station_id, a.c.state == "active")
@@ -302,5 +298,5 @@ class StationView(MethodView):
             conn.execute(sa.delete(st).where(st.c.station_id == station_id))
             conn.execute(sa.delete(s).where(s.c.id == station_id))
             audit.record(conn, current_actor(), "delete", "station", station_id, before, None, now)
-        _stations_changed(svc)
+        _stations_changed(services())
         return None

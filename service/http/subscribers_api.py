@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 
 from service import audit, subscribers
 from service.db import schema
-from service.http import services
+from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import Problem, field_error
 from service.http.pagination import PageArgs, keyset_page, page_schema
@@ -132,9 +132,7 @@ class Subscribers(MethodView):
     @blp.response(201, SubscriberSchema)
     def post(self, data):
         """Register a subscriber; 409 when the phone is already registered."""
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):
             try:
                 row = subscribers.create(conn, data, now)
             except subscribers.SubscriberError as exc:
@@ -159,9 +157,7 @@ class SubscriberView(MethodView):
     @blp.response(200, SubscriberSchema)
     def patch(self, data, subscriber_id):
         """Change a subscriber's phone, name, language, areas or role."""
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):
             before = subscribers.get(conn, subscriber_id)
             if before is None:
                 raise Problem(404, f"No subscriber #{subscriber_id}.")
@@ -177,9 +173,7 @@ class SubscriberView(MethodView):
     @blp.response(204)
     def delete(self, subscriber_id):
         """Remove a subscriber (their past notifications stay)."""
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):
             before = subscribers.get(conn, subscriber_id)
             if before is None:
                 raise Problem(404, f"No subscriber #{subscriber_id}.")
@@ -206,13 +200,8 @@ class SubscriberImport(MethodView):
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             text = raw.decode("cp1252", errors="replace")  # spreadsheets on Windows
-        svc = services()
-        now = svc.clock()
-        with svc.engine.begin() as conn:
-            try:
-                result = subscribers.import_csv(conn, text, now)
-            except subscribers.SubscriberError as exc:
-                raise field_error(exc.field, exc.message) from None
+        with changing() as (conn, now):  # a SubscriberError is a 422 naming its field (service/http/errors.py)
+            result = subscribers.import_csv(conn, text, now)
             audit.record(conn, current_actor(), "create", "subscriber", None, None,
                          {"import": {"created": result["created"], "errors": len(result["errors"])}}, now)
         return result

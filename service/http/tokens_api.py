@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from service import audit
 from service.db import schema
-from service.http import services
+from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import Problem, field_error
 from service.http.pagination import PageArgs, keyset_page, page_schema
@@ -105,10 +105,8 @@ class TokenView(MethodView):
     @blp.response(204)
     def delete(self, token_id):
         """Revoke a token (it stays listed, with revoked_at)."""
-        svc = services()
         t = schema.api_tokens
-        now = svc.clock()
-        with svc.engine.begin() as conn:
+        with changing() as (conn, now):
             row = conn.execute(sa.select(t).where(t.c.id == token_id)).first()
             if row is None:
                 raise Problem(404, f"No token #{token_id}.")

@@ -87,7 +87,7 @@ class Notice:
     staff: bool  # staff are told
     exercise: bool = False
     suppressed: bool = False  # residents would have been told, but the station is under maintenance
-    maintenance: bool = False  # the staff text is marked as under maintenance
+    maintenance: bool = False  # the staff text is marked as under maintenance (never a wave's, never to residents)
 
 
 def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: Rules) -> Notice | None:
@@ -105,20 +105,20 @@ def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: R
     if key.endswith("sensor.doubtful"):
         level = (event.reading or {}).get("would_be") or level  # the level the doubtful value would give
     staff = not (kind == "reminder" and alert.acknowledged)  # an acknowledgement stops the staff's reminders
-    suppressed = False
+    suppressed = repaired = False
     if station.maintenance and alert.kind != UPSTREAM:  # a wave from upstream is no reading of the repaired gauge
         if alert.kind in OPERATIONAL_KINDS:
             return None  # no offline or battery alerts from a station being repaired
-        # Nothing to residents (recorded as suppressed); staff still hear of SIAGA and AWAS: a real
-        # flood during a repair must not go unnoticed.
-        suppressed, residents = residents, False
+        # Nothing to residents (recorded as suppressed); staff still hear of SIAGA and AWAS, marked: a
+        # real flood during a repair must not go unnoticed.
+        suppressed, residents, repaired = residents, False, True
         staff = staff and kind in EXPIRING_KINDS and Level.parse(event.level) >= Level.SIAGA
     if not (residents or staff or suppressed):
         return None
     return Notice(kind=kind, template=key, level=level,
                   priority=priority.priority(kind, event.level, exercise=alert.exercise),
                   residents=residents, staff=staff, exercise=alert.exercise, suppressed=suppressed,
-                  maintenance=station.maintenance)
+                  maintenance=repaired)
 
 
 def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str] | None:
@@ -272,9 +272,10 @@ def message_context(templates: messages.Templates, language: str, kind: str, lev
 
 
 def _when(kind: str, event: EventFacts) -> datetime:
-    """The time a text names: the event's; the reading's for a reminder; for ``offline`` the last time heard."""
+    """The time a text names: the event's; a reminder's or announcement's reading's; ``offline``'s last time heard."""
     stamp = (event.reading or {}).get("last_seen") or (event.reading or {}).get("ts")
-    if not (kind == "offline" or event.type == "reminded") or not stamp:
+    # A stored value must never be stamped with the time it is sent (a gauge silent since may be far lower now).
+    if not (kind == "offline" or event.type in ("reminded", "announced")) or not stamp:
         return event.at
     try:
         return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -238,3 +239,60 @@ def test_a_reminder_names_the_time_of_its_reading_not_the_time_it_is_sent():
     text = policy.notice_text(default_templates(), "id", policy.decide(alert, event, STATION, RULES), alert, event,
                               STATION, RULES, WITA)
     assert "13:50 WITA" in text and "14:05" not in text
+
+
+# --- maintenance windows ---------------------------------------------------------------------------
+
+REPAIRED = policy.StationFacts(STATION.station, maintenance=True)
+
+
+def repaired(kind, type_, level, *, peak=Level.AWAS, acknowledged=False, reading=None):
+    alert = policy.AlertFacts(kind=kind, peak=peak, acknowledged=acknowledged)
+    return policy.decide(alert, policy.EventFacts(type=type_, level=level, at=AT, reading=reading), REPAIRED, RULES)
+
+
+def test_under_maintenance_residents_are_told_nothing_and_staff_only_of_siaga_and_awas():
+    waspada = repaired("water_level", "raised", "waspada")
+    assert (waspada.suppressed, waspada.residents, waspada.staff) == (True, False, False)  # on the record only
+    for type_, level in (("raised", "siaga"), ("escalated", "awas"), ("reminded", "awas")):
+        notice = repaired("water_level", type_, level)
+        assert (notice.suppressed, notice.residents, notice.staff, notice.maintenance) == (True, False, True, True)
+        assert notice.priority == decide("water_level", type_, level).priority  # as urgent as ever
+    assert repaired("water_level", "reminded", "awas", acknowledged=True).staff is False  # seen: no reminder
+    cleared = repaired("water_level", "cleared", "normal")
+    assert (cleared.kind, cleared.suppressed, cleared.residents, cleared.staff) == ("all_clear", True, False, False)
+    assert repaired("rainfall", "raised", "awas").staff  # every gauge of the station
+    for kind in ("offline", "battery"):
+        assert repaired(kind, "raised", "waspada") is None and decide(kind, "raised", "waspada").staff
+
+
+def test_a_staff_text_under_maintenance_is_marked_and_an_announcement_names_its_readings_time():
+    templates = default_templates()
+    alert = policy.AlertFacts(kind="water_level", peak=Level.AWAS)
+    event = policy.EventFacts(type="raised", level="awas", at=AT, reading={"value": 3.3, "ts": "2026-11-30T06:04:00Z"})
+    marks = {"id": "PEMELIHARAAN POS: BPBD LUTIM: AWAS", "en": "STATION UNDER MAINTENANCE: BPBD LUTIM: FLOOD AWAS"}
+    for language, start in marks.items():
+        text = policy.notice_text(templates, language, repaired("water_level", "raised", "awas"), alert, event,
+                                  REPAIRED, RULES, WITA)
+        assert text.startswith(start) and gsm7.is_gsm7(text)
+    # The window ended: the alert is announced from the newest stored reading, which names its own time.
+    announced = policy.EventFacts(type="announced", level="awas", at=AT, reading={"value": 3.3, "ts": "2026-11-30T02:10:00Z"})
+    notice = policy.decide(alert, announced, STATION, RULES)
+    assert (notice.kind, notice.template, notice.residents, notice.maintenance) == ("warning", "water_level.raised.awas",
+                                                                                   True, False)
+    text = policy.notice_text(templates, "id", notice, alert, announced, STATION, RULES, WITA)
+    assert text.startswith("BPBD LUTIM: AWAS") and "3.3 m" in text and "10:10 WITA" in text and "14:05" not in text
+    assert policy.decide(alert, dataclasses.replace(announced, level="waspada"), STATION,
+                         parse_rules({"water_level": {"waspada": 2.0, "siaga": 2.5, "awas": 3.0},
+                                      "notify_from": "siaga"})) is None  # below notify_from: nothing to announce
+
+
+def test_a_wave_from_upstream_warns_a_repaired_station_as_always_unmarked():
+    wave = policy.AlertFacts(kind="upstream")
+    event = policy.EventFacts(type="raised", level="siaga", at=AT,
+                              reading={"source_place": "Mangkutana", "eta": "2026-11-30T08:00:00Z", "value": 2.9})
+    notice = policy.decide(wave, event, REPAIRED, RULES)
+    assert (notice.residents, notice.staff, notice.suppressed, notice.maintenance) == (True, True, False, False)
+    for language in ("id", "en"):
+        text = policy.notice_text(default_templates(), language, notice, wave, event, REPAIRED, RULES, WITA)
+        assert text.startswith("BPBD LUTIM: ") and len(text) <= 160  # no maintenance mark: residents get it

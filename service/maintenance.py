@@ -135,8 +135,8 @@ def _announce(conn: Connection, station_id: str, now: datetime) -> int:
                                                 alerts.c.kind.in_(PUBLIC_ALERT_KINDS), alerts.c.exercise_id.is_(None))).all()
     count = 0
     for row in rows:
-        if Level.parse(row.level) < rules.notify_from:
-            continue
+        if not alerting.notifies(row.kind, "announced", Level.parse(row.level), Level.parse(row.peak_level), rules):
+            continue  # the policy's answer: below notify_from, nobody is told
         known = ((state.latest if state is not None else None) or {}).get(row.kind)
         reading = None if known is None else {"metric": row.kind, "value": known["value"], "ts": known["ts"]}
         alerting.insert_event(conn, row.id, "announced", row.level, now, now, reading, "pending")

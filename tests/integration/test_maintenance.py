@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from service import alerting, maintenance
 from service.db import schema
+from service.ingest import Message
 from tests.support.services import without_spike_check
 from tests.integration.test_alert_control import STATION, T0, api, at, read, told, water_alerts  # noqa: F401
 
@@ -79,3 +81,48 @@ def test_during_a_window_residents_get_nothing_staff_get_siaga_and_awas_marked_a
     assert [(role, "AWAS" in body and "PEMELIHARAAN" not in body) for role, body in told_now] == [
         ("resident", True), ("staff", True)]
     assert window["state"] == "active"
+
+
+def gauge(api, seconds: float, **values) -> None:
+    """The station reports ``values`` (water_level, battery ...) at T0 + ``seconds``."""
+    now = at(api, seconds)
+    message = Message(topic=f"ews/v1/stations/{STATION}/readings", received_at=now,
+                      payload=json.dumps({"ts": iso(now), "values": values}).encode())
+    assert not api.services.ingestor.ingest([message])[0].rejected
+
+
+def test_staff_hear_of_siaga_and_reminders_marked_battery_tells_nobody_and_ending_by_hand_announces_the_level_now(api):
+    without_spike_check(api.services.engine, STATION)
+    window = open_window(api).get_json()
+    gauge(api, 60, water_level=2.6)  # siaga
+    (alert,) = water_alerts(api)
+    ((role, body),) = told(api, "raised", kind="water_level")
+    assert role == "staff" and body.startswith("PEMELIHARAAN POS: BPBD LUTIM: SIAGA")
+    gauge(api, 120, water_level=3.3)
+    assert [role for role, _ in told(api, "escalated", kind="water_level")] == ["staff"]
+    gauge(api, 3600, water_level=3.4, battery=10.9)  # and the battery is low: the repair crew's business
+    assert alerting.remind_awas(api.services.engine, at(api, 3720)) == 1
+    ((role, body),) = told(api, "reminded")
+    assert role == "staff" and body.startswith("PEMELIHARAAN POS: BPBD LUTIM: MASIH AWAS") and "3.4 m" in body
+    with api.services.engine.connect() as conn:
+        battery = conn.execute(sa.select(schema.alerts).where(schema.alerts.c.kind == "battery")).one()
+    assert battery.state == "active" and told(api, "raised", kind="battery") == []  # raised, nobody told
+    assert [e for e in events(api, alert.id) if e[0] == "suppressed"] == [
+        ("suppressed", "siaga"), ("suppressed", "awas"), ("suppressed", "awas")]  # raised, escalated, reminded
+
+    gauge(api, 4000, water_level=2.6)  # the river falls back to siaga ...
+    gauge(api, 4700, water_level=2.6)
+    assert water_alerts(api)[0].level == "siaga"
+    at(api, 4800)  # ... and the crew ends the window early
+    ended = api.call("DELETE", f"/api/v1/maintenance/{window['id']}", role="operator")
+    assert ended.status_code == 200 and ended.get_json()["ended_by"].startswith("test operator")
+    announced = told(api, "announced")
+    assert [role for role, _ in announced] == ["resident", "staff"]  # Laskap's resident, not Harapan's
+    for _, body in announced:  # at its level now, unmarked, from the newest reading and its time
+        assert body.startswith("BPBD LUTIM: SIAGA") and "2.6 m" in body and "PEMELIHARAAN" not in body
+        assert (T0 + timedelta(seconds=4700)).astimezone(api.services.settings.tz).strftime("%H:%M") in body
+    assert maintenance.announce_ended(api.services.engine, at(api, 4900)) == 0  # the job does not announce it again
+    with api.services.engine.connect() as conn:
+        audit = [(r.action, r.after["state"]) for r in conn.execute(sa.select(schema.audit_log).where(
+            schema.audit_log.c.entity == "maintenance").order_by(schema.audit_log.c.id))]
+    assert audit == [("create", "active"), ("end", "ended")]

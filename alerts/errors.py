@@ -20,7 +20,7 @@ Tree::
     │   ├── AlreadyClosed       an alert closed before (service/alert_control.py)
     │   ├── AlreadyEnded        an exercise ended before (service/exercises.py)
     │   ├── StationBusy         a station already in a running exercise (service/exercises.py)
-    │   └── SirenBusy           a siren test while it sounds for an alert (service/sirens.py)
+    │   └── SirenBusy           a siren test while it sounds for an alert (service/sirens/operators.py)
     ├── ConfigError             a setting is missing or wrong (config/settings.py)
     ├── CommandFailed           a command could not do its work (exit status 1)
     ├── StartupError            a part of ``ews run`` could not start

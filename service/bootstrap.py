@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 
 from config.settings import MqttUrl, Settings, parse_mqtt_url
 from config.templates import default_templates
-from service import cap, gateway_status, sirens
+from service import cap, gateway_status
 from service.broker import EmbeddedBroker
 from service.db.engine import make_engine
 from service.dead_letters import DeadLetterCap
@@ -45,7 +45,8 @@ from service.jobs import Scheduler
 from service.leader import Lease, new_holder_id
 from service.metrics import Metrics
 from service.mqtt_ingest import MqttIngest, backlog_session
-from service.sirens import SirenController
+from service.sirens import acks as siren_acks
+from service.sirens.controller import SIREN_LEASE, SirenController
 from service.wiring import Shared, Wakeups, nothing, utc_now
 
 log = logging.getLogger("ews")
@@ -210,7 +211,7 @@ def _mqtt(settings: Settings, core: Services) -> tuple[EmbeddedBroker | None, Mq
     mqtt = MqttIngest(url, settings.mqtt_topic_prefix, settings.mqtt_client_id, ingestor.ingest,
                       on_connection_change=functools.partial(_connection_changed, metrics),
                       on_status=functools.partial(gateway_status.apply, ingestor),
-                      on_siren_ack=functools.partial(sirens.record_acks, core), shared_group=shared_group)
+                      on_siren_ack=functools.partial(siren_acks.record_acks, core), shared_group=shared_group)
     # Backlog flushes come through a session of their own, so fresh readings never queue behind them.
     backlog_url, backlog_id = backlog_session(url, settings.mqtt_client_id)
     backlog = MqttIngest(backlog_url, settings.mqtt_topic_prefix, backlog_id, ingestor.ingest,
@@ -221,9 +222,9 @@ def _mqtt(settings: Settings, core: Services) -> tuple[EmbeddedBroker | None, Mq
 def _sirens(settings: Settings, core: Services, mqtt: MqttIngest,
             bell: threading.Event) -> tuple[Lease, SirenController]:
     """The siren controller, publishing through ``mqtt``; with several ingest instances only the lease holder commands."""
-    lease = Lease(core.engine, name=sirens.SIREN_LEASE, holder=new_holder_id(core.instance_id),
+    lease = Lease(core.engine, name=SIREN_LEASE, holder=new_holder_id(core.instance_id),
                   ttl=settings.leader_lease_s, on_change=functools.partial(_ring, bell))
-    return lease, sirens.SirenController(core, mqtt.publish, leader=lease, wake_event=bell)
+    return lease, SirenController(core, mqtt.publish, leader=lease, wake_event=bell)
 
 
 def _ring(bell: threading.Event, _leading: bool) -> None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alerts.times import rfc3339
 from sensors import topics
 from service.db import schema
-from service.sirens import siren_owners
+from service.sirens.state import siren_owners
 
 USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")  # what we write after "user " (no spaces, no newlines)
 

@@ -79,7 +79,7 @@ def _recorded_broker_url() -> str | None:
 def _registry_sirens() -> list[str]:
     from config.settings import load_settings
     from service.bootstrap import open_database
-    from service.sirens import siren_owners
+    from service.sirens.state import siren_owners
 
     engine = open_database(load_settings(os.environ))
     try:

@@ -94,6 +94,12 @@ def in_force(conn: Connection, station_ids: list[str], now: datetime) -> dict[st
     return {row.station_id: {"until": rfc3339(row.ends_at), "reason": row.reason} for row in rows}
 
 
+def stations_in_maintenance(conn: Connection, now: datetime) -> set[str]:
+    """The stations in a window now (their sirens are not switched automatically, spec section 12)."""
+    return {row.station_id for row in conn.execute(sa.select(mw.c.station_id).where(mw.c.starts_at <= now,
+                                                                                    mw.c.ends_at > now))}
+
+
 def status_of(conn: Connection, station_id: str, now: datetime) -> dict | None:
     """``{until, reason}`` of the window in force, for a station's ``status``; None outside one."""
     row = active(conn, station_id, now)

@@ -25,7 +25,7 @@ from config.settings import MqttUrl
 from sensors import topics
 from service.gateway_status import StatusMessage
 from service.ingest import Message
-from service.sirens import AckMessage
+from service.sirens.acks import AckMessage
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ class Wakeups:
 
     dispatcher: Callable[[], None] = nothing
     cap: Callable[[], None] = nothing
-    sirens: Callable[[], None] = nothing  # the siren controller (service/sirens.py), beside the MQTT client
+    sirens: Callable[[], None] = nothing  # the siren controller (service/sirens/controller.py), beside the MQTT client
 
     def events_recorded(self) -> None:
         """New alert events: SMS to expand and send, CAP messages to issue, sirens to command."""

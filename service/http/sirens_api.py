@@ -2,7 +2,7 @@
 
 A command is stored and answered 202: the siren controller thread of the instance holding the MQTT
 connection publishes it within a moment and re-sends it until the siren answers (docs/sirens.md).
-The domain is ``service/sirens.py``; every command is audited.
+The domain is ``service/sirens/operators.py``; every command is audited.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from alerts import sirens as siren_rules
-from service import audit, sirens
+from service import audit
+from service.sirens import operators as sirens
 from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import Problem

@@ -19,7 +19,8 @@ from alerts.sirens import siren_problems
 from alerts.station_rules import replace_rules
 from alerts.upstream import network_from_stations, network_problems
 from config.templates import default_templates
-from service import audit, maintenance, sirens
+from service import audit, maintenance
+from service.sirens.state import siren_owners
 from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import changing, services
@@ -122,7 +123,7 @@ def siren_errors(conn, doc: dict) -> list[dict]:
     """``[{field, message}]`` for the station's sirens: an id twice, or one another station already has."""
     if not doc.get("sirens"):
         return []
-    return [{"field": f, "message": m} for f, m in siren_problems(doc["sirens"], doc.get("id"), sirens.siren_owners(conn))]
+    return [{"field": f, "message": m} for f, m in siren_problems(doc["sirens"], doc.get("id"), siren_owners(conn))]
 
 
 def segment_errors(doc: dict, zone) -> list[dict]:

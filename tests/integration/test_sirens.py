@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from alerts import policy
 from alerts.levels import Level
-from service import alerting, sirens
+from service import alerting
+from service.sirens import acks, controller as siren_controller, plan
 from service.db.schema import alert_events, alerts, dead_letters, exercises, siren_commands, siren_state, stations
 from config.templates import default_templates
 from tests.support.ingest import iso, message
@@ -50,8 +51,8 @@ class Published:
         return [(body["action"], body["level"]) for _, body in self.messages]
 
 
-def controller(services, published) -> sirens.SirenController:
-    return sirens.SirenController(services, published)
+def controller(services, published) -> siren_controller.SirenController:
+    return siren_controller.SirenController(services, published)
 
 
 def levels(services, *values_minutes_ago: tuple[float, float]) -> None:
@@ -65,7 +66,7 @@ def levels(services, *values_minutes_ago: tuple[float, float]) -> None:
 def ack(services, command_id: str, state: str = "on", siren: str = SIREN, detail: str = "") -> int:
     prefix = services.settings.mqtt_topic_prefix
     payload = json.dumps({"command_id": command_id, "state": state, "detail": detail}).encode()
-    return sirens.record_acks(services, [sirens.AckMessage(f"{prefix}/sirens/{siren}/ack", payload,
+    return acks.record_acks(services, [acks.AckMessage(f"{prefix}/sirens/{siren}/ack", payload,
                                                             datetime.now(timezone.utc))])
 
 
@@ -197,7 +198,7 @@ def test_a_command_stored_but_never_published_goes_out_after_a_restart(services)
     levels(services, (3.6, 5))
     now = datetime.now(timezone.utc)
     with services.engine.begin() as conn:  # the process died between its commit and its publish
-        sirens.plan(conn, now, TIMEOUT, apply=True)
+        plan.plan(conn, now, TIMEOUT, apply=True)
     published = Published()
     controller(services, published).run_once(now + timedelta(seconds=1))
     with services.engine.connect() as conn:
@@ -208,7 +209,7 @@ def test_a_command_stored_but_never_published_goes_out_after_a_restart(services)
 def test_acks_that_name_no_command_of_that_siren_are_dead_letters(services):
     assert ack(services, "no-such-command") == 0
     prefix = services.settings.mqtt_topic_prefix
-    sirens.record_acks(services, [sirens.AckMessage(f"{prefix}/sirens/{SIREN}/ack", b"{not json",
+    acks.record_acks(services, [acks.AckMessage(f"{prefix}/sirens/{SIREN}/ack", b"{not json",
                                                     datetime.now(timezone.utc))])
     with services.engine.connect() as conn:
         reasons = conn.execute(sa.select(dead_letters.c.reason).order_by(dead_letters.c.id)).scalars().all()

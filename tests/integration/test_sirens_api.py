@@ -97,7 +97,7 @@ def test_closing_an_alert_by_hand_switches_its_sirens_off(api):
 
     import sqlalchemy as sa
 
-    from service import sirens
+    from service.sirens.controller import SirenController
     from service.db.schema import alerts
     from tests.support.ingest import iso, message
 
@@ -110,7 +110,7 @@ def test_closing_an_alert_by_hand_switches_its_sirens_off(api):
     services.ingestor.ingest([message("KLN-MANGKUTANA", {"ts": iso(now - timedelta(minutes=5)),
                                                          "values": {"water_level": 3.2}}, now)])
     published: list[tuple[str, dict]] = []
-    controller = sirens.SirenController(services, lambda topic, body: published.append(
+    controller = SirenController(services, lambda topic, body: published.append(
         (topic.rsplit("/", 2)[1], json_.loads(body))) or True)
     controller.run_once(datetime.now(timezone.utc))
     assert sorted((sid, body["action"]) for sid, body in published) == [("SRN-MKT-1", "on"), ("SRN-WOTU-W", "on")]

@@ -29,3 +29,12 @@ class Level(enum.IntEnum):
 
 LEVEL_NAMES = tuple(level.label for level in Level)
 WARNING_LEVELS = (Level.WASPADA, Level.SIAGA, Level.AWAS)
+
+
+def change_type(old: int, new: int) -> str:
+    """The name of a change from level ``old`` to level ``new``: raised, escalated, deescalated or cleared."""
+    if old == 0:
+        return "raised"
+    if new == 0:
+        return "cleared"
+    return "escalated" if new > old else "deescalated"

@@ -22,7 +22,7 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from alerts.levels import Level
+from alerts.levels import Level, change_type
 
 # station id -> [(downstream station id, travel time in seconds)]
 Network = Mapping[str, Sequence[tuple[str, int]]]
@@ -168,16 +168,8 @@ def follow(waves: Mapping[str, Wave], source: str, wave: Wave | None) -> Upstrea
     after = strongest(after_waves.values())
     old = int(before.level) if before else 0
     new = int(after.level) if after else 0
-    type_ = None if old == new else _event_type(old, new)
+    type_ = None if old == new else change_type(old, new)
     return UpstreamChange(type_, after, after_waves, changed=True)
-
-
-def _event_type(old: int, new: int) -> str:
-    if old == 0:
-        return "raised"
-    if new == 0:
-        return "cleared"
-    return "escalated" if new > old else "deescalated"
 
 
 def inhibited(upstream_level: Level, own_level: Level) -> bool:

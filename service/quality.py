@@ -1,6 +1,6 @@
 """Data quality before judgment in the database (spec section 17): the readings' marks and the silence check.
 
-The decisions are the engine's (``alerts/quality.py``, ``alerts/engine.py``); this stores what
+The decisions are the engine's (``alerts/quality.py``, ``alerts/engine/``); this stores what
 it made of each water level (``readings.quality``, counted in ``/metrics``), keeps when a held
 doubtful sample is due (``station_state.quality_due_at``), and judges a held sample whose
 station stayed silent (``judge_overdue``, one of the scheduled rule jobs).

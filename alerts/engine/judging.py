@@ -1,0 +1,160 @@
+"""``judge``: one batch of a station's samples, in its phases.
+
+The phases: sort the incoming samples (in order, late inside the horizon, too old); replay the
+horizon with the late ones in place; apply the in-order ones (and a release of a held sample
+now overdue); note the quality marks that changed; fold what fell out of the horizon into the base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from alerts import quality as qc
+from alerts.engine.model import (DEFAULT_EXPECTED_INTERVAL_S, ENGINE_KINDS, HORIZON_S, JUDGED_METRICS, RELEASE, US,
+                                 EngineEvent, Judgement, event_type, from_micros, iso, micros, parse_iso_us)
+from alerts.engine.state import clone_snapshot, is_full_state, load_state, upgrade
+from alerts.engine.steps import Run, apply_entry
+from alerts.levels import Level
+from alerts.model import Sample
+from alerts.rules import Rules
+
+
+def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_state: bool = False,
+          expected_interval_s: float | None = None, now: datetime | None = None) -> Judgement:
+    """Judge newly stored samples of one station; return the new state, events and levels.
+
+    ``take_state=True`` lets the engine reuse ``state`` instead of copying it (the caller
+    gives up the dict, e.g. one freshly decoded from the database): it saves copying the
+    whole horizon on every batch. A doubtful water level with no next sample within two
+    ``expected_interval_s`` is judged as it is; with ``now`` (the scheduled check) that
+    happens even without a new sample.
+    """
+    if take_state and is_full_state(state):
+        st = state
+        upgrade(st)
+    else:
+        st = load_state(state)
+    overdue_us = int(2 * (expected_interval_s or DEFAULT_EXPECTED_INTERVAL_S) * US)
+    release_at = micros(now) if now is not None and rules.quality is not None else None
+    in_order, late, ignored = _sort_incoming(st, samples, overdue_us, release_at)
+    events: list[EngineEvent] = []
+    old_marks = {int(ts): mark for ts, mark in st["quality_marks"].items()}
+    marks = dict(old_marks)
+    if late:
+        events.extend(_replay_with_late(st, rules, late, Run(overdue_us, marks)))
+    cur = st["current"]
+    run = Run(overdue_us, marks)
+    for entry in in_order:
+        apply_entry(cur, rules, entry, events, run)
+    due = qc.overdue_at(cur["quality"], overdue_us)
+    if release_at is not None and due is not None and due <= release_at and (due, RELEASE) > tuple(cur["last"]):
+        in_order.append([due, RELEASE, 0.0])  # held by this very batch, and already overdue
+        apply_entry(cur, rules, in_order[-1], events, run)
+    marks = {ts: mark for ts, mark in marks.items() if mark != qc.GOOD}
+    changed = {from_micros(ts): marks.get(ts, qc.GOOD) for ts in set(old_marks) | set(marks)
+               if old_marks.get(ts, qc.GOOD) != marks.get(ts, qc.GOOD)}
+    st["horizon"].extend(in_order)
+    _advance_base(st, rules, overdue_us, marks)
+    st["quality_marks"] = {str(ts): mark for ts, mark in marks.items()}
+    levels = {kind: Level(cur["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
+    due = qc.overdue_at(cur["quality"], overdue_us) if rules.quality is not None else None
+    return Judgement(state=st, events=events, levels=levels, ignored=ignored, quality=changed,
+                     overdue_at=from_micros(due) if due is not None else None)
+
+
+def _sort_incoming(st: dict, samples: Iterable[Sample], overdue_us: int,
+                   release_at: int | None) -> tuple[list[list], list[list], int]:
+    """Split the judged samples, in time order, into in-order ones, late ones inside the horizon and ignored ones.
+
+    Returns ``(in_order, late, ignored)``; a late sample the horizon already holds is dropped (a duplicate).
+    With ``release_at`` (now, in us) a held doubtful sample overdue by then comes as a ``RELEASE`` entry.
+    """
+    last = tuple(st["current"]["last"]) if st["current"]["last"] is not None else None
+    base_key = tuple(st["base_key"]) if st["base_key"] is not None else None
+    incoming: dict[tuple[int, str], float] = {}
+    for sample in samples:
+        if sample.metric in JUDGED_METRICS:
+            incoming[(micros(sample.ts), sample.metric)] = float(sample.value)
+    due = qc.overdue_at(st["current"].get("quality"), overdue_us)
+    if release_at is not None and due is not None and due <= release_at:
+        incoming[(due, RELEASE)] = 0.0  # the station fell silent after a doubtful sample
+    ignored = 0
+    in_order: list[list] = []
+    late: list[list] = []
+    seen = None
+    for key in sorted(incoming):
+        if last is None or key > last:
+            in_order.append([key[0], key[1], incoming[key]])
+            continue
+        if base_key is not None and key <= base_key:
+            ignored += 1  # older than the horizon (or already folded into the base)
+            continue
+        if seen is None:
+            seen = {(e[0], e[1]) for e in st["horizon"]}
+        if key not in seen:
+            late.append([key[0], key[1], incoming[key]])
+    return in_order, late, ignored
+
+
+def _replay_with_late(st: dict, rules: Rules, late: list[list], run: Run) -> list[EngineEvent]:
+    """Replay the horizon with the late samples in place, as if they had come on time; one event per changed kind.
+
+    The quality marks of the horizon are decided again (``run.marks``): marks of samples folded
+    into the base stay, unless the replay decides them (a sample the base still holds back).
+    """
+    cur = st["current"]
+    merged = sorted(st["horizon"] + late, key=lambda e: (e[0], e[1]))
+    replay = clone_snapshot(st["base"])
+    base_ts = st["base_key"][0] if st["base_key"] is not None else None
+    kept = {ts: m for ts, m in run.marks.items() if base_ts is not None and ts <= base_ts}
+    run.marks.clear()
+    run.marks.update(kept)
+    for entry in merged:
+        apply_entry(replay, rules, entry, None, run)
+    events: list[EngineEvent] = []
+    for kind in ENGINE_KINDS:
+        before, after = cur["kinds"][kind]["level"], replay["kinds"][kind]
+        if after["level"] != before:
+            # Kinds are independent, so only a kind with late samples can change here. Name
+            # the reading that caused the new level, or the late one if the replay merely
+            # undid a change (the level is the base's again).
+            reading = after["cause"]
+            if reading is None or reading is st["base"]["kinds"][kind]["cause"]:
+                reading = _latest_reading(late, kind)
+            at = from_micros(parse_iso_us(reading["ts"]))
+            events.append(EngineEvent(kind, event_type(before, after["level"]), Level(after["level"]), at, reading))
+    st["current"] = replay
+    st["horizon"] = merged
+    return events
+
+
+def _advance_base(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> None:
+    """Fold samples older than the horizon into the base snapshot (each exactly once)."""
+    horizon = st["horizon"]
+    if not horizon:
+        return
+    cutoff = horizon[-1][0] - HORIZON_S * US
+    count = 0
+    while count < len(horizon) and horizon[count][0] < cutoff:
+        apply_entry(st["base"], rules, horizon[count], None, Run(overdue_us))
+        count += 1
+    if count:
+        st["base_key"] = [horizon[count - 1][0], horizon[count - 1][1]]
+        del horizon[:count]
+        # A folded sample's mark can no longer change, unless the base still holds it back.
+        held = st["base"]["quality"]["pend"][0] if st["base"]["quality"]["pend"] is not None else None
+        for ts in [ts for ts in marks if ts <= st["base_key"][0] and ts != held]:
+            del marks[ts]
+
+
+def _latest_reading(entries: list[list], kind: str) -> dict | None:
+    """The newest of ``entries`` that ``kind`` judges, as a reading."""
+    for ts, metric, value in reversed(entries):
+        if metric == RELEASE and kind in ("water_level", "sensor"):
+            return {"metric": "water_level", "value": None, "ts": iso(ts)}
+        if kind == "sensor" and metric == "water_level":  # the sensor kind judges water levels
+            return {"metric": metric, "value": value, "ts": iso(ts)}
+        if metric == kind:
+            return {"metric": metric, "value": value, "ts": iso(ts)}
+    return None

@@ -46,24 +46,34 @@ def _checked(station_id: str) -> str:
     return station_id
 
 
+def _topic(prefix: str, item_id: str, leaf: str, collection: str = "stations") -> str:
+    """``{prefix}/{collection}/{item_id}/{leaf}``, the id checked (the inverse of ``_parse``)."""
+    return f"{normalize_prefix(prefix)}/{collection}/{_checked(item_id)}/{leaf}"
+
+
+def _filter(prefix: str, leaf: str, collection: str = "stations") -> str:
+    """The subscription filter matching ``leaf`` of every item of ``collection``."""
+    return f"{normalize_prefix(prefix)}/{collection}/+/{leaf}"
+
+
 def readings_topic(prefix: str, station_id: str) -> str:
     """The topic a station's samples are published on."""
-    return f"{normalize_prefix(prefix)}/stations/{_checked(station_id)}/readings"
+    return _topic(prefix, station_id, "readings")
 
 
 def status_topic(prefix: str, station_id: str) -> str:
     """The retained ``online``/``offline`` topic of a station's gateway."""
-    return f"{normalize_prefix(prefix)}/stations/{_checked(station_id)}/status"
+    return _topic(prefix, station_id, "status")
 
 
 def exercise_readings_topic(prefix: str, station_id: str) -> str:
     """The topic a station's drill samples are published on (``ews simulate --exercise ID``)."""
-    return f"{normalize_prefix(prefix)}/exercise/stations/{_checked(station_id)}/readings"
+    return _topic(prefix, station_id, "readings", "exercise/stations")
 
 
 def exercise_readings_subscription(prefix: str) -> str:
     """The subscription filter matching every station's exercise readings topic."""
-    return f"{normalize_prefix(prefix)}/exercise/stations/+/readings"
+    return _filter(prefix, "readings", "exercise/stations")
 
 
 def parse_exercise_readings_topic(prefix: str, topic: str) -> str | None:
@@ -74,22 +84,22 @@ def parse_exercise_readings_topic(prefix: str, topic: str) -> str | None:
 
 def backlog_topic(prefix: str, station_id: str) -> str:
     """The topic a gateway flushes its backlog on after an outage (spec section 16)."""
-    return f"{normalize_prefix(prefix)}/stations/{_checked(station_id)}/backlog"
+    return _topic(prefix, station_id, "backlog")
 
 
 def readings_subscription(prefix: str) -> str:
     """The subscription filter matching every station's readings topic."""
-    return f"{normalize_prefix(prefix)}/stations/+/readings"
+    return _filter(prefix, "readings")
 
 
 def backlog_subscription(prefix: str) -> str:
     """The subscription filter matching every station's backlog topic (spec section 16)."""
-    return f"{normalize_prefix(prefix)}/stations/+/backlog"
+    return _filter(prefix, "backlog")
 
 
 def status_subscription(prefix: str) -> str:
     """The subscription filter matching every station's status topic."""
-    return f"{normalize_prefix(prefix)}/stations/+/status"
+    return _filter(prefix, "status")
 
 
 def _parse(prefix: str, topic: str, leaf: str, collection: str = "stations") -> str | None:
@@ -120,22 +130,22 @@ def parse_status_topic(prefix: str, topic: str) -> str | None:
 
 def siren_command_topic(prefix: str, siren_id: str) -> str:
     """The topic a siren's controller reads its commands from (spec section 12)."""
-    return f"{normalize_prefix(prefix)}/sirens/{_checked(siren_id)}/command"
+    return _topic(prefix, siren_id, "command", "sirens")
 
 
 def siren_ack_topic(prefix: str, siren_id: str) -> str:
     """The topic a siren's controller answers on."""
-    return f"{normalize_prefix(prefix)}/sirens/{_checked(siren_id)}/ack"
+    return _topic(prefix, siren_id, "ack", "sirens")
 
 
 def siren_ack_subscription(prefix: str) -> str:
     """The subscription filter matching every siren's ack topic."""
-    return f"{normalize_prefix(prefix)}/sirens/+/ack"
+    return _filter(prefix, "ack", "sirens")
 
 
 def siren_command_subscription(prefix: str) -> str:
     """The filter matching every siren's command topic (what the service may write)."""
-    return f"{normalize_prefix(prefix)}/sirens/+/command"
+    return _filter(prefix, "command", "sirens")
 
 
 def parse_siren_topic(prefix: str, topic: str, leaf: str) -> str | None:

@@ -157,8 +157,7 @@ def compare_with_password_file(acl: Acl, users: Sequence[str]) -> list[str]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``ews broker acl``."""
-    sub = parser.add_subparsers(dest="broker_command", metavar="ACTION")
-    sub.required = True
+    sub = parser.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
     acl = sub.add_parser("acl", help="print the Mosquitto acl_file built from the registry",
                          description="Print (or write) the Mosquitto acl_file: one section for the service's MQTT "
                                      "user(s), one per active gateway token (its name, its stations' topics), one "

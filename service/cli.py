@@ -39,8 +39,7 @@ def _modules() -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="ews", description="EWS Luwu Timur: flood and heavy-rain early warning")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in _modules().items():
         sub_parser = sub.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])
         sub_parser.set_defaults(_module=module)

@@ -116,8 +116,7 @@ def _replay_chunk(services, rows, report: ReplayReport) -> None:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``ews dead-letters replay``."""
-    sub = parser.add_subparsers(dest="dead_letters_command", metavar="ACTION")
-    sub.required = True
+    sub = parser.add_subparsers(dest="dead_letters_command", metavar="ACTION", required=True)
     again = sub.add_parser("replay", help="ingest stored payloads again (e.g. after registering their station)",
                            description="Ingest the dead letters not replayed yet through the normal ingest path; "
                                        "each is replayed once and marked. Prints the samples stored, duplicates "

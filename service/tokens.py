@@ -165,8 +165,7 @@ def warn_legacy_gateway_tokens(engine, now: datetime) -> int:
 
 def configure_parser(parser) -> None:
     """Add ``create``, ``list`` and ``revoke`` to ``ews token``."""
-    sub = parser.add_subparsers(dest="token_command", metavar="ACTION")
-    sub.required = True
+    sub = parser.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="create a token and print it once")
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name", required=True,

@@ -39,8 +39,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                         help="sqlite (a temporary file) or postgresql (a fresh database on EWS_BENCH_DATABASE_URL, "
                              "default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)")
-    sub = parser.add_subparsers(dest="bench_mode", metavar="MODE")
-    sub.required = True
+    sub = parser.add_subparsers(dest="bench_mode", metavar="MODE", required=True)
 
     p = sub.add_parser("ingest", parents=[common], help="drain rate of a pre-queued backlog vs. a bare paho client")
     p.add_argument("--count", type=int, default=50_000, help="readings to queue (default 50,000)")

@@ -29,6 +29,9 @@ KIND_RANKS = {"reminder": 3, "all_clear": 3, "reply": 4, "broadcast": 5, "operat
 EXERCISE_RANK = 7
 LOWEST = EXERCISE_RANK
 KINDS = ("warning", *KIND_RANKS)
+# What each rank holds, by rank (0 first): the names the queue summary shows.
+RANK_NAMES = ("warning_awas", "warning_siaga", "warning_waspada", "reminder", "reply", "broadcast", "operational",
+              "exercise")
 
 
 def priority(kind: str, level: str | None = None, *, exercise: bool = False) -> int:

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from service import notification_queue
 from service.db import schema
 from service.http import services
 from service.http.auth import current_caller, require
@@ -63,6 +64,32 @@ class NotificationArgs(PageArgs):
     broadcast_id = ma.fields.Integer()
 
 
+class QueueRankSchema(ma.Schema):
+    """The messages of one priority not yet handed to the provider."""
+
+    class Meta:
+        ordered = True
+
+    priority = ma.fields.Integer(metadata={"description": "0 (AWAS warning) goes first ... 7 (exercise) last"})
+    name = ma.fields.String(metadata={"description": "warning_awas, warning_siaga, warning_waspada, reminder "
+                                                     "(and all-clears), reply, broadcast, operational, exercise"})
+    queued = ma.fields.Integer(metadata={"description": "pending + sending"})
+    pending = ma.fields.Integer(metadata={"description": "waiting for a sender (or for a retry)"})
+    sending = ma.fields.Integer(metadata={"description": "claimed by a sender, not yet taken by the provider"})
+    oldest_created_at = UTCDateTime(allow_none=True, metadata={"description": "the oldest queued one; null when none"})
+
+
+class QueueSchema(ma.Schema):
+    """The outgoing queue by priority, most urgent first (spec section 10, "Urgent first")."""
+
+    class Meta:
+        ordered = True
+
+    total = ma.fields.Integer()
+    priorities = ma.fields.List(ma.fields.Nested(QueueRankSchema), metadata={
+        "description": "one item per priority, 0 first, zeros included"})
+
+
 def _with_phone() -> bool:
     caller = current_caller()
     return caller is not None and caller.role in ("operator", "admin")
@@ -92,3 +119,13 @@ class Notifications(MethodView):
                 item.pop("phone")
             items.append(item)
         return {"items": items, "next_cursor": cursor}
+
+
+@blp.route("/queue")
+class NotificationQueue(MethodView):
+    @require("viewer")
+    @blp.response(200, QueueSchema)
+    def get(self):
+        """The SMS not yet handed to the provider, counted by priority, most urgent first (no phones, no bodies)."""
+        with services().engine.connect() as conn:
+            return notification_queue.summary(conn)

@@ -9,10 +9,13 @@ Routes (a plain Flask blueprint, registered by ``service.http.create_app``):
 - ``GET /dashboard/stations/<id>/series.json?hours=24``: chart data of one station (public).
 - ``GET /dashboard/session.json``: with a bearer token, who the caller is, what they may do,
   SMS counts of every active alert (also the staff-only kinds), the alerts closed in the last
-  7 days, and a short-lived link to each of those alerts' printable report.
+  7 days, a short-lived link to each of those alerts' printable report, and what maintenance
+  held back from residents in the last 24 hours.
 
-The staff view reads alerts from ``GET /api/v1/alerts`` and acknowledges with
-``POST /api/v1/alerts/{id}/ack``; see docs/dashboard.md.
+The staff view reads alerts from ``GET /api/v1/alerts``, maintenance windows from
+``GET /api/v1/maintenance`` and the SMS queue from ``GET /api/v1/notifications/queue``; it
+acknowledges, closes and starts or ends maintenance through the same API (which checks the role
+and audits); see docs/dashboard.md.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
-from service.web import data
+from service.web import data, staff_data
 
 STATIC_DIR = Path(__file__).parent / "static"
 CAN_ACK = ("operator", "admin")
+# What each role may do from the dashboard (the API checks it again): spec sections 2 and 10.
+ACTIONS = {"ack": CAN_ACK, "close": CAN_ACK, "maintenance": CAN_ACK}
 
 
 SNAPSHOT_SECONDS = 1.0
@@ -135,10 +140,13 @@ class _Views:
         with engine.connect() as conn:
             alerts = data.active_alerts(conn, public=False)
             closed = data.recently_closed(conn, self.now())
+            held = staff_data.suppressed(conn, self.now())
         return _no_store(jsonify({
             "name": caller.name,
             "role": caller.role,
             "can_ack": caller.role in CAN_ACK,
+            "may": {action: caller.role in roles for action, roles in ACTIONS.items()},
+            "suppressed": held,
             "alerts": alerts,
             "recently_closed": closed,
             # Links to each alert's printable report, with a ticket valid 15 minutes (a plain

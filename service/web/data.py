@@ -15,6 +15,7 @@ from alerts.levels import Level
 from alerts.model import GAUGE_ALERT_KINDS, PUBLIC_ALERT_KINDS
 from alerts.rules import rules_to_doc
 from alerts.times import rfc3339
+from service import maintenance
 from service.station_rules import station_rules
 from service.db import schema
 
@@ -116,6 +117,8 @@ def station_rows(conn, now: datetime) -> list[dict]:
         .order_by(s.c.id)
     ).all()
     sirens = {r.siren_id: r for r in conn.execute(sa.select(schema.siren_state))}
+    # A station under maintenance tells residents nothing: everyone sees until when (the reason is for staff).
+    windows = maintenance.in_force(conn, [row.id for row in rows], now)
     stations = []
     for row in rows:
         metrics = list(row.metrics or [])
@@ -135,6 +138,8 @@ def station_rows(conn, now: datetime) -> list[dict]:
             "primary_metric": metric,
             "thresholds": thresholds(row.rules, metric),
         }
+        if row.id in windows:
+            station["status"]["maintenance"] = {"until": windows[row.id]["until"]}
         station["sirens"] = [siren_view(siren, sirens.get(siren["id"]), now) for siren in row.sirens or []]
         if metric == "water_level":
             station["trend"] = _water_trend(conn, row.id, latest.get("water_level"))
@@ -229,8 +234,10 @@ def recently_closed(conn, now: datetime, days: int = 7, limit: int = 20) -> list
 
 
 def public_fingerprint(conn) -> tuple:
-    """One cheap query that changes whenever the public view's data may have: states, alerts, exercises, registry, sirens."""
+    """One cheap query that changes whenever the public view's data may have: states, alerts, exercises, registry,
+    sirens, maintenance windows (one running out is caught by the snapshot's age)."""
     st, ev, ex, s = schema.station_state, schema.alert_events, schema.exercises, schema.stations
+    mw = schema.maintenance_windows
     row = conn.execute(sa.select(
         sa.select(sa.func.count()).select_from(st).scalar_subquery().label("states"),
         sa.select(sa.func.coalesce(sa.func.sum(st.c.version), 0)).scalar_subquery().label("versions"),
@@ -240,6 +247,8 @@ def public_fingerprint(conn) -> tuple:
         sa.select(sa.func.count()).select_from(s).scalar_subquery().label("stations"),
         sa.select(sa.func.max(s.c.updated_at)).scalar_subquery().label("registry"),
         sa.select(sa.func.max(schema.siren_state.c.updated_at)).scalar_subquery().label("sirens"),
+        sa.select(sa.func.max(mw.c.id)).scalar_subquery().label("windows"),
+        sa.select(sa.func.count(mw.c.ended_by)).scalar_subquery().label("windows_ended"),
     )).one()
     return tuple(row)
 

@@ -238,6 +238,7 @@ def test_screenshots_of_a_flood(browser, live, flood, size, tmp_path):
 def test_the_map_tooltip_says_which_sirens_sound_and_which_do_not_answer(browser, live, flood):
     from datetime import timedelta
 
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
 
     services, _ = flood
@@ -260,7 +261,10 @@ def test_the_map_tooltip_says_which_sirens_sound_and_which_do_not_answer(browser
             return None
         ActionChains(d).move_to_element(markers[0]).perform()
         # textContent: Leaflet fades the tooltip in, and Selenium's .text is empty while it is transparent.
-        texts = [e.get_attribute("textContent") or "" for e in d.find_elements("css selector", ".leaflet-tooltip")]
+        try:
+            texts = [e.get_attribute("textContent") or "" for e in d.find_elements("css selector", ".leaflet-tooltip")]
+        except StaleElementReferenceException:  # the tooltip closed between finding and reading it: hover again
+            return None
         return next((text for text in texts if "SRN-MALILI-1" in text), None)
 
     tip = wait(browser, hovered_tooltip, message="no siren lines in the tooltip")

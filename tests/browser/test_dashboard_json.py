@@ -96,12 +96,14 @@ def test_session_needs_a_dashboard_token(dash):
     assert client.get("/dashboard/session.json", headers=bearer(services, "gateway")).status_code == 403
     viewer = client.get("/dashboard/session.json", headers=bearer(services, "viewer")).get_json()
     assert viewer["role"] == "viewer" and viewer["can_ack"] is False
+    assert viewer["may"] == {"ack": False, "close": False, "maintenance": False}
     assert ids["AGK-ANGKONA"] in {a["id"] for a in viewer["alerts"]}
     acked = next(a for a in viewer["alerts"] if a["id"] == ids["LAO-HARAPAN"])
     assert acked["acknowledged"] == {"by": "Piket malam BPBD", "at": acked["acknowledged"]["at"],
                                      "note": "Tim TRC menuju Harapan"}
     operator = client.get("/dashboard/session.json", headers=bearer(services, "operator")).get_json()
     assert operator["can_ack"] is True
+    assert operator["may"] == {"ack": True, "close": True, "maintenance": True}
 
 
 def test_public_json_shows_each_stations_sirens(dash):
@@ -128,3 +130,36 @@ def test_public_json_shows_each_stations_sirens(dash):
         {"id": "SRN-WOTU-2", "state": "unknown", "sounding": False, "trouble": "silent"},
         {"id": "SRN-WOTU-3", "state": "unknown", "sounding": False, "trouble": None}]
     assert stations["MLL-MALILI"]["sirens"] == []
+
+
+def test_maintenance_shows_to_everyone_and_what_it_held_back_to_staff(dash):
+    """Spec section 10: the public sees until when a station is under maintenance; staff also see the messages held back."""
+    import sqlalchemy as sa
+
+    from service import maintenance
+    from service.alerting import insert_event
+    from service.db import schema
+
+    services, client, ids = dash
+    now = datetime.now(timezone.utc)
+    with services.engine.begin() as conn:
+        window = maintenance.create(conn, "PKR-LASKAP", now - timedelta(minutes=5), now + timedelta(hours=2),
+                                    "kalibrasi sensor", "test", now)
+        insert_event(conn, ids["PKR-LASKAP"], "suppressed", "awas", now, now,
+                     {"event_id": 1, "type": "escalated", "notification": "warning"}, "none")
+    stations = {s["id"]: s for s in client.get("/dashboard/public.json").get_json()["stations"]}
+    assert stations["PKR-LASKAP"]["status"]["maintenance"] == {"until": window["until"]}  # no reason in public
+    assert "maintenance" not in stations["MLL-MALILI"]["status"]
+    held = client.get("/dashboard/session.json", headers=bearer(services, "viewer")).get_json()["suppressed"]
+    assert held["count"] == 1 and held["by_station"] == {"PKR-LASKAP": 1}
+    (item,) = held["items"]
+    assert (item["alert_id"], item["station_id"], item["level"], item["type"], item["notification"]) == (
+        ids["PKR-LASKAP"], "PKR-LASKAP", "awas", "escalated", "warning")
+    with services.engine.begin() as conn:
+        maintenance.end(conn, window["id"], "test", datetime.now(timezone.utc))
+        conn.execute(sa.update(schema.alert_events).where(schema.alert_events.c.type == "suppressed")
+                     .values(recorded_at=now - timedelta(hours=25)))
+    stations = {s["id"]: s for s in client.get("/dashboard/public.json").get_json()["stations"]}
+    assert "maintenance" not in stations["PKR-LASKAP"]["status"]  # the snapshot saw the window end
+    held = client.get("/dashboard/session.json", headers=bearer(services, "viewer")).get_json()["suppressed"]
+    assert held == {"count": 0, "by_station": {}, "items": []}  # the last 24 hours only

@@ -39,8 +39,12 @@
     chartDoc: null,
     chartFetchedAt: 0,
     reports: {},            // alert id -> printable report link (staff; each with a 15-minute ticket)
-    recentClosed: []        // staff: public alerts closed in the last 7 days
+    recentClosed: [],       // staff: public alerts closed in the last 7 days
+    maintenance: [],        // staff: maintenance windows in force or to come (GET /api/v1/maintenance)
+    suppressed: null,       // staff: {count, items, by_station} of what maintenance held back (24 h)
+    queue: null             // staff: unsent SMS by priority (GET /api/v1/notifications/queue)
   };
+  var operator, opsPanel;   // operator.js and ops_panel.js, made at start-up
 
   var map, markers = {}, kecLabels = {}, chart = null, tilesOk = false;
 
@@ -195,6 +199,7 @@
       html += "<tr><td>" + esc(t("metric_rainfall")) + " " + esc(t("rain_24h")) + "</td><td><b>" + st.rain["24h"] + " mm</b></td><td></td></tr>";
     }
     html += "</table>" + esc(t("col_last_seen")) + ": " + esc(fmtTime(st.status.last_seen)) + " (" + esc(ago(st.status.last_seen)) + ")";
+    if (st.status.maintenance) html += '<div class="tooltip-mnt">🔧 ' + esc(t("mnt_badge_until", { at: fmtTime(st.status.maintenance.until) })) + "</div>";
     return html + waveTooltip(st.id) + sirensHtml(st);
   }
 
@@ -288,7 +293,10 @@
       var lv = shownLevel(st);
       var level = badge(lv);
       if (lv === "offline" && st.status.level !== "normal") level += " " + badge(st.status.level);
-      return '<tr data-station="' + esc(st.id) + '" data-level="' + esc(lv) + '" class="' + (st.id === state.selected ? "selected" : "") + '">' +
+      var mnt = st.status.maintenance;
+      if (mnt) level += ' <span class="badge maintenance" title="' + esc(t("mnt_badge_until", { at: fmtTime(mnt.until) })) + '">🔧 ' + esc(t("mnt_badge")) + "</span>";
+      return '<tr data-station="' + esc(st.id) + '" data-level="' + esc(lv) + '"' + (mnt ? ' data-maintenance-until="' + esc(mnt.until) + '"' : "") +
+        ' class="' + (st.id === state.selected ? "selected" : "") + '">' +
         "<td><b>" + esc(st.name) + '</b><br><span class="muted">' + esc(st.id) + "</span></td>" +
         "<td>" + esc(st.river || "–") + "</td>" +
         "<td>" + esc(st.kecamatan || "–") + "</td>" +
@@ -379,7 +387,6 @@
       $("alerts").innerHTML = '<p class="all-clear">' + esc(t("no_alerts")) + "</p>" + renderClosed();
       return;
     }
-    var canAck = state.session && state.session.can_ack;
     $("alerts").innerHTML = list.map(function (a) {
       var st = stationById(a.station_id) || { name: a.station_id, kecamatan: "" };
       var isNew = state.loaded && state.firstSeen[a.id] && now - state.firstSeen[a.id] < NEW_ALERT_MS;
@@ -416,7 +423,7 @@
         '<div class="alert-ack">' + ackHtml + "</div>" +
         (smsHtml ? '<div class="alert-sms">' + smsHtml + "</div>" : "") +
         (state.reports[String(a.id)] ? '<div class="alert-report">' + reportLink(a.id) + "</div>" : "") +
-        (canAck && !ack ? '<button type="button" class="btn btn-primary ack-button" data-ack="' + a.id + '">' + esc(t("ack")) + "</button>" : "") +
+        operator.cardButtons(a) +
         "</article>";
     }).join("") + renderClosed();
   }
@@ -456,6 +463,7 @@
     renderExercises();
     renderWho();
     renderLegend();
+    opsPanel.render();
   }
 
   /* ---------- chart (uPlot) ---------- */
@@ -647,14 +655,15 @@
   }
 
   function loadStaff() {
-    return Promise.all([request("/dashboard/session.json", { auth: true }), loadApiAlerts()]).then(function (r) {
+    return Promise.all([request("/dashboard/session.json", { auth: true }), loadApiAlerts(), opsPanel.load()]).then(function (r) {
       var sess = r[0], apiAlerts = r[1];
       if (sess.status === 401) { dropToken(t("bad_token")); return null; }
       if (sess.status === 403) { dropToken(t("gateway_token")); return null; }
       if (!sess.ok || !sess.body) throw new Error("session " + sess.status);
-      state.session = { name: sess.body.name, role: sess.body.role, can_ack: sess.body.can_ack };
+      state.session = { name: sess.body.name, role: sess.body.role, can_ack: sess.body.can_ack, may: sess.body.may || {} };
       state.reports = sess.body.reports || {};
       state.recentClosed = sess.body.recently_closed || [];
+      state.suppressed = sess.body.suppressed || null;
       var counts = {};
       sess.body.alerts.forEach(function (a) { counts[a.id] = a.sms; });
       if (apiAlerts === null && !state.apiMissing) showNotice(t("api_missing"), false);
@@ -675,7 +684,7 @@
       state.skewMs = Date.parse(doc.generated_at) - Date.now();
       state.stations = doc.stations;
       state.alerts = r[1] || doc.alerts;
-      if (!r[1]) { state.reports = {}; state.recentClosed = []; }
+      if (!r[1]) { state.reports = {}; state.recentClosed = []; state.maintenance = []; state.suppressed = null; state.queue = null; }
       state.exercises = doc.exercises || [];
       var now = serverNow();
       state.alerts.forEach(function (a) { if (!state.firstSeen[a.id]) state.firstSeen[a.id] = state.loaded ? now : 1; });
@@ -715,7 +724,7 @@
     refresh().finally(function () { setTimeout(poll, POLL_MS); });
   }
 
-  /* ---------- notices, login, acknowledge ---------- */
+  /* ---------- notices, login ---------- */
 
   var noticeTimer = null;
   function showNotice(text, isError) {
@@ -736,30 +745,6 @@
       history.replaceState(null, "", location.pathname + (qs ? "?" + qs : "") + location.hash);
     }
     state.token = sessionStorage.getItem(TOKEN_KEY);
-  }
-
-  var ackId = null;
-  function openAck(id) {
-    var a = state.alerts.filter(function (x) { return x.id === id; })[0];
-    var st = a && stationById(a.station_id);
-    ackId = id;
-    $("ack-title").textContent = "#" + id + (st ? " · " + st.name : "");
-    $("ack-note").value = "";
-    $("ack-dialog").showModal();
-  }
-
-  function acknowledge(id, note) {
-    var body = note ? { note: note } : {};
-    request("/api/v1/alerts/" + id + "/ack", { method: "POST", body: JSON.stringify(body), auth: true }).then(function (res) {
-      if (res.ok) {
-        showNotice(t("ack_done", { id: id }), false);
-      } else {
-        var why = (res.body && (res.body.detail || res.body.title)) || ("HTTP " + res.status);
-        showNotice(t("ack_failed", { id: id, why: why }), true);
-        if (res.status === 401) dropToken(t("bad_token"));
-      }
-      refresh();
-    }).catch(function () { showNotice(t("ack_failed", { id: id, why: "network" }), true); });
   }
 
   function applyTexts() {
@@ -783,13 +768,7 @@
       $("token-input").value = "";
       $("login-dialog").showModal();
     });
-    $("ack-cancel").addEventListener("click", function () { $("ack-dialog").close(); });
-    $("ack-form").addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      $("ack-dialog").close();
-      if (ackId !== null) acknowledge(ackId, $("ack-note").value.trim());
-      ackId = null;
-    });
+    operator.wire();
     $("login-cancel").addEventListener("click", function () { $("login-dialog").close(); });
     $("login-form").addEventListener("submit", function (ev) {
       ev.preventDefault();
@@ -822,8 +801,7 @@
     });
     $("alerts").addEventListener("click", function (ev) {
       if (ev.target.closest("a.report-link")) return;  // the link opens the report; keep the chart as it is
-      var btn = ev.target.closest("[data-ack]");
-      if (btn) { openAck(Number(btn.getAttribute("data-ack"))); return; }
+      if (operator.onAlertsClick(ev)) return;
       var card = ev.target.closest("[data-station]");
       if (card) selectStation(card.getAttribute("data-station"), true);
     });
@@ -839,6 +817,11 @@
     setInterval(tickWaves, 1000);
   }
 
+  var ctx = { state: state, $: $, t: t, esc: esc, request: request, refresh: refresh, showNotice: showNotice,
+              dropToken: dropToken, stationById: stationById, badge: badge, fmtTime: fmtTime, ago: ago,
+              duration: duration, serverNow: serverNow };
+  operator = window.EWSOperator(ctx);
+  opsPanel = window.EWSOpsPanel(ctx, operator);
   takeTokenFromUrl();
   applyTexts();
   initMap();
@@ -847,5 +830,5 @@
   poll();
 
   // For the browser tests and for curious operators at the console.
-  window.EWS = { state: state, markers: markers, chart: function () { return chart; }, refresh: refresh };
+  window.EWS = { state: state, markers: markers, chart: function () { return chart; }, refresh: refresh, operator: operator };
 })();

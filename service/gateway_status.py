@@ -14,7 +14,6 @@ ignored; if the gateway really is gone, the silence check raises the alert after
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import datetime, timedelta
 
@@ -24,22 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from sensors import topics
 from service import alerting, samples
 from service.db.schema import stations
-from service.ingest import Ingestor, database_unavailable
+from service.ingest import Ingestor
+from service.topic_messages import TopicMessage, apply_each
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class StatusMessage:
-    """One message of a station's status topic, as it arrived."""
-
-    topic: str
-    payload: bytes
-    received_at: datetime
-    retained: bool = False  # delivered from the broker's store (at subscription), not as it was published
-
-
-def apply(ingestor: Ingestor, statuses: list[StatusMessage]) -> int:
+def apply(ingestor: Ingestor, statuses: list[TopicMessage]) -> int:
     """Raise the offline alert of every station whose gateway said ``offline``; return how many were raised.
 
     ``ingestor`` is the readings' ingest on the same database, topics and exercise switch.
@@ -47,22 +37,15 @@ def apply(ingestor: Ingestor, statuses: list[StatusMessage]) -> int:
     An unavailable database propagates (the caller keeps the messages and retries); anything
     else is logged and never stops the ingest loop.
     """
-    raised = 0
-    for status in statuses:
-        try:
-            raised += _apply_one(ingestor, status)
-        except IntegrityError:
-            continue  # another instance raised it at the same moment (uq_alerts_one_open)
-        except Exception as exc:
-            if database_unavailable(exc):
-                raise
-            log.exception("status message on %s could not be applied", status.topic[:200])
+    # An IntegrityError: another instance raised it at the same moment (uq_alerts_one_open).
+    raised = sum(apply_each(statuses, lambda status: _apply_one(ingestor, status),
+                            "status message on %s could not be applied", tolerated=(IntegrityError,)))
     if raised:
         ingestor.wake.dispatcher()
     return raised
 
 
-def _apply_one(ingestor: Ingestor, status: StatusMessage) -> int:
+def _apply_one(ingestor: Ingestor, status: TopicMessage) -> int:
     station_id = topics.parse_status_topic(ingestor.topic_prefix, status.topic)
     said = status.payload.strip().lower()
     if station_id is None or said != topics.STATUS_OFFLINE.encode():

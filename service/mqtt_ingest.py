@@ -23,9 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from config.settings import MqttUrl
 from sensors import topics
-from service.gateway_status import StatusMessage
 from service.ingest import Message
-from service.sirens.acks import AckMessage
+from service.topic_messages import TopicMessage
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,8 @@ class MqttIngest:
         ingest: Callable[[list[Message]], object],
         *,
         on_connection_change: Callable[[bool], None] = lambda connected: None,
-        on_status: Callable[[list[StatusMessage]], object] | None = None,
-        on_siren_ack: Callable[[list], object] | None = None,
+        on_status: Callable[[list[TopicMessage]], object] | None = None,
+        on_siren_ack: Callable[[list[TopicMessage]], object] | None = None,
         shared_group: str | None = None,
         max_batch: int | None = None,
         backlog: bool = False,
@@ -236,9 +235,9 @@ class MqttIngest:
             topic = m.topic  # paho decodes it at every access
             # The suffix first: almost every message is a reading, and the full parse costs more.
             if topic.endswith("/ack") and self._is_siren_ack(topic):
-                acks.append(_to_siren_ack(m, at))
+                acks.append(_to_topic_message(m, at))
             elif topic.endswith("/status") and self._is_status(topic):
-                statuses.append(_to_status(m, at))
+                statuses.append(_to_topic_message(m, at))
             else:
                 readings.append(Message(topic=topic, payload=m.payload, received_at=at, source="mqtt"))
         if not self._until_stored(self.ingest, readings):
@@ -309,10 +308,6 @@ def backlog_session(url: MqttUrl, client_id: str) -> tuple[MqttUrl, str]:
     return dataclasses.replace(url, username=user), f"{base}{BACKLOG_SUFFIX}"[:64]
 
 
-def _to_status(message: mqtt.MQTTMessage, received_at: datetime) -> StatusMessage:
-    return StatusMessage(topic=message.topic, payload=message.payload, received_at=received_at,
-                         retained=bool(message.retain))
-
-
-def _to_siren_ack(message: mqtt.MQTTMessage, received_at: datetime) -> AckMessage:
-    return AckMessage(topic=message.topic, payload=message.payload, received_at=received_at)
+def _to_topic_message(message: mqtt.MQTTMessage, received_at: datetime) -> TopicMessage:
+    return TopicMessage(topic=message.topic, payload=message.payload, received_at=received_at,
+                        retained=bool(message.retain))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Iterable
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -18,48 +16,38 @@ from sensors import topics
 from service import dead_letters
 from service.db import dialect
 from service.db.schema import siren_commands, siren_state
-from service.ingest import database_unavailable
 from service.sirens.troubles import end_trouble, raise_trouble
+from service.topic_messages import TopicMessage, apply_each
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class AckMessage:
-    """One message of a siren's ack topic, as it arrived."""
-
-    topic: str
-    payload: bytes
-    received_at: datetime
-
-
-def record_acks(services, messages: Iterable[AckMessage]) -> int:
+def record_acks(services, messages: Iterable[TopicMessage]) -> int:
     """Record controllers' acks; a bad one becomes a dead letter. Return how many were recorded.
 
     An unavailable database propagates (the ingest worker keeps the messages and retries).
     """
-    recorded, told = 0, False
-    for message in messages:
-        try:
-            with services.engine.begin() as conn:
-                outcome = _record_ack(conn, services, message)
-            if isinstance(outcome, int):  # a dead letter of that many bytes: the cap counts it after the commit
-                services.ingestor.dead_letter_cap.written(outcome)
-            if outcome in rules.ACK_STATES:
-                services.metrics.siren_acks.labels(outcome).inc()
-                recorded += 1
-                told = True
-        except Exception as exc:
-            if database_unavailable(exc):
-                raise
-            log.exception("siren ack on %s could not be recorded", message.topic[:200])
-    if told:
+    recorded = sum(apply_each(messages, lambda message: _record_one(services, message),
+                              "siren ack on %s could not be recorded"))
+    if recorded:
         services.wake.dispatcher()
         services.wake.sirens()
     return recorded
 
 
-def _record_ack(conn: Connection, services, message: AckMessage) -> str | int:
+def _record_one(services, message: TopicMessage) -> int:
+    """Record one ack in its own transaction; 1 when it was recorded (not a duplicate, not refused)."""
+    with services.engine.begin() as conn:
+        outcome = _record_ack(conn, services, message)
+    if isinstance(outcome, int):  # a dead letter of that many bytes: the cap counts it after the commit
+        services.ingestor.dead_letter_cap.written(outcome)
+    if outcome not in rules.ACK_STATES:
+        return 0
+    services.metrics.siren_acks.labels(outcome).inc()
+    return 1
+
+
+def _record_ack(conn: Connection, services, message: TopicMessage) -> str | int:
     """The ack's state when recorded, ``duplicate``, or the bytes of the dead letter it became."""
     prefix = services.settings.mqtt_topic_prefix
     siren_id = topics.parse_siren_topic(prefix, message.topic, "ack")
@@ -93,7 +81,7 @@ def _record_ack(conn: Connection, services, message: AckMessage) -> str | int:
     return ack["state"]
 
 
-def _refuse(conn: Connection, message: AckMessage, reason: str, detail: str) -> int:
+def _refuse(conn: Connection, message: TopicMessage, reason: str, detail: str) -> int:
     log.info("siren ack on %s refused: %s (%s)", message.topic[:200], reason, detail)
     row = dead_letters.row(received_at=message.received_at, source="mqtt", topic=message.topic, station_id=None,
                            payload=message.payload, rejections=[Rejection(reason, detail)])

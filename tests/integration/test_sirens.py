@@ -17,6 +17,7 @@ from alerts import policy
 from alerts.levels import Level
 from service import alerting
 from service.sirens import acks, controller as siren_controller, plan
+from service.topic_messages import TopicMessage
 from service.db.schema import alert_events, alerts, dead_letters, exercises, siren_commands, siren_state, stations
 from config.templates import default_templates
 from tests.support.ingest import iso, message
@@ -66,8 +67,8 @@ def levels(services, *values_minutes_ago: tuple[float, float]) -> None:
 def ack(services, command_id: str, state: str = "on", siren: str = SIREN, detail: str = "") -> int:
     prefix = services.settings.mqtt_topic_prefix
     payload = json.dumps({"command_id": command_id, "state": state, "detail": detail}).encode()
-    return acks.record_acks(services, [acks.AckMessage(f"{prefix}/sirens/{siren}/ack", payload,
-                                                            datetime.now(timezone.utc))])
+    return acks.record_acks(services, [TopicMessage(f"{prefix}/sirens/{siren}/ack", payload,
+                                                       datetime.now(timezone.utc))])
 
 
 def siren_row(services):
@@ -209,8 +210,8 @@ def test_a_command_stored_but_never_published_goes_out_after_a_restart(services)
 def test_acks_that_name_no_command_of_that_siren_are_dead_letters(services):
     assert ack(services, "no-such-command") == 0
     prefix = services.settings.mqtt_topic_prefix
-    acks.record_acks(services, [acks.AckMessage(f"{prefix}/sirens/{SIREN}/ack", b"{not json",
-                                                    datetime.now(timezone.utc))])
+    acks.record_acks(services, [TopicMessage(f"{prefix}/sirens/{SIREN}/ack", b"{not json",
+                                                datetime.now(timezone.utc))])
     with services.engine.connect() as conn:
         reasons = conn.execute(sa.select(dead_letters.c.reason).order_by(dead_letters.c.id)).scalars().all()
     assert reasons == ["unknown_command", "malformed_json"]

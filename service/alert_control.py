@@ -22,7 +22,7 @@ from alerts.levels import Level
 from alerts.times import rfc3339
 from service import station_states, upstream
 from service.alert_views import get_alert
-from service.alerting import insert_event
+from service.alert_records import insert_event
 from service.db import dialect
 from service.db.schema import alerts, station_state, stations
 from service.station_rules import station_rules

@@ -11,7 +11,6 @@ rules come from ``service.station_rules``; alerts as the API shows them from ``s
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -27,70 +26,14 @@ from alerts.levels import Level
 from alerts.model import GAUGE_ALERT_KINDS, Sample
 from alerts.rules import Rules
 from alerts.times import rfc3339
-from service import station_states, upstream
+from service import quality, station_states, upstream
+from service.alert_records import REAL, AlertScope, event_dict, in_maintenance, insert_event, notifies, open_alert
 from service.alert_views import get_alert
 from service.db import dialect
-from service import quality
-from service.db.schema import alert_events, alerts, maintenance_windows, station_state, stations
+from service.db.schema import alerts, station_state, stations
 from service.station_rules import station_rules
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class AlertScope:
-    """Whose alerts a judgement opens and continues: the real ones, or one drill's (each its own per (station, kind))."""
-
-    exercise: bool = False  # marked as an exercise: EWS_EXERCISE, or a drill
-    exercise_id: int | None = None  # the drill (POST /exercises); None for real alerts
-
-    def owns(self):
-        """The condition on ``alerts`` that selects this scope's alerts."""
-        return alerts.c.exercise_id.is_(None) if self.exercise_id is None else alerts.c.exercise_id == self.exercise_id
-
-
-REAL = AlertScope()
-
-
-# --- helpers ------------------------------------------------------------------------
-
-
-def _open_alert(conn: Connection, station_id: str, kind: str, *, lock: bool = False, scope: AlertScope = REAL):
-    query = sa.select(alerts).where(alerts.c.station_id == station_id, alerts.c.kind == kind,
-                                    alerts.c.state == "active", scope.owns())
-    if lock:
-        query = dialect.locked(query, conn)
-    return conn.execute(query).first()
-
-
-def insert_event(conn: Connection, alert_id: int, type_: str, level: str, at: datetime, now: datetime,
-                 reading: dict | None, dispatch: str, *, by: str | None = None, note: str | None = None) -> int:
-    """Record one alert event (``dispatch='pending'`` when the policy has a notice for it); return its id."""
-    result = conn.execute(sa.insert(alert_events).values(
-        alert_id=alert_id, type=type_, level=level, at=at, recorded_at=now, reading=reading,
-        by=by, note=note, dispatch=dispatch))
-    return result.inserted_primary_key[0]
-
-
-def _event_dict(event_id: int, alert_id: int, station_id: str, kind: str, type_: str, level: str,
-                at: datetime, dispatch: str) -> dict:
-    return {"id": event_id, "alert_id": alert_id, "station_id": station_id, "kind": kind, "type": type_,
-            "level": level, "at": rfc3339(at), "dispatch": dispatch}
-
-
-def notifies(kind: str, type_: str, level: Level, peak: Level, rules: Rules, *, exercise: bool = False,
-             maintenance: bool = False, reading: Mapping | None = None) -> bool:
-    """Whether an event must reach people (or be recorded as suppressed): ``alerts.policy.decide`` has a notice for it."""
-    alert = policy.AlertFacts(kind=kind, peak=peak, exercise=exercise)
-    event = policy.EventFacts(type=type_, level=level.label, at=datetime.min, reading=reading)
-    return policy.decide(alert, event, policy.StationFacts({}, maintenance=maintenance), rules) is not None
-
-
-def in_maintenance(conn: Connection, station_id: str, at: datetime) -> bool:
-    """True while a maintenance window of the station is in force (spec section 10)."""
-    return conn.execute(sa.select(maintenance_windows.c.id).where(
-        maintenance_windows.c.station_id == station_id, maintenance_windows.c.starts_at <= at,
-        maintenance_windows.c.ends_at > at).limit(1)).first() is not None
 
 
 # --- the ingest path ----------------------------------------------------------------
@@ -177,7 +120,7 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
                          scope: AlertScope) -> list[dict]:
     """Open, change or close the (station, kind) alert of ``scope`` for one engine event."""
     kind, level = event.kind, event.level
-    current = _open_alert(conn, station_id, kind, lock=True, scope=scope)
+    current = open_alert(conn, station_id, kind, lock=True, scope=scope)
     type_ = event.type
     if current is None:
         if type_ == "cleared":
@@ -208,7 +151,7 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
     event_id = insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
-    recorded = [_event_dict(event_id, alert_id, station_id, kind, type_, level.label, event.at, dispatch)]
+    recorded = [event_dict(event_id, alert_id, station_id, kind, type_, level.label, event.at, dispatch)]
     if kind == "water_level" and scope.exercise_id is None:  # a drill's waves stay in the drill
         recorded.extend(_upstream(conn, station_id, rules, alert_id, type_, level, event, now, scope))
     return recorded
@@ -226,7 +169,7 @@ def _upstream(conn: Connection, station_id: str, rules: Rules, alert_id: int, ty
 def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample, now: datetime, *,
                  mark_online: bool = True) -> list[dict]:
     """A station that reports again ends its offline alert (staff are told)."""
-    current = _open_alert(conn, station_id, "offline", lock=True)
+    current = open_alert(conn, station_id, "offline", lock=True)
     if current is None:
         return []
     conn.execute(sa.update(alerts).where(alerts.c.id == current.id).values(
@@ -235,7 +178,7 @@ def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=True))
     reading = {"metric": newest.metric, "value": newest.value, "ts": rfc3339(newest.ts)}
     event_id = insert_event(conn, current.id, "cleared", Level.NORMAL.label, now, now, reading, "pending")
-    return [_event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, "pending")]
+    return [event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, "pending")]
 
 
 # --- scheduled jobs -----------------------------------------------------------------
@@ -287,7 +230,7 @@ def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: b
         return 0  # never heard (not yet installed), or a sample arrived meanwhile
     if state.online:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=False))
-    if _open_alert(conn, station_id, "offline") is not None or in_maintenance(conn, station_id, now):
+    if open_alert(conn, station_id, "offline") is not None or in_maintenance(conn, station_id, now):
         return 0  # already raised; or the station is out of service (spec section 10)
     alert_id = conn.execute(sa.insert(alerts).values(
         station_id=station_id, kind="offline", level=Level.WASPADA.label, peak_level=Level.WASPADA.label,
@@ -302,6 +245,40 @@ def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: b
     cause = "its gateway said offline" if stale_after_s is None else "silent"
     log.warning("station %s is offline: %s (last seen %s)", station_id, cause, rfc3339(state.last_seen))
     return 1
+
+
+def judge_overdue(engine: Engine, now: datetime, metrics=None) -> int:
+    """Judge each held doubtful water level whose station stayed silent 2 x ``expected_interval_s``; return how many.
+
+    A late warning beats none (spec section 17). Idempotent: the row is locked and re-read, and
+    a judged state holds nothing any more. The whole state is written back (the ingest instance
+    that holds the station sees the row's version move and reads it again).
+    """
+    with engine.connect() as conn:
+        due = conn.execute(sa.select(station_state.c.station_id).where(
+            station_state.c.quality_due_at.is_not(None), station_state.c.quality_due_at <= now)).scalars().all()
+    judged = 0
+    for station_id in due:
+        with engine.begin() as conn:
+            # Locked: serialises with the ingest of this station.
+            state = conn.execute(dialect.locked(sa.select(
+                station_state.c.engine, station_state.c.engine_delta, station_state.c.quality_due_at)
+                .where(station_state.c.station_id == station_id), conn)).first()
+            station = conn.execute(sa.select(stations).where(stations.c.id == station_id)).first()
+            if state is None or station is None or state.quality_due_at is None or state.quality_due_at > now:
+                continue
+            station = dict(station._mapping)
+            rules = station_rules(station)
+            whole = station_states.whole_state(conn, station_id, rules, state.engine, state.engine_delta)
+            judgement, _ = judge_and_record(conn, station_id, rules, whole, [], now, REAL,
+                                            expected_interval_s=station.get("expected_interval_s"), due_now=True)
+            quality.mark_quality(conn, station_id, judgement.quality, metrics)
+            conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(
+                engine=judgement.state, engine_delta=None, level=judgement.level.label, quality_due_at=None))
+            judged += 1
+            log.warning("station %s: doubtful water level not followed within 2 x %s s: judged as it is",
+                        station_id, station.get("expected_interval_s"))
+    return judged
 
 
 def remind_awas(engine: Engine, now: datetime) -> int:
@@ -379,5 +356,5 @@ def clear_alerts(conn: Connection, scope: AlertScope, now: datetime, *, by: str,
         dispatch = "pending" if notifies(row.kind, "cleared", Level.NORMAL, Level.parse(row.peak_level), rules,
                                           exercise=bool(row.exercise)) else "none"
         event_id = insert_event(conn, row.id, "cleared", Level.NORMAL.label, now, now, None, dispatch, by=by, note=note)
-        recorded.append(_event_dict(event_id, row.id, row.station_id, row.kind, "cleared", "normal", now, dispatch))
+        recorded.append(event_dict(event_id, row.id, row.station_id, row.kind, "cleared", "normal", now, dispatch))
     return recorded

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from alerts.errors import AlreadyEnded, ExerciseError, StationBusy
 from alerts.times import rfc3339
 from service import alerting
+from service.alert_records import AlertScope
 from service.db import dialect
 from service.db.schema import exercise_state, exercises, stations
 
@@ -31,9 +32,9 @@ ENDED_BY_UNTIL = "until"  # ``ended_by`` of an exercise that ran out
 END_NOTE = "latihan selesai / exercise ended"
 
 
-def scope(exercise_id: int) -> alerting.AlertScope:
+def scope(exercise_id: int) -> AlertScope:
     """The alert scope of one exercise."""
-    return alerting.AlertScope(exercise=True, exercise_id=exercise_id)
+    return AlertScope(exercise=True, exercise_id=exercise_id)
 
 
 def to_dict(row) -> dict:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from service import alerting, cap, exercises, maintenance, quality
+from service import alerting, cap, exercises, maintenance
 from service.leader import Lease
 from service.wiring import Shared, nothing
 
@@ -88,7 +88,7 @@ class RuleJobs:
         try:
             offline = alerting.check_offline(engine, now, exercise=self.exercise)
             reminded = alerting.remind_awas(engine, now)
-            overdue = quality.judge_overdue(engine, now, self.shared.metrics)  # held doubtful samples (spec 17)
+            overdue = alerting.judge_overdue(engine, now, self.shared.metrics)  # held doubtful samples (spec 17)
             ended = exercises.end_due(engine, now)  # drills whose `until` has come
             announced = maintenance.announce_ended(engine, now)  # windows that ran out: alerts told again
         except Exception:

@@ -19,7 +19,7 @@ from alerts.errors import AlreadyEnded, FieldError
 from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS
 from alerts.times import rfc3339
-from service import alerting
+from service import alert_records
 from service.station_rules import station_rules
 from service.db.schema import alerts, maintenance_windows as mw, station_state, stations
 
@@ -125,7 +125,7 @@ def announce_ended_now(conn: Connection, window_id: int, now: datetime) -> int:
     if not won:
         return 0  # still running, or announced by another caller
     station_id = conn.execute(sa.select(mw.c.station_id).where(mw.c.id == window_id)).scalar_one()
-    if alerting.in_maintenance(conn, station_id, now):
+    if alert_records.in_maintenance(conn, station_id, now):
         return 0  # the next window follows at once
     return _announce(conn, station_id, now)
 
@@ -141,11 +141,11 @@ def _announce(conn: Connection, station_id: str, now: datetime) -> int:
                                                 alerts.c.kind.in_(PUBLIC_ALERT_KINDS), alerts.c.exercise_id.is_(None))).all()
     count = 0
     for row in rows:
-        if not alerting.notifies(row.kind, "announced", Level.parse(row.level), Level.parse(row.peak_level), rules):
+        if not alert_records.notifies(row.kind, "announced", Level.parse(row.level), Level.parse(row.peak_level), rules):
             continue  # the policy's answer: below notify_from, nobody is told
         known = ((state.latest if state is not None else None) or {}).get(row.kind)
         reading = None if known is None else {"metric": row.kind, "value": known["value"], "ts": known["ts"]}
-        alerting.insert_event(conn, row.id, "announced", row.level, now, now, reading, "pending")
+        alert_records.insert_event(conn, row.id, "announced", row.level, now, now, reading, "pending")
         conn.execute(sa.update(alerts).where(alerts.c.id == row.id).values(last_notified_at=now))
         count += 1
     return count

@@ -23,6 +23,7 @@ from alerts.levels import Level
 from alerts.messages import upstream_place
 from alerts.rules import Rules
 from alerts.upstream import UpstreamChange, Wave, follow, network_from_stations, propagate
+from service.alert_records import event_dict, insert_event, open_alert
 from service.db.schema import alerts, stations
 from service.station_rules import station_rules
 
@@ -71,9 +72,7 @@ def source_closed(conn: Connection, station_id: str, source_alert_id: int, now: 
 def _follow(conn: Connection, target: str, source: str, wave: Wave | None, now: datetime, *, exercise: bool = False,
             by: str | None = None, note: str | None = None, all_clear: bool = True) -> list[dict]:
     """Apply one source's news to ``target``'s upstream alert; return the event recorded, if any."""
-    from service import alerting  # the alert helpers; alerting imports this module for its hook
-
-    current = alerting._open_alert(conn, target, KIND, lock=True)
+    current = open_alert(conn, target, KIND, lock=True)
     exercise = bool(current.exercise) if current is not None else exercise
     held = {} if current is None else {k: Wave.from_doc(v) for k, v in (current.sources or {}).items()}
     change = follow(held, source, wave)
@@ -99,10 +98,10 @@ def _follow(conn: Connection, target: str, source: str, wave: Wave | None, now: 
     if type_ == "closed":
         reading["all_clear"] = all_clear  # as the operator asked when closing the source (spec section 10)
     dispatch = "pending" if notifies(conn, target, type_, level, peak, reading, exercise=exercise) else "none"
-    event_id = alerting.insert_event(conn, alert_id, type_, level.label, at, now, reading, dispatch, by=by, note=note)
+    event_id = insert_event(conn, alert_id, type_, level.label, at, now, reading, dispatch, by=by, note=note)
     if dispatch == "pending":
         conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(last_notified_at=now))
-    return [alerting._event_dict(event_id, alert_id, target, KIND, type_, level.label, at, dispatch)]
+    return [event_dict(event_id, alert_id, target, KIND, type_, level.label, at, dispatch)]
 
 
 def _store(conn: Connection, current, target: str, change: UpstreamChange, now: datetime,

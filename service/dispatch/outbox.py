@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alerts import messages, policy, priority
 from alerts.levels import Level
 from service import subscribers, upstream
-from service.alerting import in_maintenance, insert_event
+from service.alert_records import in_maintenance, insert_event
 from service.station_rules import station_rules
 from service.db import dialect, schema
 from service.phones import mask_numbers

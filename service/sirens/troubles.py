@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from alerts.levels import Level
-from service import alerting
+from service.alert_records import notifies
 from service.db.schema import alert_events, alerts, siren_state, stations
 from service.station_rules import station_rules
 
@@ -22,7 +22,7 @@ def _dispatch(conn: Connection, station_id: str, type_: str, level: Level, peak:
     """``pending`` when the notification policy tells someone of this event (staff: an operational kind)."""
     row = conn.execute(sa.select(stations.c.id, stations.c.rules).where(stations.c.id == station_id)).first()
     rules_ = station_rules({"id": station_id, "rules": row.rules if row is not None else None})
-    return "pending" if alerting.notifies(ALERT_KIND, type_, level, peak, rules_, exercise=exercise) else "none"
+    return "pending" if notifies(ALERT_KIND, type_, level, peak, rules_, exercise=exercise) else "none"
 
 
 def _open_siren_alert(conn: Connection, station_id: str):

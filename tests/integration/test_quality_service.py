@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from service import alerting, quality
+from service import alerting
 from service.db.schema import alert_events, alerts, readings, station_state
 from service.ingest import Message
 
@@ -104,14 +104,14 @@ def test_a_doubtful_sample_followed_by_silence_is_judged_by_the_scheduled_check(
     minute = steady(services)
     send(services, minute, 4.6)
     held_at = T0 + timedelta(minutes=minute)
-    assert quality.judge_overdue(services.engine, held_at + timedelta(seconds=1199)) == 0
+    assert alerting.judge_overdue(services.engine, held_at + timedelta(seconds=1199)) == 0
     assert alerts_of(services, "water_level") == []
-    assert quality.judge_overdue(services.engine, held_at + timedelta(seconds=1230), services.metrics) == 1
+    assert alerting.judge_overdue(services.engine, held_at + timedelta(seconds=1230), services.metrics) == 1
     (alert,) = alerts_of(services, "water_level")
     assert alert.level == "awas" and alert.opened_at == held_at and events_of(services, alert.id) == [
         ("raised", "pending")]
     assert qualities(services) == {4.6: "doubtful"}  # judged as it is, never confirmed
-    assert quality.judge_overdue(services.engine, held_at + timedelta(seconds=1300)) == 0  # nothing held any more
+    assert alerting.judge_overdue(services.engine, held_at + timedelta(seconds=1300)) == 0  # nothing held any more
     (sensor,) = alerts_of(services, "sensor")
     assert sensor.state == "closed"
 

@@ -32,6 +32,10 @@ BIG_FILES = {
     "service/db/schema.py": "declarative table definitions: the whole schema in one place, read as one",
 }
 LONG_FUNCTIONS: dict[str, str] = {}
+# A private name used by another module (it should be public, in a module both may use).
+REACHES_PRIVATE = {
+    "service.exercise_ingest -> service.ingest._dead_letter": "service/ingest.py is being reshaped (perf, issue 19)",
+}
 # Catching ModuleNotFoundError only to say, in one line, what is missing (never to carry on without it).
 SAYS_WHAT_IS_MISSING = {"service/bench/common.py": "the Docker image leaves the test sinks out"}
 # Errors that are not ours to root: the HTTP layer's answer itself.
@@ -129,6 +133,45 @@ def test_no_module_of_ours_is_imported_by_name():
         relative = str(path.relative_to(ROOT))
         if "except ModuleNotFoundError" in path.read_text(encoding="utf-8") and relative not in SAYS_WHAT_IS_MISSING:
             offenders.append(f"{relative}: catches ModuleNotFoundError")
+    assert offenders == []
+
+
+def _our_names(tree: ast.AST) -> tuple[set[str], list[tuple[int, str]]]:
+    """The names a module binds to our modules (or their members), and the private names it imports from them."""
+    names, private = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] in PRODUCT:
+            names.update(alias.asname or alias.name for alias in node.names)
+            private += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names
+                        if alias.name.startswith("_")]
+        elif isinstance(node, ast.Import):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names
+                         if alias.name.split(".")[0] in PRODUCT)
+    return names, private
+
+
+def test_no_module_reaches_into_a_private_name_of_another():
+    offenders = []
+    for path in product_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        ours, private = _our_names(tree)
+        reached = private + [(node.lineno, f"{node.value.id}.{node.attr}") for node in ast.walk(tree)
+                             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                             and node.value.id in ours and node.attr.startswith("_") and not node.attr.startswith("__")]
+        offenders += [f"{module_name(path)} -> {name}" for _, name in reached]
+    assert sorted(set(offenders) - set(REACHES_PRIVATE)) == [], "give it a public name, in a module both may use"
+    assert sorted(set(REACHES_PRIVATE) - set(offenders)) == [], "gone: remove it from REACHES_PRIVATE"
+
+
+def test_no_module_of_ours_is_asked_for_a_name_it_may_lack():
+    """``getattr(module, name, default)`` on our own module hides a missing part: import it plainly."""
+    offenders = []
+    for path in product_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        ours, _ = _our_names(tree)
+        offenders += [f"{path.relative_to(ROOT)}:{node.lineno}" for node in ast.walk(tree)
+                      if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr")
+                      and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in ours]
     assert offenders == []
 
 

@@ -9,11 +9,15 @@ is what reaches people.
   warns residents of the alert at its level, with Twilio's ``ValidityPeriod``; both audited.
 - Close by hand: event ``closed`` with who and why, CAP ``Cancel``, no all-clear to anyone, and the
   next high reading raises a new alert that warns again.
+- Acknowledged AWAS, with the scheduler's real 30 s period: residents are reminded while fresh AWAS
+  readings come, staff are not; once the gauge falls silent the reminders stop and staff get the
+  offline alert saying the station was at AWAS.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -36,6 +40,10 @@ def iso(dt: datetime) -> str:
     return dt.isoformat().replace("+00:00", "Z")
 
 
+def when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def bodies(fake: FakeTwilio, phone: str) -> list[str]:
     """The texts the provider was asked to send to ``phone``, in order."""
     return [r.form["Body"] for r in fake.creates() if r.form.get("To") == phone]
@@ -47,8 +55,9 @@ def settled(api: ProcessApi) -> bool:
 
 
 @contextlib.contextmanager
-def running(tmp_path, database_url):
-    """``ews run`` with the Laskap gauge, one resident of Laskap and one staff member; yields (api, fake, read)."""
+def running(tmp_path, database_url, rules: dict | None = None):
+    """``ews run`` with the Laskap gauge (``rules`` merged into its own), one resident of Laskap and one staff
+    member; yields (api, fake, read)."""
     with FakeTwilio() as fake, private_mosquitto() as broker:
         prefix = "ews/v1"
         service = ServiceProcess(tmp_path / "svc", database_url=database_url, mqtt_url=broker.url, prefix=prefix,
@@ -64,7 +73,7 @@ def running(tmp_path, database_url):
         with service.start():
             api = ProcessApi(service)
             # The river jumps on purpose (spec 17 would hold it back); its wave downstream (spec 11) is not under test.
-            for path, body in ((f"/stations/{STATION}/rules", {"quality": {"max_step_per_min": None}}),
+            for path, body in ((f"/stations/{STATION}/rules", {"quality": {"max_step_per_min": None}, **(rules or {})}),
                                (f"/stations/{STATION}", {"downstream": []})):
                 answer = api.call("PATCH", path, json=body)
                 assert answer.status_code == 200, answer.text
@@ -151,3 +160,45 @@ def test_an_operator_closes_an_alert_without_an_all_clear_and_the_next_high_read
             assert len(texts) == 2 and all("AWAS" in t and "NORMAL" not in t for t in texts), texts
         audit = api.items(f"/audit?entity=alert&entity_id={alert['id']}")
         assert [(e["action"], e["after"]["reason"], e["after"]["all_clear"]) for e in audit] == [("close", reason, False)]
+
+
+def test_an_acknowledged_awas_reminds_residents_while_fresh_then_staff_hear_it_went_silent_at_awas(tmp_path, sqlite_url):
+    # Reminders at every pass of the rule jobs (every 30 s) while the reading is fresh; silent for 45 s is stale.
+    with running(tmp_path, sqlite_url, rules={"repeat_awas_s": 1, "stale_after_s": 45}) as (api, fake, read):
+        read(3.3)
+        wait_until(lambda: bodies(fake, RESIDENT) and bodies(fake, STAFF), 60, "the AWAS warnings")
+        (alert,) = water_alerts(api)
+        acked = api.call("POST", f"/alerts/{alert['id']}/ack", role="operator", json={"note": "tim di lokasi"})
+        assert acked.status_code == 200, acked.text
+        acked_at = when(acked.json()["acknowledged"]["at"])
+
+        stop = threading.Event()
+
+        def keep_reading() -> None:
+            while not stop.wait(5):  # the gauge keeps reading AWAS every 5 s
+                read(3.3)
+
+        gauge = threading.Thread(target=keep_reading, daemon=True)
+        gauge.start()
+        try:
+            wait_until(lambda: any("MASIH AWAS" in b for b in bodies(fake, RESIDENT)), 90, "a resident's reminder")
+        finally:
+            stop.set()
+            gauge.join(30)
+        # Falls silent: after stale_after_s the next pass raises the offline alert and reminds nobody.
+        offline = wait_until(lambda: [b for b in bodies(fake, STAFF) if "OFFLINE" in b], 150, "the offline alert")
+        assert offline[0].startswith("BPBD LUTIM STAF: Pos") and "Terakhir AWAS." in offline[0]
+        wait_until(lambda: settled(api), 60, "every notification handed over")
+
+        (raised,) = [a for a in api.items(f"/alerts?station_id={STATION}&limit=100") if a["kind"] == "offline"]
+        events = api.call("GET", f"/alerts/{alert['id']}").json()["events"]
+        reminded = {e["id"]: when(e["at"]) for e in events if e["type"] == "reminded"}
+        silent = when(raised["opened_at"])  # the pass that found the gauge silent reminded nobody, nor any after
+        assert reminded and all(acked_at < at < silent for at in reminded.values())
+        told = api.items(f"/notifications?alert_id={alert['id']}&limit=1000")
+        staff_id = api.items("/subscribers?role=staff")[0]["id"]
+        to_staff = [n for n in told if n["event_id"] in reminded and n["subscriber_id"] == staff_id]
+        to_residents = [n for n in told if n["event_id"] in reminded and n["subscriber_id"] != staff_id]
+        assert to_staff == [] and len(to_residents) == len(reminded)  # each reminder to the resident only
+        assert all(n["status"] == "sent" and n["body"].startswith("BPBD LUTIM: MASIH AWAS banjir") for n in to_residents)
+        assert api.call("GET", f"/alerts/{alert['id']}").json()["state"] == "active"  # nobody said the river fell

@@ -3,25 +3,21 @@ against ``ews run`` (waitress, as in production)."""
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from service.bench.common import (
+    PREFIX,
     Progress,
-    bench_database,
-    bench_mosquitto,
     note,
     percentile,
     prepare_database,
     report,
     station_id,
+    workspace,
 )
 from service.bench.process import ServiceProcess
-
-PREFIX = "ews/v1"
 
 
 def give_status(database_url: str, stations: int) -> None:
@@ -87,11 +83,10 @@ def run(args) -> int:
     import requests
 
     stations, clients, per_client, quiet = args.stations, args.clients, args.requests, args.quiet
-    with tempfile.TemporaryDirectory(prefix="ews-bench-api-") as tmp, \
-            bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker:
+    with workspace("api", args.database) as (tmp, database_url, broker):
         prepare_database(database_url, stations).dispose()
         give_status(database_url, stations)
-        service = ServiceProcess(Path(tmp) / "svc", database_url=database_url, mqtt_url=broker.url, prefix=PREFIX)
+        service = ServiceProcess(tmp / "svc", database_url=database_url, mqtt_url=broker.url, prefix=PREFIX)
         note("starting ews run", quiet)
         service.start()
         try:

@@ -25,6 +25,7 @@ from alerts.times import rfc3339
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PREFIX = "ews/v1"  # the topic prefix of every mode's service and gateways
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -193,89 +194,12 @@ def private_mosquitto(**kwargs):
             broker.stop()
 
 
-# The benchmark's name for the same broker (production limits of config/mosquitto.conf).
-BenchMosquitto = PrivateMosquitto
-
-
 @contextlib.contextmanager
 def bench_mosquitto(**kwargs):
     """A private Mosquitto for a ``with`` block (the benchmark keeps a larger queue)."""
     kwargs.setdefault("max_queued", 5_000_000)
     with private_mosquitto(**kwargs) as broker:
         yield broker
-
-
-def mqtt_client(url: str, client_id: str, *, clean: bool, manual_ack: bool = False, max_inflight: int = 1000):
-    """A paho 2.x MQTT 3.1.1 client (not yet connected)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
-                         protocol=mqtt.MQTTv311, manual_ack=manual_ack)
-    client.username_pw_set("bench")
-    client.max_inflight_messages_set(max_inflight)
-    return client
-
-
-def create_session(url: str, client_id: str, topic_filter: str) -> None:
-    """Connect ``client_id`` once with a persistent session subscribed to ``topic_filter`` (QoS 1), then leave."""
-    import threading
-
-    from config.settings import parse_mqtt_url
-
-    parsed = parse_mqtt_url(url)
-    client = mqtt_client(url, client_id, clean=False)
-    subscribed = threading.Event()
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic_filter, qos=1)
-    client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
-    client.connect(parsed.host, parsed.port, keepalive=30)
-    client.loop_start()
-    if not subscribed.wait(15):
-        raise TimeoutError(f"{client_id}: no SUBACK")
-    client.disconnect()
-    client.loop_stop()
-
-
-def publish_all(url: str, items, total: int, progress: Progress | None = None, max_inflight: int = 1000) -> float:
-    """Publish ``(topic, payload bytes)`` items at QoS 1 as fast as the broker acknowledges; return seconds."""
-    import threading
-
-    from config.settings import parse_mqtt_url
-
-    parsed = parse_mqtt_url(url)
-    client = mqtt_client(url, f"bench-pub-{uuid.uuid4().hex[:8]}", clean=True, max_inflight=max_inflight)
-    acked = 0
-    lock = threading.Lock()
-    all_acked = threading.Event()
-
-    def on_publish(c, u, mid, rc, p):
-        nonlocal acked
-        with lock:
-            acked += 1
-            if acked >= total:
-                all_acked.set()
-
-    client.on_publish = on_publish
-    client.connect(parsed.host, parsed.port, keepalive=60)
-    client.loop_start()
-    started = time.monotonic()
-    for i, (topic, payload) in enumerate(items):
-        # paho keys unacknowledged messages by their 16-bit message id: more than 65,535 outstanding
-        # would collide and lose acknowledgements, so stay well below.
-        while i - acked > 20_000:
-            time.sleep(0.01)
-        client.publish(topic, payload, qos=1)
-        if progress is not None and i % 500 == 0:
-            progress.update(acked)
-    while not all_acked.wait(0.1):
-        if progress is not None:
-            progress.update(acked)
-    elapsed = time.monotonic() - started
-    if progress is not None:
-        progress.done(acked)
-    client.disconnect()
-    client.loop_stop()
-    return elapsed
 
 
 # -- databases ------------------------------------------------------------------------------------
@@ -302,6 +226,15 @@ def bench_database(kind: str, directory: Path, *, base: str | None = None, prefi
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def workspace(mode: str, database: str):
+    """What one run of ``mode`` works in, removed afterwards: ``(scratch directory, URL of a new database of kind
+    ``database``, private Mosquitto)``."""
+    with tempfile.TemporaryDirectory(prefix=f"ews-bench-{mode}-") as tmp, \
+            bench_database(database, Path(tmp)) as database_url, bench_mosquitto() as broker:
+        yield Path(tmp), database_url, broker
 
 
 def station_id(i: int) -> str:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 from service.bench.common import (
+    PREFIX,
     Progress,
     add_subscribers,
-    bench_database,
-    bench_mosquitto,
-    mqtt_client,
     note,
     prepare_database,
     reading_payload,
@@ -21,10 +17,10 @@ from service.bench.common import (
     station_area,
     station_id,
     twilio_sink,
+    workspace,
 )
+from service.bench.mqtt_clients import connected, mqtt_client
 from service.bench.process import ServiceProcess
-
-PREFIX = "ews/v1"
 
 
 def max_in_any_second(times: list[float]) -> int:
@@ -39,30 +35,21 @@ def max_in_any_second(times: list[float]) -> int:
 
 def publish_crossing(url: str) -> float:
     """Publish one AWAS reading for station 0; return its monotonic publish time."""
-    from config.settings import parse_mqtt_url
-
-    parsed = parse_mqtt_url(url)
-    client = mqtt_client(url, f"bench-gw-{uuid.uuid4().hex[:6]}", clean=True)
-    client.connect(parsed.host, parsed.port, keepalive=30)
-    client.loop_start()
-    at = time.monotonic()
-    client.publish(f"{PREFIX}/stations/{station_id(0)}/readings",
-                   reading_payload(datetime.now(timezone.utc), 3.4), qos=1).wait_for_publish(10)
-    client.disconnect()
-    client.loop_stop()
+    with connected(mqtt_client(url, f"bench-gw-{uuid.uuid4().hex[:6]}", clean=True), url) as client:
+        at = time.monotonic()
+        client.publish(f"{PREFIX}/stations/{station_id(0)}/readings",
+                       reading_payload(datetime.now(timezone.utc), 3.4), qos=1).wait_for_publish(10)
     return at
 
 
 def run(args) -> int:
     """The fanout mode."""
     count, limit, quiet = args.subscribers, args.limit, args.quiet
-    with tempfile.TemporaryDirectory(prefix="ews-bench-fanout-") as tmp, \
-            bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker, \
-            twilio_sink()(latency=args.latency) as fake:
+    with workspace("fanout", args.database) as (tmp, database_url, broker), twilio_sink()(latency=args.latency) as fake:
         engine = prepare_database(database_url, 1)
         add_subscribers(engine, [station_area(0)], per_area=count)
         engine.dispose()
-        service = ServiceProcess(Path(tmp) / "svc", database_url=database_url, mqtt_url=broker.url, prefix=PREFIX,
+        service = ServiceProcess(tmp / "svc", database_url=database_url, mqtt_url=broker.url, prefix=PREFIX,
                                  env={**fake.env(), "EWS_SMS_MAX_PER_SECOND": f"{limit:g}"})
         service.env["EWS_PUBLIC_URL"] = service.base_url
         note("starting ews run", quiet)

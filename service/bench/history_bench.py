@@ -13,21 +13,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from service.bench.common import (
+    PREFIX,
     Progress,
     bench_mosquitto,
-    create_session,
     note,
     percentile,
     prepare_database,
-    publish_all,
     reading_payload,
     report,
     station_id,
 )
 from service.bench.ingest_bench import backlog
+from service.bench.mqtt_clients import create_session, publish_all
 from service.bench.process import ServiceProcess
 
-PREFIX = "ews/v1"
 CHUNK = 200_000
 
 

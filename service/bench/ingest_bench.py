@@ -7,28 +7,24 @@ import io
 import json
 import pstats
 import random
-import tempfile
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from service.bench.common import (
+    PREFIX,
     Progress,
-    bench_database,
-    bench_mosquitto,
-    create_session,
-    mqtt_client,
     note,
     prepare_database,
-    publish_all,
     reading_payload,
     report,
     station_id,
     utc_now,
+    workspace,
 )
+from service.bench.mqtt_clients import connected, create_session, mqtt_client, publish_all
 
-PREFIX = "ews/v1"
 SERVICE_CLIENT = "ews-bench-ingest"
 BARE_CLIENT = "ews-bench-bare"
 PEER_CLIENT = "ews-bench-peer"
@@ -116,9 +112,6 @@ def drain_peer(url: str, count: int, quiet: bool) -> tuple[float, int]:
 
 def _drain(url: str, client_id: str, label: str, count: int, quiet: bool, handle) -> float:
     """Drain ``count`` messages of ``client_id``'s persistent session, calling ``handle`` on each; return seconds."""
-    from config.settings import parse_mqtt_url
-
-    parsed = parse_mqtt_url(url)
     received = 0
     done = threading.Event()
     client = mqtt_client(url, client_id, clean=False)
@@ -133,22 +126,18 @@ def _drain(url: str, client_id: str, label: str, count: int, quiet: bool, handle
     client.on_message = on_message
     progress = Progress(label, count, quiet)
     started = time.monotonic()
-    client.connect(parsed.host, parsed.port, keepalive=60)
-    client.loop_start()
-    while not done.wait(0.1):
-        progress.update(received)
-    elapsed = time.monotonic() - started
-    progress.done(received)
-    client.disconnect()
-    client.loop_stop()
+    with connected(client, url, keepalive=60):
+        while not done.wait(0.1):
+            progress.update(received)
+        elapsed = time.monotonic() - started
+        progress.done(received)
     return elapsed
 
 
 def run(args) -> int:
     """The ingest mode."""
     count, stations, quiet = args.count, args.stations, args.quiet
-    with tempfile.TemporaryDirectory(prefix="ews-bench-ingest-") as tmp, \
-            bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker:
+    with workspace("ingest", args.database) as (tmp, database_url, broker):
         engine = prepare_database(database_url, stations)
         engine.dispose()
         topic_filter = f"{PREFIX}/stations/+/readings"

@@ -7,32 +7,27 @@ come from one monotonic clock.
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 from service.bench.common import (
+    PREFIX,
     Progress,
     add_subscribers,
-    bench_database,
-    bench_mosquitto,
-    mqtt_client,
     note,
     percentile,
     prepare_database,
-    publish_all,
     reading_payload,
     report,
     station_area,
     station_id,
     twilio_sink,
+    workspace,
 )
 from service.bench.ingest_bench import backlog
+from service.bench.mqtt_clients import mqtt_client, publish_all
 from service.bench.process import ServiceProcess
-
-PREFIX = "ews/v1"
 
 
 LEVELS = (("WASPADA", 2.2), ("SIAGA", 2.7), ("AWAS", 3.4))  # the bench stations' lines: 2.0, 2.5, 3.0 m
@@ -139,14 +134,12 @@ def _matched(fake, index_of: dict, crossings: dict) -> dict[tuple[int, int], flo
 def run(args) -> int:
     """The latency mode."""
     stations, quiet = args.stations, args.quiet
-    with tempfile.TemporaryDirectory(prefix="ews-bench-latency-") as tmp, \
-            bench_database(args.database, Path(tmp)) as database_url, bench_mosquitto() as broker, \
-            twilio_sink()() as fake:
+    with workspace("latency", args.database) as (tmp, database_url, broker), twilio_sink()() as fake:
         engine = prepare_database(database_url, stations)
         phones = add_subscribers(engine, [station_area(i) for i in range(stations)])
         engine.dispose()
         index_of = {phone: i for i, phone in enumerate(phones)}
-        service = ServiceProcess(Path(tmp) / "svc", database_url=database_url, mqtt_url=broker.url,
+        service = ServiceProcess(tmp / "svc", database_url=database_url, mqtt_url=broker.url,
                                  prefix=PREFIX, env=fake.env())
         service.env["EWS_PUBLIC_URL"] = service.base_url
         note("starting ews run", quiet)

@@ -8,26 +8,23 @@ from the first publish to the last commit.
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import func, select
 
 from service.bench.common import (
     Progress,
-    bench_database,
-    bench_mosquitto,
     note,
     prepare_database,
-    publish_all,
     reading_payload,
     report,
     station_id,
     utc_now,
+    workspace,
 )
+from service.bench.mqtt_clients import publish_all
 from service.bench.process import ServiceProcess
 from service.db.schema import readings
 
@@ -42,12 +39,11 @@ def _stream(prefix: str, count: int, stations: int):
 
 def drain_with(instances: int, count: int, stations: int, quiet: bool) -> float:
     """Seconds for ``instances`` ingest processes to store ``count`` readings published meanwhile."""
-    with tempfile.TemporaryDirectory(prefix="ews-bench-scale-") as tmp, \
-            bench_database("postgresql", Path(tmp)) as database_url, bench_mosquitto() as broker:
+    with workspace("scale", "postgresql") as (tmp, database_url, broker):
         engine = prepare_database(database_url, stations)
         prefix = f"ews/bench-{uuid.uuid4().hex[:6]}"
         services = [
-            ServiceProcess(Path(tmp) / f"ingest-{n}", database_url=database_url, mqtt_url=broker.url, prefix=prefix,
+            ServiceProcess(tmp / f"ingest-{n}", database_url=database_url, mqtt_url=broker.url, prefix=prefix,
                            client_id=f"ews-bench-ingest-{n}", env={"EWS_MQTT_SHARED_GROUP": "ews"}, role="ingest")
             for n in range(instances)
         ]

@@ -222,15 +222,30 @@ def active_alerts(conn, *, public: bool) -> list[dict]:
 
 
 def recently_closed(conn, now: datetime, days: int = 7, limit: int = 20) -> list[dict]:
-    """Alerts of the public kinds closed in the last ``days`` (newest first): their reports are what BPBD files."""
+    """Alerts of the public kinds closed in the last ``days`` (newest first): their reports are what BPBD files.
+
+    Staff only: one closed by hand names who closed it and why (``closed_by``, ``reason``; null otherwise).
+    """
     a = schema.alerts
     # A wave from upstream is reported with its source's episode, not as one of its own.
     rows = conn.execute(sa.select(a).where(a.c.state == "closed", a.c.kind.in_(GAUGE_ALERT_KINDS),
                                            a.c.closed_at >= now - timedelta(days=days))
                         .order_by(a.c.closed_at.desc(), a.c.id.desc()).limit(limit)).all()
+    closed_by_hand = _closed_by_hand(conn, [row.id for row in rows])
     return [{"id": row.id, "station_id": row.station_id, "kind": row.kind, "peak_level": row.peak_level,
-             "opened_at": rfc3339(row.opened_at), "closed_at": rfc3339(row.closed_at), "exercise": bool(row.exercise)}
+             "opened_at": rfc3339(row.opened_at), "closed_at": rfc3339(row.closed_at), "exercise": bool(row.exercise),
+             "closed_by": closed_by_hand.get(row.id, (None, None))[0], "reason": closed_by_hand.get(row.id, (None, None))[1]}
             for row in rows]
+
+
+def _closed_by_hand(conn, alert_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """``{alert id: (by, reason)}`` of the alerts an operator closed (event ``closed``, spec section 10)."""
+    e = schema.alert_events
+    if not alert_ids:
+        return {}
+    rows = conn.execute(sa.select(e.c.alert_id, e.c.by, e.c.note).where(e.c.alert_id.in_(alert_ids), e.c.type == "closed")
+                        .order_by(e.c.id)).all()
+    return {row.alert_id: (row.by, row.note) for row in rows}
 
 
 def public_fingerprint(conn) -> tuple:

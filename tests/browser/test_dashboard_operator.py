@@ -92,8 +92,9 @@ def test_operator_closes_an_alert_only_with_a_reason(browser, live, flood):
 
     reload(browser, live)
     assert card(browser, target) is None
-    closed_list = browser.find_element("css selector", ".closed-alerts").text
-    assert "Pos TMA Pongkeru Laskap" in closed_list
+    closed_line = browser.find_element("css selector", f'.closed-alerts li[data-alert-id="{target}"]').text
+    assert "Pos TMA Pongkeru Laskap" in closed_line
+    assert "ditutup oleh Piket Operator" in closed_line and "“Sensor macet, dicek TRC di lokasi”" in closed_line
     assert page_errors(browser) == []
 
 
@@ -148,6 +149,8 @@ def test_a_viewer_cannot_act_and_a_token_downgraded_meanwhile_is_refused_in_plai
     target = alert_ids["PKR-LASKAP"]
     open_page(browser, live, f"?token={token_for(services, 'viewer', 'Layar COC')}")
     wait(browser, lambda d: d.find_element("id", "ops").is_displayed(), message="no staff panel for the viewer")
+    show_panel(browser)
+    assert browser.find_element("id", "ops-queue").is_displayed()
     assert card(browser, target) is not None
     for selector in ("[data-close]", "[data-ack]", "#mnt-open", "[data-mnt-end]"):
         assert not browser.find_elements("css selector", selector), selector
@@ -196,9 +199,18 @@ def maintenance_rows(services):
         return conn.execute(sa.select(schema.maintenance_windows).order_by(schema.maintenance_windows.c.id)).all()
 
 
+def show_panel(driver):
+    """Unfold the staff panel (folded by default; the page remembers it unfolded in this browser)."""
+    wait(driver, lambda d: d.find_elements("id", "ops-summary"), message="no staff panel")
+    if not driver.execute_script("return document.getElementById('ops-details').open"):
+        driver.find_element("id", "ops-summary").click()
+    wait(driver, lambda d: d.find_element("id", "ops-maintenance").is_displayed(), message="the panel did not unfold")
+
+
 def open_maintenance_dialog(driver, station_id, duration_h):
     from selenium.webdriver.support.ui import Select
 
+    show_panel(driver)
     wait(driver, lambda d: d.find_elements("id", "mnt-open"), message="no start-maintenance button")
     driver.find_element("id", "mnt-open").click()
     wait(driver, lambda d: d.find_element("id", "mnt-dialog").is_displayed())
@@ -210,8 +222,7 @@ def test_operator_starts_and_ends_a_maintenance_window(browser, live, flood):
     services, _ = flood
     open_page(browser, live, f"?token={token_for(services, 'operator', 'Teknisi BPBD')}")
     open_maintenance_dialog(browser, "KLN-WOTU", 2)
-    assert "(dalam 2 j 0 mnt)" in browser.find_element("id", "mnt-until-text").text or \
-        "(dalam 1 j 59 mnt)" in browser.find_element("id", "mnt-until-text").text
+    assert "(dalam 2 j 0 mnt). Paling lama 7 hari." in browser.find_element("id", "mnt-until-text").text
     browser.find_element("id", "mnt-send").click()  # no reason yet
     error = browser.find_element("id", "mnt-error")
     wait(browser, lambda d: error.is_displayed(), message="no word about the missing reason")
@@ -236,8 +247,10 @@ def test_operator_starts_and_ends_a_maintenance_window(browser, live, flood):
     wait(browser, lambda d: d.find_elements("css selector", row), message="the window is not listed")
     text = browser.find_element("css selector", row).text
     assert "Pos TMA Kalaena Wotu" in text and "Kalibrasi sensor tekanan" in text and "Teknisi BPBD" in text
+    # Unfolded after the reload too, and its summary line counts the window.
+    assert browser.find_element("id", "ops-summary").text.startswith("Kendali petugas: 1 pos dalam pemeliharaan")
     badge = browser.find_element("css selector", '#stations tr[data-station="KLN-WOTU"] .badge.maintenance')
-    assert badge.text == "🔧 PEMELIHARAAN"
+    assert badge.text == "PEMELIHARAAN"
 
     browser.find_element("css selector", f'[data-mnt-end="{window.id}"]').click()
     wait(browser, lambda d: d.find_element("id", "mnt-end-dialog").is_displayed())
@@ -282,7 +295,7 @@ def test_a_window_already_ended_is_said_in_plain_words(browser, live, flood):
     with services.engine.begin() as conn:
         window = maintenance.create(conn, "LRN-PARUMPANAI", now, now + timedelta(hours=3), "perbaikan", "Teknisi", now)
     open_page(browser, live, f"?poll=60&token={token_for(services, 'operator', 'Teknisi BPBD')}")
-    wait(browser, lambda d: d.find_elements("css selector", f'[data-mnt-end="{window["id"]}"]'))
+    show_panel(browser)
     with services.engine.begin() as conn:
         maintenance.end(conn, window["id"], "Teknisi Lain", datetime.now(timezone.utc))
     browser.find_element("css selector", f'[data-mnt-end="{window["id"]}"]').click()

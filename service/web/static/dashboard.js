@@ -199,7 +199,7 @@
       html += "<tr><td>" + esc(t("metric_rainfall")) + " " + esc(t("rain_24h")) + "</td><td><b>" + st.rain["24h"] + " mm</b></td><td></td></tr>";
     }
     html += "</table>" + esc(t("col_last_seen")) + ": " + esc(fmtTime(st.status.last_seen)) + " (" + esc(ago(st.status.last_seen)) + ")";
-    if (st.status.maintenance) html += '<div class="tooltip-mnt">🔧 ' + esc(t("mnt_badge_until", { at: fmtTime(st.status.maintenance.until) })) + "</div>";
+    if (st.status.maintenance) html += '<div class="tooltip-mnt">' + esc(t("mnt_badge_until", { at: fmtTime(st.status.maintenance.until) })) + "</div>";
     return html + waveTooltip(st.id) + sirensHtml(st);
   }
 
@@ -294,7 +294,7 @@
       var level = badge(lv);
       if (lv === "offline" && st.status.level !== "normal") level += " " + badge(st.status.level);
       var mnt = st.status.maintenance;
-      if (mnt) level += ' <span class="badge maintenance" title="' + esc(t("mnt_badge_until", { at: fmtTime(mnt.until) })) + '">🔧 ' + esc(t("mnt_badge")) + "</span>";
+      if (mnt) level += ' <span class="badge maintenance" title="' + esc(t("mnt_badge_until", { at: fmtTime(mnt.until) })) + '">' + esc(t("mnt_badge")) + "</span>";
       return '<tr data-station="' + esc(st.id) + '" data-level="' + esc(lv) + '"' + (mnt ? ' data-maintenance-until="' + esc(mnt.until) + '"' : "") +
         ' class="' + (st.id === state.selected ? "selected" : "") + '">' +
         "<td><b>" + esc(st.name) + '</b><br><span class="muted">' + esc(st.id) + "</span></td>" +
@@ -336,7 +336,9 @@
       state.recentClosed.map(function (a) {
         var st = stationById(a.station_id) || { name: a.station_id };
         return '<li data-alert-id="' + a.id + '">' + badge(a.peak_level) + " <b>" + esc(st.name) + "</b> " +
-          '<span class="muted">' + esc(t("closed_at", { at: fmtTime(a.closed_at) })) + "</span> " + reportLink(a.id) + "</li>";
+          '<span class="muted">' + esc(t("closed_at", { at: fmtTime(a.closed_at) })) + "</span> " +
+          (a.closed_by ? '<span class="closed-by">' + esc(t("closed_by", { by: a.closed_by, reason: a.reason })) + "</span> " : "") +
+          reportLink(a.id) + "</li>";
       }).join("") + "</ul>";
   }
 
@@ -769,6 +771,7 @@
       $("login-dialog").showModal();
     });
     operator.wire();
+    opsPanel.wire();
     $("login-cancel").addEventListener("click", function () { $("login-dialog").close(); });
     $("login-form").addEventListener("submit", function (ev) {
       ev.preventDefault();

@@ -8,6 +8,7 @@
 
   var DURATIONS_H = [1, 2, 4, 8, 12, 24, 48, 72, 168];
   var DEFAULT_DURATION_H = 4;
+  var MAX_WINDOW_MS = 7 * 24 * 3600000;  // service/maintenance.py MAX_WINDOW
 
   window.EWSOperator = function (ctx) {
     var state = ctx.state, t = ctx.t, $ = ctx.$;
@@ -157,7 +158,10 @@
 
     function setUntilFromDuration() {
       var hours = Number($("mnt-duration").value) || DEFAULT_DURATION_H;
-      $("mnt-until").value = wallText(new Date(ctx.serverNow() + hours * 3600000));
+      var target = ctx.serverNow() + hours * 3600000;
+      // The field holds whole minutes: up to the next one ("4 jam" is 4 h, not 3 h 59), but never past 7 days.
+      var until = hours * 3600000 < MAX_WINDOW_MS ? Math.ceil(target / 60000) * 60000 : Math.floor(target / 60000) * 60000;
+      $("mnt-until").value = wallText(new Date(until));
       showUntil();
     }
 

@@ -6,6 +6,7 @@
   "use strict";
 
   // alerts/priority.py: 0 goes first.
+  var OPEN_KEY = "ews.ops.open";
   var PRIORITY_KEYS = ["warning_awas", "warning_siaga", "warning_waspada", "reminder", "reply", "broadcast",
                        "operational", "exercise"];
 
@@ -33,7 +34,7 @@
           : t("mnt_row_planned", { from: ctx.fmtTime(w.from), at: ctx.fmtTime(w.until) });
         var held = (state.suppressed && state.suppressed.by_station[w.station_id]) || 0;
         return '<li class="mnt-row" data-maintenance-id="' + w.id + '" data-station="' + esc(w.station_id) + '">' +
-          "🔧 <b>" + esc(stationName(w.station_id)) + "</b> · " + esc(when) +
+          "<b>" + esc(stationName(w.station_id)) + "</b> · " + esc(when) +
           '<br><span class="muted">' + esc(t("mnt_row_reason", { reason: w.reason, by: w.by })) +
           (held ? " · " + esc(t("mnt_row_held", { n: held })) : "") + "</span>" +
           (operator.may("maintenance") ? ' <button type="button" class="btn btn-small" data-mnt-end="' + w.id + '">' +
@@ -75,12 +76,28 @@
         '<table class="queue"><tbody>' + rows.join("") + "</tbody></table></section>";
     }
 
+    // One line of counts, the details under it: folded, the alerts keep the room on a wall screen.
+    function summaryText() {
+      var held = state.suppressed ? state.suppressed.count : 0;
+      return t("ops_summary", { mnt: (state.maintenance || []).length, held: held, queued: state.queue ? state.queue.total : 0 });
+    }
+
     function render() {
       var ops = $("ops");
       ops.hidden = !state.session;
-      ops.innerHTML = state.session ? maintenanceHtml() + suppressedHtml() + queueHtml() : "";
+      if (!state.session) { ops.innerHTML = ""; return; }
+      var open = localStorage.getItem(OPEN_KEY) === "1";
+      ops.innerHTML = '<details id="ops-details"' + (open ? " open" : "") + '><summary id="ops-summary">' +
+        esc(summaryText()) + "</summary>" + maintenanceHtml() + suppressedHtml() + queueHtml() + "</details>";
     }
 
-    return { load: load, render: render };
+    function wire() {
+      // "toggle" does not bubble: listen while it goes down to the details element.
+      $("ops").addEventListener("toggle", function (ev) {
+        if (ev.target.id === "ops-details") localStorage.setItem(OPEN_KEY, ev.target.open ? "1" : "0");
+      }, true);
+    }
+
+    return { load: load, render: render, wire: wire };
   };
 })();

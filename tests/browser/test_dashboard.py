@@ -108,6 +108,18 @@ def test_operator_acknowledges_an_alert_from_the_screen(browser, live, flood):
         row = conn.execute(sa.select(schema.alerts).where(schema.alerts.c.id == target)).one()
     assert row.ack_by is not None and "Piket Operator" in row.ack_by
     assert row.ack_note == "TRC dikirim ke Laskap"
+    with services.engine.connect() as conn:  # audited: who, and the note
+        (entry,) = conn.execute(sa.select(schema.audit_log).where(schema.audit_log.c.action == "ack")).all()
+    assert "Piket Operator" in entry.actor and entry.entity_id == str(target)
+    assert entry.after["note"] == "TRC dikirim ke Laskap"
+    browser.refresh()  # after a reload the card still says who acknowledged, and offers no button
+
+    def card_text(d):
+        cards = d.find_elements("css selector", f'.alert[data-alert-id="{target}"]')
+        return cards[0].text if cards else ""
+
+    wait(browser, lambda d: "Diketahui Piket Operator" in card_text(d), message="the ack is not shown after a reload")
+    assert not browser.find_elements("css selector", f'[data-ack="{target}"]')
     # Staff see the operational alerts too.
     assert browser.find_elements("css selector", f'.alert[data-alert-id="{alert_ids["AGK-ANGKONA"]}"]')
 

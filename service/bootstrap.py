@@ -127,9 +127,9 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def open_database(settings: Settings) -> Engine:
+def open_database(settings: Settings, *, connect_timeout_s: int | None = None) -> Engine:
     """The one engine of this process, for ``settings``' database (the CLI commands use it too)."""
-    return make_engine(settings.database_url)
+    return make_engine(settings.database_url, connect_timeout_s=connect_timeout_s)
 
 
 def bootstrap(settings: Settings, *, engine: Engine | None = None, clock: Callable[[], datetime] = utc_now,

@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -26,6 +25,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.errors import BrokerStartError
+from config.settings import Settings
+from service.db.schema import local_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,6 @@ def free_port_from(host: str, port: int, tries: int = PORT_TRIES) -> int:
 
 def record_endpoint(engine: Engine, url: str, holder: str, now: datetime) -> None:
     """Record that this ``ews run`` (``holder``) serves the embedded broker at ``url``."""
-    from service.db.schema import local_endpoints
-
     with engine.begin() as conn:
         conn.execute(sa.delete(local_endpoints).where(local_endpoints.c.name == ENDPOINT))
         conn.execute(sa.insert(local_endpoints).values(name=ENDPOINT, url=url, holder=holder, updated_at=now))
@@ -149,8 +148,6 @@ def record_endpoint(engine: Engine, url: str, holder: str, now: datetime) -> Non
 
 def forget_endpoint(engine: Engine, holder: str) -> None:
     """Remove the record at a clean stop (if it is still ours)."""
-    from service.db.schema import local_endpoints
-
     try:
         with engine.begin() as conn:
             conn.execute(sa.delete(local_endpoints).where(local_endpoints.c.name == ENDPOINT,
@@ -159,30 +156,22 @@ def forget_endpoint(engine: Engine, holder: str) -> None:
         log.warning("could not remove the embedded broker's record; the next ews run replaces it")
 
 
-def recorded_broker_url(environ: Mapping[str, str]) -> str | None:
-    """Where ``ews run`` on the database of ``environ`` runs its embedded broker, or None.
+def may_have_recorded(settings: Settings) -> bool:
+    """Whether an ``ews run`` on ``settings``' database may have recorded its embedded broker there.
 
-    None also when ``EWS_MQTT_URL`` is set, the settings are wrong (the tool then uses its
-    default), the SQLite file does not exist (never create one here) or nothing was recorded.
+    Not when ``EWS_MQTT_URL`` is set (that broker is the one), for an in-memory SQLite database,
+    or a SQLite file that does not exist (never create one just to ask).
     """
-    from config.settings import ConfigError, load_settings
-    from service.db.schema import local_endpoints
-
-    try:
-        settings = load_settings(environ)
-    except ConfigError:
-        return None
     url = settings.database_url
     if settings.mqtt is not None or url == "sqlite://":
-        return None
-    if url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")):
-        return None
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
-                              connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
+        return False
+    return not (url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")))
+
+
+def recorded_broker_url(engine: Engine) -> str | None:
+    """Where ``ews run`` on ``engine``'s database runs its embedded broker, or None."""
     try:
         with engine.connect() as conn:
             return conn.execute(sa.select(local_endpoints.c.url).where(local_endpoints.c.name == ENDPOINT)).scalar()
     except SQLAlchemyError:  # not migrated yet, or unreachable: nothing recorded that we can read
         return None
-    finally:
-        engine.dispose()

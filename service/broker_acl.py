@@ -23,7 +23,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from alerts.errors import UsageError
 from alerts.times import rfc3339
+from config.settings import load_settings
 from sensors import topics
 from service.db import schema
 from service.sirens.state import siren_owners
@@ -181,17 +183,13 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Run ``ews broker acl``."""
-    from alerts.errors import UsageError
-    from config.settings import load_settings
-    from service.bootstrap import open_database
-
+    """Run ``ews broker acl`` on the database ``args.open_database()`` opens (service/cli.py)."""
     settings = load_settings(os.environ)  # a ConfigError is printed as one line by service.cli
     users = args.service_users or ([settings.mqtt.username] if settings.mqtt and settings.mqtt.username else [])
     if not users:
         raise UsageError("acl: name the service's MQTT user: EWS_MQTT_URL=mqtt://USER:PASSWORD@HOST:1883, "
                          "or --service-user NAME (once per instance)")  # printed as one line by service.cli
-    engine = open_database(settings)
+    engine = args.open_database()
     try:
         with engine.connect() as conn:
             acl = build_acl(settings.mqtt_topic_prefix, users, registry_gateways(conn), registry_sirens(conn))

@@ -8,10 +8,18 @@ when the parser is built (a module that fails to import is an error, never a mis
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Mapping
+
+from sqlalchemy.engine import Engine
 
 from alerts.errors import ConfigError, EwsError, StartupError
+from config.settings import load_settings
+from service import broker
+from service.bootstrap import open_database
+from service.sirens.state import siren_owners
 
 # name -> one-line help; the module of each is in _modules()
 COMMANDS = {
@@ -53,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     module = args._module
     # ews simulate and ews gateway (sensors/, which never imports the service) find the embedded
     # broker of an `ews run` on the same database through this, whatever port it took.
-    args.recorded_broker_url = _recorded_broker_url
+    args.recorded_broker_url = functools.partial(recorded_broker_url, os.environ)
     args.registry_sirens = _registry_sirens  # ews simulate --sirens: the registry's siren ids
+    # The commands on the database get their engine from here: the one way it is made (service/bootstrap.py).
+    args.open_database = environment_database
     try:
         return int(module.command(args) or 0)
     except EwsError as exc:
@@ -69,18 +79,32 @@ def report(exc: EwsError, command: str) -> int:
     return exc.exit_status
 
 
-def _recorded_broker_url() -> str | None:
-    from service.broker import recorded_broker_url
+def environment_database() -> Engine:
+    """The engine of the environment's database (a ConfigError is printed as one line by ``report``)."""
+    return open_database(load_settings(os.environ))
 
-    return recorded_broker_url(os.environ)
+
+def recorded_broker_url(environ: Mapping[str, str]) -> str | None:
+    """Where ``ews run`` on the database of ``environ`` runs its embedded broker, or None.
+
+    None also when ``EWS_MQTT_URL`` is set, the settings are wrong (the tool then uses its
+    default), the SQLite file does not exist (never create one here) or nothing was recorded.
+    """
+    try:
+        settings = load_settings(environ)
+    except ConfigError:
+        return None
+    if not broker.may_have_recorded(settings):
+        return None
+    engine = open_database(settings, connect_timeout_s=5)  # asked in passing: a silent database has nothing
+    try:
+        return broker.recorded_broker_url(engine)
+    finally:
+        engine.dispose()
 
 
 def _registry_sirens() -> list[str]:
-    from config.settings import load_settings
-    from service.bootstrap import open_database
-    from service.sirens.state import siren_owners
-
-    engine = open_database(load_settings(os.environ))
+    engine = environment_database()
     try:
         with engine.connect() as conn:
             return sorted(siren_owners(conn))

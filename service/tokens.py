@@ -177,19 +177,9 @@ def configure_parser(parser) -> None:
     revoke.add_argument("id", type=int)
 
 
-def _engine():
-    import os
-
-    from config.settings import load_settings
-    from service.bootstrap import open_database
-
-    # A ConfigError is printed as one line by service.cli.
-    return open_database(load_settings(os.environ))
-
-
 def command(args) -> int:
-    """Run ``ews token create|list|revoke``."""
-    engine = _engine()
+    """Run ``ews token create|list|revoke`` on the database ``args.open_database()`` opens (service/cli.py)."""
+    engine = args.open_database()
     try:
         if args.token_command == "create":
             # A TokenError is printed as one line by service.cli.

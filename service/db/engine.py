@@ -22,10 +22,15 @@ def end_reads_only(token: contextvars.Token) -> None:
     _READ_ONLY.reset(token)
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """Create the engine for ``url`` with the settings this service relies on."""
+def make_engine(url: str, *, connect_timeout_s: int | None = None, **kwargs) -> Engine:
+    """Create the engine for ``url`` with the settings this service relies on.
+
+    ``connect_timeout_s``: give up connecting to PostgreSQL after that long (SQLite waits its busy timeout).
+    """
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **kwargs)
+    if connect_timeout_s is not None:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "connect_timeout": connect_timeout_s}
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)

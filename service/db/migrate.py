@@ -9,7 +9,6 @@ from alembic import command as alembic_command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-from config.settings import load_settings
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 
@@ -35,11 +34,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Run ``ews db upgrade``."""
-    from service.bootstrap import open_database
-
-    settings = load_settings(os.environ)  # a ConfigError is printed as one line by service.cli
-    engine = open_database(settings)
+    """Run ``ews db upgrade`` on the database ``args.open_database()`` opens (service/cli.py)."""
+    engine = args.open_database()
     try:
         upgrade(engine)
     finally:

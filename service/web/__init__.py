@@ -26,6 +26,9 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
+from service.http.auth import authenticate, check_role
+from service.http.errors import Problem, field_error
+from service.http.report_links import report_paths
 from service.web import data, staff_data
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -102,13 +105,12 @@ class _Views:
         self.public = PublicSnapshot()
 
     def now(self):
-        """The service clock's now (the wall clock for a bare services object)."""
-        return self.services.clock() if getattr(self.services, "clock", None) else data.now_utc()
+        """The service clock's now."""
+        return self.services.clock()
 
     def tz_name(self) -> str:
         """The deployment's time zone name."""
-        settings = getattr(self.services, "settings", None)
-        return getattr(settings, "timezone", None) or "Asia/Makassar"
+        return self.services.settings.timezone
 
     def public_json(self):
         """Stations and active public alerts, for everyone (one shared snapshot, see PublicSnapshot)."""
@@ -118,8 +120,6 @@ class _Views:
 
     def series_json(self, station_id: str):
         """The last hours of one station's watched metric, its thresholds and alert events."""
-        from service.http.errors import Problem, field_error
-
         raw = request.args.get("hours", "24")
         if not raw.isdigit() or int(raw) not in data.SERIES_HOURS:
             raise field_error("hours", f"must be one of {', '.join(map(str, data.SERIES_HOURS))}")
@@ -130,10 +130,6 @@ class _Views:
 
     def session_json(self):
         """Who holds the bearer token and what the dashboard may offer them."""
-        from service.http.auth import authenticate, check_role
-
-        from service.http.report_links import report_paths
-
         caller = authenticate()
         check_role(caller, ("viewer",))
         engine = self.services.engine

@@ -124,11 +124,14 @@ def test_token_lifecycle_create_list_revoke(api):
 
 def test_cli_token_create_prints_a_working_token(api, capsys, monkeypatch):
     from service import tokens
+    from service.cli import environment_database
 
     url = api.services.settings.database_url
     monkeypatch.setenv("EWS_DATABASE_URL", url)
     parser = __import__("argparse").ArgumentParser()
     tokens.configure_parser(parser)
-    assert tokens.command(parser.parse_args(["create", "--role", "viewer", "--name", "cli test"])) == 0
+    args = parser.parse_args(["create", "--role", "viewer", "--name", "cli test"])
+    args.open_database = environment_database  # as service.cli hands it to every command
+    assert tokens.command(args) == 0
     printed = capsys.readouterr().out.strip()
     assert api.client.get("/api/v1/stations", headers={"Authorization": f"Bearer {printed}"}).status_code == 200

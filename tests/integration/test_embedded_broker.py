@@ -12,7 +12,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sensors import mqttlink
-from service.broker import EmbeddedBroker, forget_endpoint, record_endpoint, recorded_broker_url
+from service.broker import EmbeddedBroker, forget_endpoint, record_endpoint
+from service.cli import recorded_broker_url
 from tests.support.infra import free_port, wait_until
 from tests.support.services import make_services
 

@@ -7,6 +7,10 @@ import contextvars
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
+from service.db.turns import WriteTurns
+
+BUSY_TIMEOUT_S = 30
+
 # Set while serving a request that only reads (GET, HEAD): SQLite then begins its transactions
 # DEFERRED, so readers run side by side in WAL mode instead of queueing for the write lock.
 _READ_ONLY = contextvars.ContextVar("ews_read_only", default=False)
@@ -38,8 +42,10 @@ def make_engine(url: str, *, connect_timeout_s: int | None = None, **kwargs) -> 
 
 
 def _sqlite_engine(url: str, **kwargs) -> Engine:
-    """SQLite tuned for one writer and many readers (tech-notes section 6.2)."""
-    kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+    """SQLite tuned for one writer and many readers (tech-notes section 6.2); this process's writers take turns."""
+    turns = WriteTurns(BUSY_TIMEOUT_S)
+    kwargs.setdefault("connect_args", {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False,
+                                       "factory": turns.connection_class()})
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -47,7 +53,7 @@ def _sqlite_engine(url: str, **kwargs) -> Engine:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event below issue BEGIN
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: no corruption, at most the last commit on power loss
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -56,7 +62,16 @@ def _sqlite_engine(url: str, **kwargs) -> Engine:
     def _on_begin(conn):
         # Writers take the write lock up front: avoids SQLITE_BUSY on a read-to-write upgrade.
         # Read-only requests begin DEFERRED so they never wait behind ingest or each other.
-        conn.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
+        if _READ_ONLY.get():
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        turns.take(dbapi_conn)  # given back by the connection's commit, rollback or close
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turns.give_back(dbapi_conn)
+            raise
 
     return engine
 

@@ -30,7 +30,32 @@ from service.bench.mqtt_clients import mqtt_client, publish_all
 from service.bench.process import ServiceProcess
 
 
-LEVELS = (("WASPADA", 2.2), ("SIAGA", 2.7), ("AWAS", 3.4))  # the bench stations' lines: 2.0, 2.5, 3.0 m
+LEVELS = (("WASPADA", 2.0), ("SIAGA", 2.5), ("AWAS", 3.0))  # the bench stations' lines (m)
+# A river rises: every step between two readings of a station stays within the spike check's
+# 0.1 m (spec section 17, `quality.max_step_per_min`), as a real crossing does. A bigger jump is
+# held back as doubtful until the station's next reading confirms it (0.1 s later at 500/s over 50
+# stations, 0.25 s at 2,000/s over 500), and the bench would time the stream's pace, not the service.
+BELOW, ABOVE, RISE = 0.04, 0.03, 0.05  # just below a line; a crossing just above it; the rise per reading
+
+
+class River:
+    """One bench station's water level: just below its next line, a crossing just above it, then a rise."""
+
+    def __init__(self) -> None:
+        self.crossed = 0  # lines crossed so far
+        self.value = LEVELS[0][1] - BELOW
+
+    def reading(self, sent: int) -> float:
+        """The next regular reading: rising by ``RISE`` towards just below the next line, with a small wobble."""
+        target = LEVELS[self.crossed][1] - BELOW if self.crossed < len(LEVELS) else self.value
+        self.value = min(target, self.value + RISE)
+        return round(self.value - 0.005 * (sent % 3), 3)
+
+    def cross(self, level: int) -> float:
+        """The reading that crosses line ``level`` (the one after the last crossed)."""
+        self.crossed = level + 1
+        self.value = LEVELS[level][1] + ABOVE
+        return round(self.value, 3)
 
 
 def crossing_plan(crossings: int, stations: int) -> list[tuple[int, int]]:
@@ -43,8 +68,8 @@ def stream(url: str, rate: float, duration: float, plan: list[tuple[int, int]], 
            progress: Progress) -> dict[tuple[int, int], float]:
     """Publish ``rate`` readings/s for ``duration`` s over ``stations``; the crossings of ``plan`` are spread evenly.
 
-    A station that crossed keeps reporting its new value (no new event). Return {(station, level
-    index): monotonic publish time of the crossing reading}.
+    Each station's level is a ``River``: after a crossing it rises to just below its next line (no
+    new event). Return {(station, level index): monotonic publish time of the crossing reading}.
     """
     from config.settings import parse_mqtt_url
 
@@ -53,7 +78,7 @@ def stream(url: str, rate: float, duration: float, plan: list[tuple[int, int]], 
     client.connect(parsed.host, parsed.port, keepalive=30)
     client.loop_start()
     crossings: dict[tuple[int, int], float] = {}
-    value = [None] * stations  # a crossed station's current value
+    rivers = [River() for _ in range(stations)]
     every = duration / (len(plan) + 1)
     started = time.monotonic()
     next_cross = started + every
@@ -66,15 +91,13 @@ def stream(url: str, rate: float, duration: float, plan: list[tuple[int, int]], 
             time.sleep(due - now)
         if plan and time.monotonic() >= next_cross:
             station, level = plan.pop(0)
-            value[station] = LEVELS[level][1]
+            crossing = reading_payload(datetime.now(timezone.utc), rivers[station].cross(level))
             crossings[(station, level)] = time.monotonic()
-            client.publish(f"{PREFIX}/stations/{station_id(station)}/readings",
-                           reading_payload(datetime.now(timezone.utc), value[station]), qos=1)
+            client.publish(f"{PREFIX}/stations/{station_id(station)}/readings", crossing, qos=1)
             next_cross += every
         s = sent % stations
-        reading = value[s] if value[s] is not None else 1.0 + (sent % 7) * 0.01
         client.publish(f"{PREFIX}/stations/{station_id(s)}/readings",
-                       reading_payload(datetime.now(timezone.utc), reading), qos=1)
+                       reading_payload(datetime.now(timezone.utc), rivers[s].reading(sent)), qos=1)
         sent += 1
         if sent % 200 == 0:
             progress.update(sent)
@@ -88,7 +111,8 @@ def warm_up(url: str, stations: int) -> None:
     """One normal reading per station before the clock starts: in a running network every station has a
     state already, and creating it (once per station) is not what this mode measures."""
     now = datetime.now(timezone.utc)
-    publish_all(url, ((f"{PREFIX}/stations/{station_id(s)}/readings", reading_payload(now, 1.0))
+    level = River().value
+    publish_all(url, ((f"{PREFIX}/stations/{station_id(s)}/readings", reading_payload(now, level))
                       for s in range(stations)), stations)
     time.sleep(1.0 + stations / 500)
 

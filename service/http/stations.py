@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import threading
-import time
 
 import sqlalchemy as sa
 from flask import current_app, request
@@ -24,6 +23,7 @@ from service.sirens.state import siren_owners
 from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import changing, services
+from service.http.answers import SharedAnswers
 from service.http.auth import current_actor, require
 from service.http.errors import VALIDATION_TYPE, Problem
 from service.http.pagination import keyset_page, page_schema
@@ -151,17 +151,41 @@ def new_station_rules(given: dict | None, metrics) -> dict:
 
 
 def _stations_changed(svc) -> None:
-    """Tell the ingest side (and this app's list cache) that the station registry changed."""
-    _list_cache()[0].clear()
+    """Tell the ingest side (and this app's shared list answers) that the station registry changed."""
+    _list_answers().clear()
     svc.ingestor.forget_stations()
 
 
-LIST_CACHE_SECONDS = 1.0
+LIST_CHECK_SECONDS = 1.0
 
 
-def _list_cache() -> tuple[dict, threading.Lock]:
-    """This app's cache of station-list answers ({query string: (expires, body)}) and its rebuild lock."""
-    return current_app.extensions.setdefault("ews_station_list_cache", ({}, threading.Lock()))
+def _list_answers() -> SharedAnswers:
+    """This app's station-list answers, shared by every caller (see service/http/answers.py)."""
+    return current_app.extensions.setdefault("ews_station_list_answers", SharedAnswers(LIST_CHECK_SECONDS))
+
+
+def _list_mark():
+    """What the station list shows may have changed when this does: states, registry, maintenance in force."""
+    with services().engine.connect() as conn:
+        return tuple(conn.execute(_list_mark_query(), {"now": services().clock()}).one())
+
+
+@functools.lru_cache(maxsize=1)
+def _list_mark_query():
+    """The mark's statement, built once. Every write of a state row raises its version; a window
+    ended early moves its end to now, so the windows in force say it too."""
+    s, st, mw = schema.stations, schema.station_state, schema.maintenance_windows
+    now = sa.bindparam("now")
+    in_force = sa.and_(mw.c.starts_at <= now, mw.c.ends_at > now)
+    return sa.select(
+        sa.select(sa.func.count()).select_from(st).scalar_subquery(),
+        sa.select(sa.func.coalesce(sa.func.sum(st.c.version), 0)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(s).scalar_subquery(),
+        sa.select(sa.func.max(s.c.updated_at)).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(mw).where(in_force).scalar_subquery(),
+        sa.select(sa.func.coalesce(sa.func.sum(mw.c.id), 0)).where(in_force).scalar_subquery(),
+        sa.select(sa.func.max(mw.c.id)).scalar_subquery(),
+    )
 
 
 # ---------------------------------------------------------------- routes
@@ -174,26 +198,9 @@ class Stations(MethodView):
     def get(self, args):
         """List stations (by id), each with its current status."""
         # Every dashboard and COC screen polls this list; it holds no personal data, so one
-        # answer serves every caller for a second instead of being rebuilt per request.
-        cache, rebuilding = _list_cache()
-        cached = cache.get(request.query_string)
-        if cached is not None and cached[0] > time.monotonic():
-            return current_app.response_class(cached[1], mimetype="application/json")
-        if cached is not None and not rebuilding.acquire(blocking=False):
-            # Another request is rebuilding this answer: serve the one-second-old copy meanwhile.
-            return current_app.response_class(cached[1], mimetype="application/json")
-        try:
-            return self._rebuild(args, cache)
-        finally:
-            if cached is not None:
-                rebuilding.release()
-
-    def _rebuild(self, args, cache: dict):
-        page = self._page(args)
-        body = current_app.json.dumps(page_schema(StationSchema)().dump(page)).encode()
-        if len(cache) > 256:
-            cache.clear()
-        cache[request.query_string] = (time.monotonic() + LIST_CACHE_SECONDS, body)
+        # answer serves every caller until what it shows changed.
+        body = _list_answers().answer(request.query_string, _list_mark, lambda: current_app.json.dumps(
+            page_schema(StationSchema)().dump(self._page(args))).encode())
         return current_app.response_class(body, mimetype="application/json")
 
     @staticmethod

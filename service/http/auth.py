@@ -58,12 +58,7 @@ def authenticate() -> Caller:
     now = services.clock()
     t = schema.api_tokens
     with services.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(t.c.id, t.c.name, t.c.role, t.c.revoked_at, t.c.last_used_at, t.c.stations,
-                      t.c.stations_learn_until).where(
-                t.c.token_hash == hash_token(token)
-            )
-        ).first()
+        row = conn.execute(_token_query(), {"token_hash": hash_token(token)}).first()
     if row is None:
         raise _unauthorized("The token is not known.")
     if row.revoked_at is not None:
@@ -76,6 +71,14 @@ def authenticate() -> Caller:
                           stations=None if row.stations is None else tuple(row.stations),
                           stations_learn_until=row.stations_learn_until)
     return g.ews_caller
+
+
+@functools.lru_cache(maxsize=1)
+def _token_query():
+    """The token look-up every request makes, built once (building it cost more than running it)."""
+    t = schema.api_tokens
+    return sa.select(t.c.id, t.c.name, t.c.role, t.c.revoked_at, t.c.last_used_at, t.c.stations,
+                     t.c.stations_learn_until).where(t.c.token_hash == sa.bindparam("token_hash"))
 
 
 def check_role(caller: Caller, roles: tuple[str, ...]) -> None:

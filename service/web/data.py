@@ -6,6 +6,9 @@ thresholds, and alerts of the public kinds with SMS *counts* - never names or ph
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
@@ -48,7 +51,14 @@ def primary_metric(metrics: list[str]) -> str | None:
 
 def thresholds(rules: dict | None, metric: str | None) -> dict:
     """The warning thresholds of ``metric`` in the station's rules (levels not used are left out)."""
-    doc = rules_to_doc(station_rules({"rules": rules}))
+    # Completing and parsing a rules document costs more than everything else the public view does
+    # for a station, and the view is rebuilt every second: each distinct document is done once.
+    return copy.deepcopy(_thresholds(json.dumps(rules, sort_keys=True), metric))
+
+
+@functools.lru_cache(maxsize=1024)
+def _thresholds(rules_json: str, metric: str | None) -> dict:
+    doc = rules_to_doc(station_rules({"rules": json.loads(rules_json)}))
     levels = ("waspada", "siaga", "awas")
     if metric == "water_level":
         wl = doc.get("water_level") or {}
@@ -78,14 +88,8 @@ def _water_trend(conn, station_id: str, latest: dict | None) -> dict | None:
         latest_ts = datetime.fromisoformat(str(latest["ts"]).replace("Z", "+00:00"))
     except ValueError:
         return None
-    r = schema.readings
-    earlier = conn.execute(
-        sa.select(r.c.ts, r.c.value)
-        .where(r.c.station_id == station_id, r.c.metric == "water_level",
-               r.c.ts <= latest_ts - timedelta(minutes=30), r.c.ts >= latest_ts - timedelta(hours=2))
-        .order_by(r.c.ts.desc())
-        .limit(1)
-    ).first()
+    earlier = conn.execute(_earlier_level_query(), {"station_id": station_id, "newest": latest_ts - timedelta(minutes=30),
+                                                    "oldest": latest_ts - timedelta(hours=2)}).first()
     if earlier is None:
         return None
     hours = (latest_ts - earlier.ts).total_seconds() / 3600
@@ -94,18 +98,31 @@ def _water_trend(conn, station_id: str, latest: dict | None) -> dict | None:
     return {"direction": direction, "per_hour": round(per_hour, 3)}
 
 
+@functools.lru_cache(maxsize=1)
+def _earlier_level_query():
+    """The trend's reading, 30 minutes to 2 hours before the latest; built once (the view asks it per station)."""
+    r = schema.readings
+    return (sa.select(r.c.ts, r.c.value)
+            .where(r.c.station_id == sa.bindparam("station_id"), r.c.metric == "water_level",
+                   r.c.ts <= sa.bindparam("newest"), r.c.ts >= sa.bindparam("oldest"))
+            .order_by(r.c.ts.desc())
+            .limit(1))
+
+
 def _rain_sums(conn, station_id: str, now: datetime) -> dict:
     """Rolling rainfall sums (mm) over the last 1 h, 3 h and 24 h of measurement time."""
-    r = schema.readings
     sums = {}
     for window, hours in (("1h", 1), ("3h", 3), ("24h", 24)):
-        total = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(r.c.value), 0.0)).where(
-                r.c.station_id == station_id, r.c.metric == "rainfall", r.c.ts > now - timedelta(hours=hours)
-            )
-        ).scalar_one()
-        sums[window] = round(float(total), 1)
+        total = conn.execute(_rain_sum_query(), {"station_id": station_id, "since": now - timedelta(hours=hours)})
+        sums[window] = round(float(total.scalar_one()), 1)
     return sums
+
+
+@functools.lru_cache(maxsize=1)
+def _rain_sum_query():
+    r = schema.readings
+    return sa.select(sa.func.coalesce(sa.func.sum(r.c.value), 0.0)).where(
+        r.c.station_id == sa.bindparam("station_id"), r.c.metric == "rainfall", r.c.ts > sa.bindparam("since"))
 
 
 def station_rows(conn, now: datetime) -> list[dict]:
@@ -251,9 +268,15 @@ def _closed_by_hand(conn, alert_ids: list[int]) -> dict[int, tuple[str, str]]:
 def public_fingerprint(conn) -> tuple:
     """One cheap query that changes whenever the public view's data may have: states, alerts, exercises, registry,
     sirens, maintenance windows (one running out is caught by the snapshot's age)."""
+    return tuple(conn.execute(_public_fingerprint_query()).one())
+
+
+@functools.lru_cache(maxsize=1)
+def _public_fingerprint_query():
+    """The fingerprint's statement, built once: every public request runs it, and building it cost more than running it."""
     st, ev, ex, s = schema.station_state, schema.alert_events, schema.exercises, schema.stations
     mw = schema.maintenance_windows
-    row = conn.execute(sa.select(
+    return sa.select(
         sa.select(sa.func.count()).select_from(st).scalar_subquery().label("states"),
         sa.select(sa.func.coalesce(sa.func.sum(st.c.version), 0)).scalar_subquery().label("versions"),
         sa.select(sa.func.max(ev.c.id)).scalar_subquery().label("events"),
@@ -264,8 +287,7 @@ def public_fingerprint(conn) -> tuple:
         sa.select(sa.func.max(schema.siren_state.c.updated_at)).scalar_subquery().label("sirens"),
         sa.select(sa.func.max(mw.c.id)).scalar_subquery().label("windows"),
         sa.select(sa.func.count(mw.c.ended_by)).scalar_subquery().label("windows_ended"),
-    )).one()
-    return tuple(row)
+    )
 
 
 def public_view(engine, now: datetime, tz_name: str) -> dict:

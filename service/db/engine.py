@@ -44,6 +44,10 @@ def make_engine(url: str, *, connect_timeout_s: int | None = None, **kwargs) -> 
 def _sqlite_engine(url: str, **kwargs) -> Engine:
     """SQLite tuned for one writer and many readers (tech-notes section 6.2); this process's writers take turns."""
     turns = WriteTurns(BUSY_TIMEOUT_S)
+    # As many pooled connections as threads use at once (waitress's 16, ingest, dispatch, jobs): beyond
+    # the pool, each checkout opened a new SQLite connection and ran its PRAGMAs again.
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("connect_args", {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False,
                                        "factory": turns.connection_class()})
     engine = create_engine(url, **kwargs)

@@ -212,6 +212,13 @@ def _twilio_http_client_class():
     return EwsTwilioHttpClient
 
 
+def _load_twilio() -> None:
+    """Load the library's message API now: loaded at the first send, it delayed a process's first warning 0.1-0.4 s."""
+    from twilio.rest import Client
+
+    Client("AC" + "0" * 32, "unused").messages  # noqa: B018 - reading the attribute loads the modules behind it
+
+
 def validity_period(valid_until: datetime | None, now: datetime | None = None) -> int | None:
     """The seconds left until ``valid_until`` as Twilio's ValidityPeriod (1 to 36,000), None without a limit."""
     if valid_until is None:
@@ -250,6 +257,7 @@ class TwilioProvider:
         self._local = threading.local()  # one client per thread: requests sessions are not thread-safe
         self._clients: list = []
         self._lock = threading.Lock()
+        _load_twilio()
 
     def _client(self):
         client = getattr(self._local, "client", None)

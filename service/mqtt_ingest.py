@@ -30,12 +30,7 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
 MAX_BATCH = 1000  # the broker's in-flight window (config/mosquitto.conf): one commit per window
-BACKLOG_BATCH = 100  # a backlog batch is short, so a fresh reading never waits behind a long one
-LIVE_FIRST_WAIT_S = 0.5  # the most a backlog batch waits for the live session's queue to empty
-# While fresh readings flow, the backlog session leaves the database alone this long after each
-# commit: on SQLite a writer that waits (the dispatcher recording a sent SMS, a live batch) polls
-# with growing sleeps and would otherwise keep missing the moment between two backlog transactions.
-BACKLOG_PAUSE_S = 0.05
+LIVE_FIRST_WAIT_S = 0.5  # the most a backlog transaction waits for the live session's queue to empty
 QUEUE_SIZE = 5000
 
 
@@ -44,9 +39,13 @@ class MqttIngest:
     also to every station's status topic (a gateway's last will, service/gateway_status.py).
 
     ``backlog=True`` makes it the backlog session of spec section 16: its own client (and
-    broker session) reading only ``{prefix}/stations/+/backlog``, in short batches, each
-    waiting (briefly) while the live session given as ``live`` has readings queued: fresh
-    readings are judged first.
+    broker session) reading only ``{prefix}/stations/+/backlog``. It takes up to an in-flight
+    window of messages and commits them one station at a time, each transaction waiting (briefly)
+    while the live session given as ``live`` has readings queued: fresh readings are judged first,
+    and wait at most for one station's part of a backlog. A backlog's samples are older than the
+    station's newest, so each transaction replays the station's horizon with them in place: one
+    replay for all of a station's samples in hand, not one per short batch of every station.
+    Every message of the window is acknowledged, in order, once all of them are committed.
     """
 
     def __init__(
@@ -71,7 +70,7 @@ class MqttIngest:
         self.on_connection_change = on_connection_change
         self.backlog = backlog
         self.live = live
-        self.max_batch = max_batch or (BACKLOG_BATCH if backlog else MAX_BATCH)
+        self.max_batch = max_batch or MAX_BATCH
         topic = topics.backlog_subscription(prefix) if backlog else f"{prefix}/stations/+/readings"
         self.readings_filter = f"$share/{shared_group}/{topic}" if shared_group else topic
         drills = f"{prefix}/exercise/stations/+/readings"  # staff start exercises through the API
@@ -91,7 +90,6 @@ class MqttIngest:
         self._watchdog = threading.Thread(target=self._watch, name="mqtt-ingest-watchdog", daemon=True)
         self.db_healthy = True
         self.last_commit_at: float | None = None
-        self._last_message: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -176,7 +174,6 @@ class MqttIngest:
         try:
             # The broker's in-flight window bounds the unacknowledged messages, so the queue
             # never fills in practice; if it does, waiting here is the right back-pressure.
-            self._last_message = time.monotonic()
             self._queue.put((message, datetime.now(timezone.utc)))
         except Exception:
             log.exception("error in MQTT on_message")
@@ -189,16 +186,10 @@ class MqttIngest:
             batch = self._next_batch()
             if batch is None:
                 return
-            if batch:
-                if self.live is not None:
-                    self.live.wait_idle(LIVE_FIRST_WAIT_S)
+            if batch and self.backlog:
+                self._commit_by_station_then_ack(batch)
+            elif batch:
                 self._commit_then_ack(batch)
-                if self.live is not None and self.live.heard_within(1.0):
-                    self._stopping.wait(BACKLOG_PAUSE_S)  # only while fresh readings flow
-
-    def heard_within(self, seconds: float) -> bool:
-        """True if a message arrived in the last ``seconds``."""
-        return self._last_message is not None and time.monotonic() - self._last_message < seconds
 
     def queued(self) -> int:
         """Messages received and not yet taken by the worker."""
@@ -246,6 +237,23 @@ class MqttIngest:
             return
         if acks and not self._until_stored(self.on_siren_ack, acks):
             return
+        for message, _ in batch:
+            if message.qos > 0:
+                self._client.ack(message.mid, message.qos)
+
+    def _commit_by_station_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
+        """The backlog session's way: one transaction per station (the live session's readings go
+        first between two), then every message acknowledged in arrival order."""
+        by_station: dict[str, list[Message]] = {}
+        for m, at in batch:
+            topic = m.topic  # paho decodes it at every access
+            by_station.setdefault(topic, []).append(Message(topic=topic, payload=m.payload, received_at=at,
+                                                            source="mqtt"))
+        for readings in by_station.values():
+            if self.live is not None:
+                self.live.wait_idle(LIVE_FIRST_WAIT_S)
+            if not self._until_stored(self.ingest, readings):
+                return
         for message, _ in batch:
             if message.qos > 0:
                 self._client.ack(message.mid, message.qos)

@@ -20,7 +20,7 @@ from service import alert_control, alert_views, alerting, audit, station_rules
 from service.db import schema
 from service.http import changing, services
 from service.http.auth import current_actor, require
-from service.http.errors import VALIDATION_TYPE, Problem
+from service.http.errors import VALIDATION_TYPE, Problem, not_found_as_404
 from service.http.pagination import PageArgs, keyset_page, page_schema
 from service.http.schemas import Strict, UTCDateTime
 
@@ -228,11 +228,8 @@ class AlertView(MethodView):
     @alerts_blp.response(200, AlertDetailSchema)
     def get(self, alert_id):
         """One alert with its full event history, oldest first."""
-        with services().engine.connect() as conn:
-            try:
-                return alert_views.get_alert(conn, alert_id)
-            except LookupError:
-                raise Problem(404, f"No alert {alert_id}.") from None
+        with services().engine.connect() as conn, not_found_as_404(f"No alert {alert_id}."):
+            return alert_views.get_alert(conn, alert_id)
 
 
 @alerts_blp.route("/<int:alert_id>/ack")
@@ -245,10 +242,8 @@ class AlertAck(MethodView):
         """Acknowledge an alert (operator), with an optional `note`; 409 if it was acknowledged before."""
         actor = current_actor()
         with changing() as (conn, now):  # AlreadyAcknowledged is a 409 (service/http/errors.py)
-            try:
+            with not_found_as_404(f"No alert {alert_id}."):
                 doc = alerting.acknowledge(conn, alert_id, actor, (data or {}).get("note"), now)
-            except LookupError:
-                raise Problem(404, f"No alert {alert_id}.") from None
             audit.record(conn, actor, "ack", "alert", alert_id, None, doc["acknowledged"], now)
         return doc
 
@@ -263,10 +258,8 @@ class AlertClose(MethodView):
         """Close an active alert by hand (operator) with a `reason`; residents get the all-clear only with `all_clear: true`."""
         actor = current_actor()
         with changing() as (conn, now):  # AlreadyClosed is a 409 (service/http/errors.py)
-            try:
+            with not_found_as_404(f"No alert {alert_id}."):
                 doc = alert_control.close(conn, alert_id, actor, data["reason"], now, all_clear=data["all_clear"])
-            except LookupError:
-                raise Problem(404, f"No alert {alert_id}.") from None
             audit.record(conn, actor, "close", "alert", alert_id, {"state": "active"},
                          {"state": "closed", "reason": data["reason"], "all_clear": data["all_clear"]}, now)
         wake = services().wake

@@ -8,9 +8,10 @@ field, a ``Conflict`` a 409.
 
 from __future__ import annotations
 
+import contextlib
 import http
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import marshmallow as ma
 from flask import Response, json
@@ -55,6 +56,15 @@ def field_error(field: str, message: str, status: int = 422) -> Problem:
     """A validation problem naming one field; ``raise field_error("lat", "must be ...")``."""
     return Problem(status, f"{field}: {message}", type=VALIDATION_TYPE, title="Validation failed",
                    errors=[{"field": field, "message": message}])
+
+
+@contextlib.contextmanager
+def not_found_as_404(detail: str) -> Iterator[None]:
+    """Answer a ``LookupError`` raised in the block (what is asked for is not there) as a 404 with ``detail``."""
+    try:
+        yield
+    except LookupError:
+        raise Problem(404, detail) from None
 
 
 def _phrase(status: int) -> str:

@@ -17,7 +17,7 @@ from service import audit, exercises
 from service.db import schema
 from service.http import changing, services
 from service.http.auth import current_actor, current_caller, require
-from service.http.errors import Problem
+from service.http.errors import Problem, not_found_as_404
 from service.http.pagination import PageArgs, keyset_page, page_schema
 from service.http.schemas import Strict, Text, UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
@@ -93,10 +93,8 @@ class ExerciseReadingSchema(ma.Schema):
 
 
 def _load(conn, exercise_id: int) -> dict:
-    try:
+    with not_found_as_404(f"No exercise {exercise_id}."):
         return exercises.get(conn, exercise_id)
-    except LookupError:
-        raise Problem(404, f"No exercise {exercise_id}.") from None
 
 
 @blp.route("")

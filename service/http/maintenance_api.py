@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from service import audit, maintenance
 from service.http import changing, services
 from service.http.auth import current_actor, require
-from service.http.errors import Problem
+from service.http.errors import not_found_as_404
 from service.http.schemas import Strict, UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
 
@@ -82,11 +82,9 @@ class MaintenanceWindow(MethodView):
     def delete(self, window_id):
         """End a window now (operator); an alert still at or above `notify_from` is then announced to residents."""
         with changing() as (conn, now):  # AlreadyEnded is a 409 (service/http/errors.py)
-            try:
+            with not_found_as_404(f"No maintenance window {window_id}."):
                 before = maintenance.get(conn, window_id, now)
                 ended = maintenance.end(conn, window_id, current_actor(), now)
-            except LookupError:
-                raise Problem(404, f"No maintenance window {window_id}.") from None
             audit.record(conn, current_actor(), "end", "maintenance", window_id, before, ended, now)
             announced = maintenance.announce_ended_now(conn, window_id, now)
         if announced:

@@ -24,7 +24,7 @@ from alerts.messages import tz_word
 from service import report_summary, reports
 from service.http import services
 from service.http.auth import authenticate, check_role, require
-from service.http.errors import Problem, field_error
+from service.http.errors import Problem, field_error, not_found_as_404
 from service.http.report_links import verify
 from service.http.report_schemas import (
     AlertReportSchema,
@@ -60,11 +60,8 @@ def _with_headers(response: Response) -> Response:
 
 def _report(alert_id: int):
     svc = services()
-    with svc.engine.connect() as conn:
-        try:
-            return reports.alert_report(conn, alert_id, svc.clock())
-        except LookupError:
-            raise Problem(404, f"No alert {alert_id}.") from None
+    with svc.engine.connect() as conn, not_found_as_404(f"No alert {alert_id}."):
+        return reports.alert_report(conn, alert_id, svc.clock())
 
 
 def _other_language_url(lang: str) -> str:

@@ -16,7 +16,7 @@ from service import audit
 from service.sirens import operators as sirens
 from service.http import changing, services
 from service.http.auth import current_actor, require
-from service.http.errors import Problem
+from service.http.errors import Problem, not_found_as_404
 from service.http.pagination import PageArgs, decode_cursor, encode_cursor, page_schema
 from service.http.schemas import Strict
 from service.http.station_schemas import STATION_ID_RE
@@ -103,11 +103,8 @@ class SirenView(MethodView):
     @blp.response(200, SirenSchema)
     def get(self, siren_id):
         """One siren."""
-        with services().engine.connect() as conn:
-            try:
-                return sirens.get_siren(conn, _siren_id(siren_id))
-            except LookupError:
-                raise Problem(404, f"No siren {siren_id!r}: no station lists it.") from None
+        with services().engine.connect() as conn, not_found_as_404(f"No siren {siren_id!r}: no station lists it."):
+            return sirens.get_siren(conn, _siren_id(siren_id))
 
 
 @blp.route("/<siren_id>/commands")
@@ -120,11 +117,9 @@ class SirenCommands(MethodView):
         """An operator's command (operator): stored, published by the siren controller, re-sent until answered; audited."""
         svc = services()
         with changing() as (conn, now):  # SirenBusy is a 409 (service/http/errors.py)
-            try:
+            with not_found_as_404(f"No siren {siren_id!r}: no station lists it."):
                 command = sirens.operator_command(conn, _siren_id(siren_id), data["action"], data.get("duration_s"),
                                                   current_actor(), now, svc.settings.siren_ack_timeout_s)
-            except LookupError:
-                raise Problem(404, f"No siren {siren_id!r}: no station lists it.") from None
             audit.record(conn, current_actor(), "command", "siren", siren_id, None, command, now)
         svc.wake.sirens()
         return command

@@ -48,6 +48,26 @@ def test_healthz_readyz(api):
     assert up.status_code == 200 and up.get_json()["checks"] == {"database": True, "mqtt": True}
 
 
+def test_readyz_asks_each_role_only_for_what_it_runs(api):
+    def ready(role: str, **up):
+        """/readyz of a process of ``role`` whose parts named in ``up`` answer as given (the others: not running)."""
+        health = Health(role=role, **{probe: (lambda value=value: value) for probe, value in up.items()})
+        answer = create_app(dataclasses.replace(api.services, health=health)).test_client().get("/readyz")
+        return answer.status_code, answer.get_json()
+
+    assert ready("api") == (200, {"status": "ready", "checks": {"database": True}, "warnings": []})  # no MQTT, no sender
+    status, body = ready("worker", dispatcher_running=True)
+    assert status == 503 and "scheduler is not running" in body["detail"]
+    assert "dispatcher" not in body["detail"] and "MQTT" not in body["detail"]
+    status, body = ready("worker", dispatcher_running=True, scheduler_running=True)
+    assert status == 200 and body["checks"] == {"database": True, "dispatcher": True, "scheduler": True}
+    status, body = ready("ingest")
+    assert status == 503 and "MQTT not connected" in body["detail"] and "dispatcher" not in body["detail"]
+    for role in ("ingest", "all"):
+        status, body = ready(role, mqtt_connected=True)
+        assert status == 200 and body["checks"] == {"database": True, "mqtt": True}, role
+
+
 def test_metrics_text_includes_database_gauges(api):
     add_alert(api, "PKR-LASKAP", "water_level", [("raised", "siaga", 2.5)])
     add_alert(api, "ARR-MALILI", "rainfall", [("raised", "waspada", 12)], state="closed")

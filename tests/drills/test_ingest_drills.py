@@ -3,6 +3,7 @@ PostgreSQL stopped for 30 s. Nothing may be lost or stored twice."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -24,29 +25,40 @@ def _service(tmp_path, broker_url, database_url, prefix, **env) -> ServiceProces
                           client_id=f"ews-drill-{uuid.uuid4().hex[:8]}", env={"EWS_SEED": "luwu-timur", **env})
 
 
-def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path, figure):
+def _stored(database_url: str) -> tuple[int, int]:
+    """The water levels stored, and how many of them are distinct (station, metric, time)."""
+    return sqlite_count(database_url, READINGS), sqlite_count(database_url, DISTINCT)
+
+
+@contextlib.contextmanager
+def _streaming(tmp_path, total: int, rate: int, **stream):
+    """``ews run`` on SQLite behind a private Mosquitto, ``total`` readings streaming in at ``rate`` a second."""
     prefix = f"drill/{uuid.uuid4().hex[:8]}"
     database_url = f"sqlite:///{tmp_path / 'ews.db'}"
-    total = 10_000
     with private_mosquitto() as broker:
         service = _service(tmp_path, broker.url, database_url, prefix).start()
         publisher = StreamPublisher(broker.url)
         try:
-            publisher.stream(sample_stream(prefix, total), rate=1500)
-            wait_until(lambda: sqlite_count(database_url, READINGS) >= 2000, 60, "2,000 readings before the kill")
-            service.kill()
-            at_kill = sqlite_count(database_url, READINGS)
-            down = time.monotonic()
-            service.start()
-            restart_s = time.monotonic() - down
-            publisher.wait_all()
-            wait_until(lambda: sqlite_count(database_url, READINGS) >= total, 120, f"{total} readings")
-            time.sleep(1.0)  # a duplicate or a late redelivery would show up now
-            stored = sqlite_count(database_url, READINGS)
-            distinct = sqlite_count(database_url, DISTINCT)
+            publisher.stream(sample_stream(prefix, total, **stream), rate=rate)
+            yield broker, service, publisher, database_url
         finally:
             publisher.close()
             service.stop()
+
+
+def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path, figure):
+    total = 10_000
+    with _streaming(tmp_path, total, 1500) as (_, service, publisher, database_url):
+        wait_until(lambda: sqlite_count(database_url, READINGS) >= 2000, 60, "2,000 readings before the kill")
+        service.kill()
+        at_kill = sqlite_count(database_url, READINGS)
+        down = time.monotonic()
+        service.start()
+        restart_s = time.monotonic() - down
+        publisher.wait_all()
+        wait_until(lambda: sqlite_count(database_url, READINGS) >= total, 120, f"{total} readings")
+        time.sleep(1.0)  # a duplicate or a late redelivery would show up now
+        stored, distinct = _stored(database_url)
     figure("readings stored when killed", at_kill)
     figure("restart to ready", f"{restart_s:.1f} s")
     figure("stored / distinct / published", f"{stored} / {distinct} / {total}")
@@ -56,32 +68,22 @@ def test_sigkill_during_ingest_loses_and_duplicates_nothing(tmp_path, figure):
 
 
 def test_mosquitto_restart_mid_stream_loses_nothing(tmp_path, figure):
-    prefix = f"drill/{uuid.uuid4().hex[:8]}"
-    database_url = f"sqlite:///{tmp_path / 'ews.db'}"
     total = 10_000
-    with private_mosquitto() as broker:
-        service = _service(tmp_path, broker.url, database_url, prefix).start()
-        publisher = StreamPublisher(broker.url)
-        try:
-            publisher.stream(sample_stream(prefix, total, seed=5), rate=1000)
-            wait_until(lambda: sqlite_count(database_url, READINGS) >= 2000, 60, "2,000 readings before the restart")
-            broker.stop()
-            stopped = time.monotonic()
-            at_stop = sqlite_count(database_url, READINGS)
-            time.sleep(3)
-            readyz_while_down = service.status("/readyz")
-            broker.start()
-            outage_s = time.monotonic() - stopped
-            reconnect_s = wait_until(lambda: service.status("/readyz") == 200 and time.monotonic() - stopped, 60,
-                                     "the service to reconnect by itself")
-            publisher.wait_all()
-            wait_until(lambda: sqlite_count(database_url, READINGS) >= total, 120, f"{total} readings")
-            time.sleep(1.0)
-            stored = sqlite_count(database_url, READINGS)
-            distinct = sqlite_count(database_url, DISTINCT)
-        finally:
-            publisher.close()
-            service.stop()
+    with _streaming(tmp_path, total, 1000, seed=5) as (broker, service, publisher, database_url):
+        wait_until(lambda: sqlite_count(database_url, READINGS) >= 2000, 60, "2,000 readings before the restart")
+        broker.stop()
+        stopped = time.monotonic()
+        at_stop = sqlite_count(database_url, READINGS)
+        time.sleep(3)
+        readyz_while_down = service.status("/readyz")
+        broker.start()
+        outage_s = time.monotonic() - stopped
+        reconnect_s = wait_until(lambda: service.status("/readyz") == 200 and time.monotonic() - stopped, 60,
+                                 "the service to reconnect by itself")
+        publisher.wait_all()
+        wait_until(lambda: sqlite_count(database_url, READINGS) >= total, 120, f"{total} readings")
+        time.sleep(1.0)
+        stored, distinct = _stored(database_url)
     figure("readings stored when the broker stopped", at_stop)
     figure("broker outage", f"{outage_s:.1f} s; /readyz meanwhile {readyz_while_down}")
     figure("broker stop to /readyz 200 again", f"{reconnect_s:.1f} s")

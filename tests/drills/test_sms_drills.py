@@ -49,6 +49,20 @@ def _raise_awas(broker_url: str, prefix: str) -> None:
     publisher.close()
 
 
+def _deliveries(fake: FakeTwilio) -> tuple[collections.Counter, int]:
+    """How many SMS each phone was sent, and how many of them were one too many."""
+    per_phone = collections.Counter(m["to"] for m in fake.accepted())
+    return per_phone, sum(n - 1 for n in per_phone.values())
+
+
+def _until_nothing_is_left_to_send(database_url: str, timeout: float) -> None:
+    """No notification left pending, sending or unknown; then a moment in which a late duplicate would show."""
+    wait_until(lambda: sqlite_count(database_url, "SELECT COUNT(*) FROM notifications WHERE status IN "
+                                                  "('pending', 'sending', 'unknown')") == 0, timeout,
+               "no notification left pending, sending or unknown")
+    time.sleep(1.0)
+
+
 def test_sigkill_during_fanout_reaches_everyone_with_bounded_duplicates(tmp_path, figure):
     prefix = f"drill/{uuid.uuid4().hex[:8]}"
     count, rate = 1000, 50
@@ -62,15 +76,11 @@ def test_sigkill_during_fanout_reaches_everyone_with_bounded_duplicates(tmp_path
             at_kill = len(fake.creates())
             service.start()
             wait_until(lambda: {m["to"] for m in fake.accepted()} >= set(phones), 120, "every subscriber's SMS")
-            wait_until(lambda: sqlite_count(database_url, "SELECT COUNT(*) FROM notifications WHERE status IN "
-                                                          "('pending', 'sending', 'unknown')") == 0, 120,
-                       "no notification left pending, sending or unknown")
-            time.sleep(1.0)
+            _until_nothing_is_left_to_send(database_url, 120)
         finally:
             service.stop()
-        per_phone = collections.Counter(m["to"] for m in fake.accepted())
+        per_phone, duplicates = _deliveries(fake)
     concurrency = max(4, -(-rate * 4 // 10) + 2)  # the dispatcher's pool: max(4, ceil(0.4 x rate) + 2)
-    duplicates = sum(n - 1 for n in per_phone.values())
     figure("SMS accepted when killed", at_kill)
     figure("duplicates", f"{duplicates} (in-flight window {concurrency})")
     figure.summary(f"SIGKILL after {at_kill} of {count} SMS: {len(per_phone)} of {count} subscribers reached, "
@@ -96,14 +106,10 @@ def test_provider_500s_then_back_delivers_every_notification_once(tmp_path, figu
             back = time.monotonic()
             wait_until(lambda: {m["to"] for m in fake.accepted()} >= set(phones), 150, "every subscriber's SMS")
             delivered_s = time.monotonic() - back
-            wait_until(lambda: sqlite_count(database_url, "SELECT COUNT(*) FROM notifications WHERE status IN "
-                                                          "('pending', 'sending', 'unknown')") == 0, 60,
-                       "no notification left pending, sending or unknown")
-            time.sleep(1.0)
+            _until_nothing_is_left_to_send(database_url, 60)
         finally:
             service.stop()
-        per_phone = collections.Counter(m["to"] for m in fake.accepted())
-    duplicates = sum(n - 1 for n in per_phone.values())
+        per_phone, duplicates = _deliveries(fake)
     figure("requests answered 500", failed_requests)
     figure("provider back to everyone reached", f"{delivered_s:.1f} s (unknown outcomes wait 60 s for reconciliation)")
     figure.summary(f"provider answered 500 for {outage:g} s ({failed_requests} requests): {len(per_phone)} of {count} "

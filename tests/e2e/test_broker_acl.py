@@ -4,9 +4,6 @@ nobody takes over the service's session, and payloads are bounded."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -17,7 +14,8 @@ from config.settings import parse_mqtt_url
 from service.db.schema import api_tokens, dead_letters, readings
 from service.mqtt_ingest import MqttIngest
 from service.tokens import create_token
-from tests.support.infra import MOSQUITTO, MOSQUITTO_PASSWD, ROOT, production_mosquitto, wait_until
+from tests.support.infra import (MOSQUITTO, MOSQUITTO_PASSWD, PRODUCTION_PREFIX, SERVICE, SERVICE_PW, acl_from_cli,
+                                 production_mosquitto, wait_until)
 from tests.support.ingest import iso
 from tests.support.mqtt import Publisher, Subscriber
 from tests.support.services import make_services
@@ -25,19 +23,9 @@ from tests.support.services import make_services
 pytestmark = [pytest.mark.broker, pytest.mark.skipif(
     MOSQUITTO is None or MOSQUITTO_PASSWD is None, reason="needs mosquitto and mosquitto_passwd (apt-get install mosquitto)")]
 
-PREFIX = "ews/v1"  # a private broker: the production prefix
-SERVICE, SERVICE_PW = "ews-1", "service-secret"
+PREFIX = PRODUCTION_PREFIX  # a private broker
 GATEWAY, GATEWAY_PW = "gw-laskap", "gateway-secret"
 INTRUDER, INTRUDER_PW = "gw-wotu", "other-secret"
-
-
-def acl_from_cli(database_url: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EWS_")}
-    env.update(EWS_DATABASE_URL=database_url, EWS_MQTT_URL=f"mqtt://{SERVICE}:{SERVICE_PW}@127.0.0.1:1883")
-    done = subprocess.run([sys.executable, "-m", "service.cli", "broker", "acl"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ message on time (the 30 s rule-job period would be too coarse), every message va
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import urllib.error
@@ -15,23 +14,14 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from service.bench.process import ServiceProcess
 from tests.support.infra import free_port, wait_until
+from tests.support.service_process import ProcessApi, ServiceProcess
 
 pytestmark = pytest.mark.slow
 XSD = Path(__file__).resolve().parents[1] / "data" / "CAP-v1.2.xsd"
 CAP = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
 OID = "2.49.0.1.360.1"
 RENEWALS = 2  # at 40 s and 80 s after the Alert
-
-
-def call(service, method, path, body=None):
-    request = urllib.request.Request(service.base_url + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {service.token()}",
-                                              "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read() or b"null")
 
 
 def fetch(service, path):
@@ -44,7 +34,7 @@ def fetch(service, path):
 
 def post_level(service, value):
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    return call(service, "POST", "/api/v1/stations/PKR-LASKAP/readings",
+    return ProcessApi(service).json("POST", "/stations/PKR-LASKAP/readings",
                 {"ts": now.isoformat().replace("+00:00", "Z"), "values": {"water_level": value}})
 
 
@@ -54,12 +44,12 @@ def test_a_long_alert_is_renewed_before_each_expiry_and_its_cancel_reaches_the_f
            "EWS_CAP_EXPIRES_S": "60", "EWS_CAP_OID": OID, "EWS_LOG_LEVEL": "INFO"}
     with ServiceProcess(tmp_path, database_url=f"sqlite:///{tmp_path / 'ews.db'}", mqtt_url="", env=env) as service:
         service.start()
-        rules = call(service, "GET", "/api/v1/stations/PKR-LASKAP/rules")
+        rules = ProcessApi(service).json("GET", "/stations/PKR-LASKAP/rules")
         rules["water_level"]["clear_hold_s"] = 0
         rules["quality"]["max_step_per_min"] = None  # the river drops 2.2 m at once here: no spike check (spec 17)
-        call(service, "PUT", "/api/v1/stations/PKR-LASKAP/rules", rules)
+        ProcessApi(service).json("PUT", "/stations/PKR-LASKAP/rules", rules)
         assert post_level(service, 3.2)["accepted"]
-        alert_id = wait_until(lambda: next(iter(call(service, "GET", "/api/v1/alerts?state=active")["items"]), None),
+        alert_id = wait_until(lambda: next(iter(ProcessApi(service).json("GET", "/alerts?state=active")["items"]), None),
                               30, "the AWAS alert")["id"]
         messages = {}  # identifier -> parsed message, in the order first seen
         deadline = time.monotonic() + 40 * RENEWALS + 30

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from service.bench.common import add_subscribers
-from tests.fakes.twilio_server import FakeTwilio
+from sinks.twilio import FakeTwilio
 from tests.support.infra import MOSQUITTO, private_mosquitto, wait_until
 from tests.support.mqtt import Publisher
 from tests.support.service_process import ServiceProcess

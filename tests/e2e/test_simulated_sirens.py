@@ -5,10 +5,8 @@ then staff get the ``siren`` alert."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.request
 import uuid
 
 import pytest
@@ -16,18 +14,9 @@ import sqlalchemy as sa
 
 from service.db.schema import alerts, siren_commands
 from tests.support.infra import ROOT, wait_until
-from tests.support.service_process import ServiceProcess
+from tests.support.service_process import ProcessApi, ServiceProcess
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-def http(service: ServiceProcess, method: str, path: str, body=None, role: str = "admin"):
-    request = urllib.request.Request(service.base_url + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {service.token(role)}",
-                                              "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read() or b"null")
 
 
 def test_simulated_sirens_answer_and_a_silent_one_brings_the_siren_alert(tmp_path, broker_url, topic_prefix):
@@ -38,7 +27,7 @@ def test_simulated_sirens_answer_and_a_silent_one_brings_the_siren_alert(tmp_pat
     engine = sa.create_engine(database_url)
     simulate = None
     try:
-        http(service, "PATCH", "/api/v1/stations/KLN-WOTU", {"sirens": [{"id": "SRN-WOTU-1"}, {"id": "SRN-WOTU-2"}]})
+        ProcessApi(service).json("PATCH", "/stations/KLN-WOTU", {"sirens": [{"id": "SRN-WOTU-1"}, {"id": "SRN-WOTU-2"}]})
         env = {**service.env}
         simulate = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "simulate", "--scenario", "calm", "--speed", "max", "--quiet",
@@ -51,8 +40,8 @@ def test_simulated_sirens_answer_and_a_silent_one_brings_the_siren_alert(tmp_pat
             return simulate.poll() is None and "SRN-WOTU-1 answer" in _read_some(simulate, log)
 
         wait_until(announced, 60, "the simulated sirens to subscribe")
-        answered = http(service, "POST", "/api/v1/sirens/SRN-WOTU-1/commands", {"action": "test"}, role="operator")
-        unanswered = http(service, "POST", "/api/v1/sirens/SRN-WOTU-2/commands", {"action": "on", "duration_s": 60},
+        answered = ProcessApi(service).json("POST", "/sirens/SRN-WOTU-1/commands", {"action": "test"}, role="operator")
+        unanswered = ProcessApi(service).json("POST", "/sirens/SRN-WOTU-2/commands", {"action": "on", "duration_s": 60},
                           role="operator")
 
         def status(command_id: str):
@@ -66,7 +55,7 @@ def test_simulated_sirens_answer_and_a_silent_one_brings_the_siren_alert(tmp_pat
         with engine.connect() as conn:
             opened = conn.execute(sa.select(alerts.c.station_id, alerts.c.state).where(alerts.c.kind == "siren")).all()
         assert opened == [("KLN-WOTU", "active")]
-        siren = http(service, "GET", "/api/v1/sirens/SRN-WOTU-1", role="viewer")
+        siren = ProcessApi(service).json("GET", "/sirens/SRN-WOTU-1", role="viewer")
         assert siren["last_ack"]["command_id"] == answered["command_id"] and siren["state"] == "unknown"  # a test
         text = _read_some(simulate, log)
         assert "siren SRN-WOTU-1: TEST" in text and "SRN-WOTU-2 (silent): received on" in text

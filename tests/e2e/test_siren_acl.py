@@ -4,34 +4,22 @@ user (its id) reads only its own command topic and writes only its own ack topic
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
 
 from service.db.schema import stations
-from tests.support.infra import MOSQUITTO, MOSQUITTO_PASSWD, ROOT, production_mosquitto, wait_until
+from tests.support.infra import (MOSQUITTO, MOSQUITTO_PASSWD, PRODUCTION_PREFIX, SERVICE, SERVICE_PW, acl_from_cli,
+                                 production_mosquitto, wait_until)
 from tests.support.mqtt import Subscriber
 from tests.support.services import make_services
 
 pytestmark = [pytest.mark.broker, pytest.mark.skipif(
     MOSQUITTO is None or MOSQUITTO_PASSWD is None, reason="needs mosquitto and mosquitto_passwd (apt-get install mosquitto)")]
 
-PREFIX = "ews/v1"
-SERVICE, SERVICE_PW = "ews-1", "service-secret"
+PREFIX = PRODUCTION_PREFIX
 SIREN, SIREN_PW = "SRN-WOTU-1", "siren-secret"
 OTHER, OTHER_PW = "SRN-MALILI-1", "other-secret"
-
-
-def acl_from_cli(database_url: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EWS_")}
-    env.update(EWS_DATABASE_URL=database_url, EWS_MQTT_URL=f"mqtt://{SERVICE}:{SERVICE_PW}@127.0.0.1:1883")
-    done = subprocess.run([sys.executable, "-m", "service.cli", "broker", "acl"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ residents) get the operational ``siren`` alert; a good ack ends it."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -18,21 +16,12 @@ from service.db.schema import alerts, notifications, siren_commands, siren_state
 from tests.support.infra import wait_until
 from tests.support.ingest import iso
 from tests.support.mqtt import Publisher
-from tests.support.service_process import ServiceProcess
+from tests.support.service_process import ProcessApi, ServiceProcess
 from tests.support.siren_controller import TestSirenController
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 TIMEOUT_S = 1.0
-
-
-def http(service: ServiceProcess, method: str, path: str, body=None, role: str = "admin"):
-    request = urllib.request.Request(service.base_url + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {service.token(role)}",
-                                              "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read() or b"null")
 
 
 def rows(engine, query):
@@ -62,10 +51,10 @@ def levels(publisher: Publisher, prefix: str, *values_minutes_ago: tuple[float, 
 
 
 def test_controllers_get_on_and_off_a_silent_one_is_retried_then_staff_are_told(service, broker_url, topic_prefix):
-    http(service, "PATCH", "/api/v1/stations/KLN-WOTU", {"sirens": [{"id": "SRN-WOTU-1", "at": "siaga"},
+    ProcessApi(service).json("PATCH", "/stations/KLN-WOTU", {"sirens": [{"id": "SRN-WOTU-1", "at": "siaga"},
                                                                      {"id": "SRN-WOTU-2", "at": "awas"}]})
     # This river steps faster than quality.max_step_per_min (spec 17); the sirens, not spikes, are under test.
-    http(service, "PATCH", "/api/v1/stations/KLN-WOTU/rules", {"quality": {"max_step_per_min": None}})
+    ProcessApi(service).json("PATCH", "/stations/KLN-WOTU/rules", {"quality": {"max_step_per_min": None}})
     now = datetime.now(timezone.utc)
     with service.engine.begin() as conn:
         staff = subscribers.create(conn, {"phone": "+6281200000001", "areas": [{"kecamatan": "Wotu"}],
@@ -130,7 +119,7 @@ def test_controllers_get_on_and_off_a_silent_one_is_retried_then_staff_are_told(
 def test_a_wave_from_upstream_sounds_the_sirens_that_say_upstream(service, broker_url, topic_prefix):
     """KLN-MANGKUTANA at SIAGA opens KLN-WOTU's upstream alert (spec section 11): only its upstream siren sounds;
     the source closing closes the wave, and the siren goes off."""
-    http(service, "PATCH", "/api/v1/stations/KLN-WOTU", {"sirens": [
+    ProcessApi(service).json("PATCH", "/stations/KLN-WOTU", {"sirens": [
         {"id": "SRN-WOTU-W", "at": "siaga", "upstream": True}, {"id": "SRN-WOTU-L", "at": "siaga"}]})
     wave = TestSirenController(broker_url, topic_prefix, "SRN-WOTU-W")
     local = TestSirenController(broker_url, topic_prefix, "SRN-WOTU-L")

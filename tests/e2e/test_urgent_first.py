@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.db import schema
-from tests.fakes.twilio_server import FakeTwilio
+from sinks.twilio import FakeTwilio
 from tests.support.infra import MOSQUITTO, private_mosquitto
 from tests.support.mqtt import Publisher
 from tests.support.service_process import ServiceProcess

@@ -16,6 +16,7 @@ from alerts.model import Sample
 from service import alerting
 from service.db.schema import alert_events, alerts, station_state, stations
 from service.ingest import Message
+from tests.support.ingest import iso, send_at
 from tests.support.services import make_services
 
 STATION = "PKR-LASKAP"  # seed: waspada 1.8, siaga 2.4, awas 3.0, margin 0.1, clear_hold 600 s, rise 0.5 m/h
@@ -23,27 +24,11 @@ NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 T0 = NOW - timedelta(days=1)
 
 
-@pytest.fixture
-def services(database_url):
-    services = make_services(database_url)
-    yield services
-    services.engine.dispose()
-
-
-def iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
-
-
 def send(services, minute: float, station: str = STATION, **values) -> list[dict]:
     """One sample at T0 + ``minute``, received a minute later; return the alert events it caused."""
-    ts = T0 + timedelta(minutes=minute)
-    message = Message(topic=f"ews/v1/stations/{station}/readings",
-                      payload=json.dumps({"ts": iso(ts), "values": values}).encode(),
-                      received_at=ts + timedelta(minutes=1))
-    result = services.ingestor.ingest([message])[0]
-    assert not result.rejected, result.rejected
+    events = send_at(services, station, T0 + timedelta(minutes=minute), values, timedelta(minutes=1))
     # The station's own events: a rise also warns the stations downstream (upstream alerts, tested apart).
-    return [e for e in result.events if e["kind"] != "upstream"]
+    return [e for e in events if e["kind"] != "upstream"]
 
 
 def set_rules(services, station: str, **changes) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pytest
 import sqlalchemy as sa
 
 import config
 from alerts.rules import merge_rules, parse_rules
 from service import alerting
-from service.db.engine import make_engine
 from service.db.migrate import upgrade
 from service.db.schema import notifications, stations
 
@@ -39,13 +37,6 @@ STORED = {
 def old_effective(stored: dict):
     """How release 0001 read a station's rules: merged over the defaults, then parsed."""
     return parse_rules(merge_rules(DEFAULTS, stored))
-
-
-@pytest.fixture
-def engine(database_url):
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def test_upgrade_keeps_every_stations_thresholds_and_masks_stored_numbers(engine):

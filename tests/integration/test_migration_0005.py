@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from service.db.engine import make_engine
 from service.db.migrate import upgrade
 from service.db.schema import alerts, exercises
 
@@ -19,13 +18,6 @@ NOW = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
 def alert(**values) -> dict:
     return {"station_id": "KLN-WOTU", "kind": "water_level", "level": "awas", "peak_level": "awas",
             "opened_at": NOW, **values}
-
-
-@pytest.fixture
-def engine(database_url):
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def test_upgrade_keeps_alerts_real_and_gives_each_exercise_its_own_open_alert(engine):

@@ -5,7 +5,6 @@ SQLite always; PostgreSQL too when EWS_TEST_DATABASE_URL is set (a fresh databas
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,7 +12,8 @@ import sqlalchemy as sa
 
 from service import alerting
 from service.db.schema import alert_events, alerts, readings, station_state
-from service.ingest import Message
+from tests.support.api import make_harness
+from tests.support.ingest import send_at
 
 STATION = "KLN-WOTU"  # seed: waspada 2.8, siaga 3.5, awas 4.2; rise 0.5 m/h; 10-minute samples
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -22,25 +22,13 @@ T0 = NOW - timedelta(days=1)
 
 @pytest.fixture
 def api(database_url):
-    from tests.support.api import make_harness
-
     harness = make_harness(database_url)
     yield harness
     harness.services.engine.dispose()
 
 
-def iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
-
-
 def send(services, minute: float, value: float, station: str = STATION) -> list[dict]:
-    ts = T0 + timedelta(minutes=minute)
-    message = Message(topic=f"ews/v1/stations/{station}/readings",
-                      payload=json.dumps({"ts": iso(ts), "values": {"water_level": value}}).encode(),
-                      received_at=ts + timedelta(seconds=30))
-    result = services.ingestor.ingest([message])[0]
-    assert not result.rejected, result.rejected
-    return result.events
+    return send_at(services, station, T0 + timedelta(minutes=minute), {"water_level": value}, timedelta(seconds=30))
 
 
 def steady(services, count: int = 12) -> int:

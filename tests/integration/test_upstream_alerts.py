@@ -6,7 +6,6 @@ awas 4.0) -> 1.5 h -> KLN-WOTU (siaga 3.5, awas 4.2).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,32 +14,14 @@ import sqlalchemy as sa
 from alerts.levels import Level
 from service import alerting
 from service.db.schema import alert_events, alerts
-from service.ingest import Message
-from tests.support.services import make_services
+from tests.support.ingest import iso, send_at
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 T0 = NOW - timedelta(days=1)
 
 
-@pytest.fixture
-def services(database_url):
-    services = make_services(database_url)
-    yield services
-    services.engine.dispose()
-
-
-def iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
-
-
 def send(services, minute: float, station: str, level: float) -> list[dict]:
-    ts = T0 + timedelta(minutes=minute)
-    message = Message(topic=f"ews/v1/stations/{station}/readings",
-                      payload=json.dumps({"ts": iso(ts), "values": {"water_level": level}}).encode(),
-                      received_at=ts + timedelta(minutes=1))
-    result = services.ingestor.ingest([message])[0]
-    assert not result.rejected, result.rejected
-    return result.events
+    return send_at(services, station, T0 + timedelta(minutes=minute), {"water_level": level}, timedelta(minutes=1))
 
 
 def upstream(services, station: str):

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,6 +99,21 @@ def production_mosquitto(users: dict[str, str], acl: str):
             yield broker
         finally:
             broker.stop()
+
+
+# The service's MQTT user on a production_mosquitto, and the production topic prefix.
+SERVICE, SERVICE_PW = "ews-1", "service-secret"
+PRODUCTION_PREFIX = "ews/v1"
+
+
+def acl_from_cli(database_url: str) -> str:
+    """What ``ews broker acl`` prints for the registry of ``database_url``, for the service's user ``SERVICE``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EWS_")}
+    env.update(EWS_DATABASE_URL=database_url, EWS_MQTT_URL=f"mqtt://{SERVICE}:{SERVICE_PW}@127.0.0.1:1883")
+    done = subprocess.run([sys.executable, "-m", "service.cli", "broker", "acl"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.2):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
@@ -21,6 +21,16 @@ def message(station: str, body, received_at: datetime | None = None, prefix: str
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Message(topic=f"{prefix}/stations/{station}/readings", payload=raw,
                    received_at=received_at or datetime.now(timezone.utc))
+
+
+def send_at(services, station: str, ts: datetime, values: dict, received_after: timedelta) -> list[dict]:
+    """One reading of ``station`` at ``ts`` through the real ingest path, received ``received_after`` later.
+
+    Returns the alert events it caused; a rejected reading fails the test.
+    """
+    result = services.ingestor.ingest([message(station, {"ts": iso(ts), "values": values}, ts + received_after)])[0]
+    assert not result.rejected, result.rejected
+    return result.events
 
 
 def stored(services, station: str, metric: str) -> list[tuple[datetime, float]]:

@@ -101,6 +101,12 @@ class ProcessApi:
         headers = {"Authorization": f"Bearer {self.service.token(role)}"}
         return requests.request(method, self.base + path, headers=headers, timeout=30, **kwargs)
 
+    def json(self, method: str, path: str, body=None, role: str = "admin"):
+        """The decoded JSON answer (None when empty); an error status raises."""
+        answer = self.call(method, path, role, json=body)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
     def items(self, path: str) -> list:
         answer = self.call("GET", path)
         assert answer.status_code == 200, answer.text

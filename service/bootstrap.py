@@ -36,7 +36,16 @@ from service import cap, gateway_status
 from service.broker import EmbeddedBroker
 from service.db.engine import make_engine
 from service.dead_letters import DeadLetterCap
-from service.dispatch import Dispatcher, Router, Sending, SpoolReader, Timing, as_router, make_provider
+from service.dispatch import (
+    Dispatcher,
+    Router,
+    Sending,
+    SpoolReader,
+    Timing,
+    as_router,
+    deployment_limiter,
+    make_provider,
+)
 from service.dispatch.gammu import GammuProvider
 from service.http import create_app
 from service.http.server import HttpServer
@@ -180,7 +189,9 @@ def build(settings: Settings, role: str = "all") -> Parts:
 
 def _dispatcher(settings: Settings, shared: Shared, router: Router, *, max_per_second: float | None = None,
                 staff_match_areas: bool = False, **timing) -> Dispatcher:
-    sending = Sending(provider=router, max_per_second=max_per_second or settings.sms_max_per_second, tz=settings.tz,
+    rate = max_per_second or settings.sms_max_per_second
+    limiter = deployment_limiter(shared.engine, rate, on_missed=shared.metrics.sms_slots_missed.inc)
+    sending = Sending(provider=router, max_per_second=rate, limiter=limiter, tz=settings.tz,
                       public_url=settings.public_url, templates=default_templates(),
                       staff_match_areas=staff_match_areas, validity_s=settings.sms_validity_s)
     return Dispatcher(shared, sending, Timing(**timing))

@@ -44,6 +44,8 @@ class Metrics:
         self.siren_unanswered = Counter("ews_siren_unanswered", "Siren commands that stayed unanswered after every "
                                         "re-send", registry=self.registry)
         self.sms_sent = Counter("ews_sms_requests", "Provider send requests, by outcome", ["outcome"], registry=self.registry)
+        self.sms_slots_missed = Counter("ews_sms_rate_slots_missed", "Rate slots a sender woke too late for and gave "
+                                        "up (the machine is too busy for the rate)", registry=self.registry)
         self.sms_provider_requests = Counter(
             "ews_sms_provider_requests", "Messages handed to each SMS provider, by outcome (accepted, refused, "
             "unknown, failed, busy)", ["provider", "outcome"], registry=self.registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 
 from sqlalchemy import create_engine, event
@@ -24,6 +25,16 @@ def begin_reads_only() -> contextvars.Token:
 def end_reads_only(token: contextvars.Token) -> None:
     """Undo ``begin_reads_only``."""
     _READ_ONLY.reset(token)
+
+
+@contextlib.contextmanager
+def reads_only():
+    """A block whose SQLite transactions begin DEFERRED: reads that need not queue for the write lock."""
+    token = begin_reads_only()
+    try:
+        yield
+    finally:
+        end_reads_only(token)
 
 
 def make_engine(url: str, *, connect_timeout_s: int | None = None, **kwargs) -> Engine:

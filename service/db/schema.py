@@ -474,3 +474,12 @@ leases = Table(
     Column("holder", String(128), nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
+
+# The deployment's SMS rate (service/dispatch/shared_budget.py, PostgreSQL): the next free request
+# slot, in seconds of the database's clock, moved one interval on by each reservation of any instance.
+sms_budget = Table(
+    "sms_budget",
+    metadata,
+    Column("name", String(32), primary_key=True),  # sms
+    Column("next_slot", Float, nullable=False),
+)

@@ -3,7 +3,8 @@
 Wiring (``service/bootstrap.py`` builds, ``service/runtime.py`` starts and stops)::
 
     router = make_provider(settings, metrics, engine, instance_id)   # EWS_SMS_PROVIDER, in failover order
-    dispatcher = Dispatcher(shared, Sending(router, ...), Timing())
+    limiter = deployment_limiter(engine, rate)                        # one budget for every instance (PostgreSQL)
+    dispatcher = Dispatcher(shared, Sending(router, rate, limiter, ...), Timing())
     reader = SpoolReader(shared, router.provider("gammu"), ..., wake_dispatcher=dispatcher.wake)  # with gammu
     dispatcher.start(); reader.start()      # background threads; stop() lets in-flight sends finish
 """
@@ -22,7 +23,8 @@ from service.dispatch.providers import (
     TwilioProvider,
     Unknown,
 )
-from service.dispatch.rate import RateLimiter
+from service.dispatch.rate import LocalBudget, Pace, RateLimiter, deployment_limiter
+from service.dispatch.shared_budget import SharedBudget
 from service.dispatch.spool import SpoolReader
 
 __all__ = [
@@ -32,17 +34,21 @@ __all__ = [
     "Found",
     "GammuProvider",
     "Health",
+    "LocalBudget",
+    "Pace",
     "Permanent",
     "ProviderError",
     "ProviderResult",
     "RateLimiter",
     "Router",
     "Sending",
+    "SharedBudget",
     "SpoolReader",
     "Timing",
     "Transient",
     "TwilioProvider",
     "Unknown",
     "as_router",
+    "deployment_limiter",
     "make_provider",
 ]

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from alerts import policy
 from alerts.messages import Templates
+from service.db.engine import reads_only
 from service.dispatch import outbox
 from service.dispatch.failover import Router
 from service.dispatch.providers import OPT_OUT_CODES, Permanent, ProviderError, Transient, Unknown
@@ -61,6 +62,7 @@ class Sending:
 
     provider: Router  # one provider or several in failover order
     max_per_second: float
+    limiter: RateLimiter  # the deployment's budget of max_per_second (service/dispatch/rate.py)
     tz: ZoneInfo  # for the times written in messages
     public_url: str  # Twilio's status callbacks come back here
     templates: Templates
@@ -75,9 +77,8 @@ class Dispatcher:
         self.provider = sending.provider
         self.templates = sending.templates
         self.tz, self.public_url = sending.tz, sending.public_url
-        rate = sending.max_per_second
-        self.limiter = RateLimiter(rate, margin=0.05)
-        self.concurrency = timing.concurrency or _default_concurrency(rate)
+        self.limiter = sending.limiter
+        self.concurrency = timing.concurrency or _default_concurrency(sending.max_per_second)
         self.poll_interval = timing.poll_interval
         self.backoff_base = timing.backoff_base
         self.backoff_max = timing.backoff_max
@@ -88,7 +89,8 @@ class Dispatcher:
         self.staff_match_areas = sending.staff_match_areas
         self.validity_s = sending.validity_s
         self.instance = shared.instance_id[:64]
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the pump has something to do: work queued, or a sender freed
+        self._queued = threading.Event()  # events or a broadcast were queued (``wake``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -105,6 +107,7 @@ class Dispatcher:
             return self
         self._stop.clear()
         self.recover(on_start=True)
+        self.provider.warm()
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-send")
         self._thread = threading.Thread(target=self._pump, name="sms-dispatch", daemon=True)
         self._thread.start()
@@ -131,6 +134,7 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
+        self._queued.set()
         self._wake.set()
 
     # -- one pass -------------------------------------------------------------------------------
@@ -145,7 +149,7 @@ class Dispatcher:
         list(pool.map(self._reconcile_one, unknown))
         stats["reconciled"] = len(unknown)
         while True:
-            rows = outbox.claim(self.engine, self.instance, self.concurrency, self._now())
+            rows = outbox.claim(self.engine, self.instance, self.concurrency, self._now(), self.provider.preferred())
             if not rows:
                 break
             list(pool.map(self._send_one, rows))
@@ -176,7 +180,7 @@ class Dispatcher:
                 return total
 
     def _more_to_expand(self) -> bool:
-        with self.engine.connect() as conn:
+        with reads_only(), self.engine.connect() as conn:
             return bool(
                 conn.execute(sa.select(outbox.ev.c.id).where(outbox.ev.c.dispatch == "pending").limit(1)).first()
                 or conn.execute(sa.select(outbox.bc.c.id).where(outbox.bc.c.dispatch == "pending").limit(1)).first()
@@ -193,15 +197,21 @@ class Dispatcher:
     # -- background loop ------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        last_recover = 0.0
+        last_recover = last_look = 0.0
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self.expand()
+                # Events and broadcasts are looked for when something was queued (``wake``) or once a
+                # poll interval; a freed sender only claims the next rows (at 200/s that is 200 wakes a second).
+                looking = self._queued.is_set() or time.monotonic() - last_look >= self.poll_interval
+                if looking:
+                    self._queued.clear()
+                    last_look = time.monotonic()
+                    self.expand()
                 if time.monotonic() - last_recover > max(5.0, self.poll_interval):
                     self.recover()
                     last_recover = time.monotonic()
-                self._submit_due()
+                self._submit_due(reconcile=looking)
             except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
                 log.exception("SMS dispatch cycle failed; retrying")
                 self._stop.wait(self.poll_interval)
@@ -211,17 +221,18 @@ class Dispatcher:
         with self._inflight_lock:
             return self.concurrency - self._inflight
 
-    def _submit_due(self) -> None:
+    def _submit_due(self, reconcile: bool = True) -> None:
         engine = self.engine
-        free = self._free_slots()
-        for row in outbox.claim_unknown(engine, min(free, 10), self._now(), self.reconcile_after):
-            self._submit(self._reconcile_one, row)
+        if reconcile:
+            for row in outbox.claim_unknown(engine, min(self._free_slots(), 10), self._now(), self.reconcile_after):
+                self._submit(self._reconcile_one, row)
+        batch = max(1, self.concurrency // 8)  # claim a few rows at a time, not one per freed sender
         while not self._stop.is_set():
             free = self._free_slots()
             # Claim no more than the limiter lets out soon: rows wait in "sending" only briefly.
-            if free <= 0 or self.limiter.delay() > self.max_wait:
+            if free < batch or self.limiter.delay() > self.max_wait:
                 return
-            rows = outbox.claim(engine, self.instance, free, self._now())
+            rows = outbox.claim(engine, self.instance, free, self._now(), self.provider.preferred())
             if not rows:
                 return
             for row in rows:
@@ -258,8 +269,14 @@ class Dispatcher:
         engine, metrics = self.engine, self.metrics
         if self._dropped(row):
             return
-        holding = [row]
-        wait = self.limiter.acquire(self._stop, self.max_wait, at_slot=lambda: self._most_urgent(holding))
+        holding, plans = [row], {}
+
+        def before_slot():
+            self._most_urgent(holding)
+            if holding[0] is not None and holding[0].id not in plans:
+                plans[holding[0].id] = self.provider.prepare(holding[0])
+
+        wait = self.limiter.acquire(self._stop, self.max_wait, at_slot=before_slot)
         row = holding[0]
         if row is None:
             return  # swapped for a more urgent row that was no longer worth sending: the slot goes unused
@@ -269,7 +286,8 @@ class Dispatcher:
             return
         started = time.monotonic()
         try:
-            result = self.provider.send(row.phone, row.body, self._callback_url(row.id), notification=row)
+            result = self.provider.send(row.phone, row.body, self._callback_url(row.id), notification=row,
+                                        plan=plans.get(row.id))
         except ProviderError as exc:
             metrics.provider_latency.observe(time.monotonic() - started)
             self._send_failed(row, exc)
@@ -284,7 +302,7 @@ class Dispatcher:
         log.info("SMS %s to %s sent (%s)", row.id, mask(row.phone), result.sid)
 
     def _most_urgent(self, holding: list) -> None:
-        """At our slot: take a more urgent due row in place of ``holding[0]`` (None if that one is stale)."""
+        """Just before our slot: take a more urgent due row in place of ``holding[0]`` (None if that one is stale)."""
         if holding[0] is None:
             return
         urgent = outbox.more_urgent(self.engine, holding[0], self.instance, self._now())

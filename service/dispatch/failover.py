@@ -131,13 +131,35 @@ class Router:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    def send(self, to: str, body: str, callback_url: str | None = None, notification=None):
-        """Send through the provider the rules pick; raise the last provider's error."""
+    def preferred(self) -> str | None:
+        """The provider a claimed message will most likely be tried at (recorded by the claim), if recorded at all."""
+        if self.engine is None or self.instance is None:
+            return None
+        usable = [p for p in self.providers if not self.health.down(p.name)]
+        return (usable or self.providers)[0].name
+
+    def prepare(self, notification) -> list:
+        """The providers to try for ``notification``, the first recorded on it: done before its rate slot, so
+        that a database write does not delay the request (and bunch it with the next one)."""
         candidates = self.plan(notification)
+        if candidates[0].name != getattr(notification, "provider", None):  # the claim recorded the likely one
+            self._bind(notification, candidates[0].name)
+        return candidates
+
+    def warm(self) -> None:
+        """Let each provider load what it loads on first use now, not in the first warning's request."""
+        for provider in self.providers:
+            if hasattr(provider, "warm"):
+                provider.warm()
+
+    def send(self, to: str, body: str, callback_url: str | None = None, notification=None, plan=None):
+        """Send through the provider the rules pick (or ``plan``, from ``prepare``); raise the last one's error."""
+        candidates = plan if plan is not None else self.plan(notification)
         error: ProviderError | None = None
         for provider in candidates:
             probing = self.health.down(provider.name)
-            self._bind(notification, provider.name)
+            if plan is None or provider is not plan[0]:
+                self._bind(notification, provider.name)
             try:
                 result = self._call(provider, "send", to, body, callback_url, notification=notification)
             except Busy:

@@ -27,6 +27,7 @@ from service import subscribers, upstream
 from service.alert_records import in_maintenance, insert_event
 from service.station_rules import station_rules
 from service.db import dialect, schema
+from service.db.engine import reads_only
 from service.phones import mask_numbers
 
 log = logging.getLogger(__name__)
@@ -178,15 +179,14 @@ CLAIM_COLUMNS = (n.c.id, n.c.phone, n.c.body, n.c.attempts, n.c.created_at, n.c.
                  n.c.claimed_at, n.c.priority, n.c.provider, n.c.error_code, n.c.alert_id, n.c.event_id, n.c.valid_until)
 
 
-def claim(engine, instance: str, count: int, now: datetime) -> list:
-    """Atomically move up to ``count`` due pending notifications to ``sending`` for ``instance`` (committed)."""
+def claim(engine, instance: str, count: int, now: datetime, provider: str | None = None) -> list:
+    """Atomically move up to ``count`` due pending notifications to ``sending`` for ``instance`` (committed),
+    recording ``provider`` as the one they will be tried at (the failover's first choice)."""
     if count <= 0:
         return []
     with engine.begin() as conn:
-        due = dialect.claimable(
-            sa.select(n.c.id).where(_due(now))
-            .order_by(*CLAIM_ORDER).limit(count), conn)
-        rows = conn.execute(_take(due, instance, now)).fetchall()
+        due = dialect.claimable(sa.select(n.c.id).where(_due(now)).order_by(*CLAIM_ORDER).limit(count), conn)
+        rows = conn.execute(_take(due, instance, now, provider)).fetchall()
     return sorted(rows, key=lambda r: (r.priority, r.created_at, r.id))
 
 
@@ -194,11 +194,12 @@ def _due(now: datetime):
     return sa.and_(n.c.status == "pending", sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
 
 
-def _take(ids, instance: str, now: datetime):
+def _take(ids, instance: str, now: datetime, provider: str | None = None):
     """The UPDATE that claims the rows ``ids`` for ``instance`` (returning what a sender needs)."""
+    bound = {"provider": provider} if provider else {}
     return (sa.update(n).where(n.c.id.in_(ids))
             .values(status="sending", claimed_at=now, claimed_by=instance[:64], attempts=n.c.attempts + 1,
-                    updated_at=now)
+                    updated_at=now, **bound)
             .returning(*CLAIM_COLUMNS))
 
 
@@ -211,7 +212,7 @@ def more_urgent(engine, row, instance: str, now: datetime):
     if row.priority <= 0:
         return row
     urgent = sa.select(n.c.id).where(_due(now), n.c.priority < row.priority)
-    with engine.connect() as conn:  # a read first: most slots find nothing more urgent
+    with reads_only(), engine.connect() as conn:  # a read first: most slots find nothing more urgent
         if conn.execute(urgent.limit(1)).first() is None:
             return row
     with engine.begin() as conn:
@@ -226,7 +227,7 @@ def fate(engine, row, now: datetime) -> str | None:
     """``alerts.policy.fate`` of a claimed row: None to send it, else ``superseded`` or ``expired``."""
     queued = policy.Queued(kind=row.kind, valid_until=row.valid_until)
     if row.alert_id is not None:
-        with engine.connect() as conn:
+        with reads_only(), engine.connect() as conn:  # on SQLite: not behind every writer
             queued = _queued(conn, row, queued)
     return policy.fate(queued, now)
 
@@ -318,7 +319,7 @@ def recover_stale(engine, now: datetime, older_than: timedelta, dead_instances: 
 
 def sending_instances(engine) -> list[str]:
     """The instances that hold rows in ``sending``."""
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:
         return [r[0] for r in conn.execute(sa.select(n.c.claimed_by).where(n.c.status == "sending").distinct()) if r[0]]
 
 

@@ -274,6 +274,10 @@ class TwilioProvider:
                 self._clients.append(client)
         return client
 
+    def warm(self) -> None:
+        """Import the library's lazily loaded message resource now (it takes a while, under the import lock)."""
+        _ = self._client().messages
+
     def send(self, to: str, body: str, callback_url: str | None, notification=None) -> ProviderResult:
         """Create the message at Twilio; raise Transient, Permanent or Unknown when it did not plainly work."""
         import requests

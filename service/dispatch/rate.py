@@ -1,25 +1,77 @@
 """The SMS rate: at most ``EWS_SMS_MAX_PER_SECOND`` requests reach the provider in any second.
 
-Two parts. A *budget* hands out request slots at least ``interval`` apart, like a GCRA: it keeps
-a theoretical arrival time (the next free slot) and each reservation moves it one interval on.
-``LocalBudget`` keeps it in memory, for a deployment of one sending process (SQLite). The
-``RateLimiter`` is the waiting side, one per process: its sender threads reserve slots from the
-budget, sleep until theirs comes, and then admit at most ``rate`` request starts in any sliding
-second of their own (a thread that wakes late must not bunch with the next ones).
+A *budget* hands out request slots ``interval`` apart, like a GCRA: it keeps the next free slot
+(a theoretical arrival time) and each reservation moves it one interval on. ``SharedBudget``
+(service/dispatch/shared_budget.py) keeps it in one database row that every instance of a
+PostgreSQL deployment reserves from; ``LocalBudget`` keeps it in memory for the one sending
+process of a SQLite deployment.
+
+The ``RateLimiter`` is the waiting side, one per process, shared by its sender threads: a
+thread reserves a slot, does its last checks just before it, sleeps until it comes and sends.
+A thread that wakes more than ``late_after`` after its slot (a busy machine) gives it up and
+takes the next free one: sent late, it would go out together with the next slot's request,
+perhaps another instance's. This process's own starts are also capped at ``rate`` in any
+sliding window of ``1 + margin`` seconds. See docs/sms.md ("One rate for the deployment").
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 
+from sqlalchemy.engine import Engine
+
+from service.db import dialect
+from service.dispatch.shared_budget import SharedBudget
+
+# Slots are 1.04 / rate apart: up to 40 ms of jitter between a slot and its request's arrival at the
+# provider cannot put more than the rate into one second there (half of it for waking up late). A
+# wider margin costs its share of the rate (at 200/s the fan-out must keep 95 % of the limit).
+MARGIN = 0.04
+AT_SLOT_LEAD = 0.03  # s: ``acquire``'s ``at_slot`` runs this long before the slot
+
+
+@dataclasses.dataclass(frozen=True)
+class Pace:
+    """``rate`` requests a second, with a ``margin`` for jitter on the way to the provider."""
+
+    rate: float
+    margin: float = MARGIN
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise ValueError("rate must be positive")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two slots."""
+        return (1.0 + self.margin) / self.rate
+
+    @property
+    def window(self) -> float:
+        """The sliding window (seconds) that holds at most ``cap`` of a process's starts."""
+        return 1.0 + self.margin
+
+    @property
+    def cap(self) -> int:
+        """Starts of one process admitted in any ``window``."""
+        return max(1, int(self.rate))
+
+    @property
+    def late_after(self) -> float:
+        """How late (seconds) a sender may wake for its slot: half the margin (the rest is for the network)."""
+        return max(0.01, self.margin / 2)
+
 
 class LocalBudget:
-    """Request slots ``interval`` apart, kept in this process (one sending process in the deployment)."""
+    """The budget kept in this process: the one sending process of a SQLite deployment."""
 
-    def __init__(self, interval: float, clock=time.monotonic) -> None:
-        self.interval = interval
+    shared = False  # every start of the deployment goes through this process's window
+
+    def __init__(self, pace: Pace, clock=time.monotonic) -> None:
+        self.pace = pace
         self.clock = clock
         self._next = 0.0  # the theoretical arrival time: the next free slot
         self._lock = threading.Lock()
@@ -31,7 +83,7 @@ class LocalBudget:
             slot = max(now, self._next)
             if max_wait is not None and slot - now > max_wait:
                 return slot - now, False
-            self._next = slot + self.interval
+            self._next = slot + self.pace.interval
             return slot - now, True
 
     def delay(self) -> float:
@@ -40,30 +92,38 @@ class LocalBudget:
             return max(0.0, self._next - self.clock())
 
     def hold(self, seconds: float) -> None:
-        """No slot in the next ``seconds`` (a 429's Retry-After, a full second)."""
+        """No slot in the next ``seconds`` (a 429's Retry-After)."""
         with self._lock:
             self._next = max(self._next, self.clock() + seconds)
+
+
+def deployment_limiter(engine: Engine, rate: float, margin: float = MARGIN, on_missed=None) -> "RateLimiter":
+    """The limiter of a sending process: its budget is the database's on PostgreSQL (every instance
+    draws from it) and its own on SQLite (a SQLite deployment is one instance)."""
+    pace = Pace(rate, margin)
+    budget = SharedBudget(engine, pace) if dialect.is_postgresql(engine) else LocalBudget(pace)
+    return RateLimiter(rate, margin=margin, budget=budget, on_missed=on_missed)
 
 
 class RateLimiter:
     """The waiting side of a budget, shared by every sender thread of a process.
 
-    Each ``acquire()`` reserves the next slot of the budget, so request starts are at least
-    ``1/rate`` apart. A thread that wakes late for its slot (a busy machine) could still start
-    together with the next ones, so ``acquire()`` also admits at most ``rate`` starts of this
-    process in any sliding second. ``pause_until()`` holds every slot back (a 429 with
-    Retry-After applies to the whole account, not to one message).
+    ``acquire()`` reserves the next slot, sleeps until it comes and starts, so request starts
+    are ``interval`` apart and never more than ``rate`` fall in any second. ``pause_until()``
+    holds every slot back (a 429 with Retry-After applies to the whole account, not to one
+    message).
     """
 
-    def __init__(self, rate: float, clock=time.monotonic, margin: float = 0.0, budget=None) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        # ``margin`` widens the spacing a little, so that network jitter between our clock and
-        # the provider's never bunches requests into more than ``rate`` per second over there.
-        self.interval = (1.0 + margin) / rate
+    def __init__(self, rate: float, clock=time.monotonic, margin: float = 0.0, budget=None, on_missed=None) -> None:
+        self.pace = Pace(rate, margin)
+        self.interval = self.pace.interval
         self.clock = clock
-        self.budget = budget if budget is not None else LocalBudget(self.interval, clock)
-        self._cap = max(1, int(rate))  # starts admitted in any sliding second
+        self.budget = budget if budget is not None else LocalBudget(self.pace, clock)
+        # Only a shared budget needs the late check: in one process the sliding window below sees every
+        # start, so a late one is counted where it really happened (and delays the next one instead).
+        self.late_after = self.pace.late_after if getattr(self.budget, "shared", False) else None
+        self.late = 0  # slots given up because the sender woke too late for them (a busy machine)
+        self._on_missed = on_missed  # told of each (``ews_sms_rate_slots_missed``)
         self._starts: collections.deque[float] = collections.deque()
         self._paused_until = 0.0
         self._lock = threading.Lock()
@@ -84,36 +144,59 @@ class RateLimiter:
 
         Returns early (with the remaining wait) when ``stop`` is set or the slot is more than
         ``max_wait`` away (then no slot is taken). A pause that began while waiting sends the
-        caller to a new slot after the pause, so the spacing also holds right after a pause.
-        ``at_slot`` (quick) runs when the slot has come, before the start is recorded: the
-        recorded start stays the real one, so what it does cannot bunch requests.
+        caller to a new slot after the pause. ``at_slot`` (quick) runs just before the slot
+        comes (``AT_SLOT_LEAD``), so the time it takes does not delay the request; after a slot
+        given up for lateness it runs again only if the next one leaves time for it.
         """
+        checked = False
         while True:
             wait, taken = self.budget.reserve(max_wait)
             if not taken:
                 return wait
-            if wait > 0:
-                if stop is None:
-                    time.sleep(wait)
-                elif stop.wait(wait):
+            slot = self.clock() + wait
+            if at_slot is not None and (not checked or wait > AT_SLOT_LEAD):
+                if self._sleep_until(slot - AT_SLOT_LEAD, stop):
                     return 0.0
-            if at_slot is not None:
                 at_slot()
+                checked = True
+            if self._sleep_until(slot, stop):
+                return 0.0
+            if self._too_late(slot):
+                continue  # sent now, it would go out together with the next slot's request
             if not self.paused() and self._admit():
                 return None
 
+    def _sleep_until(self, when: float, stop: threading.Event | None) -> bool:
+        """Sleep until ``when`` (this limiter's clock); True when ``stop`` was set meanwhile."""
+        wait = when - self.clock()
+        if wait <= 0:
+            return False
+        if stop is None:
+            time.sleep(wait)
+            return False
+        return stop.wait(wait)
+
+    def _too_late(self, slot: float) -> bool:
+        """True when now is more than ``late_after`` past ``slot`` (counted in ``late``)."""
+        if self.late_after is None or self.clock() - slot <= self.late_after:
+            return False
+        with self._lock:
+            self.late += 1
+        if self._on_missed is not None:
+            self._on_missed()
+        return True
+
     def _admit(self) -> bool:
-        """Record a request start now, unless the last second already holds ``rate`` of them."""
+        """Record a start now, unless this process's last ``window`` already holds ``cap`` of them."""
         with self._lock:
             now = self.clock()
-            while self._starts and self._starts[0] <= now - 1.0:
+            while self._starts and self._starts[0] <= now - self.pace.window:
                 self._starts.popleft()
-            if len(self._starts) < self._cap:
+            if len(self._starts) < self.pace.cap:
                 self._starts.append(now)
                 return True
             oldest = self._starts[0]
-        # Full: the next slot comes when the oldest start leaves the window.
-        self.budget.hold(oldest + 1.0 - now)
+        self.budget.hold(oldest + self.pace.window - now)  # the next slot: when the oldest leaves the window
         return False
 
     def paused(self) -> bool:

@@ -1,0 +1,90 @@
+"""The SMS budget of a PostgreSQL deployment: one row of ``sms_budget`` that every instance draws from.
+
+The row holds the next free request slot (``next_slot``, a GCRA's theoretical arrival time);
+each reservation moves it one interval on. Each operation is one statement on that row, so the
+row lock orders the instances, and every time in it is the database's clock
+(``clock_timestamp()``, read inside the statement, after any wait for the lock): the instances'
+own clocks never matter. An instance that dies holds nothing: its reserved slots pass unused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.db import dialect
+from service.db.schema import sms_budget
+
+log = logging.getLogger(__name__)
+NOW = "extract(epoch FROM clock_timestamp())::float8"
+NO_LIMIT = 1e9  # max_wait when the caller waits for any slot
+
+# Take the next slot unless it is more than :max_wait away; either way, say how far it is.
+_RESERVE = sa.text(f"""
+WITH taken AS (
+    UPDATE sms_budget SET next_slot = GREATEST(next_slot, {NOW}) + :interval
+    WHERE name = :name AND next_slot - {NOW} <= :max_wait
+    RETURNING next_slot - :interval - {NOW} AS wait
+)
+SELECT GREATEST(wait, 0), true FROM taken
+UNION ALL
+SELECT GREATEST(next_slot - {NOW}, 0), false FROM sms_budget
+WHERE name = :name AND NOT EXISTS (SELECT 1 FROM taken)
+""")
+_HOLD = sa.text(f"UPDATE sms_budget SET next_slot = GREATEST(next_slot, {NOW} + :seconds) WHERE name = :name")
+_DELAY = sa.text(f"SELECT GREATEST(next_slot - {NOW}, 0) FROM sms_budget WHERE name = :name")
+
+
+class SharedBudget:
+    """Request slots for the whole deployment, kept in the ``sms_budget`` row (PostgreSQL)."""
+
+    shared = True  # other instances start requests too: a sender that woke late gives its slot up
+
+    def __init__(self, engine: Engine, pace, name: str = "sms", clock=time.monotonic) -> None:
+        self.engine = engine
+        self.pace = pace
+        self.name = name
+        self.clock = clock
+
+    def reserve(self, max_wait: float | None = None) -> tuple[float, bool]:
+        """Take the next slot unless it is more than ``max_wait`` away; return (wait from now, taken)."""
+        params = {"name": self.name, "interval": self.pace.interval,
+                  "max_wait": NO_LIMIT if max_wait is None else max_wait}
+        asked = self.clock()
+        try:
+            wait, taken = self._rows(_RESERVE, params)[0]
+        except SQLAlchemyError as exc:
+            log.warning("cannot reserve an SMS slot (%s); trying again in a second", type(exc).__name__)
+            return 1.0, False
+        # The database read its clock between asking and answering: count from the middle.
+        return max(0.0, wait - (self.clock() - asked) / 2), bool(taken)
+
+    def delay(self) -> float:
+        """How long the next reservation would wait (without reserving)."""
+        try:
+            return float(self._rows(_DELAY, {"name": self.name})[0][0])
+        except SQLAlchemyError:
+            return 0.0  # the reservation itself will say
+
+    def hold(self, seconds: float) -> None:
+        """No slot for any instance in the next ``seconds`` (a 429's Retry-After is the whole account's)."""
+        try:
+            self._rows(_HOLD, {"name": self.name, "seconds": seconds})
+        except SQLAlchemyError as exc:
+            log.warning("cannot hold the SMS budget back (%s)", type(exc).__name__)
+
+    def _rows(self, statement, params) -> list:
+        """The rows ``statement`` gives on the budget's row, which is created the first time (it starts free)."""
+        for _ in range(2):
+            # One statement, in autocommit: one round trip, so the slot's time is known to within it.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                result = conn.execute(statement, params)
+                rows = result.all() if result.returns_rows else [()] * result.rowcount
+                if rows:
+                    return rows
+                conn.execute(dialect.insert_new(conn, sms_budget).values(name=self.name, next_slot=0.0))
+        raise RuntimeError(f"the sms_budget row {self.name!r} cannot be created")

@@ -16,8 +16,11 @@ How to add a route (for the other modules)
      placed *outermost* (above ``@blp.arguments``); the caller for audit: ``current_actor()``;
    - errors: ``raise Problem(409, "why")`` or ``raise field_error("phone", "is not a number")``
      from ``service.http.errors``; webargs validation failures become 422 problems with
-     ``errors: [{field, message}]`` by themselves;
-   - lists: ``PageArgs``, ``page_schema`` and ``keyset_page`` from ``service.http.pagination``;
+     ``errors: [{field, message}]`` by themselves, and so do a ``FieldError`` (422 naming its field)
+     and a ``Conflict`` (409) from alerts/errors.py that a view lets through;
+   - lists: ``PageArgs``, ``page_schema`` and ``page_of`` (or ``keyset_page``) from ``service.http.pagination``;
+   - a change: ``with changing() as (conn, now):`` from this package (its transaction and time);
+     a ``LookupError`` as 404: ``with not_found_as_404("No thing 7."):`` from ``service.http.errors``;
    - audit: ``service.audit.record(conn, current_actor(), "update", "subscriber", id, before, after, now)``
      in the same transaction as the change.
    - times: ``service.http.schemas.UTCDateTime`` field (RFC 3339 with ``Z``).

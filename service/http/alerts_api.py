@@ -21,7 +21,7 @@ from service.db import schema
 from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import VALIDATION_TYPE, Problem, not_found_as_404
-from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.pagination import PageArgs, page_of, page_schema
 from service.http.schemas import Strict, UTCDateTime
 
 rules_blp = Blueprint("rules", __name__, url_prefix="/api/v1/stations",
@@ -217,9 +217,7 @@ class Alerts(MethodView):
         query = alert_views.alerts_query(args.get("state"), args.get("station_id"), args.get("exercise_id"))
         if args.get("kind"):
             query = query.where(a.c.kind == args["kind"])
-        with services().engine.connect() as conn:
-            rows, next_cursor = keyset_page(conn, query, (a.c.opened_at, a.c.id), args)
-        return {"items": [alert_views.alert_to_dict(r) for r in rows], "next_cursor": next_cursor}
+        return page_of(query, (a.c.opened_at, a.c.id), args, alert_views.alert_to_dict)
 
 
 @alerts_blp.route("/<int:alert_id>")

@@ -8,9 +8,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from service.db import schema
-from service.http import services
 from service.http.auth import require
-from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.pagination import PageArgs, page_of, page_schema
 from service.http.schemas import Text, UTCDateTime
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Audit trail (admin)")
@@ -51,6 +50,4 @@ class Audit(MethodView):
         for key in ("entity", "entity_id", "actor", "action"):
             if args.get(key):
                 query = query.where(a.c[key] == args[key])
-        with services().engine.connect() as conn:
-            rows, next_cursor = keyset_page(conn, query, (a.c.id,), args)
-        return {"items": [dict(r._mapping) for r in rows], "next_cursor": next_cursor}
+        return page_of(query, (a.c.id,), args, lambda row: dict(row._mapping))

@@ -13,9 +13,8 @@ from flask_smorest import Blueprint
 
 from service import dead_letters as store
 from service.db import schema
-from service.http import services
 from service.http.auth import require
-from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.pagination import PageArgs, page_of, page_schema
 from service.http.schemas import Text, UTCDateTime
 
 blp = Blueprint("dead_letters", __name__, url_prefix="/api/v1/dead-letters", description="Rejected input")
@@ -102,6 +101,4 @@ class DeadLetters(MethodView):
                 query = query.where(d.c[key] == args[key])
         if "replayed" in args:
             query = query.where(d.c.replayed_at.is_not(None) if args["replayed"] else d.c.replayed_at.is_(None))
-        with services().engine.connect() as conn:
-            rows, next_cursor = keyset_page(conn, query, (d.c.id,), args)
-        return {"items": [dead_letter_json(r._mapping) for r in rows], "next_cursor": next_cursor}
+        return page_of(query, (d.c.id,), args, lambda row: dead_letter_json(row._mapping))

@@ -18,7 +18,7 @@ from service.db import schema
 from service.http import changing, services
 from service.http.auth import current_actor, current_caller, require
 from service.http.errors import Problem, not_found_as_404
-from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.pagination import PageArgs, keyset_page, page_of, page_schema
 from service.http.schemas import Strict, Text, UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
 
@@ -104,10 +104,7 @@ class Exercises(MethodView):
     @blp.response(200, page_schema(ExerciseSchema))
     def get(self, args):
         """Exercises, newest first; `state=active|ended`."""
-        e = schema.exercises
-        with services().engine.connect() as conn:
-            rows, next_cursor = keyset_page(conn, exercises.list_query(args.get("state")), (e.c.id,), args)
-        return {"items": [exercises.to_dict(row) for row in rows], "next_cursor": next_cursor}
+        return page_of(exercises.list_query(args.get("state")), (schema.exercises.c.id,), args, exercises.to_dict)
 
     @require("operator")
     @blp.arguments(ExerciseCreateSchema)

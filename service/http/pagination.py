@@ -6,8 +6,10 @@ A list answers ``{"items": [...], "next_cursor": "..." or null}``. Usage in a vi
     @blp.response(200, page_schema(ThingSchema))
     def get(self, args):
         query = sa.select(t).where(...)
-        rows, next_cursor = keyset_page(conn, query, (t.c.ts, t.c.id), args)
-        return {"items": [to_json(r) for r in rows], "next_cursor": next_cursor}
+        return page_of(query, (t.c.ts, t.c.id), args, to_json)
+
+``keyset_page(conn, query, columns, args)`` gives ``(rows, next_cursor)`` to a view that reads more
+in the same connection.
 
 The cursor encodes the sort key of the last row returned, so pages stay stable while new
 rows arrive (newest first by default).
@@ -23,6 +25,7 @@ from datetime import datetime
 import marshmallow as ma
 import sqlalchemy as sa
 
+from service.http import services
 from service.http.errors import field_error
 
 DEFAULT_LIMIT = 100
@@ -116,6 +119,13 @@ def keyset_page(conn, query, columns, args: dict, *, descending: bool = True):
     rows = rows[:limit]
     last = rows[-1]._mapping
     return rows, encode_cursor(tuple(_value(last, c) for c in columns))
+
+
+def page_of(query, columns, args: dict, to_json) -> dict:
+    """One page of ``query`` (newest first) as a list answer: ``{"items": [to_json(row), ...], "next_cursor"}``."""
+    with services().engine.connect() as conn:
+        rows, next_cursor = keyset_page(conn, query, columns, args)
+    return {"items": [to_json(row) for row in rows], "next_cursor": next_cursor}
 
 
 def _value(mapping, column):

@@ -16,7 +16,7 @@ from service.db import schema
 from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import Problem, field_error
-from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.pagination import PageArgs, page_of, page_schema
 from service.http.schemas import Strict, UTCDateTime
 
 MAX_CSV_BYTES = 4 * 1024 * 1024
@@ -123,9 +123,7 @@ class Subscribers(MethodView):
                 query = query.where(_table.c.phone == phones.normalise(args["phone"]))
             except phones.InvalidPhone as exc:
                 raise field_error("phone", str(exc)) from None
-        with services().engine.connect() as conn:
-            rows, cursor = keyset_page(conn, query, (_table.c.id,), args)
-        return {"items": [subscribers.to_json(r) for r in rows], "next_cursor": cursor}
+        return page_of(query, (_table.c.id,), args, subscribers.to_json)
 
     @require("operator")
     @blp.arguments(SubscriberIn)

@@ -12,7 +12,7 @@ from service.db import schema
 from service.http import changing, services
 from service.http.auth import current_actor, require
 from service.http.errors import Problem, field_error
-from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.pagination import PageArgs, page_of, page_schema
 from service.http.schemas import Strict, Text, UTCDateTime
 from service.tokens import ROLES, TokenError, create_token
 
@@ -73,9 +73,7 @@ class Tokens(MethodView):
     def get(self, args):
         """List tokens, newest first."""
         t = schema.api_tokens
-        with services().engine.connect() as conn:
-            rows, next_cursor = keyset_page(conn, sa.select(t), (t.c.id,), args)
-        return {"items": [token_json(r) for r in rows], "next_cursor": next_cursor}
+        return page_of(sa.select(t), (t.c.id,), args, token_json)
 
     @require("admin")
     @blp.arguments(TokenIn)

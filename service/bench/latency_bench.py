@@ -26,7 +26,7 @@ from service.bench.common import (
     workspace,
 )
 from service.bench.ingest_bench import backlog
-from service.bench.mqtt_clients import mqtt_client, publish_all
+from service.bench.mqtt_clients import connected, mqtt_client, publish_all
 from service.bench.process import ServiceProcess
 
 
@@ -71,12 +71,13 @@ def stream(url: str, rate: float, duration: float, plan: list[tuple[int, int]], 
     Each station's level is a ``River``: after a crossing it rises to just below its next line (no
     new event). Return {(station, level index): monotonic publish time of the crossing reading}.
     """
-    from config.settings import parse_mqtt_url
+    with connected(mqtt_client(url, f"bench-gw-{uuid.uuid4().hex[:6]}", clean=True), url) as client:
+        return _stream_on(client, rate, duration, plan, stations, progress)
 
-    parsed = parse_mqtt_url(url)
-    client = mqtt_client(url, f"bench-gw-{uuid.uuid4().hex[:6]}", clean=True)
-    client.connect(parsed.host, parsed.port, keepalive=30)
-    client.loop_start()
+
+def _stream_on(client, rate: float, duration: float, plan: list[tuple[int, int]], stations: int,
+               progress: Progress) -> dict[tuple[int, int], float]:
+    """``stream`` through a connected gateway client."""
     crossings: dict[tuple[int, int], float] = {}
     rivers = [River() for _ in range(stations)]
     every = duration / (len(plan) + 1)
@@ -102,8 +103,6 @@ def stream(url: str, rate: float, duration: float, plan: list[tuple[int, int]], 
         if sent % 200 == 0:
             progress.update(sent)
     progress.done(sent)
-    client.disconnect()
-    client.loop_stop()
     return crossings
 
 

@@ -72,6 +72,8 @@ def test_during_a_window_residents_get_nothing_staff_get_siaga_and_awas_marked_a
     assert [r["value"] for r in readings["items"]] == [3.3, 2.0]  # stored and shown as always
 
     assert alerting.check_offline(api.services.engine, at(api, 120 + 3600)) == 0  # silent, but under repair
+    with api.services.engine.begin() as conn:  # nor when its gateway's will says offline (spec section 9)
+        assert alerting.gateway_offline(conn, STATION, api.services.clock()) == 0
     assert maintenance.announce_ended(api.services.engine, api.services.clock()) == 0  # still in force
 
     at(api, 4 * 3600 + 60)  # the window ran out; the river is still at AWAS

@@ -173,11 +173,24 @@ def test_a_viewer_cannot_act_and_a_token_downgraded_meanwhile_is_refused_in_plai
     wait(browser, lambda d: not d.find_elements("css selector", "[data-close]"), message="the buttons stayed")
 
 
-def test_the_public_view_has_no_operator_controls(browser, live):
+def test_the_public_view_has_no_operator_controls_but_sees_the_maintenance(browser, live, flood):
+    from service import maintenance
+
+    services, alert_ids = flood
+    now = datetime.now(timezone.utc)
+    with services.engine.begin() as conn:
+        maintenance.create(conn, "PKR-LASKAP", now, now + timedelta(hours=3), "Ganti kabel sensor", "Teknisi", now)
     open_page(browser, live)
     assert not browser.find_element("id", "ops").is_displayed()
     for selector in ("[data-close]", "[data-ack]", "#mnt-open", "#ops-queue", "#ops-suppressed"):
         assert not browser.find_elements("css selector", selector), selector
+    # Everyone sees that the station tells residents nothing until when; the reason is for staff.
+    badge = browser.find_element("css selector", '#stations tr[data-station="PKR-LASKAP"] .badge.maintenance')
+    assert badge.text == "PEMELIHARAAN" and "warga tidak menerima SMS dari pos ini" in badge.get_attribute("title")
+    line = card(browser, alert_ids["PKR-LASKAP"]).find_element("css selector", ".alert-mnt").text
+    assert line.startswith("PEMELIHARAAN sampai ") and "warga tidak menerima SMS dari peringatan ini" in line
+    assert "Ganti kabel sensor" not in browser.find_element("tag name", "body").text
+    assert card(browser, alert_ids["MLL-MALILI"]).find_elements("css selector", ".alert-mnt") == []
 
 
 def test_english_second(browser, live, flood):
@@ -344,6 +357,8 @@ def test_staff_see_what_maintenance_held_back_and_the_queue_urgent_first(browser
     held = browser.find_element("css selector", "#ops-suppressed [data-suppressed-event]").text
     assert "Pos TMA Kalaena Wotu" in held and "peringatan (mulai) tidak dikirim ke warga" in held
     assert "1 pesan ditahan" in browser.find_element("css selector", '#ops-maintenance [data-station="KLN-WOTU"]').text
+    wotu = browser.find_element("css selector", '#alerts .alert[data-station="KLN-WOTU"]')
+    assert "petugas tetap menerima SIAGA dan AWAS" in wotu.find_element("css selector", ".alert-mnt").text
 
     assert browser.find_element("id", "queue-total").text == "(11)"
     rows = browser.find_elements("css selector", "#ops-queue tr[data-priority]")

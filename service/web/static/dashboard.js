@@ -381,6 +381,14 @@
     });
   }
 
+  // An alert of a station under maintenance reaches no resident (its upstream wave and drills still do).
+  function maintenanceLine(a, st) {
+    var mnt = st.status && st.status.maintenance;
+    if (!mnt || a.exercise_id || a.kind === "upstream") return "";
+    return '<div class="alert-mnt"><span class="badge maintenance">' + esc(t("mnt_badge")) + "</span> " +
+      esc(t("mnt_alert", { at: fmtTime(mnt.until) })) + "</div>";
+  }
+
   function renderAlerts() {
     var now = serverNow();
     var list = sortedAlerts();
@@ -421,7 +429,7 @@
         '<div class="alert-body">' + esc(t("kind_" + a.kind)) + " · " + esc(t("open_for", { d: duration(now - new Date(a.opened_at).getTime()) })) +
         " (" + esc(fmtTime(a.opened_at)) + ")" +
         (a.peak_level && a.peak_level !== a.level ? " · " + esc(t("peak", { level: levelText(a.peak_level) })) : "") + "</div>" +
-        waveHtml(a) +
+        waveHtml(a) + maintenanceLine(a, st) +
         '<div class="alert-ack">' + ackHtml + "</div>" +
         (smsHtml ? '<div class="alert-sms">' + smsHtml + "</div>" : "") +
         (state.reports[String(a.id)] ? '<div class="alert-report">' + reportLink(a.id) + "</div>" : "") +

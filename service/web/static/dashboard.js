@@ -1,6 +1,7 @@
 /* EWS Luwu Timur - operations dashboard. Plain JS, no build step: Leaflet for the map,
- * uPlot for the charts, everything else here. Data: /dashboard/public.json for everyone;
- * with a token also /dashboard/session.json and the staff API (/api/v1/alerts...). */
+ * uPlot for the charts (chart.js); the operator's actions in operator.js and the staff panel in
+ * ops_panel.js; everything else here. Data: /dashboard/public.json for everyone; with a token
+ * also /dashboard/session.json and the staff API (/api/v1/alerts, /maintenance, /notifications/queue). */
 (function () {
   "use strict";
 
@@ -44,9 +45,9 @@
     suppressed: null,       // staff: {count, items, by_station} of what maintenance held back (24 h)
     queue: null             // staff: unsent SMS by priority (GET /api/v1/notifications/queue)
   };
-  var operator, opsPanel;   // operator.js and ops_panel.js, made at start-up
+  var operator, opsPanel, chart;   // operator.js, ops_panel.js and chart.js, made at start-up
 
-  var map, markers = {}, kecLabels = {}, chart = null, tilesOk = false;
+  var map, markers = {}, kecLabels = {}, tilesOk = false;
 
   function clamp(v, lo, hi) { return Math.min(hi, Math.max(lo, v)); }
   function $(id) { return document.getElementById(id); }
@@ -476,129 +477,7 @@
     opsPanel.render();
   }
 
-  /* ---------- chart (uPlot) ---------- */
-
-  function thresholdSeries(marks, scale, windowName, xs, dash) {
-    var series = [], data = [];
-    ["waspada", "siaga", "awas"].forEach(function (lv) {
-      if (marks[lv] == null) return;
-      var unit = scale === "m" ? " m" : " mm";
-      series.push({
-        label: (windowName ? t("threshold_window", { level: levelText(lv), window: windowName }) : t("threshold", { level: levelText(lv) })) + " " + marks[lv] + unit,
-        stroke: COLORS[lv], width: 2, dash: dash, scale: scale, points: { show: false },
-        value: function () { return marks[lv]; }
-      });
-      data.push(xs.map(function () { return marks[lv]; }));
-    });
-    return { series: series, data: data };
-  }
-
-  function eventsPlugin(events) {
-    return {
-      hooks: {
-        draw: [function (u) {
-          var ctx = u.ctx, dpr = window.devicePixelRatio || 1;
-          ctx.save();
-          ctx.font = (11 * dpr) + "px sans-serif";
-          events.forEach(function (ev) {
-            var x = u.valToPos(ev.t, "x", true);
-            if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
-            ctx.strokeStyle = ev.type === "cleared" ? COLORS.normal : (COLORS[ev.level] || "#555");
-            ctx.lineWidth = 2 * dpr;
-            ctx.setLineDash([3 * dpr, 3 * dpr]);
-            ctx.beginPath();
-            ctx.moveTo(x, u.bbox.top);
-            ctx.lineTo(x, u.bbox.top + u.bbox.height);
-            ctx.stroke();
-            ctx.fillStyle = "#222";
-            ctx.fillText(t("ev_" + ev.type), x + 3 * dpr, u.bbox.top + 12 * dpr);
-          });
-          ctx.restore();
-        }]
-      }
-    };
-  }
-
-  function chartSize() {
-    var el = $("chart");
-    var legend = el.querySelector(".u-legend");
-    var w = Math.max(260, el.clientWidth - 8);
-    // On a phone the panel grows with its content, so the height is fixed; on a wall screen
-    // the grid fixes the panel and the chart fills it above its legend.
-    if (window.matchMedia("(max-width: 900px)").matches) return { width: w, height: 260 };
-    return { width: w, height: Math.max(160, el.clientHeight - (legend ? legend.offsetHeight : 40) - 16) };
-  }
-
-  // Time axis labels in WITA, 24-hour clock, the date under midnight.
-  function timeAxis() {
-    var hm = new Intl.DateTimeFormat("en-GB", { timeZone: state.tz, hour: "2-digit", minute: "2-digit", hour12: false });
-    var dm = new Intl.DateTimeFormat(state.lang === "en" ? "en-GB" : "id-ID", { timeZone: state.tz, day: "numeric", month: "short" });
-    return {
-      values: function (u, splits) {
-        return splits.map(function (ts) {
-          var d = new Date(ts * 1000), label = hm.format(d);
-          return label === "00:00" ? dm.format(d) : label;
-        });
-      }
-    };
-  }
-
-  function buildChart(doc) {
-    var tz = state.tz;
-    var opts = {
-      width: chartSize().width, height: chartSize().height,
-      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz); },
-      legend: { live: false },
-      cursor: { drag: { x: false, y: false } },
-      plugins: [eventsPlugin(doc.events || [])]
-    };
-    var data, series;
-    if (doc.metric === "water_level") {
-      var pts = doc.points || [];
-      var xs = pts.map(function (p) { return p[0]; });
-      var ys = pts.map(function (p) { return p[1]; });
-      if (!xs.length) { xs = [Date.parse(doc.from) / 1000, Date.parse(doc.to) / 1000]; ys = [null, null]; }
-      // Quality marks (spec 17): doubtful samples in amber, spikes in red; a spike is left out of the line.
-      var marked = {};
-      (doc.quality || []).forEach(function (q) { marked[q[0]] = q[2]; });
-      var line = ys.map(function (y, i) { return marked[xs[i]] === "spike" ? null : y; });
-      var markOf = function (kind) { return ys.map(function (y, i) { return marked[xs[i]] === kind ? y : null; }); };
-      var th = thresholdSeries((doc.thresholds && doc.thresholds.water_level) || {}, "m", null, xs, [10, 6]);
-      var noLine = function () { return null; };
-      series = [{}, { label: t("metric_water_level") + " (m)", stroke: "#1f5fbf", width: 2.5, fill: "rgba(31,95,191,0.10)", scale: "m", spanGaps: true },
-        { label: t("quality_doubtful"), stroke: "#c77700", scale: "m", paths: noLine, points: { show: true, size: 9, fill: "#f0a500" } },
-        { label: t("quality_spike"), stroke: "#b00020", scale: "m", paths: noLine, points: { show: true, size: 9, fill: "#b00020" } }
-      ].concat(th.series);
-      data = [xs, line, markOf("doubtful"), markOf("spike")].concat(th.data);
-      opts.scales = { x: { time: true, range: [Date.parse(doc.from) / 1000, Date.parse(doc.to) / 1000] }, m: { auto: true } };
-      opts.axes = [timeAxis(), { scale: "m", label: "m", size: 50 }];
-    } else {
-      var hourly = doc.hourly || [];
-      var hx = hourly.map(function (p) { return p[0]; });
-      var hy = hourly.map(function (p) { return p[1]; });
-      var roll = ((doc.rolling || {})["24h"] || []).map(function (p) { return p[1]; });
-      var marks = (doc.thresholds && doc.thresholds.rainfall) || {};
-      var t1 = thresholdSeries(marks["1h"] || {}, "mm", "1 " + (state.lang === "en" ? "h" : "jam"), hx, [10, 6]);
-      var t24 = thresholdSeries(marks["24h"] || {}, "sum", "24 " + (state.lang === "en" ? "h" : "jam"), hx, [3, 4]);
-      series = [{},
-        { label: t("hourly") + " (mm)", stroke: "#1f5fbf", fill: "rgba(31,95,191,0.45)", scale: "mm",
-          paths: uPlot.paths.bars({ size: [0.8, 40] }), points: { show: false } },
-        { label: t("rolling_24h") + " (mm)", stroke: "#5b2a86", width: 2, scale: "sum" }
-      ].concat(t1.series, t24.series);
-      data = [hx, hy, roll].concat(t1.data, t24.data);
-      opts.scales = { x: { time: true }, mm: { range: function (u, min, max) { return [0, Math.max(max, 1)]; } },
-        sum: { range: function (u, min, max) { return [0, Math.max(max, 1)]; } } };
-      opts.axes = [timeAxis(), { scale: "mm", label: "mm/" + (state.lang === "en" ? "h" : "jam"), size: 50 },
-        { scale: "sum", side: 1, label: "mm/24 " + (state.lang === "en" ? "h" : "jam"), grid: { show: false }, size: 50 }];
-    }
-    opts.series = series;
-    if (chart) chart.destroy();
-    $("chart").innerHTML = "";
-    chart = new uPlot(opts, data, $("chart"));
-    var empty = doc.metric === "water_level" ? !(doc.points || []).length : !(doc.hourly || []).some(function (p) { return p[1] > 0; });
-    $("chart-note").textContent = (empty ? t("chart_empty", { hours: doc.hours }) + " " : "") + ((doc.events || []).length ? t("chart_events") : "");
-    $("chart").setAttribute("data-station", doc.station_id);
-  }
+  /* ---------- chart (chart.js) ---------- */
 
   function loadChart(force) {
     var st = stationById(state.selected);
@@ -610,7 +489,7 @@
       if (!res.ok || state.selected !== st.id) return;
       state.chartDoc = res.body;
       state.chartSeenAt = st.status.last_seen;
-      buildChart(res.body);
+      chart.build(res.body);
     }).catch(function () { /* the poll loop reports a lost server */ });
   }
 
@@ -771,7 +650,7 @@
       applyTexts();
       renderAll();
       setConnection();
-      if (state.chartDoc) buildChart(state.chartDoc);
+      if (state.chartDoc) chart.build(state.chartDoc);
     });
     $("login-button").addEventListener("click", function () {
       $("login-error").hidden = true;
@@ -817,7 +696,7 @@
       if (card) selectStation(card.getAttribute("data-station"), true);
     });
     if (window.ResizeObserver) {
-      new ResizeObserver(function () { if (chart) chart.setSize(chartSize()); }).observe($("chart"));
+      new ResizeObserver(chart.resize).observe($("chart"));
       // Keep the whole district in view when the screen or layout changes, until someone pans.
       new ResizeObserver(function () { if (userMoved) map.invalidateSize(); else fitStations(); }).observe($("map"));
     }
@@ -830,8 +709,9 @@
 
   var ctx = { state: state, $: $, t: t, esc: esc, request: request, refresh: refresh, showNotice: showNotice,
               dropToken: dropToken, stationById: stationById, badge: badge, fmtTime: fmtTime, ago: ago,
-              duration: duration, serverNow: serverNow };
+              duration: duration, serverNow: serverNow, levelText: levelText, COLORS: COLORS };
   operator = window.EWSOperator(ctx);
+  chart = window.EWSChart(ctx);
   opsPanel = window.EWSOpsPanel(ctx, operator);
   takeTokenFromUrl();
   applyTexts();
@@ -841,5 +721,5 @@
   poll();
 
   // For the browser tests and for curious operators at the console.
-  window.EWS = { state: state, markers: markers, chart: function () { return chart; }, refresh: refresh, operator: operator };
+  window.EWS = { state: state, markers: markers, chart: function () { return chart.get(); }, refresh: refresh, operator: operator };
 })();

@@ -114,9 +114,9 @@ def test_operator_acknowledges_an_alert_from_the_screen(browser, live, flood):
     assert entry.after["note"] == "TRC dikirim ke Laskap"
     browser.refresh()  # after a reload the card still says who acknowledged, and offers no button
 
-    def card_text(d):
-        cards = d.find_elements("css selector", f'.alert[data-alert-id="{target}"]')
-        return cards[0].text if cards else ""
+    def card_text(d):  # read in one step: the list is re-rendered at every poll
+        return d.execute_script("var e = document.querySelector(arguments[0]); return e ? e.innerText : '';",
+                                f'.alert[data-alert-id="{target}"]')
 
     wait(browser, lambda d: "Diketahui Piket Operator" in card_text(d), message="the ack is not shown after a reload")
     assert not browser.find_elements("css selector", f'[data-ack="{target}"]')

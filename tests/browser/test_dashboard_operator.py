@@ -22,6 +22,38 @@ def card(driver, alert_id):
     return found[0] if found else None
 
 
+def text(driver, selector) -> str | None:
+    """The text of the first match, whitespace folded, read in one step: the page re-renders its lists every poll."""
+    found = driver.execute_script("var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                                  selector)
+    return None if found is None else " ".join(found.split())
+
+
+def texts(driver, selector) -> list[dict]:
+    """``{text, priority, cls}`` of every match, read in one step."""
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(function (e) {"
+        " return {text: e.innerText, priority: e.getAttribute('data-priority'), cls: e.className}; });", selector)
+    return [{**row, "text": " ".join(row["text"].split())} for row in rows]
+
+
+def click(driver, selector):
+    """Click the first match once it shows; again when a re-render replaced it between finding and clicking."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def clicked(d):
+        try:
+            found = d.find_elements("css selector", selector)
+            if not found:
+                return False
+            found[0].click()
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    wait(driver, clicked, message=f"could not click {selector}")
+
+
 def notice(driver) -> str:
     """The notice line's text once it shows."""
     wait(driver, lambda d: d.find_element("id", "notice").is_displayed(), message="no notice")
@@ -55,8 +87,7 @@ def as_staff(driver, live, services, name, role="operator", shows=None, poll=Non
 
 def press(driver, selector, dialog):
     """Click the button ``selector`` once the page shows it; wait for ``dialog`` to open."""
-    wait(driver, lambda d: d.find_elements("css selector", selector), message=f"no {selector} button")
-    driver.find_element("css selector", selector).click()
+    click(driver, selector)
     wait(driver, lambda d: d.find_element("id", dialog).is_displayed(), message=f"{dialog} did not open")
 
 
@@ -92,7 +123,7 @@ def test_operator_closes_an_alert_only_with_a_reason(browser, live, flood):
 
     reload(browser, live)
     assert card(browser, target) is None
-    closed_line = browser.find_element("css selector", f'.closed-alerts li[data-alert-id="{target}"]').text
+    closed_line = text(browser, f'.closed-alerts li[data-alert-id="{target}"]')
     assert "Pos TMA Pongkeru Laskap" in closed_line
     assert "ditutup oleh Piket Operator" in closed_line and "“Sensor macet, dicek TRC di lokasi”" in closed_line
     assert page_errors(browser) == []
@@ -185,12 +216,14 @@ def test_the_public_view_has_no_operator_controls_but_sees_the_maintenance(brows
     for selector in ("[data-close]", "[data-ack]", "#mnt-open", "#ops-queue", "#ops-suppressed"):
         assert not browser.find_elements("css selector", selector), selector
     # Everyone sees that the station tells residents nothing until when; the reason is for staff.
-    badge = browser.find_element("css selector", '#stations tr[data-station="PKR-LASKAP"] .badge.maintenance')
-    assert badge.text == "PEMELIHARAAN" and "warga tidak menerima SMS dari pos ini" in badge.get_attribute("title")
-    line = card(browser, alert_ids["PKR-LASKAP"]).find_element("css selector", ".alert-mnt").text
+    badge = '#stations tr[data-station="PKR-LASKAP"] .badge.maintenance'
+    assert text(browser, badge) == "PEMELIHARAAN"
+    assert "warga tidak menerima SMS dari pos ini" in browser.execute_script(
+        "return document.querySelector(arguments[0]).title", badge)
+    line = text(browser, f'#alerts .alert[data-alert-id="{alert_ids["PKR-LASKAP"]}"] .alert-mnt')
     assert line.startswith("PEMELIHARAAN sampai ") and "warga tidak menerima SMS dari peringatan ini" in line
     assert "Ganti kabel sensor" not in browser.find_element("tag name", "body").text
-    assert card(browser, alert_ids["MLL-MALILI"]).find_elements("css selector", ".alert-mnt") == []
+    assert text(browser, f'#alerts .alert[data-alert-id="{alert_ids["MLL-MALILI"]}"] .alert-mnt') is None
 
 
 def test_english_second(browser, live, flood):
@@ -199,7 +232,7 @@ def test_english_second(browser, live, flood):
     open_page(browser, live, f"?token={token_for(services, 'operator', 'Piket Operator')}")
     browser.find_element("id", "lang-button").click()
     wait(browser, lambda d: d.find_elements("css selector", f'[data-close="{target}"]'), message="no close button")
-    assert browser.find_element("css selector", f'[data-close="{target}"]').text == "Close"
+    assert text(browser, f'[data-close="{target}"]') == "Close"
     press(browser, f'[data-close="{target}"]', "close-dialog")
     browser.find_element("id", "close-send").click()
     error = browser.find_element("id", "close-error")
@@ -216,7 +249,7 @@ def show_panel(driver):
     """Unfold the staff panel (folded by default; the page remembers it unfolded in this browser)."""
     wait(driver, lambda d: d.find_elements("id", "ops-summary"), message="no staff panel")
     if not driver.execute_script("return document.getElementById('ops-details').open"):
-        driver.find_element("id", "ops-summary").click()
+        click(driver, "#ops-summary")
     wait(driver, lambda d: d.find_element("id", "ops-maintenance").is_displayed(), message="the panel did not unfold")
 
 
@@ -224,8 +257,7 @@ def open_maintenance_dialog(driver, station_id, duration_h):
     from selenium.webdriver.support.ui import Select
 
     show_panel(driver)
-    wait(driver, lambda d: d.find_elements("id", "mnt-open"), message="no start-maintenance button")
-    driver.find_element("id", "mnt-open").click()
+    click(driver, "#mnt-open")
     wait(driver, lambda d: d.find_element("id", "mnt-dialog").is_displayed())
     Select(driver.find_element("id", "mnt-station")).select_by_value(station_id)
     Select(driver.find_element("id", "mnt-duration")).select_by_value(str(duration_h))
@@ -258,14 +290,13 @@ def test_operator_starts_and_ends_a_maintenance_window(browser, live, flood):
     reload(browser, live)
     row = f'#ops-maintenance [data-maintenance-id="{window.id}"]'
     wait(browser, lambda d: d.find_elements("css selector", row), message="the window is not listed")
-    text = browser.find_element("css selector", row).text
-    assert "Pos TMA Kalaena Wotu" in text and "Kalibrasi sensor tekanan" in text and "Teknisi BPBD" in text
+    listed = text(browser, row)
+    assert "Pos TMA Kalaena Wotu" in listed and "Kalibrasi sensor tekanan" in listed and "Teknisi BPBD" in listed
     # Unfolded after the reload too, and its summary line counts the window.
-    assert browser.find_element("id", "ops-summary").text.startswith("Kendali petugas: 1 pos dalam pemeliharaan")
-    badge = browser.find_element("css selector", '#stations tr[data-station="KLN-WOTU"] .badge.maintenance')
-    assert badge.text == "PEMELIHARAAN"
+    assert text(browser, "#ops-summary").startswith("Kendali petugas: 1 pos dalam pemeliharaan")
+    assert text(browser, '#stations tr[data-station="KLN-WOTU"] .badge.maintenance') == "PEMELIHARAAN"
 
-    browser.find_element("css selector", f'[data-mnt-end="{window.id}"]').click()
+    click(browser, f'[data-mnt-end="{window.id}"]')
     wait(browser, lambda d: d.find_element("id", "mnt-end-dialog").is_displayed())
     assert "diumumkan lagi ke warga" in browser.find_element("id", "mnt-end-dialog").text
     browser.find_element("id", "mnt-end-send").click()
@@ -278,7 +309,7 @@ def test_operator_starts_and_ends_a_maintenance_window(browser, live, flood):
     reload(browser, live)
     assert not browser.find_elements("css selector", row)
     assert not browser.find_elements("css selector", "#stations .badge.maintenance")
-    assert browser.find_element("css selector", "#ops-maintenance").text.endswith("Tidak ada pos dalam pemeliharaan.\nMulai pemeliharaan")
+    assert text(browser, "#ops-maintenance").endswith("Tidak ada pos dalam pemeliharaan. Mulai pemeliharaan")
     assert page_errors(browser) == []
 
 
@@ -311,7 +342,7 @@ def test_a_window_already_ended_is_said_in_plain_words(browser, live, flood):
     show_panel(browser)
     with services.engine.begin() as conn:
         maintenance.end(conn, window["id"], "Teknisi Lain", datetime.now(timezone.utc))
-    browser.find_element("css selector", f'[data-mnt-end="{window["id"]}"]').click()
+    click(browser, f'[data-mnt-end="{window["id"]}"]')
     wait(browser, lambda d: d.find_element("id", "mnt-end-dialog").is_displayed())
     browser.find_element("id", "mnt-end-send").click()
     assert notice(browser) == "Pemeliharaan Pos TMA Larona Parumpanai tidak diakhiri: pemeliharaan ini sudah berakhir."
@@ -353,17 +384,16 @@ def test_staff_see_what_maintenance_held_back_and_the_queue_urgent_first(browser
     reload(browser, live)
     wait(browser, lambda d: d.find_elements("css selector", "#ops-suppressed [data-suppressed-event]"),
          message="nothing shown as held back")
-    assert browser.find_element("id", "supp-count").text == "(1)"
-    held = browser.find_element("css selector", "#ops-suppressed [data-suppressed-event]").text
+    assert text(browser, "#supp-count") == "(1)"
+    held = text(browser, "#ops-suppressed [data-suppressed-event]")
     assert "Pos TMA Kalaena Wotu" in held and "peringatan (mulai) tidak dikirim ke warga" in held
-    assert "1 pesan ditahan" in browser.find_element("css selector", '#ops-maintenance [data-station="KLN-WOTU"]').text
-    wotu = browser.find_element("css selector", '#alerts .alert[data-station="KLN-WOTU"]')
-    assert "petugas tetap menerima SIAGA dan AWAS" in wotu.find_element("css selector", ".alert-mnt").text
+    assert "1 pesan ditahan" in text(browser, '#ops-maintenance [data-station="KLN-WOTU"]')
+    assert "petugas tetap menerima SIAGA dan AWAS" in text(browser, '#alerts .alert[data-station="KLN-WOTU"] .alert-mnt')
 
-    assert browser.find_element("id", "queue-total").text == "(11)"
-    rows = browser.find_elements("css selector", "#ops-queue tr[data-priority]")
-    assert [r.get_attribute("data-priority") for r in rows] == [str(p) for p in range(8)]  # urgent first
-    assert rows[1].text.startswith("Peringatan SIAGA 4")
-    assert rows[5].text.startswith("Siaran 7 tertua 3 mnt lalu")
-    assert "zero" in rows[0].get_attribute("class")
+    assert text(browser, "#queue-total") == "(11)"
+    rows = texts(browser, "#ops-queue tr[data-priority]")
+    assert [r["priority"] for r in rows] == [str(p) for p in range(8)]  # urgent first
+    assert rows[1]["text"].startswith("Peringatan SIAGA 4 tertua ")
+    assert rows[5]["text"] == "Siaran 7 tertua 3 mnt lalu"
+    assert rows[0]["cls"] == "zero" and rows[1]["cls"] == ""
     assert page_errors(browser) == []

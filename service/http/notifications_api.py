@@ -11,7 +11,7 @@ from service import notification_queue
 from service.db import schema
 from service.http import services
 from service.http.auth import current_caller, require
-from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.pagination import PageArgs, page_of, page_schema
 from service.http.schemas import UTCDateTime
 
 STATUSES = ("pending", "sending", "spooled", "sent", "delivered", "undelivered", "failed", "unknown", "superseded",
@@ -95,6 +95,16 @@ def _with_phone() -> bool:
     return caller is not None and caller.role in ("operator", "admin")
 
 
+def _listed(row, with_phone: bool) -> dict:
+    """A notification as listed: never its claim; its phone only with ``with_phone``."""
+    item = dict(row._mapping)
+    for private in ("claimed_by", "claimed_at"):
+        item.pop(private, None)
+    if not with_phone:
+        item.pop("phone")
+    return item
+
+
 @blp.route("")
 class Notifications(MethodView):
     @require("viewer")
@@ -107,18 +117,8 @@ class Notifications(MethodView):
         for name in ("alert_id", "status", "subscriber_id", "broadcast_id"):
             if args.get(name) is not None:
                 query = query.where(n.c[name] == args[name])
-        with services().engine.connect() as conn:
-            rows, cursor = keyset_page(conn, query, (n.c.id,), args)
         with_phone = _with_phone()
-        items = []
-        for row in rows:
-            item = dict(row._mapping)
-            for private in ("claimed_by", "claimed_at"):
-                item.pop(private, None)
-            if not with_phone:
-                item.pop("phone")
-            items.append(item)
-        return {"items": items, "next_cursor": cursor}
+        return page_of(query, (n.c.id,), args, lambda row: _listed(row, with_phone))
 
 
 @blp.route("/queue")

@@ -1,4 +1,4 @@
-"""SQLite writers of one process take turns (service/db/turns.py): first come, first served, handed on at release."""
+"""SQLite writers of one process take turns (service/db/turns.py): woken at release, handed the turn once they waited long enough."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_a_free_turn_is_taken_at_once_and_given_back():
 
 
 def test_waiting_writers_are_served_in_arrival_order():
-    turns, order = WriteTurns(timeout=30), []
+    turns, order = WriteTurns(timeout=30, handover_after=0.0), []
     holder = Conn()
     turns.take(holder)
     threads = []
@@ -54,8 +54,8 @@ def test_waiting_writers_are_served_in_arrival_order():
     assert turns.waiting() == 0
 
 
-def test_the_writer_that_gives_the_turn_back_cannot_take_it_again_before_one_waiting():
-    turns, order = WriteTurns(timeout=30), []
+def test_a_writer_that_has_waited_long_enough_is_handed_the_turn_before_the_giver_takes_it_again():
+    turns, order = WriteTurns(timeout=30, handover_after=0.0), []
     batch = Conn()
     turns.take(batch)
     dispatcher = _writer(turns, order, "dispatcher")

@@ -38,10 +38,19 @@ ALERT_KEYS = tuple(
     + [f"{UPSTREAM}.all_clear"]
     + ["sensor.doubtful"]  # sensor.raised is a stuck sensor; sensor.doubtful a held wild value (spec 17)
 )
+# A staff warning of a station in a maintenance window (spec section 10) has texts of its own, which
+# say that residents were not told: ``maintenance.water_level.raised.awas``. Staff hear only of SIAGA and AWAS.
+MAINTENANCE = "maintenance"
+MAINTENANCE_LEVELS = ("siaga", "awas")
+MAINTENANCE_KEYS = tuple(
+    [f"{MAINTENANCE}.{kind}.{event}.{level}" for kind in PUBLIC_KINDS for event in ("raised", "escalated")
+     for level in MAINTENANCE_LEVELS]
+    + [f"{MAINTENANCE}.{kind}.reminder" for kind in PUBLIC_KINDS]
+)
 # Every template key a language file must have (dotted paths into the TOML document).
 REQUIRED_KEYS = tuple(
-    list(ALERT_KEYS) + [f"{EXERCISE}.{key}" for key in ALERT_KEYS]
-    + ["broadcast.wrapper", "offline.was", "maintenance.mark"]
+    list(ALERT_KEYS) + [f"{EXERCISE}.{key}" for key in ALERT_KEYS] + list(MAINTENANCE_KEYS)
+    + ["broadcast.wrapper", "offline.was"]
     + [f"reply.{name}" for name in ("opted_out", "opted_in", "registered", "register_unknown", "not_registered",
                                     "info", "info_none", "info_line", "unknown")]
     + [f"levels.{level}" for level in ("normal",) + WARNING_LEVELS]

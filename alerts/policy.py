@@ -87,7 +87,7 @@ class Notice:
     staff: bool  # staff are told
     exercise: bool = False
     suppressed: bool = False  # residents would have been told, but the station is under maintenance
-    maintenance: bool = False  # the staff text is marked as under maintenance (never a wave's, never to residents)
+    maintenance: bool = False  # staff get the marked text of a maintenance window (never a wave's, never to residents)
 
 
 def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: Rules) -> Notice | None:
@@ -111,8 +111,10 @@ def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: R
             return None  # no offline or battery alerts from a station being repaired
         # Nothing to residents (recorded as suppressed); staff still hear of SIAGA and AWAS, marked: a
         # real flood during a repair must not go unnoticed.
-        suppressed, residents, repaired = residents, False, True
-        staff = staff and kind in EXPIRING_KINDS and Level.parse(event.level) >= Level.SIAGA
+        suppressed, residents = residents, False
+        staff = repaired = staff and kind in EXPIRING_KINDS and Level.parse(event.level) >= Level.SIAGA
+        if repaired:  # texts of their own that say residents were not told (config/templates: [maintenance...])
+            key = f"{messages.MAINTENANCE}.{key}"
     if not (residents or staff or suppressed):
         return None
     return Notice(kind=kind, template=key, level=level,
@@ -233,9 +235,7 @@ def notice_text(templates: messages.Templates, language: str, notice: Notice, al
                 station: StationFacts, rules: Rules, zone: tzinfo) -> str:
     """The SMS of ``notice`` in ``language`` (raises ``RENDER_ERRORS``: the caller then sends ``fallback_text``)."""
     context = message_context(templates, language, alert.kind, notice.level, event, station, rules, zone)
-    text = messages.render(templates, notice.template, language, context)
-    # Staff only (residents get nothing during a window): the mark may take the text past one segment.
-    return messages.render(templates, "maintenance.mark", language, {}) + " " + text if notice.maintenance else text
+    return messages.render(templates, notice.template, language, context)
 
 
 def fallback_text(alert: AlertFacts, event: EventFacts, station: StationFacts) -> str:

@@ -71,6 +71,33 @@ def test_every_resident_warning_fits_one_segment_with_every_seed_station():
     assert checked == 2 * (len(SEED) * 2 * 2 * 8 * 5 - len(SEED) * 2 * 8 * 1)  # 5 water, 4 rain values; real and drill
 
 
+MAINTENANCE_START = {"id": "PEMELIHARAAN POS: BPBD LUTIM: ", "en": "MAINTENANCE: BPBD LUTIM: "}
+NOT_TOLD = {"id": "Warga tdk di-SMS", "en": "Residents not texted"}
+
+
+def test_every_staff_warning_of_a_station_under_maintenance_fits_one_segment_with_every_seed_station():
+    """Spec 10: the marked staff texts, with the widest station name and values, in one GSM-7 segment."""
+    checked, widest = 0, 0
+    for station in SEED:
+        for language in messages.LANGUAGES:
+            for key in messages.MAINTENANCE_KEYS:
+                kind = key.split(".")[1]
+                level = key.split(".")[-1] if key.split(".")[2] in ("raised", "escalated") else "awas"
+                for value, rate, window in EXTREMES[kind]:
+                    context = messages.warning_context(T, language, station=station, level=level, metric=kind,
+                                                       value=value, at=LATE, zone=WITA, rate_per_hour=rate,
+                                                       window=window)
+                    text = messages.render(T, key, language, context)
+                    where = f"{key} {language} {station['id']} {value}: {text!r}"
+                    assert gsm7.is_gsm7(text) and gsm7.septets(text) <= 160, f"{gsm7.septets(text)} septets: {where}"
+                    assert text.startswith(MAINTENANCE_START[language]) and NOT_TOLD[language] in text, where
+                    assert level.upper() in text and "23:59 WITA" in text, where
+                    widest = max(widest, gsm7.septets(text))
+                    checked += 1
+    assert checked == len(SEED) * 2 * (5 * 5 + 5 * 4)  # 5 keys a kind; 5 water, 4 rain values
+    assert widest > 140  # the widest cases were reached
+
+
 def test_the_example_warning_reads_as_intended():
     station = next(s for s in SEED if s["id"] == "KLN-WOTU")
     context = messages.warning_context(T, "id", station=station, level="awas", metric="water_level", value=3.2,

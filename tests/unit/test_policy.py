@@ -270,11 +270,12 @@ def test_a_staff_text_under_maintenance_is_marked_and_an_announcement_names_its_
     templates = default_templates()
     alert = policy.AlertFacts(kind="water_level", peak=Level.AWAS)
     event = policy.EventFacts(type="raised", level="awas", at=AT, reading={"value": 3.3, "ts": "2026-11-30T06:04:00Z"})
-    marks = {"id": "PEMELIHARAAN POS: BPBD LUTIM: AWAS", "en": "STATION UNDER MAINTENANCE: BPBD LUTIM: FLOOD AWAS"}
+    marks = {"id": "PEMELIHARAAN POS: BPBD LUTIM: AWAS", "en": "MAINTENANCE: BPBD LUTIM: FLOOD AWAS"}
+    notice = repaired("water_level", "raised", "awas")
+    assert notice.template == "maintenance.water_level.raised.awas" and notice.template in messages.REQUIRED_KEYS
     for language, start in marks.items():
-        text = policy.notice_text(templates, language, repaired("water_level", "raised", "awas"), alert, event,
-                                  REPAIRED, RULES, WITA)
-        assert text.startswith(start) and gsm7.is_gsm7(text)
+        text = policy.notice_text(templates, language, notice, alert, event, REPAIRED, RULES, WITA)
+        assert text.startswith(start) and gsm7.is_gsm7(text) and gsm7.septets(text) <= 160  # one segment
     # The window ended: the alert is announced from the newest stored reading, which names its own time.
     announced = policy.EventFacts(type="announced", level="awas", at=AT, reading={"value": 3.3, "ts": "2026-11-30T02:10:00Z"})
     notice = policy.decide(alert, announced, STATION, RULES)

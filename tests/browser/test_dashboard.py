@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from service.db import schema
 from tests.browser.flood import open_new_alert
+from tests.browser.page import click, marker_levels, open_page, page_errors, read, text, texts, token_for, wait
 
 pytestmark = pytest.mark.browser
 
@@ -21,38 +22,6 @@ EXPECTED = {
     "ARR-MALILI": "waspada", "AGK-ANGKONA": "offline", "KLN-MANGKUTANA": "normal", "ARR-SOROWAKO": "normal",
 }
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-
-def wait(driver, condition, timeout=10.0, message=""):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message)
-
-
-def open_page(driver, live, query=""):
-    """Load the dashboard and wait until its first data is on screen."""
-    driver.get(f"{live.url}/{query}")
-    wait(driver, lambda d: d.execute_script("return !!(window.EWS && window.EWS.state.loaded)"),
-         message="the page never loaded its data")
-
-
-def marker_levels(driver) -> dict:
-    return driver.execute_script(
-        "var out = {}; document.querySelectorAll('path.ews-marker').forEach(function (p) {"
-        " out[p.getAttribute('data-station')] = [p.getAttribute('data-level'), p.getAttribute('fill')]; });"
-        " return out;")
-
-
-def token_for(services, role: str, name: str) -> str:
-    from service.tokens import create_token
-
-    return create_token(services.engine, role, name)[1]
-
-
-def page_errors(driver) -> list[str]:
-    """Console errors other than failed network loads (tiles without internet, 404 of an absent API)."""
-    return [e["message"] for e in driver.get_log("browser")
-            if e["level"] == "SEVERE" and e.get("source") != "network"]
 
 
 def test_markers_show_the_flood_in_bmkg_colours_without_tiles(browser, live):
@@ -65,24 +34,23 @@ def test_markers_show_the_flood_in_bmkg_colours_without_tiles(browser, live):
         "return Array.from(document.querySelectorAll('.ews-kec-label')).map(function (e) { return e.textContent; })")
     assert {"Malili", "Mangkutana", "Wotu", "Nuha"} <= set(labels)
     # Highest level first in the table; the summary counts the levels.
-    first = browser.find_element("css selector", "#stations tbody tr")
-    assert first.get_attribute("data-station") == "PKR-LASKAP"
-    assert browser.find_element("css selector", ".chip[data-level=awas] b").text == "1"
+    assert read(browser, "#stations tbody tr", "data-station")[0]["data-station"] == "PKR-LASKAP"
+    assert text(browser, ".chip[data-level=awas] b") == "1"
     assert page_errors(browser) == []
 
 
 def test_public_view_hides_staff_alerts_and_names(browser, live, flood):
     _, alert_ids = flood
     open_page(browser, live)
-    cards = browser.find_elements("css selector", "#alerts .alert")
-    shown = [int(c.get_attribute("data-alert-id")) for c in cards]
+    cards = read(browser, "#alerts .alert", "data-alert-id", "data-level")
+    shown = [int(c["data-alert-id"]) for c in cards]
     assert alert_ids["AGK-ANGKONA"] not in shown  # offline: staff only
     assert shown[0] == alert_ids["PKR-LASKAP"]  # AWAS first
-    assert [c.get_attribute("data-level") for c in cards] == ["awas", "siaga", "siaga", "waspada", "waspada"]
-    text = browser.find_element("id", "alerts").text
-    assert "Piket malam BPBD" not in text and "Tim TRC" not in text and "+62" not in text
-    assert "Warga diperingatkan 60 · terkirim 54" in text
-    assert "lewat modem GSM 22, Twilio 40" in text  # which provider carried the messages
+    assert [c["data-level"] for c in cards] == ["awas", "siaga", "siaga", "waspada", "waspada"]
+    listed = text(browser, "#alerts")
+    assert "Piket malam BPBD" not in listed and "Tim TRC" not in listed and "+62" not in listed
+    assert "Warga diperingatkan 60 · terkirim 54" in listed
+    assert "lewat modem GSM 22, Twilio 40" in listed  # which provider carried the messages
     assert not browser.find_elements("css selector", ".ack-button")
 
 
@@ -95,15 +63,14 @@ def test_operator_acknowledges_an_alert_from_the_screen(browser, live, flood):
     assert browser.execute_script("return sessionStorage.getItem('ews.token')") == token
     wait(browser, lambda d: "Piket Operator" in d.find_element("id", "who").text)
     target = alert_ids["PKR-LASKAP"]
-    wait(browser, lambda d: d.find_elements("css selector", f'[data-ack="{target}"]'), message="no ack button")
-    browser.find_element("css selector", f'[data-ack="{target}"]').click()
+    click(browser, f'[data-ack="{target}"]')
     wait(browser, lambda d: d.find_element("id", "ack-dialog").is_displayed())
     browser.find_element("id", "ack-note").send_keys("TRC dikirim ke Laskap")
     browser.find_element("id", "ack-send").click()
     wait(browser, lambda d: not d.find_elements("css selector", f'[data-ack="{target}"]'),
          message="the ack button stayed")
-    card = browser.find_element("css selector", f'.alert[data-alert-id="{target}"]')
-    wait(browser, lambda d: "Diketahui" in card.text)
+    card = f'.alert[data-alert-id="{target}"]'
+    wait(browser, lambda d: "Diketahui" in (text(d, card) or ""), message="the card does not say it is acknowledged")
     with services.engine.connect() as conn:
         row = conn.execute(sa.select(schema.alerts).where(schema.alerts.c.id == target)).one()
     assert row.ack_by is not None and "Piket Operator" in row.ack_by
@@ -113,12 +80,8 @@ def test_operator_acknowledges_an_alert_from_the_screen(browser, live, flood):
     assert "Piket Operator" in entry.actor and entry.entity_id == str(target)
     assert entry.after["note"] == "TRC dikirim ke Laskap"
     browser.refresh()  # after a reload the card still says who acknowledged, and offers no button
-
-    def card_text(d):  # read in one step: the list is re-rendered at every poll
-        return d.execute_script("var e = document.querySelector(arguments[0]); return e ? e.innerText : '';",
-                                f'.alert[data-alert-id="{target}"]')
-
-    wait(browser, lambda d: "Diketahui Piket Operator" in card_text(d), message="the ack is not shown after a reload")
+    wait(browser, lambda d: "Diketahui Piket Operator" in (text(d, card) or ""),
+         message="the ack is not shown after a reload")
     assert not browser.find_elements("css selector", f'[data-ack="{target}"]')
     # Staff see the operational alerts too.
     assert browser.find_elements("css selector", f'.alert[data-alert-id="{alert_ids["AGK-ANGKONA"]}"]')
@@ -157,10 +120,9 @@ def test_chart_draws_the_station_thresholds(browser, live):
     thresholds = {s["label"]: (s["first"], s["last"]) for s in series[1:] if s["label"].startswith("Batas")}
     assert thresholds == {"Batas Waspada 1.8 m": (1.8, 1.8), "Batas Siaga 2.4 m": (2.4, 2.4),
                           "Batas Awas 3 m": (3.0, 3.0)}
-    legend = browser.find_element("css selector", "#chart .u-legend").text
-    assert "Batas Awas 3 m" in legend
+    assert "Batas Awas 3 m" in text(browser, "#chart .u-legend")
     # A rain gauge: hourly rain against the 1 h marks, the rolling 24 h sum against the 24 h marks.
-    browser.find_element("css selector", '#stations tr[data-station="ARR-PONGKERU"]').click()
+    click(browser, '#stations tr[data-station="ARR-PONGKERU"]')
     wait(browser, lambda d: d.find_element("id", "chart").get_attribute("data-station") == "ARR-PONGKERU")
     labels = [s["label"] for s in chart_series(browser)]
     assert "Batas Siaga (1 jam) 20 mm" in labels and "Batas Awas (24 jam) 150 mm" in labels
@@ -200,8 +162,8 @@ def test_new_alert_appears_without_reload(browser, live, flood):
          message="the new alert did not appear within 5 s")
     assert time.monotonic() - started < 5
     assert browser.execute_script("return window.__sameDocument === true")
-    card = browser.find_element("css selector", f'.alert[data-alert-id="{alert_id}"]')
-    assert "is-new" in card.get_attribute("class")
+    (card,) = read(browser, f'.alert[data-alert-id="{alert_id}"]', "class")
+    assert "is-new" in card["class"]
     wait(browser, lambda d: marker_levels(d)["KLN-WOTU"] == ["waspada", COLORS["waspada"]])
 
 
@@ -217,9 +179,9 @@ def test_banner_when_the_server_is_lost(browser, live):
 def test_english_on_request(browser, live):
     open_page(browser, live)
     browser.find_element("id", "lang-button").click()
-    assert browser.find_element("css selector", ".alerts-panel h2").text.lower().startswith("active alerts")
+    assert text(browser, ".alerts-panel h2").lower().startswith("active alerts")
     assert browser.execute_script("return localStorage.getItem('ews.lang')") == "en"
-    assert "Warning (Awas)" in browser.find_element("css selector", "#stations tbody tr").text
+    assert "Warning (Awas)" in text(browser, "#stations tbody tr")
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (390, 844)], ids=["wall", "phone"])
@@ -250,7 +212,6 @@ def test_screenshots_of_a_flood(browser, live, flood, size, tmp_path):
 def test_the_map_tooltip_says_which_sirens_sound_and_which_do_not_answer(browser, live, flood):
     from datetime import timedelta
 
-    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
 
     services, _ = flood
@@ -267,17 +228,11 @@ def test_the_map_tooltip_says_which_sirens_sound_and_which_do_not_answer(browser
              "commanded": on, "updated_at": now}])
     open_page(browser, live)
     def hovered_tooltip(d):
-        # Hover (again) each time: the map may still be fitting its view and move the marker away.
-        markers = d.find_elements("css selector", "path.ews-station-MLL-MALILI")
-        if not markers:
-            return None
-        ActionChains(d).move_to_element(markers[0]).perform()
-        # textContent: Leaflet fades the tooltip in, and Selenium's .text is empty while it is transparent.
-        try:
-            texts = [e.get_attribute("textContent") or "" for e in d.find_elements("css selector", ".leaflet-tooltip")]
-        except StaleElementReferenceException:  # the tooltip closed between finding and reading it: hover again
-            return None
-        return next((text for text in texts if "SRN-MALILI-1" in text), None)
+        # Hover (again) each poll: the map may still be fitting its view and move the marker away.
+        ActionChains(d).move_to_element(d.find_element("css selector", "path.ews-station-MLL-MALILI")).perform()
+        # The open tooltips read in one step: one may close between its finding and its reading. (innerText:
+        # Leaflet fades the tooltip in, and Selenium's .text is empty while it is transparent.)
+        return next((tip for tip in texts(d, ".leaflet-tooltip") if "SRN-MALILI-1" in tip), None)
 
     tip = wait(browser, hovered_tooltip, message="no siren lines in the tooltip")
     assert "Sirene SRN-MALILI-1: BERBUNYI" in tip and "Sirene SRN-MALILI-2: TIDAK MERESPON" in tip, tip

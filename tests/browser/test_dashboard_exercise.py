@@ -11,7 +11,7 @@ import pytest
 
 from service import exercises
 from service.ingest import Message
-from tests.browser.test_dashboard import marker_levels, open_page, page_errors, token_for, wait
+from tests.browser.page import marker_levels, open_page, page_errors, read, text, token_for, wait
 
 pytestmark = pytest.mark.browser
 
@@ -32,15 +32,15 @@ def drill(flood):
 def test_everyone_sees_that_a_drill_runs_but_not_its_alerts(browser, live, drill):
     exercise_id, alert_id = drill
     open_page(browser, live)
-    banner = browser.find_element("id", "exercise-banner")
-    wait(browser, lambda d: banner.is_displayed(), message="no exercise banner")
-    assert banner.text.startswith(f"🛈 LATIHAN berlangsung (#{exercise_id}): Pos TMA Kalaena Wotu sampai")
-    assert "hanya untuk petugas" in banner.text
-    shown = [int(c.get_attribute("data-alert-id")) for c in browser.find_elements("css selector", "#alerts .alert")]
+    wait(browser, lambda d: d.find_element("id", "exercise-banner").is_displayed(), message="no exercise banner")
+    banner = text(browser, "#exercise-banner")
+    assert banner.startswith(f"🛈 LATIHAN berlangsung (#{exercise_id}): Pos TMA Kalaena Wotu sampai")
+    assert "hanya untuk petugas" in banner
+    shown = [int(c["data-alert-id"]) for c in read(browser, "#alerts .alert", "data-alert-id")]
     assert alert_id not in shown
     assert marker_levels(browser)["KLN-WOTU"][0] == "normal"  # the map shows the real level
     browser.find_element("id", "lang-button").click()
-    wait(browser, lambda d: "EXERCISE running" in d.find_element("id", "exercise-banner").text,
+    wait(browser, lambda d: "EXERCISE running" in text(d, "#exercise-banner"),
          message="the banner has no English")
     assert page_errors(browser) == []
 
@@ -51,9 +51,9 @@ def test_staff_see_the_drills_alert_marked_and_after_the_real_ones(browser, live
     open_page(browser, live, f"?token={token_for(services, 'viewer', 'Layar COC')}")
     selector = f"#alerts .alert[data-alert-id='{alert_id}']"
     wait(browser, lambda d: d.find_elements("css selector", selector), message="the drill's alert is not listed")
-    card = browser.find_element("css selector", selector)
-    assert "is-exercise" in card.get_attribute("class") and card.get_attribute("data-exercise-id") == str(exercise_id)
-    assert card.find_element("css selector", ".badge.exercise").text == "LATIHAN"
-    cards = browser.find_elements("css selector", "#alerts .alert")
-    assert cards[-1].get_attribute("data-alert-id") == str(alert_id)  # after every real alert, AWAS or not
+    (card,) = read(browser, selector, "class", "data-exercise-id")
+    assert "is-exercise" in card["class"] and card["data-exercise-id"] == str(exercise_id)
+    assert text(browser, selector + " .badge.exercise") == "LATIHAN"
+    cards = read(browser, "#alerts .alert", "data-alert-id")
+    assert cards[-1]["data-alert-id"] == str(alert_id)  # after every real alert, AWAS or not
     assert page_errors(browser) == []

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from service import alert_control
 from service.db import schema
-from tests.browser.test_dashboard import open_page, page_errors, token_for, wait
+from tests.browser.page import click, displayed, open_page, page_errors, read, text, token_for, wait
 
 pytestmark = pytest.mark.browser
 
@@ -20,38 +20,6 @@ pytestmark = pytest.mark.browser
 def card(driver, alert_id):
     found = driver.find_elements("css selector", f'#alerts .alert[data-alert-id="{alert_id}"]')
     return found[0] if found else None
-
-
-def text(driver, selector) -> str | None:
-    """The text of the first match, whitespace folded, read in one step: the page re-renders its lists every poll."""
-    found = driver.execute_script("var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
-                                  selector)
-    return None if found is None else " ".join(found.split())
-
-
-def texts(driver, selector) -> list[dict]:
-    """``{text, priority, cls}`` of every match, read in one step."""
-    rows = driver.execute_script(
-        "return Array.from(document.querySelectorAll(arguments[0])).map(function (e) {"
-        " return {text: e.innerText, priority: e.getAttribute('data-priority'), cls: e.className}; });", selector)
-    return [{**row, "text": " ".join(row["text"].split())} for row in rows]
-
-
-def click(driver, selector):
-    """Click the first match once it shows; again when a re-render replaced it between finding and clicking."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    def clicked(d):
-        try:
-            found = d.find_elements("css selector", selector)
-            if not found:
-                return False
-            found[0].click()
-            return True
-        except StaleElementReferenceException:
-            return False
-
-    wait(driver, clicked, message=f"could not click {selector}")
 
 
 def notice(driver) -> str:
@@ -181,7 +149,7 @@ def test_a_viewer_cannot_act_and_a_token_downgraded_meanwhile_is_refused_in_plai
     open_page(browser, live, f"?token={token_for(services, 'viewer', 'Layar COC')}")
     wait(browser, lambda d: d.find_element("id", "ops").is_displayed(), message="no staff panel for the viewer")
     show_panel(browser)
-    assert browser.find_element("id", "ops-queue").is_displayed()
+    assert displayed(browser, "#ops-queue")
     assert card(browser, target) is not None
     for selector in ("[data-close]", "[data-ack]", "#mnt-open", "[data-mnt-end]"):
         assert not browser.find_elements("css selector", selector), selector
@@ -250,7 +218,7 @@ def show_panel(driver):
     wait(driver, lambda d: d.find_elements("id", "ops-summary"), message="no staff panel")
     if not driver.execute_script("return document.getElementById('ops-details').open"):
         click(driver, "#ops-summary")
-    wait(driver, lambda d: d.find_element("id", "ops-maintenance").is_displayed(), message="the panel did not unfold")
+    wait(driver, lambda d: displayed(d, "#ops-maintenance"), message="the panel did not unfold")
 
 
 def open_maintenance_dialog(driver, station_id, duration_h):
@@ -391,9 +359,9 @@ def test_staff_see_what_maintenance_held_back_and_the_queue_urgent_first(browser
     assert "petugas tetap menerima SIAGA dan AWAS" in text(browser, '#alerts .alert[data-station="KLN-WOTU"] .alert-mnt')
 
     assert text(browser, "#queue-total") == "(11)"
-    rows = texts(browser, "#ops-queue tr[data-priority]")
-    assert [r["priority"] for r in rows] == [str(p) for p in range(8)]  # urgent first
+    rows = read(browser, "#ops-queue tr[data-priority]", "data-priority", "class")
+    assert [r["data-priority"] for r in rows] == [str(p) for p in range(8)]  # urgent first
     assert rows[1]["text"].startswith("Peringatan SIAGA 4 tertua ")
     assert rows[5]["text"] == "Siaran 7 tertua 3 mnt lalu"
-    assert rows[0]["cls"] == "zero" and rows[1]["cls"] == ""
+    assert rows[0]["class"] == "zero" and rows[1]["class"] == ""
     assert page_errors(browser) == []

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from service.ingest import Message
-from tests.browser.test_dashboard import open_page, page_errors, wait
+from tests.browser.page import open_page, page_errors, read, text, wait
 
 pytestmark = pytest.mark.browser
 
@@ -37,25 +37,24 @@ def test_the_wave_shows_source_level_and_a_countdown_at_each_downstream_station(
     open_page(browser, live)  # the public view: a wave is a public warning
     selector = "#alerts .alert[data-station='{}'] .alert-wave"
     wait(browser, lambda d: d.find_elements("css selector", selector.format("KLN-WOTU")), message="no wave at Wotu")
-    kalaena = browser.find_element("css selector", selector.format("KLN-KALAENA"))
-    wotu = browser.find_element("css selector", selector.format("KLN-WOTU"))
-    assert kalaena.get_attribute("data-source") == "KLN-MANGKUTANA"
-    assert "Banjir kiriman dari Pos TMA Kalaena Mangkutana (Siaga)" in wotu.text
+    (kalaena,) = read(browser, selector.format("KLN-KALAENA"), "data-source")
+    wotu = text(browser, selector.format("KLN-WOTU"))
+    assert kalaena["data-source"] == "KLN-MANGKUTANA"
+    assert "Banjir kiriman dari Pos TMA Kalaena Mangkutana (Siaga)" in wotu
     eta = (wave + timedelta(hours=3)).astimezone(timezone(timedelta(hours=8))).strftime("%H.%M")
-    assert "perkiraan tiba" in wotu.text and f"{eta} WITA" in wotu.text  # (with the day when it is another day)
-    left = countdown_seconds(wotu.find_element("css selector", ".wave-countdown").text)
+    assert "perkiraan tiba" in wotu and f"{eta} WITA" in wotu  # (with the day when it is another day)
+    left = countdown_seconds(text(browser, selector.format("KLN-WOTU") + " .wave-countdown"))
     assert 3 * 3600 - 120 < left <= 3 * 3600
-    assert 5400 - 120 < countdown_seconds(kalaena.text) <= 5400
+    assert 5400 - 120 < countdown_seconds(kalaena["text"]) <= 5400
     # The map says it too: Wotu's marker carries the wave, its tooltip names the source and the ETA.
     marker = browser.execute_script(
         "var m = window.EWS.markers['KLN-WOTU']; return [m.getElement().getAttribute('data-wave'),"
         " m.getTooltip().getContent()];")
     assert marker[0] == "KLN-MANGKUTANA" and "Banjir kiriman dari Pos TMA Kalaena Mangkutana" in marker[1]
     # It counts down between polls.
-    wait(browser, lambda d: countdown_seconds(
-        d.find_element("css selector", selector.format("KLN-WOTU") + " .wave-countdown").text) < left,
+    wait(browser, lambda d: countdown_seconds(text(d, selector.format("KLN-WOTU") + " .wave-countdown")) < left,
         timeout=5, message="the countdown does not move")
     browser.find_element("id", "lang-button").click()
-    wait(browser, lambda d: "Flood wave from" in d.find_element("css selector", selector.format("KLN-WOTU")).text,
+    wait(browser, lambda d: "Flood wave from" in text(d, selector.format("KLN-WOTU")),
          message="the wave has no English")
     assert page_errors(browser) == []

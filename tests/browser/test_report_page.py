@@ -11,6 +11,7 @@ import base64
 import os
 import shutil
 import subprocess
+from urllib.parse import urljoin
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from service.http.auth import Caller
 from service.http.report_links import report_paths
 from tests.browser.conftest import LiveServer
-from tests.browser.test_dashboard import open_page, token_for, wait
+from tests.browser.page import click, open_page, read, text, token_for, wait
 from tests.support.episode import warned_flood
 
 pytestmark = pytest.mark.browser
@@ -118,12 +119,14 @@ def test_the_dashboard_links_each_alert_to_its_report(browser, live, flood):
     target = alert_ids["PKR-LASKAP"]
     wait(browser, lambda d: d.find_elements("css selector", f'.alert[data-alert-id="{target}"] a.report-link'),
          message="no report link on the alert")
-    cards = browser.find_elements("css selector", "#alerts .alert")
-    assert all(card.find_elements("css selector", "a.report-link") for card in cards)
-    link = browser.find_element("css selector", f'.alert[data-alert-id="{target}"] a.report-link')
-    assert link.get_attribute("target") == "_blank" and "ticket=" in link.get_attribute("href")
+    # Every card has its link: one list of the cards' ids and one of the links' ids, each read in one step.
+    cards = [card["data-alert-id"] for card in read(browser, "#alerts .alert", "data-alert-id")]
+    assert [link["data-report"] for link in read(browser, "#alerts .alert a.report-link", "data-report")] == cards
+    link = f'.alert[data-alert-id="{target}"] a.report-link'
+    (found,) = read(browser, link, "target", "href")
+    assert found["target"] == "_blank" and "ticket=" in found["href"]
     dashboard = browser.current_window_handle
-    link.click()
+    click(browser, link)
     wait(browser, lambda d: len(d.window_handles) == 2, message="the report did not open in a new tab")
     browser.switch_to.window([h for h in browser.window_handles if h != dashboard][0])
     wait(browser, lambda d: d.find_elements("css selector", "svg.chart"), message="the report did not load")
@@ -133,11 +136,11 @@ def test_the_dashboard_links_each_alert_to_its_report(browser, live, flood):
 def test_the_dashboard_lists_recently_ended_alerts_with_their_reports(browser, report_site):
     services, episode, server = report_site
     open_page(browser, server, f"?token={token_for(services, 'operator', 'Piket BPBD')}")
-    item = wait(browser, lambda d: d.find_elements("css selector", f'.closed-alerts li[data-alert-id="{episode.alert_id}"]'),
-                message="the closed alert is not listed")[0]
-    assert "Selesai 7 hari terakhir" in browser.find_element("css selector", ".closed-title").text
-    href = item.find_element("css selector", "a.report-link").get_attribute("href")
-    browser.get(href)
+    item = f'.closed-alerts li[data-alert-id="{episode.alert_id}"]'
+    wait(browser, lambda d: d.find_elements("css selector", item), message="the closed alert is not listed")
+    assert "Selesai 7 hari terakhir" in text(browser, ".closed-title")
+    (link,) = read(browser, item + " a.report-link", "href")
+    browser.get(urljoin(browser.current_url, link["href"]))
     wait(browser, lambda d: d.find_elements("css selector", "svg.chart"))
     assert "Laporan Kejadian" in browser.title
 

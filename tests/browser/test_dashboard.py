@@ -51,6 +51,10 @@ def test_public_view_hides_staff_alerts_and_names(browser, live, flood):
     assert "Piket malam BPBD" not in listed and "Tim TRC" not in listed and "+62" not in listed
     assert "Warga diperingatkan 60 · terkirim 54" in listed
     assert "lewat modem GSM 22, Twilio 40" in listed  # which provider carried the messages
+    # Its 4 messages `sent` (handed to the provider, no delivery report yet) are "not yet arrived", not "queued":
+    # the staff panel's queue (antre) counts only those not yet handed over.
+    assert text(browser, f'.alert[data-alert-id="{alert_ids["PKR-LASKAP"]}"] .alert-sms') == (
+        "Warga diperingatkan 60 · terkirim 54 · Petugas 4 · gagal 2 · belum sampai 4 · lewat modem GSM 22, Twilio 40")
     assert not browser.find_elements("css selector", ".ack-button")
 
 
@@ -176,12 +180,15 @@ def test_banner_when_the_server_is_lost(browser, live):
     assert "terputus" in browser.find_element("id", "offline-banner").text
 
 
-def test_english_on_request(browser, live):
+def test_english_on_request(browser, live, flood):
+    _, alert_ids = flood
     open_page(browser, live)
     browser.find_element("id", "lang-button").click()
     assert text(browser, ".alerts-panel h2").lower().startswith("active alerts")
     assert browser.execute_script("return localStorage.getItem('ews.lang')") == "en"
     assert "Warning (Awas)" in text(browser, "#stations tbody tr")
+    assert text(browser, f'.alert[data-alert-id="{alert_ids["PKR-LASKAP"]}"] .alert-sms') == (
+        "Residents warned 60 · delivered 54 · Staff 4 · failed 2 · not yet delivered 4 · via GSM modem 22, Twilio 40")
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (390, 844)], ids=["wall", "phone"])

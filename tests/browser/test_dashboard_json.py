@@ -61,6 +61,8 @@ def test_public_json_has_levels_thresholds_and_public_alerts_only(dash):
     assert kinds == {"water_level", "rainfall"}  # offline and battery are for staff only
     assert doc["alerts"][0]["id"] == ids["PKR-LASKAP"]  # highest level first
     assert doc["alerts"][0]["sms"]["residents"] == 60 and doc["alerts"][0]["sms"]["residents_delivered"] == 54
+    # Not yet delivered: its 4 `sent` ones (with the provider, no delivery report yet); failed: 2.
+    assert (doc["alerts"][0]["sms"]["pending"], doc["alerts"][0]["sms"]["failed"]) == (4, 2)
     # The provider that carried each message (failed ones were not carried).
     assert doc["alerts"][0]["sms"]["by_provider"] == {"twilio": 40, "gammu": 22}
     acked = next(a for a in doc["alerts"] if a["id"] == ids["LAO-HARAPAN"])

@@ -359,6 +359,8 @@ def test_staff_see_what_maintenance_held_back_and_the_queue_urgent_first(browser
     assert "petugas tetap menerima SIAGA dan AWAS" in text(browser, '#alerts .alert[data-station="KLN-WOTU"] .alert-mnt')
 
     assert text(browser, "#queue-total") == "(11)"
+    # The flood's messages `sent` to the provider are not yet delivered, but no longer queued: not in these 11.
+    assert "belum sampai 4" in text(browser, '#alerts .alert[data-station="PKR-LASKAP"] .alert-sms')
     rows = read(browser, "#ops-queue tr[data-priority]", "data-priority", "class")
     assert [r["data-priority"] for r in rows] == [str(p) for p in range(8)]  # urgent first
     assert rows[1]["text"].startswith("Peringatan SIAGA 4 tertua ")

@@ -23,8 +23,9 @@ import sqlalchemy as sa
 
 from service import subscribers
 from service.db import schema
-from tests.e2e.test_multi_instance import FLOOD, Instance, bulk_station_rows, iso
 from tests.support.infra import MOSQUITTO, PrivateMosquitto, fresh_database, postgres_base_url, wait_until
+from tests.support.ingest import iso
+from tests.support.instances import FLOOD, Instance, bulk_station_rows, bulk_stored
 from tests.support.mqtt import Publisher
 from tests.support.services import make_services
 
@@ -35,16 +36,6 @@ pytestmark = [pytest.mark.drill, pytest.mark.slow, pytest.mark.broker, pytest.ma
 BULK = 60  # stations with 200 quiet readings each
 PER_STATION = 200
 FLOODS = 6  # of them, the first six also carry a flood (FLOOD: waspada, siaga, awas and back)
-
-
-def stored(engine) -> tuple[int, int]:
-    r = schema.readings
-    with engine.connect() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.station_id.like("BNC-%"))).scalar_one()
-        distinct = conn.execute(sa.select(sa.func.count()).select_from(
-            sa.select(r.c.station_id, r.c.metric, r.c.ts).where(r.c.station_id.like("BNC-%")).distinct().subquery()
-        )).scalar_one()
-    return total, distinct
 
 
 def bulk_backlog(prefix: str, now: datetime) -> list[tuple[str, dict]]:
@@ -118,17 +109,17 @@ def test_one_of_three_instances_killed_mid_backlog_loses_and_doubles_nothing(tmp
             for topic, body in items:
                 publisher.publish(topic, body)
             floods.start()
-            wait_until(lambda: stored(engine)[0] >= len(items) // 4, 120, "a quarter of the backlog stored",
+            wait_until(lambda: bulk_stored(engine)[0] >= len(items) // 4, 120, "a quarter of the backlog stored",
                        interval=0.05)
             victim = instances[1]
             victim.kill()
-            at_kill = stored(engine)[0]
-            wait_until(lambda: stored(engine)[0] > at_kill, 60, "the survivors to keep storing")
+            at_kill = bulk_stored(engine)[0]
+            wait_until(lambda: bulk_stored(engine)[0] > at_kill, 60, "the survivors to keep storing")
             victim.start()  # the restart policy; its shares waited in its persistent sessions
             victim.wait_ready()
             publisher.wait_all(120)
             publisher.close()
-            wait_until(lambda: stored(engine)[0] >= expected, 240, "every reading of the backlog", interval=0.2)
+            wait_until(lambda: bulk_stored(engine)[0] >= expected, 240, "every reading of the backlog", interval=0.2)
             drained_in = time.monotonic() - started
             floods.join(120)
             assert not flood_errors, flood_errors
@@ -142,7 +133,7 @@ def test_one_of_three_instances_killed_mid_backlog_loses_and_doubles_nothing(tmp
             wait_until(flood_sms_sent, 90, "the floods' SMS to be sent")
             time.sleep(5)  # anything extra would show up now
 
-            total, distinct = stored(engine)
+            total, distinct = bulk_stored(engine)
             with engine.connect() as conn:
                 alert_rows = conn.execute(sa.select(schema.alerts).where(schema.alerts.c.kind == "water_level")
                                           .order_by(schema.alerts.c.id)).all()

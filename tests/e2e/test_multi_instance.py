@@ -1,8 +1,6 @@
-"""Several ``ews run`` instances on one PostgreSQL database and one Mosquitto (issue 9, docs/deploy.md).
+"""Three ``ews run`` instances on one PostgreSQL database and one Mosquitto (issue 9, docs/deploy.md).
 
-What is checked:
-- the scheduler lease: one holder at a time, takeover after expiry, immediate handover on release;
-- the SMS outbox shared by several dispatchers (``FOR UPDATE SKIP LOCKED``): each message sent once;
+What is checked (the lease and the shared outbox alone: tests/e2e/test_leases_and_outbox.py):
 - three ``ews run`` processes (shared subscription ``$share/ews/...``, distinct client ids, persistent
   sessions): 20,000 readings from 100 stations stored once each and a flood replay raising each
   alert event and each SMS once, while the leader is SIGKILLed mid-run. The killed instance is
@@ -13,11 +11,7 @@ What is checked:
 from __future__ import annotations
 
 import collections
-import io
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,197 +23,21 @@ import sqlalchemy as sa
 
 from service import subscribers
 from service.db import schema
-from service.leader import Lease, current_holder
-from tests.support.infra import MOSQUITTO, PrivateMosquitto, free_port, fresh_database, postgres_base_url, wait_for_port, wait_until
+from service.leader import current_holder
+from tests.support.infra import MOSQUITTO, PrivateMosquitto, fresh_database, postgres_base_url, wait_until
+from tests.support.ingest import iso
+from tests.support.instances import BULK_STATIONS, FLOOD, Instance, bulk_station_rows, bulk_stored
 from tests.support.mqtt import Publisher
 from tests.support.services import make_services
-
-ROOT = Path(__file__).resolve().parents[2]
 
 needs_postgres = pytest.mark.skipif(not postgres_base_url(), reason="PostgreSQL: set EWS_TEST_DATABASE_URL (see .ci/run)")
 needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="needs the mosquitto binary (shared subscriptions)")
 
-# Pongkeru at Laskap (waspada 1.8, siaga 2.4, awas 3.0 m): a rise to AWAS and back, one sample every 10 minutes.
-FLOOD = [1.0, 1.05, 1.1, 1.6, 1.9, 2.1, 2.5, 2.8, 3.1, 3.3, 3.2, 2.9, 2.6, 2.2, 1.7, 1.4, 1.2, 1.1, 1.0, 1.0, 0.9]
-BULK_STATIONS = 100
 BULK_PER_STATION = 200  # 20,000 readings
 LEASE_S = 4
 
 
-
-
-# --------------------------------------------------------------------------- the lease
-
-
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, needs_postgres])])
-def test_one_lease_holder_at_a_time_with_takeover_after_expiry(kind, tmp_path):
-    with fresh_database(kind, tmp_path) as url:
-        services = make_services(url, seed=None)
-        try:
-            a = Lease(services.engine, holder="instance-a", ttl=3)
-            b = Lease(services.engine, holder="instance-b", ttl=3)
-            assert a.try_acquire() and a.is_leader
-            assert not b.try_acquire() and not b.is_leader
-            assert a.try_acquire()  # renewal
-            assert current_holder(services.engine)[0] == "instance-a"
-            time.sleep(3.3)  # a stops renewing (it "died"): its lease expires
-            assert not a.is_leader  # it stops believing it leads without asking the database
-            assert b.try_acquire() and b.is_leader
-            assert not a.try_acquire()  # the old holder cannot take it back while b renews
-            b.release()  # a clean stop hands over at once
-            assert current_holder(services.engine) is None
-            assert a.try_acquire()
-        finally:
-            services.engine.dispose()
-
-
-@pytest.mark.postgres
-@needs_postgres
-def test_racing_instances_elect_exactly_one_leader(tmp_path):
-    with fresh_database("postgresql", tmp_path) as url:
-        services = make_services(url, seed=None)
-        try:
-            for _ in range(5):
-                leases = [Lease(services.engine, holder=f"racer-{i}", ttl=5) for i in range(8)]
-                barrier = threading.Barrier(len(leases))
-                won = []
-
-                def race(lease):
-                    barrier.wait()
-                    if lease.try_acquire():
-                        won.append(lease.holder)
-
-                threads = [threading.Thread(target=race, args=(lease,)) for lease in leases]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                assert len(won) == 1, won
-                assert current_holder(services.engine)[0] == won[0]
-                next(lease for lease in leases if lease.holder == won[0]).release()
-        finally:
-            services.engine.dispose()
-
-
-# --------------------------------------------------------------------------- the shared outbox
-
-
-@pytest.mark.postgres
-@needs_postgres
-def test_three_dispatchers_share_the_outbox_and_send_each_message_once(tmp_path):
-    from service.bootstrap import sms_dispatcher
-    from service.dispatch.providers import ConsoleProvider
-
-    with fresh_database("postgresql", tmp_path) as url:
-        seeded = make_services(url, seed=None)
-        now = datetime.now(timezone.utc)
-        total = 1500
-        with seeded.engine.begin() as conn:
-            conn.execute(sa.insert(schema.notifications), [
-                {"phone": f"+62812{i:07d}", "language": "id", "kind": "broadcast", "body": f"Uji {i}",
-                 "status": "pending", "attempts": 0, "created_at": now, "updated_at": now}
-                for i in range(total)
-            ])
-        workers = []
-        for i in range(3):
-            services = make_services(url, seed=None, instance_id=f"worker-{i}")
-            provider = ConsoleProvider(stream=io.StringIO(), keep=total)
-            workers.append((services, provider, sms_dispatcher(services, provider, max_per_second=1000)))
-        try:
-            threads = [threading.Thread(target=d.run_until_idle, kwargs={"timeout": 60}) for _, _, d in workers]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            sent = collections.Counter(m["to"] for _, provider, _ in workers for m in provider.sent)
-            assert len(sent) == total and set(sent.values()) == {1}
-            assert all(len(provider.sent) > 0 for _, provider, _ in workers), "every dispatcher took a share"
-            with seeded.engine.connect() as conn:
-                by_status = dict(conn.execute(sa.select(schema.notifications.c.status, sa.func.count())
-                                              .group_by(schema.notifications.c.status)).all())
-                claimed_by = {r[0] for r in conn.execute(sa.select(schema.notifications.c.claimed_by).distinct())}
-            assert by_status == {"sent": total}
-            assert claimed_by == {"worker-0", "worker-1", "worker-2"}
-        finally:
-            for services, _, dispatcher in workers:
-                dispatcher.stop()
-                services.engine.dispose()
-            seeded.engine.dispose()
-
-
 # --------------------------------------------------------------------------- three processes
-
-
-class Instance:
-    """One ``ews run`` subprocess with its own HTTP port and MQTT client id."""
-
-    def __init__(self, directory: Path, name: str, env: dict[str, str]) -> None:
-        self.directory = directory
-        self.name = name
-        self.port = free_port()
-        self.env = dict(env, EWS_HTTP_PORT=str(self.port), EWS_MQTT_CLIENT_ID=name)
-        self.process: subprocess.Popen | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def start(self) -> "Instance":
-        self.process = subprocess.Popen([sys.executable, "-m", "service.cli", "run", "--role", "all"], env=self.env,
-                                        cwd=ROOT, stdout=open(self.directory / f"{self.name}.out", "ab"),
-                                        stderr=open(self.directory / f"{self.name}.log", "ab"))
-        return self
-
-    def wait_ready(self) -> None:
-        import requests
-
-        wait_for_port("127.0.0.1", self.port, timeout=60)
-
-        def ready():
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited: {self.log()[-2000:]}")
-            try:
-                return requests.get(f"http://127.0.0.1:{self.port}/readyz", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(ready, 60, f"{self.name} /readyz")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def log(self) -> str:
-        return (self.directory / f"{self.name}.log").read_text(errors="replace")
-
-
-def bulk_station_rows(now: datetime) -> list[dict]:
-    from alerts.rules import merge_rules
-    from service.station_rules import default_rules_doc
-
-    return [{
-        "id": f"BNC-{i:03d}", "name": f"Bench {i:03d}", "river": None, "kecamatan": "Nuha", "desa": None,
-        "lat": None, "lon": None, "mm_per_tip": None, "metrics": ["water_level"], "areas": [{"kecamatan": "Nuha"}],
-        "expected_interval_s": 600, "plausible": {"water_level": [0, 10]}, "downstream": [], "rules": merge_rules(default_rules_doc(), {}),
-        "created_at": now, "updated_at": now,
-    } for i in range(BULK_STATIONS)]
-
-
-def iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
 
 
 def count(engine, query) -> int:
@@ -331,7 +149,7 @@ def test_three_instances_store_each_reading_and_send_each_sms_once_while_the_lea
             moved = wait_until(lambda: (h := holder_pid(engine)) and h[1] != leader.pid and h, 3 * LEASE_S + 10,
                                "the scheduler lease to move")
             takeover_s = time.monotonic() - killed_at
-            assert moved[1] in {i.pid for i in instances if i.alive()}
+            assert moved[1] in {i.pid for i in instances if i.alive}
             # The survivors keep storing their shares while the killed member's share waits for it.
             wait_until(lambda: bulk_count(engine) > before_kill, 60, "the survivors to keep storing")
             leader.start()  # the restart policy brings it back with the same client id
@@ -353,12 +171,8 @@ def test_three_instances_store_each_reading_and_send_each_sms_once_while_the_lea
             wait_until(flood_sms_sent, 60, "the flood's SMS to be sent")
             time.sleep(2 * LEASE_S)
 
-            r = schema.readings
+            total, distinct = bulk_stored(engine)
             with engine.connect() as conn:
-                total = conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.station_id.like("BNC-%"))).scalar_one()
-                distinct = conn.execute(sa.select(sa.func.count()).select_from(
-                    sa.select(r.c.station_id, r.c.metric, r.c.ts).where(r.c.station_id.like("BNC-%")).distinct().subquery()
-                )).scalar_one()
                 dead = conn.execute(sa.select(sa.func.count()).select_from(schema.dead_letters)).scalar_one()
                 alert_rows = conn.execute(sa.select(schema.alerts).where(schema.alerts.c.station_id == "PKR-LASKAP",
                                                                          schema.alerts.c.kind == "water_level")).all()

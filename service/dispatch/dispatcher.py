@@ -33,7 +33,7 @@ from service.phones import mask
 from service.wiring import Shared
 
 log = logging.getLogger(__name__)
-WAIT_DELAY = timedelta(seconds=2)  # an all-clear waiting on a warning in flight asks again after this
+WAIT_DELAY = timedelta(seconds=2)  # a row waiting on one in flight (a more urgent one, its warning) asks again after this
 
 
 def _default_concurrency(rate: float) -> int:
@@ -302,11 +302,19 @@ class Dispatcher:
         log.info("SMS %s to %s sent (%s)", row.id, mask(row.phone), result.sid)
 
     def _most_urgent(self, holding: list) -> None:
-        """Just before our slot: take a more urgent due row in place of ``holding[0]`` (None if that one is stale)."""
+        """Just before our slot: a more urgent due row in place of ``holding[0]``; None if that one is stale, or while
+        another sender holds a more urgent one unsent (ours given back)."""
         if holding[0] is None:
             return
-        urgent = outbox.more_urgent(self.engine, holding[0], self.instance, self._now())
-        if urgent is not holding[0]:
+        # A live sender hands its row over within about max_wait of its claim; older 'sending' rows are at the
+        # provider already or left by a dead sender (recovery's), and hold nothing back.
+        held_within = timedelta(seconds=2 * self.max_wait)
+        urgent = outbox.more_urgent(self.engine, holding[0], self.instance, self._now(), held_within)
+        if urgent is None:  # another sender holds a more urgent row, unsent: ours goes after it (spec 10)
+            now = self._now()
+            outbox.release(self.engine, holding[0], self.instance, now, now + WAIT_DELAY)
+            holding[0] = None
+        elif urgent is not holding[0]:
             holding[0] = None if self._dropped(urgent) else urgent
 
     def _dropped(self, row) -> bool:

@@ -203,22 +203,25 @@ def _take(ids, instance: str, now: datetime, provider: str | None = None):
             .returning(*CLAIM_COLUMNS))
 
 
-def more_urgent(engine, row, instance: str, now: datetime):
-    """At a send slot: a due row more urgent than the claimed ``row``, claimed in its place (``row`` given back); else ``row``.
+def more_urgent(engine, row, instance: str, now: datetime, held_within: timedelta = timedelta(seconds=10)):
+    """At a send slot: a due row more urgent than the claimed ``row``, claimed in its place (``row`` given back);
+    None while another sender holds a more urgent row unsent (claimed within ``held_within``); else ``row``.
 
-    This is what makes a new AWAS warning wait only for messages already handed to the provider,
-    not for the rows other senders claimed before it was queued.
+    This is what makes a new AWAS warning wait only for messages already handed to the provider:
+    not for rows other senders claimed before it was queued, nor behind those they hold for later slots.
     """
     if row.priority <= 0:
         return row
     urgent = sa.select(n.c.id).where(_due(now), n.c.priority < row.priority)
-    with reads_only(), engine.connect() as conn:  # a read first: most slots find nothing more urgent
+    held = sa.select(n.c.id).where(n.c.status == "sending", n.c.priority < row.priority,
+                                   n.c.claimed_at > now - held_within).limit(1)
+    with reads_only(), engine.connect() as conn:  # reads first: most slots find nothing more urgent
         if conn.execute(urgent.limit(1)).first() is None:
-            return row
+            return None if conn.execute(held).first() is not None else row
     with engine.begin() as conn:
         taken = conn.execute(_take(dialect.claimable(urgent.order_by(*CLAIM_ORDER).limit(1), conn), instance, now)).first()
-        if taken is None:
-            return row
+        if taken is None:  # another sender took it first, and holds it now
+            return None
         conn.execute(_given_back(row, instance, now))
     return taken
 

@@ -56,6 +56,35 @@ def test_at_its_slot_a_sender_takes_a_more_urgent_row_queued_after_its_claim(dat
     assert rows(services)[0].attempts == 0  # given back as if never claimed
 
 
+def test_a_broadcast_is_not_handed_over_while_another_sender_holds_a_more_urgent_row_not_yet_sent(database_url, fake):
+    # Near the end of a desa's warnings: the last one is claimed by another sender whose slot comes later;
+    # this sender's slot comes first, holding a broadcast. It must give its slot up, not send ahead of the warning.
+    services = twilio_services(database_url, fake)
+    now = datetime.now(timezone.utc)
+    broadcast = queue(services, "broadcast", priority.priority("broadcast"), now - timedelta(minutes=1), "+6281200000001")
+    awas = queue(services, "warning", priority.priority("warning", "awas"), now, "+6281200000002")
+    (held,) = outbox.claim(services.engine, "other-sender", 1, now)
+    assert held.id == awas
+    d = dispatcher(services)
+    d.run_once()  # claims the broadcast; at its slot the warning is still the other sender's, unsent
+    assert fake.creates() == []
+    assert [(r.id, r.status, r.attempts) for r in rows(services)] == [(broadcast, "pending", 0), (awas, "sending", 1)]
+    outbox.mark_sent(services.engine, awas, "twilio", "SM0000000000000000000000000000000a", "sent", now)
+    assert d.run_until_idle() == {}  # handed over: now the broadcast goes
+    assert [r.form["To"] for r in fake.creates()] == ["+6281200000001"]
+
+
+def test_a_more_urgent_row_claimed_long_ago_holds_no_slot_back(database_url, fake):
+    # A row in 'sending' claimed long before is at the provider already or was left by a dead sender (recovery's).
+    services = twilio_services(database_url, fake)
+    now = datetime.now(timezone.utc)
+    queue(services, "warning", priority.priority("warning", "awas"), now - timedelta(minutes=5), "+6281200000002")
+    outbox.claim(services.engine, "dead-sender", 1, now - timedelta(minutes=1))
+    queue(services, "broadcast", priority.priority("broadcast"), now, "+6281200000001")
+    (broadcast,) = outbox.claim(services.engine, "me-1", 1, now)
+    assert outbox.more_urgent(services.engine, broadcast, "me-1", now) is broadcast
+
+
 def test_a_queued_waspada_of_an_alert_that_reached_awas_is_superseded(database_url, fake):
     services = twilio_services(database_url, fake)
     add(services, "0812-1111-0001")

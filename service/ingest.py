@@ -230,8 +230,7 @@ class Ingestor:
                 station.info.plausible.get("rainfall"))
             # Rain made of counters belongs to no single message: the batch's last one reports it.
             offers[-1][0].rejected.extend(rain_rejections)
-            rows.extend({"station_id": s.station_id, "metric": s.metric, "ts": s.ts, "value": s.value,
-                         "received_at": received_at} for s in offered + rain)
+            rows += [(s.station_id, s.metric, s.ts, s.value, received_at) for s in offered + rain]
             plans.append((station_id, offered, rain, counter))
         stored = samples.insert_batch(conn, rows)
         skipped: list[Skipped] = []

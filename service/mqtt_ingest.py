@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from config.settings import MqttUrl
 from sensors import topics
 from service.ingest import Message
+from service.mqtt_acks import ack_all
 from service.topic_messages import TopicMessage
 
 log = logging.getLogger(__name__)
@@ -237,9 +238,7 @@ class MqttIngest:
             return
         if acks and not self._until_stored(self.on_siren_ack, acks):
             return
-        for message, _ in batch:
-            if message.qos > 0:
-                self._client.ack(message.mid, message.qos)
+        ack_all(self._client, (message for message, _ in batch))
 
     def _commit_by_station_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
         """The backlog session's way: one transaction per station (the live session's readings go
@@ -254,9 +253,7 @@ class MqttIngest:
                 self.live.wait_idle(LIVE_FIRST_WAIT_S)
             if not self._until_stored(self.ingest, readings):
                 return
-        for message, _ in batch:
-            if message.qos > 0:
-                self._client.ack(message.mid, message.qos)
+        ack_all(self._client, (message for message, _ in batch))
 
     def _is_siren_ack(self, topic: str) -> bool:
         return self.on_siren_ack is not None and topics.parse_siren_topic(self.prefix, topic, "ack") is not None

@@ -18,6 +18,7 @@ from config.settings import load_settings
 from service.bootstrap import ROLES, Parts, build
 from service.broker import forget_endpoint, record_endpoint
 from service.db.migrate import upgrade
+from service.heap import settle_after_startup
 from service.leader import startup_lock
 from service.seed import seed_if_empty
 from service.tokens import warn_legacy_gateway_tokens
@@ -62,6 +63,7 @@ class Runtime:
         services, broker, mqtt = self.parts.services, self.parts.broker, self.parts.mqtt
         # A database upgraded from a release without the cap may hold far more: trim it before ingesting.
         services.ingestor.dead_letter_cap.enforce()
+        settle_after_startup()  # before the first reading: start-up's objects stay out of the collector's passes
         if broker is not None:
             self._start("broker", broker)
             # ews simulate and ews gateway on this database find it there, whatever port it took.

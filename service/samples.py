@@ -75,25 +75,37 @@ def insert_readings(conn: Connection, samples: list[Sample], received_at: dateti
     return [s for s in samples if (s.metric, s.ts) in inserted]
 
 
-def insert_batch(conn: Connection, rows: list[dict]) -> dict[str, tuple[set, int]]:
-    """Insert the samples of every station of a batch in one statement (executemany), skipping stored ones.
+ReadingRow = tuple  # (station_id, metric, ts, value, received_at): one readings row of a batch
 
-    ``rows``: readings rows (station_id, metric, ts, value, received_at). Returns, per station,
-    the (metric, ts) inserted now and the lowest readings id among them.
+
+def insert_batch(conn: Connection, rows: list[ReadingRow]) -> dict[str, tuple[set, int]]:
+    """Insert the samples of every station of a batch, skipping stored ones; one statement per 1,000 rows.
+
+    ``rows``: ``(station_id, metric, ts, value, received_at)``. Returns, per station, the
+    (metric, ts) inserted now and the lowest readings id among them.
     """
-    out: dict[str, tuple[set, int]] = {}
     if not rows:
-        return out
-    if conn.dialect.name in ("sqlite", "postgresql"):
-        return _insert_batch_text(conn, rows)
-    for row in conn.execute(_insert_batch_statement(conn), rows):
-        keys, first = out.get(row.station_id, (None, None))
-        if keys is None:
-            out[row.station_id] = ({(row.metric, row.ts)}, row.id)
+        return {}
+    if dialect.is_sqlite(conn):
+        return _inserted(_insert_sqlite(conn, rows))
+    if dialect.is_postgresql(conn):
+        return _inserted(_insert_postgresql(conn, rows))
+    keys = ("station_id", "metric", "ts", "value", "received_at")
+    return _inserted((row.id, row.station_id, row.metric, row.ts)
+                     for row in conn.execute(_insert_batch_statement(conn), [dict(zip(keys, r)) for r in rows]))
+
+
+def _inserted(returned) -> dict[str, tuple[set, int]]:
+    """Per station, the (metric, ts) of the returned ``(id, station_id, metric, ts)`` rows and their lowest id."""
+    out: dict[str, tuple[set, int]] = {}
+    for row_id, station_id, metric, ts in returned:
+        known = out.get(station_id)
+        if known is None:
+            out[station_id] = ({(metric, ts)}, row_id)
         else:
-            keys.add((row.metric, row.ts))
-            if row.id < first:
-                out[row.station_id] = (keys, row.id)
+            known[0].add((metric, ts))
+            if row_id < known[1]:
+                out[station_id] = (known[0], row_id)
     return out
 
 
@@ -117,43 +129,53 @@ def _sqlite_time(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _insert_batch_text(conn: Connection, rows: list[dict]) -> dict[str, tuple[set, int]]:
-    """``insert_batch`` as one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per 1,000 rows, built as text.
+def _insert_sqlite(conn: Connection, rows: list[ReadingRow]):
+    """One multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per 1,000 rows, built as text.
 
     The compiled statement's per-row parameter processing cost more than the insert itself (the
-    profile in docs/performance.md). The values are what ``UTCDateTime`` binds: on SQLite the text
-    it stores, on PostgreSQL the aware datetimes themselves (timestamptz; they come back aware).
+    profile in docs/performance.md). The times are bound as the text ``UTCDateTime`` stores, each
+    distinct one converted once (a network's stations mostly report at the same minutes); the
+    returned rows carry the caller's own datetimes.
     """
-    sqlite = dialect.is_sqlite(conn)
-    mark = "?" if sqlite else "%s"
-    as_time = _sqlite_time if sqlite else (lambda ts: ts)
-    out: dict[str, tuple[set, int]] = {}
-    by_time: dict[tuple[str, str, object], datetime] = {}
-    received_as: dict[datetime, object] = {}
+    as_text: dict[datetime, str] = {}
+    as_time: dict[str, datetime] = {}
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start:start + ROWS_PER_STATEMENT]
         params: list = []
-        for row in chunk:
-            ts = as_time(row["ts"])
-            by_time[(row["station_id"], row["metric"], ts)] = row["ts"]
-            received = received_as.get(row["received_at"])
+        for station_id, metric, ts, value, received_at in chunk:
+            text = as_text.get(ts)
+            if text is None:
+                text = as_text[ts] = _sqlite_time(ts)
+                as_time[text] = ts
+            received = as_text.get(received_at)
             if received is None:
-                received = received_as[row["received_at"]] = as_time(row["received_at"])
-            params += (row["station_id"], row["metric"], ts, float(row["value"]), received)
-        values = f"({mark}, {mark}, {mark}, {mark}, {mark})"
+                received = as_text[received_at] = _sqlite_time(received_at)
+            params += (station_id, metric, text, float(value), received)
         sql = ("INSERT INTO readings (station_id, metric, ts, value, received_at) VALUES "
-               + ", ".join([values] * len(chunk))
+               + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
                + " ON CONFLICT (station_id, metric, ts) DO NOTHING RETURNING id, station_id, metric, ts")
-        for row_id, station_id, metric, ts in conn.exec_driver_sql(sql, tuple(params)):
-            key = (metric, by_time[(station_id, metric, ts)])
-            keys, first = out.get(station_id, (None, None))
-            if keys is None:
-                out[station_id] = ({key}, row_id)
-            else:
-                keys.add(key)
-                if row_id < first:
-                    out[station_id] = (keys, row_id)
-    return out
+        for row_id, station_id, metric, text in conn.exec_driver_sql(sql, tuple(params)):
+            yield row_id, station_id, metric, as_time[text]
+
+
+# One statement whatever the batch's size: the rows travel as five arrays. (A multi-row VALUES
+# text of 1,000 rows was parsed again by psycopg on every batch: too long for its query cache.)
+_INSERT_POSTGRESQL = (
+    "INSERT INTO readings (station_id, metric, ts, value, received_at) "
+    "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::timestamptz[], %b::float8[], %b::timestamptz[]) "
+    "ON CONFLICT (station_id, metric, ts) DO NOTHING RETURNING id, station_id, metric, ts")
+
+
+def _insert_postgresql(conn: Connection, rows: list[ReadingRow]):
+    """The rows as arrays through ``unnest``, 1,000 at a time; the returned times are aware, as bound.
+
+    The arrays go in psycopg's binary format (``%b``): as text, each element was quoted in
+    Python, which cost more than the insert.
+    """
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        columns = [list(column) for column in zip(*rows[start:start + ROWS_PER_STATEMENT])]
+        columns[3] = [float(value) for value in columns[3]]
+        yield from conn.exec_driver_sql(_INSERT_POSTGRESQL, tuple(columns))
 
 
 def assign(offers: list[Offered], inserted: list[Sample], winners: dict[tuple[str, datetime], float]) -> list[Skipped]:

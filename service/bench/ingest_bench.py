@@ -48,6 +48,7 @@ def drain_service(url: str, database_url: str, count: int, quiet: bool, profile:
     """Start MqttIngest with the real Ingestor (and rules); return (seconds until ``count`` committed, profile)."""
     from config.settings import load_settings, parse_mqtt_url
     from service.bootstrap import bootstrap
+    from service.heap import settle_after_startup
     from service.mqtt_ingest import MqttIngest
 
     settings = load_settings({"EWS_DATABASE_URL": database_url, "EWS_MQTT_TOPIC_PREFIX": PREFIX})
@@ -71,6 +72,7 @@ def drain_service(url: str, database_url: str, count: int, quiet: bool, profile:
         return results
 
     ingest_client = MqttIngest(parse_mqtt_url(url), PREFIX, SERVICE_CLIENT, ingest)
+    settle_after_startup()  # as ``ews run`` does before it starts the ingest
     progress = Progress("service drain", count, quiet)
     started = time.monotonic()
     ingest_client.start()

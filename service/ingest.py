@@ -206,7 +206,7 @@ class Ingestor:
                 known[station_id] = station
         parsed = parse_payload(message.payload, station.info if station else None, message.received_at)
         result.accepted, result.indexes, result.rejected = parsed.samples, parsed.indexes, parsed.rejections
-        if parsed.seqs:
+        if parsed.seqs and log.isEnabledFor(logging.DEBUG):  # min and max only when someone reads them
             log.debug("%s seq %s..%s", station_id, min(parsed.seqs), max(parsed.seqs))
         return result
 
@@ -305,12 +305,15 @@ class Ingestor:
         rejected: dict[str, int] = defaultdict(int)
         lags = []
         for message, result in zip(messages, results):
-            stored = [s for s in result.accepted if s.metric != "rain_tips"]
-            accepted[message.source] += len(stored)
+            received_at, stored = message.received_at, 0
+            for sample in result.accepted:
+                if sample.metric != "rain_tips":
+                    stored += 1
+                    lags.append((received_at - sample.ts).total_seconds())
+            accepted[message.source] += stored
             duplicates[message.source] += result.duplicates
             for rejection in result.rejected:
                 rejected[rejection.reason] += 1
-            lags.extend((message.received_at - sample.ts).total_seconds() for sample in stored)
         # One call per label and batch, not per message (the counters take a lock each).
         for source, count in accepted.items():
             if count:

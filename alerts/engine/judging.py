@@ -136,8 +136,9 @@ def _advance_base(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]
         return
     cutoff = horizon[-1][0] - HORIZON_S * US
     count = 0
+    run = Run(overdue_us)
     while count < len(horizon) and horizon[count][0] < cutoff:
-        apply_entry(st["base"], rules, horizon[count], None, Run(overdue_us))
+        apply_entry(st["base"], rules, horizon[count], None, run)
         count += 1
     if count:
         st["base_key"] = [horizon[count - 1][0], horizon[count - 1][1]]

@@ -52,7 +52,7 @@ def thresholds(rule) -> tuple:
     return known[1]
 
 
-def slide(buf: list, ts: int, value: float, span_us: int, *, keep_edge: bool) -> None:
+def slide(buf: list, ts: int, value: float, span_us: int, keep_edge: bool) -> None:
     """Append ``[ts, value]`` to a time-sorted window and drop the entries older than ``span_us`` before it.
 
     ``keep_edge``: an entry exactly ``span_us`` old stays (the rise rate's hour-old reference);

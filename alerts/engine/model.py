@@ -26,6 +26,7 @@ RELEASE = "~release"  # a horizon entry: a held water level judged as it is (sor
 
 US = 1_000_000  # microseconds in a second: the engine's time keys are integer microseconds
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +61,7 @@ def micros(ts: datetime) -> int:
     """Epoch microseconds of a timezone-aware time (the engine's time keys): exact in JSON, cheap to compare."""
     if ts.tzinfo is None:
         raise ValueError("sample timestamps must be timezone-aware (UTC)")
-    return (ts - _EPOCH) // timedelta(microseconds=1)
+    return (ts - _EPOCH) // _ONE_US
 
 
 def from_micros(us: int) -> datetime:

@@ -31,7 +31,7 @@ def rainfall_step(snap: dict, rules: Rules, ts: int, value: float) -> dict:
     """Judge one rain increment by the rolling sums it completes."""
     machine = snap["kinds"]["rainfall"]
     buf = snap["rain"]
-    slide(buf, ts, value, RAIN_BUFFER_S * US, keep_edge=False)
+    slide(buf, ts, value, RAIN_BUFFER_S * US, False)
     sums = rain_sums(buf, ts)
     rule = rules.rainfall
     conds: list = []

@@ -6,20 +6,21 @@ from alerts.engine.machine import machine_step, slide, thresholds
 from alerts.engine.model import RISE_MIN_SPAN_S, RISE_WINDOW_S, US
 from alerts.rules import Rules
 
+_WINDOW_US, _MIN_SPAN_US, _HOUR_US = RISE_WINDOW_S * US, RISE_MIN_SPAN_S * US, 3600 * US
+
 
 def water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> dict | None:
     """Judge one water level; return what its reading adds (the rise rate, when known)."""
     machine = snap["kinds"]["water_level"]
     buf = snap["water_levels"]
-    slide(buf, ts, value, RISE_WINDOW_S * US, keep_edge=True)
+    slide(buf, ts, value, _WINDOW_US, True)
     rate = None
     ref_ts, ref_value = buf[0]
-    if ts - ref_ts >= RISE_MIN_SPAN_S * US:
-        rate = (value - ref_value) / ((ts - ref_ts) / (3600 * US))
+    if ts - ref_ts >= _MIN_SPAN_US:
+        rate = (value - ref_value) / ((ts - ref_ts) / _HOUR_US)
     rule = rules.water_level
-    conds: list = []
-    for threshold in thresholds(rule):
-        conds.append(None if threshold is None else (value >= threshold, value < threshold - rule.clear_margin))
+    conds = [None if threshold is None else (value >= threshold, value < threshold - rule.clear_margin)
+             for threshold in thresholds(rule)]
     tl = machine_step(machine, ts, conds, rule.hold_s if rule else 0, rule.clear_hold_s if rule else 0)
     rise = machine["rise"]
     if rule is None or rule.rise_rate is None:

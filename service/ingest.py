@@ -28,6 +28,7 @@ from alerts.model import Rejection, Sample
 from sensors.payload import StationInfo, parse_payload
 from service import alerting, dead_letters, quality, samples, station_states
 from service.db.schema import stations
+from service.heap import collector_waits
 from service.samples import Offered, Skipped
 from service.station_rules import station_rules
 from service.wiring import Shared, Wakeups
@@ -133,7 +134,7 @@ class Ingestor:
 
     def _committed(self, messages: list[Message]) -> tuple[list[IngestResult], int]:
         """One batch in one transaction; the held states of a batch that did not commit are dropped."""
-        with self._writing:
+        with self._writing, collector_waits():
             try:
                 with self.shared.engine.begin() as conn:
                     return self._ingest_batch(conn, messages)

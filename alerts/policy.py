@@ -90,6 +90,21 @@ class Notice:
     maintenance: bool = False  # staff get the marked text of a maintenance window (never a wave's, never to residents)
 
 
+# Alerts a station in a maintenance window does not raise at all (spec section 10): its silence and its
+# supply are the repair crew's business (the other operational kinds are raised but tell nobody).
+NOT_RAISED_IN_MAINTENANCE = ("offline", "battery")
+
+
+def heeds_maintenance(*, drill: bool) -> bool:
+    """Whether a maintenance window counts for an alert: a drill's (its own readings and texts) ignores it."""
+    return not drill
+
+
+def raises(kind: str, station: StationFacts) -> bool:
+    """Whether an alert of ``kind`` is opened at ``station``: no offline or battery alert during a window."""
+    return not (station.maintenance and kind in NOT_RAISED_IN_MAINTENANCE)
+
+
 def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: Rules) -> Notice | None:
     """The notice for ``event`` of ``alert`` at ``station`` under ``rules``, or None when nobody is told."""
     plan = _plan(alert, event, rules)

@@ -122,9 +122,12 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
     kind, level = event.kind, event.level
     current = open_alert(conn, station_id, kind, lock=True, scope=scope)
     type_ = event.type
+    repaired = policy.heeds_maintenance(drill=scope.exercise_id is not None) and in_maintenance(conn, station_id, now)
     if current is None:
         if type_ == "cleared":
             return []  # nothing open to close (e.g. the alert predates a state reset)
+        if not policy.raises(kind, policy.StationFacts({}, maintenance=repaired)):
+            return []  # a low battery of a station under repair: no alert (spec section 10)
         # raised, or a change whose episode has no open alert: this opens the episode.
         type_ = "raised"
         alert_id = conn.execute(sa.insert(alerts).values(
@@ -145,7 +148,6 @@ def _record_engine_event(conn: Connection, station_id: str, rules: Rules, event:
                 return []
             conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(
                 level=level.label, peak_level=peak.label))
-    repaired = scope.exercise_id is None and in_maintenance(conn, station_id, now)
     dispatch = "pending" if notifies(kind, type_, level, peak, rules, exercise=scope.exercise,
                                      maintenance=repaired, reading=event.reading) else "none"
     event_id = insert_event(conn, alert_id, type_, level.label, event.at, now, event.reading, dispatch)
@@ -177,8 +179,10 @@ def _back_online(conn: Connection, station_id: str, rules: Rules, newest: Sample
     if mark_online:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=True))
     reading = {"metric": newest.metric, "value": newest.value, "ts": rfc3339(newest.ts)}
-    event_id = insert_event(conn, current.id, "cleared", Level.NORMAL.label, now, now, reading, "pending")
-    return [event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, "pending")]
+    # The outbox asks the policy again with the station's window (under repair: nobody is told).
+    dispatch = "pending" if notifies("offline", "cleared", Level.NORMAL, Level.WASPADA, rules) else "none"
+    event_id = insert_event(conn, current.id, "cleared", Level.NORMAL.label, now, now, reading, dispatch)
+    return [event_dict(event_id, current.id, station_id, "offline", "cleared", "normal", now, dispatch)]
 
 
 # --- scheduled jobs -----------------------------------------------------------------
@@ -230,8 +234,11 @@ def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: b
         return 0  # never heard (not yet installed), or a sample arrived meanwhile
     if state.online:
         conn.execute(sa.update(station_state).where(station_state.c.station_id == station_id).values(online=False))
-    if open_alert(conn, station_id, "offline") is not None or in_maintenance(conn, station_id, now):
-        return 0  # already raised; or the station is out of service (spec section 10)
+    if open_alert(conn, station_id, "offline") is not None:
+        return 0  # already raised
+    repaired = in_maintenance(conn, station_id, now)  # an offline alert is never a drill's
+    if not policy.raises("offline", policy.StationFacts({}, maintenance=repaired)):
+        return 0  # the station is out of service (spec section 10)
     alert_id = conn.execute(sa.insert(alerts).values(
         station_id=station_id, kind="offline", level=Level.WASPADA.label, peak_level=Level.WASPADA.label,
         state="active", opened_at=now, exercise=exercise, last_notified_at=now)).inserted_primary_key[0]
@@ -241,7 +248,9 @@ def _raise_offline(conn: Connection, station_id: str, now: datetime, exercise: b
         reading["level"] = state.level  # staff are told the station fell silent at this level
     if stale_after_s is None:
         reading["status"] = "offline"  # said by the gateway (its will), not found by the silence check
-    insert_event(conn, alert_id, "raised", Level.WASPADA.label, now, now, reading, "pending")
+    # An operational alert's notice depends on no rule of the station.
+    dispatch = "pending" if notifies("offline", "raised", Level.WASPADA, Level.WASPADA, Rules()) else "none"
+    insert_event(conn, alert_id, "raised", Level.WASPADA.label, now, now, reading, dispatch)
     cause = "its gateway said offline" if stale_after_s is None else "silent"
     log.warning("station %s is offline: %s (last seen %s)", station_id, cause, rfc3339(state.last_seen))
     return 1
@@ -308,8 +317,9 @@ def remind_awas(engine: Engine, now: datetime) -> int:
             won = conn.execute(sa.update(alerts).where(
                 alerts.c.id == row.id, alerts.c.state == "active", alerts.c.level == Level.AWAS.label, old,
             ).values(last_notified_at=now)).rowcount == 1
-            if won:
-                insert_event(conn, row.id, "reminded", Level.AWAS.label, now, now, reading, "pending")
+            if won:  # the outbox asks the policy again with the acknowledgement and the station's window
+                dispatch = "pending" if notifies(row.kind, "reminded", Level.AWAS, Level.AWAS, rules) else "none"
+                insert_event(conn, row.id, "reminded", Level.AWAS.label, now, now, reading, dispatch)
                 reminded += 1
     return reminded
 

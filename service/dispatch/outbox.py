@@ -89,7 +89,7 @@ def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, va
     alert, facts, station = _facts(alert_row, event, station_row)
     if alert_row.kind == upstream.KIND:  # what the station's own alerts say now (they may silence the wave)
         alert = dataclasses.replace(alert, **upstream.own_facts(conn, alert_row.station_id))
-    if alert_row.exercise_id is None and in_maintenance(conn, alert_row.station_id, now):
+    if policy.heeds_maintenance(drill=alert_row.exercise_id is not None) and in_maintenance(conn, alert_row.station_id, now):
         station = dataclasses.replace(station, maintenance=True)
     rules = station_rules(station_row)
     notice = policy.decide(alert, facts, station, rules)

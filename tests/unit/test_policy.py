@@ -266,6 +266,14 @@ def test_under_maintenance_residents_are_told_nothing_and_staff_only_of_siaga_an
         assert repaired(kind, "raised", "waspada") is None and decide(kind, "raised", "waspada").staff
 
 
+def test_a_window_opens_no_offline_or_battery_alert_and_a_drill_ignores_it():
+    for kind in ("offline", "battery"):
+        assert not policy.raises(kind, REPAIRED) and policy.raises(kind, STATION)
+    for kind in ("water_level", "rainfall", "upstream", "siren", "sensor"):
+        assert policy.raises(kind, REPAIRED)  # judged as always; the notice decides who hears of it
+    assert policy.heeds_maintenance(drill=False) and not policy.heeds_maintenance(drill=True)
+
+
 def test_a_staff_text_under_maintenance_is_marked_and_an_announcement_names_its_readings_time():
     templates = default_templates()
     alert = policy.AlertFacts(kind="water_level", peak=Level.AWAS)

@@ -8,6 +8,7 @@ the batch in hand is committed and acknowledged before exit.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -53,6 +54,9 @@ class Runtime:
         if self.parts.scheduler is not None:
             self._start("scheduler", self.parts.scheduler)
         self._start("http", self.parts.http)
+        # What start-up built lives as long as the process: out of the collector's sight, a full
+        # collection no longer walks it (100-250 ms otherwise, stalling the SMS senders' slots).
+        gc.freeze()
         return self
 
     def _start(self, name: str, part) -> None:

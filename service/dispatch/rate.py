@@ -26,10 +26,13 @@ from sqlalchemy.engine import Engine
 from service.db import dialect
 from service.dispatch.shared_budget import SharedBudget
 
-# Slots are 1.04 / rate apart: up to 40 ms of jitter between a slot and its request's arrival at the
-# provider cannot put more than the rate into one second there (half of it for waking up late). A
-# wider margin costs its share of the rate (at 200/s the fan-out must keep 95 % of the limit).
+# Slots are 1.04 / rate apart in one process: up to 40 ms of jitter between a slot and its request's
+# arrival at the provider cannot put more than the rate into one second there. A wider margin costs its
+# share of the rate (at 200/s the fan-out must keep 95 % of the limit).
 MARGIN = 0.04
+# Several instances (a shared budget) add jitter one process does not see: another process's wake-up
+# next to ours, a clock offset to the database. There slots are 1.06 / rate apart (60 ms).
+SHARED_MARGIN = 0.06
 AT_SLOT_LEAD = 0.03  # s: ``acquire``'s ``at_slot`` runs this long before the slot
 
 
@@ -61,14 +64,13 @@ class Pace:
 
     @property
     def late_after(self) -> float:
-        """How late (seconds) a sender may wake for its slot: half the margin (the rest is for the network)."""
-        return max(0.01, self.margin / 2)
+        """How late (seconds) a sender may wake for its slot: a quarter of the margin (the rest is for the
+        way to the provider, where a busy machine delays a request most)."""
+        return max(0.005, self.margin / 4)
 
 
 class LocalBudget:
     """The budget kept in this process: the one sending process of a SQLite deployment."""
-
-    shared = False  # every start of the deployment goes through this process's window
 
     def __init__(self, pace: Pace, clock=time.monotonic) -> None:
         self.pace = pace
@@ -76,15 +78,15 @@ class LocalBudget:
         self._next = 0.0  # the theoretical arrival time: the next free slot
         self._lock = threading.Lock()
 
-    def reserve(self, max_wait: float | None = None) -> tuple[float, bool]:
-        """Take the next slot unless it is more than ``max_wait`` away; return (wait, taken)."""
+    def reserve(self, max_wait: float | None = None) -> tuple[float, bool, float]:
+        """Take the next slot unless it is more than ``max_wait`` away; return (wait, taken, 0: exact)."""
         with self._lock:
             now = self.clock()
             slot = max(now, self._next)
             if max_wait is not None and slot - now > max_wait:
-                return slot - now, False
+                return slot - now, False, 0.0
             self._next = slot + self.pace.interval
-            return slot - now, True
+            return slot - now, True, 0.0
 
     def delay(self) -> float:
         """How long the next reservation would wait (without reserving)."""
@@ -97,11 +99,13 @@ class LocalBudget:
             self._next = max(self._next, self.clock() + seconds)
 
 
-def deployment_limiter(engine: Engine, rate: float, margin: float = MARGIN, on_missed=None) -> "RateLimiter":
+def deployment_limiter(engine: Engine, rate: float, on_missed=None) -> "RateLimiter":
     """The limiter of a sending process: its budget is the database's on PostgreSQL (every instance
     draws from it) and its own on SQLite (a SQLite deployment is one instance)."""
+    shared = dialect.is_postgresql(engine)
+    margin = SHARED_MARGIN if shared else MARGIN
     pace = Pace(rate, margin)
-    budget = SharedBudget(engine, pace) if dialect.is_postgresql(engine) else LocalBudget(pace)
+    budget = SharedBudget(engine, pace) if shared else LocalBudget(pace)
     return RateLimiter(rate, margin=margin, budget=budget, on_missed=on_missed)
 
 
@@ -119,9 +123,7 @@ class RateLimiter:
         self.interval = self.pace.interval
         self.clock = clock
         self.budget = budget if budget is not None else LocalBudget(self.pace, clock)
-        # Only a shared budget needs the late check: in one process the sliding window below sees every
-        # start, so a late one is counted where it really happened (and delays the next one instead).
-        self.late_after = self.pace.late_after if getattr(self.budget, "shared", False) else None
+        self.late_after = self.pace.late_after
         self.late = 0  # slots given up because the sender woke too late for them (a busy machine)
         self._on_missed = on_missed  # told of each (``ews_sms_rate_slots_missed``)
         self._starts: collections.deque[float] = collections.deque()
@@ -150,10 +152,13 @@ class RateLimiter:
         """
         checked = False
         while True:
-            wait, taken = self.budget.reserve(max_wait)
+            wait, taken, error = self.budget.reserve(max_wait)
             if not taken:
                 return wait
             slot = self.clock() + wait
+            if error > self.late_after:
+                self._missed()
+                continue  # the slot's time is not known well enough (a slow round trip): sent, it could bunch
             if at_slot is not None and (not checked or wait > AT_SLOT_LEAD):
                 if self._sleep_until(slot - AT_SLOT_LEAD, stop):
                     return 0.0
@@ -178,13 +183,17 @@ class RateLimiter:
 
     def _too_late(self, slot: float) -> bool:
         """True when now is more than ``late_after`` past ``slot`` (counted in ``late``)."""
-        if self.late_after is None or self.clock() - slot <= self.late_after:
+        if self.clock() - slot <= self.late_after:
             return False
+        self._missed()
+        return True
+
+    def _missed(self) -> None:
+        """Count a slot given up."""
         with self._lock:
             self.late += 1
         if self._on_missed is not None:
             self._on_missed()
-        return True
 
     def _admit(self) -> bool:
         """Record a start now, unless this process's last ``window`` already holds ``cap`` of them."""

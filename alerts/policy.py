@@ -149,6 +149,8 @@ def _plan(alert: AlertFacts, event: EventFacts, rules: Rules) -> tuple[str, str]
         return _upstream_plan(alert, event, rules)
     if kind not in PUBLIC_KINDS:
         return None
+    if type_ == "announced" and event.level == Level.NORMAL.label:  # an all-clear a maintenance window held back
+        return "all_clear", f"{kind}.all_clear"  # the outbox gives it only to those who got a warning of the alert
     if type_ in ("raised", "escalated", "announced"):  # announced: at the end of a maintenance window
         if event.level in messages.WARNING_LEVELS and Level.parse(event.level) >= rules.notify_from:
             return "warning", f"{kind}.{'raised' if type_ == 'announced' else type_}.{event.level}"

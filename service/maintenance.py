@@ -21,7 +21,7 @@ from alerts.model import PUBLIC_ALERT_KINDS
 from alerts.times import rfc3339
 from service import alert_records
 from service.station_rules import station_rules
-from service.db.schema import alerts, maintenance_windows as mw, station_state, stations
+from service.db.schema import alert_events as ev, alerts, maintenance_windows as mw, station_state, stations
 
 MAX_WINDOW = timedelta(days=7)
 
@@ -124,10 +124,14 @@ def announce_ended_now(conn: Connection, window_id: int, now: datetime) -> int:
                        .values(announced_at=now)).rowcount == 1
     if not won:
         return 0  # still running, or announced by another caller
-    station_id = conn.execute(sa.select(mw.c.station_id).where(mw.c.id == window_id)).scalar_one()
-    if alert_records.in_maintenance(conn, station_id, now):
+    window = conn.execute(sa.select(mw.c.station_id, mw.c.starts_at).where(mw.c.id == window_id)).one()
+    if alert_records.in_maintenance(conn, window.station_id, now):
         return 0  # the next window follows at once
-    return _announce(conn, station_id, now)
+    # A window chained to an earlier one (it began before that one ended) holds back since the first began.
+    since = conn.execute(sa.select(sa.func.min(mw.c.starts_at)).where(
+        mw.c.station_id == window.station_id, mw.c.starts_at <= window.starts_at,
+        mw.c.ends_at >= window.starts_at)).scalar() or window.starts_at
+    return _announce(conn, window.station_id, now) + _held_back_all_clears(conn, window.station_id, since, now)
 
 
 def _announce(conn: Connection, station_id: str, now: datetime) -> int:
@@ -147,5 +151,28 @@ def _announce(conn: Connection, station_id: str, now: datetime) -> int:
         reading = None if known is None else {"metric": row.kind, "value": known["value"], "ts": known["ts"]}
         alert_records.insert_event(conn, row.id, "announced", row.level, now, now, reading, "pending")
         conn.execute(sa.update(alerts).where(alerts.c.id == row.id).values(last_notified_at=now))
+        count += 1
+    return count
+
+
+def _held_back_all_clears(conn: Connection, station_id: str, since, now: datetime) -> int:
+    """An ``announced`` all-clear (level normal, dispatch pending) of each real alert of the station that closed
+    during the window with its all-clear suppressed: residents warned before it must not keep a warning nobody
+    takes back. The outbox gives it only to those who got a warning of that alert (spec section 10); once."""
+    rows = conn.execute(sa.select(ev.c.alert_id, ev.c.reading).join(alerts, alerts.c.id == ev.c.alert_id).where(
+        alerts.c.station_id == station_id, alerts.c.state == "closed", alerts.c.exercise_id.is_(None),
+        ev.c.type == "suppressed", ev.c.recorded_at >= since).order_by(ev.c.id)).all()
+    held = {}
+    for row in rows:
+        if (row.reading or {}).get("notification") == "all_clear":
+            held.setdefault(row.alert_id, (row.reading or {}).get("event_id"))
+    count = 0
+    for alert_id, source_id in held.items():
+        if conn.execute(sa.select(ev.c.id).where(ev.c.alert_id == alert_id, ev.c.type == "announced",
+                                                 ev.c.level == Level.NORMAL.label)).first():
+            continue  # told already
+        source = conn.execute(sa.select(ev.c.reading).where(ev.c.id == source_id)).first() if source_id else None
+        reading = None if source is None else source.reading  # the reading that closed it, and its time
+        alert_records.insert_event(conn, alert_id, "announced", Level.NORMAL.label, now, now, reading, "pending")
         count += 1
     return count

@@ -7,7 +7,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from service import alerting, maintenance
+from service import alerting, maintenance, subscribers
+from service.bootstrap import sms_dispatcher
+from service.dispatch import ConsoleProvider
 from service.db import schema
 from service.ingest import Message
 from tests.support.services import without_spike_check
@@ -127,3 +129,33 @@ def test_staff_hear_of_siaga_and_reminders_marked_no_battery_alert_and_ending_by
         audit = [(r.action, r.after["state"]) for r in conn.execute(sa.select(schema.audit_log).where(
             schema.audit_log.c.entity == "maintenance").order_by(schema.audit_log.c.id))]
     assert audit == [("create", "active"), ("end", "ended")]
+
+
+def test_residents_warned_before_a_window_get_the_all_clear_it_held_back_when_it_ends_once(api):
+    without_spike_check(api.services.engine, STATION)
+    sender = sms_dispatcher(api.services, ConsoleProvider(stream=open("/dev/null", "w")))
+    read(api, 60, 3.3)  # AWAS before any window: Laskap's resident and staff are warned
+    assert sender.run_until_idle() == {}
+    with api.services.engine.begin() as conn:  # registered later: never warned of this alert
+        subscribers.create(conn, {"phone": "0812-1111-0003", "areas": [{"kecamatan": "Malili", "desa": "Laskap"}]},
+                           api.services.clock())
+    window = open_window(api).get_json()
+    read(api, 600, 1.0)  # the river falls during the window (clear_hold_s 600): the alert closes,
+    read(api, 1300, 1.0)  # its all-clear held back
+    (alert,) = [a for a in water_alerts(api) if a.state == "closed"]
+    assert told(api, "cleared", kind="water_level") == [] and ("suppressed", "normal") in events(api, alert.id)
+    at(api, 1400)
+    assert api.call("DELETE", f"/api/v1/maintenance/{window['id']}", role="operator").status_code == 200
+    assert sender.run_until_idle() == {}
+    n, s = schema.notifications, schema.subscribers
+    with api.services.engine.connect() as conn:
+        got = {(r.phone, r.role, r.status) for r in conn.execute(
+            sa.select(s.c.phone, s.c.role, n.c.status, n.c.body).join(s, s.c.id == n.c.subscriber_id)
+            .where(n.c.alert_id == alert.id, n.c.kind == "all_clear"))}
+        bodies = {r.body for r in conn.execute(sa.select(n.c.body).where(n.c.alert_id == alert.id,
+                                                                          n.c.kind == "all_clear", n.c.status == "sent"))}
+    assert got == {("+6281211110001", "resident", "sent"), ("+6281211110009", "staff", "sent"),
+                   ("+6281211110003", "resident", "superseded")}, got  # only those who got a warning of it
+    assert all(b.startswith("BPBD LUTIM: Banjir") and "NORMAL" in b and "PEMELIHARAAN" not in b for b in bodies), bodies
+    assert maintenance.announce_ended(api.services.engine, at(api, 5 * 3600)) == 0  # once
+    assert events(api, alert.id).count(("announced", "normal")) == 1

@@ -266,6 +266,16 @@ def test_under_maintenance_residents_are_told_nothing_and_staff_only_of_siaga_an
         assert repaired(kind, "raised", "waspada") is None and decide(kind, "raised", "waspada").staff
 
 
+def test_an_all_clear_a_window_held_back_is_announced_as_an_all_clear_to_residents_and_staff():
+    held = policy.EventFacts(type="announced", level="normal", at=AT, reading={"value": 1.0, "ts": "2026-11-30T02:10:00Z"})
+    notice = policy.decide(policy.AlertFacts(kind="water_level", peak=Level.AWAS), held, STATION, RULES)
+    assert (notice.kind, notice.template, notice.residents, notice.staff) == ("all_clear", "water_level.all_clear",
+                                                                              True, True)
+    text = policy.notice_text(default_templates(), "id", notice, policy.AlertFacts(kind="water_level"), held, STATION,
+                              RULES, WITA)
+    assert "NORMAL" in text and "10:10 WITA" in text and gsm7.septets(text) <= 160  # when it fell, not when told
+
+
 def test_a_window_opens_no_offline_or_battery_alert_and_a_drill_ignores_it():
     for kind in ("offline", "battery"):
         assert not policy.raises(kind, REPAIRED) and policy.raises(kind, STATION)

@@ -106,6 +106,7 @@ def test_under_maintenance_only_staff_hear_marked_and_the_end_warns_residents(tm
         siaga, awas = bodies(fake, STAFF)
         assert siaga.startswith("PEMELIHARAAN POS: BPBD LUTIM: SIAGA banjir") and "2.6 m" in siaga
         assert awas.startswith("PEMELIHARAAN POS: BPBD LUTIM: NAIK AWAS banjir") and "3.3 m" in awas
+        wait_until(lambda: settled(api), 60, "every notification handed over")  # a resident's would be too, by now
         assert bodies(fake, RESIDENT) == []  # expanded with the staff's: what residents would have got is on the record
         (alert,) = water_alerts(api)
         events = api.call("GET", f"/alerts/{alert['id']}").json()["events"]

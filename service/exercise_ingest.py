@@ -23,7 +23,7 @@ from sensors import topics
 from service import alerting, dead_letters, exercises, samples
 from service.db import dialect
 from service.db.schema import exercise_readings, exercise_state
-from service.ingest import IngestResult, Message, _dead_letter, database_unavailable
+from service.ingest_messages import IngestResult, Message, database_unavailable, dead_letter
 from service.samples import Offered
 from service.station_rules import station_rules
 
@@ -100,7 +100,7 @@ class ExerciseIngest:
                 received[(exercise.id, station_id)] = message.received_at
         for key, drill_results in sorted(by_drill.items()):
             self._store(conn, *key, drill_results, received[key])
-        rows = [_dead_letter(message, result.station_id, result.rejected)
+        rows = [dead_letter(message, result.station_id, result.rejected)
                 for message, result in zip(messages, results) if result.rejected and not message.replay]
         return results, dead_letters.insert(conn, rows)
 

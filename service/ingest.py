@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections import defaultdict
@@ -21,46 +20,22 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
 
 from alerts.model import Rejection, Sample
 from sensors.payload import StationInfo, parse_payload
 from service import alerting, dead_letters, quality, samples, station_states
 from service.db.schema import stations
+from service.exercise_ingest import ExerciseIngest
 from service.heap import collector_waits
+from service.ingest_messages import STATION_ID_RE, IngestResult, Message, database_unavailable, dead_letter
 from service.samples import Offered, Skipped
 from service.station_rules import station_rules
 from service.wiring import Shared, Wakeups
 
 log = logging.getLogger(__name__)
 
-STATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STATION_CACHE_SECONDS = 5.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Message:
-    """One payload as it arrived: from MQTT (topic) or HTTP (station in the path)."""
-
-    topic: str
-    payload: bytes
-    received_at: datetime
-    source: str = "mqtt"
-    station_id: str | None = None  # set for HTTP; parsed from the topic for MQTT
-    replay: bool = False  # from ``ews dead-letters replay``: its rejections are no new dead letters
-
-
-@dataclasses.dataclass
-class IngestResult:
-    """What became of one message."""
-
-    station_id: str | None
-    accepted: list[Sample] = dataclasses.field(default_factory=list)
-    duplicates: int = 0
-    rejected: list[Rejection] = dataclasses.field(default_factory=list)
-    events: list[dict] = dataclasses.field(default_factory=list)
-    indexes: list[int] = dataclasses.field(default_factory=list)  # payload index of each parsed sample
 
 
 @dataclasses.dataclass
@@ -75,8 +50,6 @@ class Ingestor:
 
     def __init__(self, shared: Shared, *, topic_prefix: str, exercise: bool, dead_letter_cap: dead_letters.DeadLetterCap,
                  wake: Wakeups = Wakeups()) -> None:
-        from service.exercise_ingest import ExerciseIngest  # it builds on this module
-
         self.shared = shared
         self.topic_prefix = topic_prefix
         self.exercise = exercise  # EWS_EXERCISE: every alert is marked as an exercise
@@ -165,7 +138,7 @@ class Ingestor:
         rejection = Rejection("internal_error", _short_error(exc))
         if not message.replay:
             with self.shared.engine.begin() as conn:
-                dead_bytes = dead_letters.insert(conn, [_dead_letter(message, station_id, [rejection])])
+                dead_bytes = dead_letters.insert(conn, [dead_letter(message, station_id, [rejection])])
             self.dead_letter_cap.written(dead_bytes)
         return IngestResult(station_id=station_id, rejected=[rejection])
 
@@ -191,7 +164,7 @@ class Ingestor:
             for result, offer in offers:
                 result.accepted, result.duplicates = offer.kept, offer.duplicates
                 result.rejected.extend(offer.conflicts)
-        rows = [_dead_letter(message, result.station_id, result.rejected)
+        rows = [dead_letter(message, result.station_id, result.rejected)
                 for message, result in zip(messages, results) if result.rejected and not message.replay]
         return results, dead_letters.insert(conn, rows)
 
@@ -331,19 +304,6 @@ class Ingestor:
 # -- helpers (module level: no state) ---------------------------------------------------------
 
 
-def database_unavailable(exc: BaseException) -> bool:
-    """True when the database could not do the work at all: retry the batch later, acknowledge nothing.
-
-    Lost or refused connections, a locked SQLite file, deadlocks, timeouts and a full disk are
-    ``OperationalError``/``InterfaceError`` (or a pool timeout). A ``DataError``,
-    ``IntegrityError`` and the like mean the database refused *this* data: retrying it would
-    stall every station's readings behind it, so the message is isolated instead.
-    """
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (OperationalError, InterfaceError, PoolTimeout))
-
-
 def _short_error(exc: BaseException) -> str:
     """The first line of the error (the driver's own message, without SQLAlchemy's SQL and parameters)."""
     inner = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
@@ -370,11 +330,3 @@ def _to_station(row: dict) -> _Station:
     plausible = {metric: (float(b[0]), float(b[1])) for metric, b in (row.get("plausible") or {}).items()}
     info = StationInfo(id=row["id"], metrics=tuple(row.get("metrics") or ()), plausible=plausible)
     return _Station(info=info, row=row)
-
-
-def _dead_letter(message: Message, station_id: str | None, rejections: list[Rejection]) -> dict:
-    """One dead letter for one rejected payload, whatever the number of its bad samples."""
-    return dead_letters.row(
-        received_at=message.received_at, source=message.source, topic=message.topic,
-        station_id=station_id if station_id and STATION_ID_RE.match(station_id) else None,
-        payload=message.payload, rejections=rejections)

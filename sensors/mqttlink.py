@@ -1,6 +1,6 @@
-"""Small paho-mqtt 2.x helpers shared by ``ews simulate`` and ``ews gateway``.
+"""Small paho-mqtt 2.x helpers shared by ``ews simulate``, ``ews gateway`` and the service's MQTT ingest.
 
-Only the two entry points import this module, so paho stays out of the pure parts.
+Only those entry points (and ``service.mqtt_ingest``) import this module, so paho stays out of the pure parts.
 """
 
 from __future__ import annotations
@@ -65,20 +65,26 @@ def make_client(
     will: tuple[str, str] | None = None,
     clean_session: bool = True,
     max_inflight: int = 20,
+    manual_ack: bool = False,
+    username: str = "gateway",
 ) -> mqtt.Client:
-    """A paho 2.x client (MQTT 3.1.1, callback API v2) with an optional retained QoS 1 will."""
+    """A paho 2.x client (MQTT 3.1.1, callback API v2) with an optional retained QoS 1 will.
+
+    ``username`` is sent when the URL has none.
+    """
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=clean_session,
         protocol=mqtt.MQTTv311,  # the embedded amqtt broker speaks 3.1.1 only
+        manual_ack=manual_ack,
     )
     # An exception in a callback would kill the network thread (tech-notes §0 #4): log instead.
     client.suppress_exceptions = True
     # The embedded amqtt broker refuses clients without a username (any name will do; see
     # service/broker.py), so send one even when the URL has none. Mosquitto ignores it
     # unless it is configured with a password file.
-    client.username_pw_set(broker.username or "gateway", broker.password)
+    client.username_pw_set(broker.username or username, broker.password)
     if broker.tls:
         client.tls_set_context(ssl.create_default_context())
     if will:

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from config.settings import MqttUrl
-from sensors import topics
+from sensors import mqttlink, topics
 from service.ingest import Message
 from service.mqtt_acks import ack_all
 from service.topic_messages import TopicMessage
@@ -99,22 +98,10 @@ class MqttIngest:
     def _make_client(self) -> mqtt.Client:
         # MQTT 3.1.1 with clean_session=False and a fixed client id is a persistent session on
         # Mosquitto and on amqtt alike (amqtt speaks no MQTT 5); see tech-notes section 1.2.
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
-        client.username_pw_set(self.url.username or "ews", self.url.password)
-        if self.url.tls:
-            client.tls_set()
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.max_queued_messages_set(0)
+        client = mqttlink.make_client(self.url, self.client_id, clean_session=False, manual_ack=True, username="ews")
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.suppress_exceptions = True  # belt and braces: our callbacks already catch everything
         return client
 
     def start(self) -> None:

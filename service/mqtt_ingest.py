@@ -35,6 +35,7 @@ QUEUE_SIZE = 5000
 BACK_PRESSURE_POLL_S = 0.005  # how often a full queue is looked at again (only when the broker has no window)
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class MqttIngest:
     """Subscribes to every station's readings topic and feeds batches to ``ingest``; with ``on_status``,
     also to every station's status topic (a gateway's last will, service/gateway_status.py).
@@ -49,39 +50,31 @@ class MqttIngest:
     Every message of the window is acknowledged, in order, once all of them are committed.
     """
 
-    def __init__(
-        self,
-        url: MqttUrl,
-        prefix: str,
-        client_id: str,
-        ingest: Callable[[list[Message]], object],
-        *,
-        on_connection_change: Callable[[bool], None] = lambda connected: None,
-        on_status: Callable[[list[TopicMessage]], object] | None = None,
-        on_siren_ack: Callable[[list[TopicMessage]], object] | None = None,
-        shared_group: str | None = None,
-        max_batch: int | None = None,
-        backlog: bool = False,
-        live: MqttIngest | None = None,
-    ) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.client_id = client_id
-        self.ingest = ingest
-        self.on_connection_change = on_connection_change
-        self.backlog = backlog
-        self.live = live
-        self.max_batch = max_batch or MAX_BATCH
-        topic = topics.backlog_subscription(prefix) if backlog else f"{prefix}/stations/+/readings"
-        self.readings_filter = f"$share/{shared_group}/{topic}" if shared_group else topic
+    url: MqttUrl
+    prefix: str
+    client_id: str
+    ingest: Callable[[list[Message]], object]
+    on_connection_change: Callable[[bool], None] = dataclasses.field(default=lambda connected: None, kw_only=True)
+    on_status: Callable[[list[TopicMessage]], object] | None = dataclasses.field(default=None, kw_only=True)
+    on_siren_ack: Callable[[list[TopicMessage]], object] | None = dataclasses.field(default=None, kw_only=True)
+    shared_group: str | None = dataclasses.field(default=None, kw_only=True)
+    max_batch: int | None = dataclasses.field(default=None, kw_only=True)
+    backlog: bool = dataclasses.field(default=False, kw_only=True)
+    live: MqttIngest | None = dataclasses.field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        self.max_batch = self.max_batch or MAX_BATCH
+        prefix, group = self.prefix, self.shared_group
+        topic = topics.backlog_subscription(prefix) if self.backlog else f"{prefix}/stations/+/readings"
+        self.readings_filter = f"$share/{group}/{topic}" if group else topic
         drills = f"{prefix}/exercise/stations/+/readings"  # staff start exercises through the API
-        self.exercise_filter = f"$share/{shared_group}/{drills}" if shared_group else drills
+        self.exercise_filter = f"$share/{group}/{drills}" if group else drills
         # Status topics: never shared (a broker sends no retained message to a shared subscription)
         # and handled by every instance (raising an offline alert twice records it once).
-        self.on_status = None if backlog else on_status
+        self.on_status = None if self.backlog else self.on_status
         self.status_filter = topics.status_subscription(prefix)
         # Siren acks (spec section 12): never shared either; every instance records them (idempotent).
-        self.on_siren_ack = None if backlog else on_siren_ack
+        self.on_siren_ack = None if self.backlog else self.on_siren_ack
         self.siren_ack_filter = topics.siren_ack_subscription(prefix)
         # A SimpleQueue (C, no lock in Python): a Queue's put and get cost a few microseconds a message.
         self._queue: queue.SimpleQueue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.SimpleQueue()

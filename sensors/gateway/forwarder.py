@@ -7,9 +7,11 @@ so a flood measured now never waits behind hours of old samples.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
+from typing import Any
 
 from sensors import topics
 from sensors.gateway.queue import Queue
@@ -19,18 +21,19 @@ log = logging.getLogger("ews.gateway")
 RESEND_AFTER_S = 120.0  # an in-flight message unacknowledged this long while connected is sent again
 
 
+@dataclasses.dataclass(eq=False)
 class Forwarder:
     """Hands queued rows to paho while connected and deletes them on PUBACK."""
 
-    def __init__(self, queue: Queue, client, prefix: str, station: str, *, max_inflight: int = 20,
-                 max_samples: int = topics.MAX_SAMPLES_PER_PAYLOAD, max_bytes: int = topics.MAX_PAYLOAD_BYTES):
-        self.queue = queue
-        self.client = client
-        self.prefix = prefix
-        self.station = station
-        self.max_inflight = max_inflight
-        self.max_samples = max_samples
-        self.max_bytes = max_bytes
+    queue: Queue
+    client: Any
+    prefix: str
+    station: str
+    max_inflight: int = dataclasses.field(default=20, kw_only=True)
+    max_samples: int = dataclasses.field(default=topics.MAX_SAMPLES_PER_PAYLOAD, kw_only=True)
+    max_bytes: int = dataclasses.field(default=topics.MAX_PAYLOAD_BYTES, kw_only=True)
+
+    def __post_init__(self) -> None:
         self.wake = threading.Event()
         self.sent_upto = 0  # highest row id handed to paho by this process (in the backlog, while flushing one)
         self.backlog_upto = 0  # rows up to this id were queued before the last connect: the backlog
@@ -41,9 +44,9 @@ class Forwarder:
         self._acked: list[int] = []
         self.acked_samples = 0
         self.published_messages = 0
-        client.on_publish = self._on_publish
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
 
     # paho callbacks (network thread): short, no database work.
     def _on_connect(self, client, userdata, flags, reason_code, properties):

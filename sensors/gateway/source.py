@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import logging
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,19 @@ log = logging.getLogger("ews.gateway")
 READ_CHUNK_LINES = 500  # lines of a file committed in one transaction
 
 
+@dataclasses.dataclass(eq=False)
 class Source:
     """Where samples come from; ``run`` feeds the queue until the source ends or ``stop`` is set."""
 
-    def __init__(self, spec: str, station: str, queue: Queue, stop: threading.Event, follow: bool = False,
-                 baud: int = 9600, on_stored=lambda: None):
-        self.spec = spec
-        self.station = station
-        self.queue = queue
-        self.stop = stop
-        self.follow = follow
-        self.baud = baud
-        self.on_stored = on_stored
+    spec: str
+    station: str
+    queue: Queue
+    stop: threading.Event
+    follow: bool = False
+    baud: int = 9600
+    on_stored: Callable[[], object] = lambda: None
+
+    def __post_init__(self) -> None:
         self.finished = threading.Event()
         self.bad_lines = 0
         self.stored = 0

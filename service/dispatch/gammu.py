@@ -21,11 +21,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,6 +42,7 @@ TEMP_MAX_AGE_S = 60.0  # a write takes milliseconds: an older temporary file was
 STALL_S = 120.0  # our files waiting this long with none leaving the outbox: the daemon is not sending
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class GammuProvider:
     """Writes outbox files for gammu-smsd; finds them again by notification id."""
 
@@ -48,19 +51,20 @@ class GammuProvider:
     receives = True  # two-way: a resident's SMS arrives here, and the reply goes back through it
     wants_notification = True
 
-    def __init__(self, spool: str | Path, *, fmt: str = "detail", outbox_max: int = 10, busy_wait: float = 2.0,
-                 stall_s: float = STALL_S, clock=time.monotonic) -> None:
-        self.root = Path(spool)
+    spool: str | Path
+    fmt: str = dataclasses.field(default="detail", kw_only=True)
+    outbox_max: int = dataclasses.field(default=10, kw_only=True)
+    busy_wait: float = dataclasses.field(default=2.0, kw_only=True)
+    stall_s: float = dataclasses.field(default=STALL_S, kw_only=True)
+    clock: Callable[[], float] = dataclasses.field(default=time.monotonic, kw_only=True)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.spool)
         self.inbox, self.outbox = self.root / "inbox", self.root / "outbox"
         self.sent, self.error = self.root / "sent", self.root / "error"
-        self.fmt = fmt
-        self.outbox_max = outbox_max
-        self.busy_wait = busy_wait
-        self.stall_s = stall_s
-        self.clock = clock
         self._lock = threading.Lock()
         self._waiting: set[str] = set()  # our names in the outbox at the last look
-        self._progress_at = clock()  # when one of our files last left the outbox (or it was empty)
+        self._progress_at = self.clock()  # when one of our files last left the outbox (or it was empty)
 
     # -- sending ---------------------------------------------------------------------------------
 

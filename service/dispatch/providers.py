@@ -227,6 +227,7 @@ def validity_period(valid_until: datetime | None, now: datetime | None = None) -
     return max(1, min(TWILIO_MAX_VALIDITY_S, left))
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class TwilioProvider:
     """Twilio's Messages API through the official library (or a Twilio-compatible endpoint)."""
 
@@ -234,26 +235,17 @@ class TwilioProvider:
     can_lookup = True
     wants_notification = True  # its validity becomes Twilio's ValidityPeriod
 
-    def __init__(
-        self,
-        account_sid: str,
-        auth_token: str,
-        *,
-        from_number: str | None = None,
-        messaging_service_sid: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 15.0,
-        validity_period: int | None = None,
-    ) -> None:
-        if not (from_number or messaging_service_sid):
+    account_sid: str
+    auth_token: str
+    from_number: str | None = dataclasses.field(default=None, kw_only=True)
+    messaging_service_sid: str | None = dataclasses.field(default=None, kw_only=True)
+    base_url: str | None = dataclasses.field(default=None, kw_only=True)
+    timeout: float = dataclasses.field(default=15.0, kw_only=True)
+    validity_period: int | None = dataclasses.field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not (self.from_number or self.messaging_service_sid):
             raise ValueError("TwilioProvider needs from_number or messaging_service_sid")
-        self.account_sid = account_sid
-        self.auth_token = auth_token
-        self.from_number = from_number
-        self.messaging_service_sid = messaging_service_sid
-        self.base_url = base_url
-        self.timeout = timeout
-        self.validity_period = validity_period
         self._local = threading.local()  # one client per thread: requests sessions are not thread-safe
         self._clients: list = []
         self._lock = threading.Lock()

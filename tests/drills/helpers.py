@@ -10,10 +10,11 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from config.settings import parse_mqtt_url
+from sensors import mqttlink
 from tests.support.infra import wait_until
+from tests.support.mqtt import connect_and_wait
 
 GAUGES = ["PKR-LASKAP", "MLL-MALILI", "LAO-HARAPAN", "KLN-MANGKUTANA", "KLN-KALAENA", "KLN-WOTU", "AGK-ANGKONA",
           "LRN-PARUMPANAI"]
@@ -43,19 +44,13 @@ class StreamPublisher:
     stays in paho's queue and is sent again after a reconnect (also across a broker restart)."""
 
     def __init__(self, url: str, max_inflight: int = 100) -> None:
-        parsed = parse_mqtt_url(url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"drill-gw-{uuid.uuid4().hex[:8]}",
-                                  clean_session=False, protocol=mqtt.MQTTv311)
-        self.client.username_pw_set("gateway")
-        self.client.max_inflight_messages_set(max_inflight)
+        self.client = mqttlink.make_client(parse_mqtt_url(url), f"drill-gw-{uuid.uuid4().hex[:8]}",
+                                           clean_session=False, max_inflight=max_inflight)
         self.client.reconnect_delay_set(0.5, 2)
         self.connected = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: self.connected.set()
         self.client.on_disconnect = lambda c, u, f, rc, p: self.connected.clear()
-        self.client.connect_async(parsed.host, parsed.port, keepalive=10)
-        self.client.loop_start()
-        if not self.connected.wait(15):
-            raise TimeoutError(f"cannot connect to {url}")
+        connect_and_wait(self.client, url, self.connected, keepalive=10)
         self.infos: list[mqtt.MQTTMessageInfo] = []
         self.sent = 0
         self._thread: threading.Thread | None = None

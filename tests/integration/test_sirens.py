@@ -56,6 +56,14 @@ def controller(services, published) -> siren_controller.SirenController:
     return siren_controller.SirenController(services, published)
 
 
+def sounding(services) -> tuple[siren_controller.SirenController, Published]:
+    """A controller and what it publishes, with a siaga reading (the siren's level) stored 5 minutes ago."""
+    published = Published()
+    run = controller(services, published)
+    levels(services, (3.6, 5))
+    return run, published
+
+
 def levels(services, *values_minutes_ago: tuple[float, float]) -> None:
     """Water levels at KLN-WOTU, each (value, minutes ago), in one batch each."""
     now = datetime.now(timezone.utc)
@@ -125,9 +133,7 @@ def test_off_when_the_alert_falls_below_the_level_and_on_again_at_a_higher_one(s
 
 
 def test_on_is_renewed_before_duration_runs_out_while_the_alert_stays(services):
-    published = Published()
-    run = controller(services, published)
-    levels(services, (3.6, 5))
+    run, published = sounding(services)
     start = datetime.now(timezone.utc)
     due = run.run_once(start)
     ack(services, published.messages[0][1]["command_id"])
@@ -142,9 +148,7 @@ def test_on_is_renewed_before_duration_runs_out_while_the_alert_stays(services):
 
 
 def test_an_unanswered_command_is_resent_with_its_id_then_staff_get_the_siren_alert(services):
-    published = Published()
-    run = controller(services, published)
-    levels(services, (3.6, 5))
+    run, published = sounding(services)
     start = datetime.now(timezone.utc)
     due = run.run_once(start)
     for attempt in range(1, 4):
@@ -180,9 +184,7 @@ def test_an_unanswered_command_is_resent_with_its_id_then_staff_get_the_siren_al
 
 
 def test_an_error_ack_raises_the_siren_alert_and_the_next_good_ack_ends_it(services):
-    published = Published()
-    run = controller(services, published)
-    levels(services, (3.6, 5))
+    run, published = sounding(services)
     run.run_once(datetime.now(timezone.utc))
     first = published.messages[0][1]["command_id"]
     ack(services, first, "error", detail="amplifier fuse")
@@ -254,9 +256,7 @@ def test_an_upstream_alert_sounds_only_the_sirens_that_say_upstream(services):
 
 
 def test_a_siren_removed_from_its_station_is_no_longer_commanded(services):
-    published = Published()
-    run = controller(services, published)
-    levels(services, (3.6, 5))
+    run, published = sounding(services)
     start = datetime.now(timezone.utc)
     run.run_once(start)
     with services.engine.begin() as conn:
@@ -268,9 +268,7 @@ def test_a_siren_removed_from_its_station_is_no_longer_commanded(services):
 
 
 def test_siren_figures_are_counted(services):
-    published = Published()
-    run = controller(services, published)
-    levels(services, (3.6, 5))
+    run, published = sounding(services)
     start = datetime.now(timezone.utc)
     for step in range(5):
         run.run_once(start + timedelta(seconds=step * TIMEOUT))

@@ -11,23 +11,27 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.settings import parse_mqtt_url
+from sensors import mqttlink
+
+
+def connect_and_wait(client: mqtt.Client, url: str, connected: threading.Event, *, keepalive: int) -> None:
+    """Connect ``client`` in the background and wait (15 s at most) until its ``on_connect`` sets ``connected``."""
+    broker = parse_mqtt_url(url)
+    client.connect_async(broker.host, broker.port, keepalive=keepalive)
+    client.loop_start()
+    if not connected.wait(15):
+        raise TimeoutError(f"cannot connect to {url}")
 
 
 class Publisher:
     """A QoS 1 publisher that counts the broker's acknowledgements."""
 
     def __init__(self, url: str, client_id: str | None = None, max_inflight: int = 200) -> None:
-        parsed = parse_mqtt_url(url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv311)
-        self.client.username_pw_set(parsed.username or "gateway", parsed.password)
-        self.client.max_inflight_messages_set(max_inflight)
+        self.client = mqttlink.make_client(parse_mqtt_url(url), client_id or f"pub-{uuid.uuid4().hex[:8]}",
+                                           max_inflight=max_inflight)
         self._connected = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: self._connected.set()
-        self.client.connect_async(parsed.host, parsed.port, keepalive=30)
-        self.client.loop_start()
-        if not self._connected.wait(15):
-            raise TimeoutError(f"cannot connect to {url}")
+        connect_and_wait(self.client, url, self._connected, keepalive=30)
         self._infos: list[mqtt.MQTTMessageInfo] = []
 
     def publish(self, topic: str, body, qos: int = 1, retain: bool = False) -> None:

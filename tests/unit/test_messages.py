@@ -116,16 +116,22 @@ def test_an_unknown_trend_leaves_nothing_and_english_glosses_the_level():
     assert "2.5 m 23:59 WITA" in text and "SIAGA (standby)" in text
 
 
-def test_staff_texts_and_replies_are_gsm7():
+def rendered(keys, **context):
+    """Each of ``keys`` rendered for every seed station in every language: (station, language, key, text)."""
     for station in SEED:
         for language in messages.LANGUAGES:
-            for key in ("offline.raised", "offline.cleared", "battery.raised", "battery.cleared",
-                        "exercise.offline.raised", "exercise.battery.cleared"):
-                context = messages.warning_context(T, language, station=station, level="waspada", metric="battery",
-                                                   value=10.9, at=LATE, zone=WITA)
-                text = messages.render(T, key, language, context)
-                assert gsm7.is_gsm7(text) and station["id"] in text
-                assert text.startswith(f"{EXERCISE_WORD[language]} BPBD LUTIM" if key.startswith("exercise.") else "BPBD LUTIM")
+            filled = messages.warning_context(T, language, station=station, at=LATE, zone=WITA, **context)
+            for key in keys:
+                yield station, language, key, messages.render(T, key, language, filled)
+
+
+def test_staff_texts_and_replies_are_gsm7():
+    for station, language, key, text in rendered(("offline.raised", "offline.cleared", "battery.raised",
+                                                  "battery.cleared", "exercise.offline.raised",
+                                                  "exercise.battery.cleared"),
+                                                 level="waspada", metric="battery", value=10.9):
+        assert gsm7.is_gsm7(text) and station["id"] in text
+        assert text.startswith(f"{EXERCISE_WORD[language]} BPBD LUTIM" if key.startswith("exercise.") else "BPBD LUTIM")
     for language in messages.LANGUAGES:
         for key in ("opted_out", "opted_in", "registered", "register_unknown", "not_registered", "info", "info_none",
                     "unknown"):
@@ -152,16 +158,14 @@ def test_templates_live_in_config():
 
 def test_sensor_texts_fit_one_segment_with_every_seed_station():
     """Spec 17: the doubtful-data check and the stuck sensor reach staff in one GSM-7 segment, Bahasa Indonesia first."""
-    for station in SEED:
-        for language in messages.LANGUAGES:
-            for key in ("sensor.doubtful", "sensor.raised", "sensor.cleared", "exercise.sensor.doubtful",
-                        "exercise.sensor.raised", "exercise.sensor.cleared"):
-                context = messages.warning_context(T, language, station=station, level="awas", metric="water_level",
-                                                   value=9.87, at=LATE, zone=WITA)
-                text = messages.render(T, key, language, context)
-                assert gsm7.is_gsm7(text) and gsm7.septets(text) <= 160, (key, language, len(text), text)
-                assert station["id"] in text and "9.87 m" in text
-                if key.endswith("doubtful"):
-                    assert messages.level_word(T, language, "awas") in text
+    sensor = {"level": "awas", "metric": "water_level", "value": 9.87}
+    for station, language, key, text in rendered(("sensor.doubtful", "sensor.raised", "sensor.cleared",
+                                                  "exercise.sensor.doubtful", "exercise.sensor.raised",
+                                                  "exercise.sensor.cleared"), **sensor):
+        assert gsm7.is_gsm7(text) and gsm7.septets(text) <= 160, (key, language, len(text), text)
+        assert station["id"] in text and "9.87 m" in text
+        if key.endswith("doubtful"):
+            assert messages.level_word(T, language, "awas") in text
+    context = messages.warning_context(T, messages.LANGUAGES[-1], station=SEED[-1], at=LATE, zone=WITA, **sensor)
     assert "diragukan" in messages.render(T, "sensor.doubtful", "id", context)
     assert "macet" in messages.render(T, "sensor.raised", "id", context)

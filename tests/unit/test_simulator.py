@@ -36,6 +36,16 @@ def _peaks(emissions):
     return peaks
 
 
+def _first_above_normal(emissions):
+    """When each station's water level first left normal."""
+    firsts = {}
+    for sid, sample, t in _samples(emissions):
+        level = sample["values"].get("water_level")
+        if level is not None and sid not in firsts and _level(sid, level) != "normal":
+            firsts[sid] = t
+    return firsts
+
+
 def _level(station_id, value):
     marks = water_level_thresholds(STATIONS[station_id])
     return max([name for name, mark in marks.items() if value >= mark], key=list(marks).index, default="normal")
@@ -98,11 +108,7 @@ def test_pongkeru_2024_rain_starts_about_14_wita_and_laskap_follows():
 
 def test_kalaena_flash_travels_downstream():
     emissions = _run("kalaena-flash")
-    firsts = {}
-    for sid, sample, t in _samples(emissions):
-        level = sample["values"].get("water_level")
-        if level is not None and sid not in firsts and _level(sid, level) != "normal":
-            firsts[sid] = t
+    firsts = _first_above_normal(emissions)
     assert firsts["KLN-MANGKUTANA"] < firsts["KLN-KALAENA"] < firsts["KLN-WOTU"]
     assert "AGK-ANGKONA" in firsts
     assert not {"PKR-LASKAP", "MLL-MALILI", "LAO-HARAPAN", "LRN-PARUMPANAI"} & set(firsts)
@@ -227,11 +233,7 @@ def test_pack_batches_respects_both_limits():
 def test_kalaena_wave_is_sent_from_upstream():
     """Rain on the upper Kalaena only: Mangkutana rises first, Kalaena and Wotu hours later (banjir kiriman)."""
     emissions = _run("kalaena-wave")
-    firsts = {}
-    for sid, sample, t in _samples(emissions):
-        level = sample["values"].get("water_level")
-        if level is not None and sid not in firsts and _level(sid, level) != "normal":
-            firsts[sid] = t
+    firsts = _first_above_normal(emissions)
     assert set(firsts) == {"KLN-MANGKUTANA", "KLN-KALAENA", "KLN-WOTU"}
     assert firsts["KLN-KALAENA"] - firsts["KLN-MANGKUTANA"] >= timedelta(hours=1)
     assert firsts["KLN-WOTU"] - firsts["KLN-KALAENA"] >= timedelta(hours=1)

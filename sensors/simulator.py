@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from alerts.errors import CommandFailed, UsageError
-from sensors import topics
+from sensors import mqttlink, topics
 # The scenario half lives in sensors/scenario.py; some names are re-exported for the tests and tools.
 from sensors.scenario import (  # noqa: F401
     Emission,
@@ -38,6 +38,7 @@ from sensors.scenario import (  # noqa: F401
     scenario_samples,
     water_level_thresholds,
 )
+from sensors.siren_sim import SimulatedSirens
 
 # --------------------------------------------------------------------------- pacing
 
@@ -100,8 +101,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``ews simulate``; 0 when the scenario was published completely."""
-    from sensors import mqttlink
-
     try:
         scenario = load_scenario(args.scenario)
         url, source = mqttlink.resolve_broker_url(args.mqtt_url, recorded=getattr(args, "recorded_broker_url", None))
@@ -151,9 +150,6 @@ def command(args: argparse.Namespace) -> int:
 
 def _start_sirens(args: argparse.Namespace, broker, prefix: str):
     """The simulated siren controllers asked for (``--sirens``, ``--siren``, ``--silent-siren``), or None."""
-    from sensors import mqttlink
-    from sensors.siren_sim import SimulatedSirens
-
     registry = getattr(args, "registry_sirens", None)
     answering = list(args.siren)
     if args.sirens and registry is not None:
@@ -207,8 +203,6 @@ class Publisher:
 
     def __init__(self, broker, prefix: str, station_ids: list[str], *, client_prefix: str,
                  exercise: int | None = None):
-        from sensors import mqttlink
-
         self.prefix = prefix
         self.exercise = exercise
         self.samples_sent = 0

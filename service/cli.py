@@ -1,8 +1,8 @@
 """The ``ews`` command: one subcommand per entry point (spec section 8).
 
 Each subcommand lives in its own module, which provides ``configure_parser(parser)``
-and ``command(args) -> int``; ``COMMANDS`` names the module of each, imported explicitly
-when the parser is built (a module that fails to import is an error, never a missing command).
+and ``command(args) -> int``; ``COMMANDS`` names the module of each, imported plainly
+at the top (a module that fails to import is an error, never a missing command).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from sqlalchemy.engine import Engine
 
 from alerts.errors import ConfigError, EwsError, StartupError
 from config.settings import load_settings
-from service import broker
+from sensors import gateway, simulator
+from service import bench, broker, broker_acl, replay, runtime, tokens
 from service.bootstrap import open_database
+from service.db import migrate
 from service.sirens.state import siren_owners
 
 # name -> one-line help; the module of each is in _modules()
@@ -35,11 +37,7 @@ COMMANDS = {
 
 
 def _modules() -> dict:
-    """The module of each subcommand (imported here, not at the top: ``ews`` must start fast and lean)."""
-    from sensors import gateway, simulator
-    from service import bench, broker_acl, replay, runtime, tokens
-    from service.db import migrate
-
+    """The module of each subcommand."""
     return {"run": runtime, "db": migrate, "token": tokens, "broker": broker_acl, "dead-letters": replay,
             "simulate": simulator, "gateway": gateway, "bench": bench}
 

@@ -20,7 +20,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from config.settings import load_settings
+from sensors.payload import parse_timestamp
 from service import dead_letters as store
+from service.bootstrap import bootstrap
+from service.db.migrate import upgrade
 from service.db.schema import dead_letters
 from service.ingest import Message
 
@@ -129,8 +133,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _rfc3339(raw: str) -> datetime:
-    from sensors.payload import parse_timestamp
-
     parsed = parse_timestamp(raw)
     if not isinstance(parsed, datetime):
         raise argparse.ArgumentTypeError(f"{raw!r} is not RFC 3339 with an offset (e.g. 2026-11-30T00:00:00Z)")
@@ -139,10 +141,6 @@ def _rfc3339(raw: str) -> datetime:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``ews dead-letters replay``."""
-    from config.settings import load_settings
-    from service.bootstrap import bootstrap
-    from service.db.migrate import upgrade
-
     services = bootstrap(load_settings(os.environ))  # a ConfigError is printed as one line by service.cli
     try:
         upgrade(services.engine)

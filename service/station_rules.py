@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from alerts.rules import Rules, RulesError, parse_rules, rules_to_doc
 from alerts.station_rules import effective_rules
+from config import load_json
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +19,6 @@ log = logging.getLogger(__name__)
 @functools.lru_cache(maxsize=1)
 def default_rules_doc() -> dict:
     """config/rules/defaults.json (read once)."""
-    from config import load_json
-
     return load_json("rules", "defaults.json")
 
 

@@ -11,7 +11,7 @@ import sys
 import threading
 
 from alerts.errors import UsageError
-from sensors import topics
+from sensors import mqttlink, topics
 from sensors.gateway.forwarder import Forwarder
 from sensors.gateway.queue import Queue
 from sensors.gateway.source import Source
@@ -39,8 +39,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``ews gateway`` until the source ends and the queue is empty (or until SIGTERM/SIGINT)."""
-    from sensors import mqttlink
-
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s ews-gateway %(levelname)s %(message)s")
     problem = _bad_station_or_source(args)
@@ -75,8 +73,6 @@ class _Gateway:
     """One run of the agent: the queue, the MQTT client, the forwarder and the source, wired together."""
 
     def __init__(self, args: argparse.Namespace, broker, prefix: str):
-        from sensors import mqttlink
-
         self.station = args.station
         self.prefix = prefix
         self.broker = broker

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 
+from service.bench import api_bench, fanout_bench, history_bench, ingest_bench, latency_bench, scale_bench
+
 
 def _modes() -> dict:
-    """Each mode's module, imported only when a bench runs (they pull in the whole service)."""
-    from service.bench import api_bench, fanout_bench, history_bench, ingest_bench, latency_bench
-
+    """Each mode's module (``ingest --instances`` is scale_bench's)."""
     return {"ingest": ingest_bench, "latency": latency_bench, "fanout": fanout_bench, "history": history_bench,
             "api": api_bench}
 
@@ -84,8 +84,6 @@ def command(args: argparse.Namespace) -> int:
     """Run one benchmark mode."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.bench_mode == "ingest" and getattr(args, "instances", None):
-        from service.bench import scale_bench
-
         return int(scale_bench.run(args) or 0)
     module = _modes()[args.bench_mode]
     return int(module.run(args) or 0)

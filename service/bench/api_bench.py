@@ -3,10 +3,12 @@ against ``ews run`` (waitress, as in production)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+from config.settings import load_settings
 from service.bench.common import (
     PREFIX,
     Progress,
@@ -18,16 +20,12 @@ from service.bench.common import (
     workspace,
 )
 from service.bench.process import ServiceProcess
+from service.bootstrap import bootstrap
+from service.ingest import Message
 
 
 def give_status(database_url: str, stations: int) -> None:
     """One recent sample per metric for every station, through the real ingest path (so each has a status)."""
-    import json
-
-    from config.settings import load_settings
-    from service.bootstrap import bootstrap
-    from service.ingest import Message
-
     services = bootstrap(load_settings({"EWS_DATABASE_URL": database_url, "EWS_MQTT_TOPIC_PREFIX": PREFIX}))
     now = datetime.now(timezone.utc).replace(microsecond=0)
     messages = []

@@ -21,7 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from alerts.errors import CommandFailed
+from alerts.station_rules import rules_from_overrides
 from alerts.times import rfc3339
+from service.db.engine import make_engine
+from service.db.migrate import upgrade
+from service.db.schema import stations as stations_table, subscribers
+from service.station_rules import default_rules_doc
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -249,9 +254,6 @@ def station_area(i: int) -> dict:
 
 def bench_station_rows(count: int, now: datetime, *, rules_overrides: dict | None = None) -> list[dict]:
     """``count`` water-level stations with the default rules (waspada 2.0, siaga 2.5, awas 3.0 m)."""
-    from alerts.station_rules import rules_from_overrides
-    from service.station_rules import default_rules_doc
-
     rules = rules_from_overrides(default_rules_doc(), rules_overrides)
     return [
         {
@@ -269,9 +271,6 @@ def prepare_database(url: str, stations: int, *, rules_overrides: dict | None = 
     """Migrate ``url`` and add the bench stations; return the engine."""
     from sqlalchemy import insert
 
-    from service.db.engine import make_engine
-    from service.db.migrate import upgrade
-    from service.db.schema import stations as stations_table
 
     engine = make_engine(url)
     upgrade(engine)
@@ -284,7 +283,6 @@ def add_subscribers(engine, areas: list[dict], per_area: int = 1, first_phone: i
     """Residents: ``per_area`` subscribers in each area, phones +62812 plus a running number; return the phones."""
     from sqlalchemy import insert
 
-    from service.db.schema import subscribers
 
     now = utc_now()
     rows, phones = [], []

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from config.settings import load_settings
 from service.bench.common import (
     PREFIX,
     Progress,
@@ -26,6 +27,8 @@ from service.bench.common import (
 from service.bench.ingest_bench import backlog
 from service.bench.mqtt_clients import create_session, publish_all
 from service.bench.process import ServiceProcess
+from service.bootstrap import bootstrap
+from service.ingest import Message
 
 CHUNK = 200_000
 
@@ -61,8 +64,6 @@ def load_history(path: Path, start_row: int, end_row: int, stations: int, newest
 
 def judge_cost(services, stations: int, samples: int, start: datetime) -> list[float]:
     """Ingest ``samples`` single-sample messages, one transaction each; return each call's milliseconds."""
-    from service.ingest import Message
-
     costs = []
     for n in range(samples):
         s = n % stations
@@ -81,10 +82,6 @@ def _judge_run(url: str, stations: int, samples: int, horizon: int, out) -> None
     ``horizon``: first give station 1 that many samples over the 6-hour horizon (``0``: the
     database's own history is the point, and the judged samples are spread over all stations).
     """
-    from config.settings import load_settings
-    from service.bootstrap import bootstrap
-    from service.ingest import Message
-
     services = bootstrap(load_settings({"EWS_DATABASE_URL": url, "EWS_MQTT_TOPIC_PREFIX": PREFIX}))
     now = datetime.now(timezone.utc)
     first = now - timedelta(minutes=10)  # the judged samples: in order after everything stored

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from config.settings import load_settings, parse_mqtt_url
 from service.bench.common import (
     PREFIX,
     Progress,
@@ -24,6 +25,9 @@ from service.bench.common import (
     workspace,
 )
 from service.bench.mqtt_clients import connected, create_session, mqtt_client, publish_all
+from service.bootstrap import bootstrap
+from service.heap import settle_after_startup
+from service.mqtt_ingest import MqttIngest
 
 SERVICE_CLIENT = "ews-bench-ingest"
 BARE_CLIENT = "ews-bench-bare"
@@ -46,11 +50,6 @@ def backlog(count: int, stations: int, seed: int = 1):
 
 def drain_service(url: str, database_url: str, count: int, quiet: bool, profile: bool) -> tuple[float, str | None]:
     """Start MqttIngest with the real Ingestor (and rules); return (seconds until ``count`` committed, profile)."""
-    from config.settings import load_settings, parse_mqtt_url
-    from service.bootstrap import bootstrap
-    from service.heap import settle_after_startup
-    from service.mqtt_ingest import MqttIngest
-
     settings = load_settings({"EWS_DATABASE_URL": database_url, "EWS_MQTT_TOPIC_PREFIX": PREFIX})
     services = bootstrap(settings)
     committed = 0

@@ -28,6 +28,8 @@ from service.bench.common import (
 from service.bench.ingest_bench import backlog
 from service.bench.mqtt_clients import connected, mqtt_client, publish_all
 from service.bench.process import ServiceProcess
+from service.db.engine import make_engine
+from service.db.schema import readings
 
 
 LEVELS = (("WASPADA", 2.0), ("SIAGA", 2.5), ("AWAS", 3.0))  # the bench stations' lines (m)
@@ -128,8 +130,6 @@ def queue_backlog(url: str, count: int, stations: int, quiet: bool) -> float:
 def _count_readings(database_url: str) -> int:
     from sqlalchemy import func, select
 
-    from service.db.engine import make_engine
-    from service.db.schema import readings
 
     engine = make_engine(database_url)
     try:

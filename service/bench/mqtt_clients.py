@@ -6,6 +6,7 @@ import contextlib
 import time
 import uuid
 
+from config.settings import parse_mqtt_url
 from service.bench.common import Progress
 
 
@@ -24,8 +25,6 @@ def mqtt_client(url: str, client_id: str, *, clean: bool, manual_ack: bool = Fal
 @contextlib.contextmanager
 def connected(client, url: str, keepalive: int = 30):
     """``client`` (its callbacks set) connected to ``url`` with its network loop running, for a ``with`` block."""
-    from config.settings import parse_mqtt_url
-
     parsed = parse_mqtt_url(url)
     client.connect(parsed.host, parsed.port, keepalive=keepalive)
     client.loop_start()

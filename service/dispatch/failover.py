@@ -35,6 +35,7 @@ import time
 import sqlalchemy as sa
 
 from service.db import schema
+from service.dispatch.gammu import GammuProvider
 from service.dispatch.providers import Busy, ConsoleProvider, Permanent, ProviderError, Transient, TwilioProvider
 
 log = logging.getLogger(__name__)
@@ -294,8 +295,6 @@ def make_provider(settings, metrics=None, engine=None, instance: str | None = No
                 settings.twilio_account_sid, settings.twilio_auth_token, from_number=settings.twilio_from_number,
                 messaging_service_sid=settings.twilio_messaging_service_sid, base_url=settings.twilio_api_base_url))
         elif name == "gammu":
-            from service.dispatch.gammu import GammuProvider
-
             providers.append(GammuProvider(settings.gammu_spool, fmt=settings.gammu_outbox_format,
                                            outbox_max=settings.gammu_outbox_max))
         else:

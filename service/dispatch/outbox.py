@@ -21,14 +21,15 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from alerts import messages, policy, priority
+from alerts import gsm7, messages, policy, priority
 from alerts.levels import Level
 from service import subscribers, upstream
 from service.alert_records import in_maintenance, insert_event
-from service.station_rules import station_rules
 from service.db import dialect, schema
 from service.db.engine import reads_only
+from service.dispatch.providers import OPT_OUT_CODES, STATUS_MAP
 from service.phones import mask_numbers
+from service.station_rules import station_rules
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,6 @@ def _render(templates, language, notice, alert, facts, station, rules, zone, eve
 
 def broadcast_body(templates, language: str, message: str) -> str:
     """An operator's message wrapped with the sender name (unless it already starts with it), GSM-7."""
-    from alerts import gsm7
-
     text = " ".join(gsm7.sanitise(message).split())
     if text.upper().startswith("BPBD LUTIM"):
         return text
@@ -356,8 +355,6 @@ def delay_unknown(engine, row, when: datetime, now: datetime) -> None:
 def apply_status(engine, now: datetime, *, notification_id: int | None, sid: str | None, provider_status: str,
                  error_code: str | None = None, error_message: str | None = None, provider: str = "twilio") -> str | None:
     """Apply a provider status callback (forward transitions only); return the row's status afterwards, None if unknown."""
-    from service.dispatch.providers import OPT_OUT_CODES, STATUS_MAP
-
     status = STATUS_MAP.get((provider_status or "").lower())
     with engine.begin() as conn:
         row = None

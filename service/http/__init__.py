@@ -53,6 +53,7 @@ from flask_smorest import Api
 from flask_smorest import Blueprint as ApiBlueprint
 from werkzeug.routing import IntegerConverter
 
+from service.db.engine import begin_reads_only, end_reads_only
 from service.http.errors import ProblemErrorSchema, register_error_handlers
 from service.http.openapi import DocumentConventions
 
@@ -108,8 +109,6 @@ def changing() -> Iterator[tuple]:
 def _read_only_for_safe_methods(app: Flask) -> None:
     """GET and HEAD requests read without taking SQLite's write lock (see service.db.engine)."""
     from flask import g, request
-
-    from service.db.engine import begin_reads_only, end_reads_only
 
     @app.before_request
     def _enter_read_only():

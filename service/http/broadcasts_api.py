@@ -8,8 +8,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from alerts import gsm7
+from config.templates import default_templates
 from service import audit, subscribers
 from service.db import schema
+from service.dispatch.outbox import broadcast_body
 from service.http import services
 from service.http.auth import current_actor, require
 from service.http.errors import VALIDATION_TYPE, Problem, field_error
@@ -51,9 +53,6 @@ class Broadcasts(MethodView):
     @blp.response(202, BroadcastSchema)
     def post(self, data):
         """Queue a message to the subscribers of ``areas`` (and ``roles``); opt-outs respected."""
-        from service.dispatch.outbox import broadcast_body
-        from config.templates import default_templates
-
         svc = services()
         now = svc.clock()
         templates = default_templates()

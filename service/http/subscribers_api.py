@@ -11,7 +11,7 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service import audit, subscribers
+from service import audit, phones, subscribers
 from service.db import schema
 from service.http import changing, services
 from service.http.auth import current_actor, require
@@ -117,8 +117,6 @@ class Subscribers(MethodView):
         if "opted_out" in args:
             query = query.where(_table.c.opted_out == args["opted_out"])
         if args.get("phone"):
-            from service import phones
-
             try:
                 query = query.where(_table.c.phone == phones.normalise(args["phone"]))
             except phones.InvalidPhone as exc:

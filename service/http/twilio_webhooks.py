@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from config.templates import default_templates
+from service.dispatch import inbound, outbox
 from service.http import services
 from service.http.errors import Problem
 
@@ -35,7 +37,6 @@ def check_signature() -> None:
 def twilio_status():
     """A status callback: apply forward transitions only (duplicates and reordering are harmless)."""
     check_signature()
-    from service.dispatch import outbox
 
     svc = services()
     raw_id = request.args.get("notification_id")
@@ -57,8 +58,6 @@ def twilio_inbound():
     check_signature()
     from twilio.twiml.messaging_response import MessagingResponse
 
-    from config.templates import default_templates
-    from service.dispatch import inbound
 
     svc = services()
     with svc.engine.begin() as conn:

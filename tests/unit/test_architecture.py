@@ -36,6 +36,11 @@ LONG_FUNCTIONS: dict[str, str] = {}
 REACHES_PRIVATE: dict[str, str] = {}
 # Catching ModuleNotFoundError only to say, in one line, what is missing (never to carry on without it).
 SAYS_WHAT_IS_MISSING = {"service/bench/common.py": "the Docker image leaves the test sinks out"}
+# A module of ours imported inside a function, and why it cannot be imported at the top.
+IMPORTS_INSIDE = {
+    "service/bench/common.py:twilio_sink": "the Docker image leaves the test sinks out (SAYS_WHAT_IS_MISSING)",
+    "service/http/__init__.py:_blueprints": "the route modules import ``services`` from this package",
+}
 # Errors that are not ours to root: the HTTP layer's answer itself.
 OWN_ROOT_EXEMPT = {"service.http.errors.Problem": "the HTTP answer our errors are translated into"}
 
@@ -132,6 +137,24 @@ def test_no_module_of_ours_is_imported_by_name():
         if "except ModuleNotFoundError" in path.read_text(encoding="utf-8") and relative not in SAYS_WHAT_IS_MISSING:
             offenders.append(f"{relative}: catches ModuleNotFoundError")
     assert offenders == []
+
+
+def test_modules_of_ours_are_imported_at_the_top():
+    """An import inside a function hides a dependency (and a circle) from the reader and from these tests."""
+    found = set()
+    for path in product_files():
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.update(f"{path.relative_to(ROOT)}:{function.name}" for node in ast.walk(function)
+                             if _imports_ours(node))
+    assert sorted(found - set(IMPORTS_INSIDE)) == [], "import it at the top of the module"
+    assert sorted(set(IMPORTS_INSIDE) - found) == [], "gone: remove it from IMPORTS_INSIDE"
+
+
+def _imports_ours(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.level > 0 or (node.module or "").split(".")[0] in PRODUCT
+    return isinstance(node, ast.Import) and any(alias.name.split(".")[0] in PRODUCT for alias in node.names)
 
 
 def _our_names(tree: ast.AST) -> tuple[set[str], list[tuple[int, str]]]:

@@ -10,7 +10,7 @@ import copy
 import functools
 import json
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -373,8 +373,3 @@ def station_series(engine, station_id: str, now: datetime, hours: int, *, public
             for row in conn.execute(query).all()
         ]
     return doc
-
-
-def now_utc() -> datetime:
-    """The wall clock in UTC (used when the services carry no clock)."""
-    return datetime.now(timezone.utc)

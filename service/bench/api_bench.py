@@ -9,16 +9,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from config.settings import load_settings
-from service.bench.common import (
-    PREFIX,
-    Progress,
-    note,
-    percentile,
-    prepare_database,
-    report,
-    station_id,
-    workspace,
-)
+from service.bench.common import (PREFIX, Progress, goal_note, note, percentile, prepare_database, report, station_id,
+                                  verdict, workspace)
 from service.bench.process import ServiceProcess
 from service.bootstrap import bootstrap
 from service.ingest import Message
@@ -117,14 +109,14 @@ def run(args) -> int:
         ("clients", f"{clients} concurrent, keep-alive, {per_client} requests each"),
         ("answers", f"{len(latencies):,} ({errors} not 200), {len(latencies) / elapsed:.0f}/s"),
         ("p50", f"{p50:.1f} ms"),
-        ("p99", f"{p99:.1f} ms (goal <= 50 ms: {'met' if met else 'MISSED'})"),
+        ("p99", f"{p99:.1f} ms {goal_note('<= 50 ms', met)}"),
         ("request", f"GET /dashboard/public.json (no token, {stations} stations)"),
         ("answers", f"{len(public):,} ({public_errors} not 200), {len(public) / public_elapsed:.0f}/s"),
         ("p50", f"{q50:.1f} ms"),
-        ("p99", f"{q99:.1f} ms (goal <= 50 ms: {'met' if public_met else 'MISSED'})"),
+        ("p99", f"{q99:.1f} ms {goal_note('<= 50 ms', public_met)}"),
     ]
     report(args, "api", rows, figures,
            f"api: /stations p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(latencies) / elapsed:.0f} req/s; public.json p50 "
            f"{q50:.1f} ms, p99 {q99:.1f} ms, {len(public) / public_elapsed:.0f} req/s with {clients} clients "
-           f"({'goal met' if met and public_met else 'goal missed'})")
+           f"({verdict(met and public_met)})")
     return 0

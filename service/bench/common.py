@@ -88,6 +88,16 @@ def report(args, mode: str, rows: list[tuple[str, str]], figures: dict, summary:
     print(summary)
 
 
+def goal_note(condition: str, met: bool) -> str:
+    """How a table row says whether its figure meets its goal: ``(goal <= 50 ms: met)`` or ``...: MISSED)``."""
+    return f"(goal {condition}: {'met' if met else 'MISSED'})"
+
+
+def verdict(met: bool) -> str:
+    """How a key-figures line says it: ``goal met`` or ``goal missed``."""
+    return "goal met" if met else "goal missed"
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     cpu = platform.processor() or ""

@@ -6,19 +6,8 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from service.bench.common import (
-    PREFIX,
-    Progress,
-    add_subscribers,
-    note,
-    prepare_database,
-    reading_payload,
-    report,
-    station_area,
-    station_id,
-    twilio_sink,
-    workspace,
-)
+from service.bench.common import (PREFIX, Progress, add_subscribers, goal_note, note, prepare_database,
+                                  reading_payload, report, station_area, station_id, twilio_sink, verdict, workspace)
 from service.bench.mqtt_clients import connected, mqtt_client
 from service.bench.process import ServiceProcess
 
@@ -97,7 +86,7 @@ def run(args) -> int:
         ("subscribers in the area", f"{count:,}"),
         ("provider", f"fake Twilio, {args.latency * 1000:.0f} ms per request; EWS_SMS_MAX_PER_SECOND={limit:g}"),
         ("SMS requests", f"{n:,} to {unique:,} recipients"),
-        ("achieved rate", f"{rate:.1f}/s = {share:.3f} of the limit (goal >= 0.95: {'met' if met else 'MISSED'})"),
+        ("achieved rate", f"{rate:.1f}/s = {share:.3f} of the limit {goal_note('>= 0.95', met)}"),
         ("most in any 1 s window", f"{peak} (goal <= {limit:g})"),
         ("rate slots given up", f"{missed} (senders that woke too late for them: a busy machine)"),
         ("publish -> first SMS", f"{first * 1000:.0f} ms"),
@@ -105,5 +94,5 @@ def run(args) -> int:
     ]
     report(args, "fanout", rows, figures,
            f"fanout: {rate:.1f}/s = {share:.3f} of {limit:g}/s, at most {peak} in any second, "
-           f"first SMS after {first * 1000:.0f} ms, {n:,} requests ({'goal met' if met else 'goal missed'})")
+           f"first SMS after {first * 1000:.0f} ms, {n:,} requests ({verdict(met)})")
     return 0

@@ -13,17 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from config.settings import load_settings
-from service.bench.common import (
-    PREFIX,
-    Progress,
-    bench_mosquitto,
-    note,
-    percentile,
-    prepare_database,
-    reading_payload,
-    report,
-    station_id,
-)
+from service.bench.common import (PREFIX, Progress, bench_mosquitto, goal_note, note, percentile, prepare_database,
+                                  reading_payload, report, station_id)
 from service.bench.ingest_bench import backlog
 from service.bench.mqtt_clients import create_session, publish_all
 from service.bench.process import ServiceProcess
@@ -238,12 +229,12 @@ def _report(args, sizes: list[int], by_horizon: dict[str, list[float]], by_size:
     for name, values in by_horizon.items():
         rows.append((f"judge one sample, {name} samples", f"best {min(values):.3f} ms (runs: "
                                                         f"{', '.join(f'{v:.3f}' for v in values)})"))
-    rows.append(("horizon: largest difference", f"{spread_h * 100:.1f} % (goal < 10 %: {'met' if met_h else 'MISSED'})"))
+    rows.append(("horizon: largest difference", f"{spread_h * 100:.1f} % {goal_note('< 10 %', met_h)}"))
     for name, values in by_size.items():
         rows.append((f"judge one sample, {name} readings", f"best {min(values):.3f} ms (runs: "
                                                          f"{', '.join(f'{v:.3f}' for v in values)})"))
     rows.append(("stored readings: largest difference",
-                 f"{spread_s * 100:.1f} % (goal < 10 %: {'met' if met_s else 'MISSED'})"))
+                 f"{spread_s * 100:.1f} % {goal_note('< 10 %', met_s)}"))
     summary = (f"history: judge cost {' / '.join(f'{v:.3f}' for v in best_h.values())} ms with "
                f"{' / '.join(str(h) for h in args.horizons)} samples in the horizon ({spread_h * 100:.1f} % apart), "
                f"{' / '.join(f'{v:.3f}' for v in best_s.values())} ms with {' / '.join(f'{s:,}' for s in sizes)} "
@@ -255,6 +246,6 @@ def _report(args, sizes: list[int], by_horizon: dict[str, list[float]], by_size:
                        backlog_drain_s=round(elapsed, 1), goal_rss_mb=250, rss_goal_met=met)
         rows.append((f"ews run draining {args.backlog:,} queued readings", f"{elapsed:.1f} s"))
         rows.append(("peak RSS (VmHWM)", f"{peak / 2**20:.0f} MB, {ready / 2**20:.0f} MB when listening "
-                                         f"(goal <= 250 MB: {'met' if met else 'MISSED'})"))
+                                         f"{goal_note('<= 250 MB', met)}"))
         summary += f"; backlog of {args.backlog:,}: peak RSS {peak / 2**20:.0f} MB"
     report(args, "history", rows, figures, summary)

@@ -13,17 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from config.settings import load_settings, parse_mqtt_url
-from service.bench.common import (
-    PREFIX,
-    Progress,
-    note,
-    prepare_database,
-    reading_payload,
-    report,
-    station_id,
-    utc_now,
-    workspace,
-)
+from service.bench.common import (PREFIX, Progress, goal_note, note, prepare_database, reading_payload, report,
+                                  station_id, utc_now, verdict, workspace)
 from service.bench.mqtt_clients import connected, create_session, mqtt_client, publish_all
 from service.bootstrap import bootstrap
 from service.heap import settle_after_startup
@@ -164,10 +155,10 @@ def run(args) -> int:
         ("publish (QoS 1)", f"{publish_s:.1f} s ({count / publish_s:,.0f}/s)"),
         ("service drain (MqttIngest + Ingestor + rules)", f"{service_s:.1f} s = {service_rate:,.0f} readings/s"),
         ("bare paho drain (auto PUBACK)", f"{bare_s:.1f} s = {bare_rate:,.0f} messages/s"),
-        ("ratio service / bare", f"{ratio:.2f} (goal >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'})"),
+        ("ratio service / bare", f"{ratio:.2f} {goal_note('>= 0.5', ratio >= 0.5)}"),
     ]
     summary = (f"ingest: service {service_rate:,.0f}/s, bare paho {bare_rate:,.0f}/s, ratio {ratio:.2f} "
-               f"({'goal met' if ratio >= 0.5 else 'goal missed'}; {args.database}, {stations} stations)")
+               f"({verdict(ratio >= 0.5)}; {args.database}, {stations} stations)")
     if peer_s is not None:
         peer_rate = count / peer_s
         figures.update(peer_s=round(peer_s, 2), peer_per_s=round(peer_rate), peer_ratio=round(service_rate / peer_rate, 3))

@@ -11,20 +11,8 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from service.bench.common import (
-    PREFIX,
-    Progress,
-    add_subscribers,
-    note,
-    percentile,
-    prepare_database,
-    reading_payload,
-    report,
-    station_area,
-    station_id,
-    twilio_sink,
-    workspace,
-)
+from service.bench.common import (PREFIX, Progress, add_subscribers, goal_note, note, percentile, prepare_database,
+                                  reading_payload, report, station_area, station_id, twilio_sink, verdict, workspace)
 from service.bench.ingest_bench import backlog
 from service.bench.mqtt_clients import connected, mqtt_client, publish_all
 from service.bench.process import ServiceProcess
@@ -202,11 +190,11 @@ def run(args) -> int:
             f"{backlog_left:,} readings stored when the stream ended")] if backlog_s is not None else []),
         ("SMS requests matched", f"{len(latencies)} (missing {missing})"),
         ("publish -> SMS request p50", f"{p50:.0f} ms"),
-        ("publish -> SMS request p99", f"{p99:.0f} ms (goal <= {goal} ms: {'met' if met else 'MISSED'})"),
+        ("publish -> SMS request p99", f"{p99:.0f} ms {goal_note(f'<= {goal} ms', met)}"),
         ("max", f"{figures['max_ms']:.0f} ms"),
     ]
     report(args, "latency", rows, figures,
            f"latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(latencies)} crossings at {args.rate:g} readings/s, "
            f"{stations} stations{f', backlog {args.backlog:,}' if args.backlog else ''} "
-           f"({'goal met' if met else 'goal missed'})")
+           f"({verdict(met)})")
     return 0

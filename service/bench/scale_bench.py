@@ -14,16 +14,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from service.bench.common import (
-    Progress,
-    note,
-    prepare_database,
-    reading_payload,
-    report,
-    station_id,
-    utc_now,
-    workspace,
-)
+from service.bench.common import (Progress, note, prepare_database, reading_payload, report, station_id, utc_now,
+                                  workspace)
 from service.bench.mqtt_clients import publish_all
 from service.bench.process import ServiceProcess
 from service.db.schema import readings

@@ -89,7 +89,8 @@ def judge_station(conn: Connection, station_id: str, rules: Rules, engine_state:
     quality marks (spec section 17).
     """
     judgement, recorded = judge_and_record(conn, station_id, rules, engine_state, samples, now,
-                                           AlertScope(exercise=exercise), expected_interval_s=expected_interval_s)
+                                           AlertScope(exercise=exercise), expected_interval_s=expected_interval_s,
+                                           defer_fold=True)
     quality.mark_quality(conn, station_id, judgement.quality, metrics)
     if reporting and samples and not online:
         recorded.extend(_back_online(conn, station_id, rules, max(samples, key=lambda s: s.ts), now,
@@ -99,14 +100,16 @@ def judge_station(conn: Connection, station_id: str, rules: Rules, engine_state:
 
 def judge_and_record(conn: Connection, station_id: str, rules: Rules, engine_state: Mapping | None,
                      samples: list[Sample], now: datetime, scope: AlertScope, *,
-                     expected_interval_s: float | None = None, due_now: bool = False) -> tuple[Judgement, list[dict]]:
+                     expected_interval_s: float | None = None, due_now: bool = False,
+                     defer_fold: bool = False) -> tuple[Judgement, list[dict]]:
     """Judge samples from ``engine_state`` and record the alert events they cause in ``scope``.
 
     The caller stores the judgement's state (station_state, or exercise_state for a drill).
     ``due_now``: the scheduled check, which judges a held doubtful sample that is overdue.
+    ``defer_fold``: the state is held in memory, never stored whole (alerts/engine/folding.py).
     """
     judgement = judge(rules, engine_state, samples, take_state=True, expected_interval_s=expected_interval_s,
-                      now=now if due_now else None)
+                      now=now if due_now else None, defer_fold=defer_fold)
     if judgement.ignored:
         log.info("station %s: %d sample(s) older than the rules horizon stored but not judged",
                  station_id, judgement.ignored)

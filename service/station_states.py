@@ -120,7 +120,7 @@ def changes(held: Held, station_id: str, values: Mapping, judgement=None, *, rai
             if held.fresh and first_id is not None:
                 held.after_id = first_id - 1  # a new station: its readings begin with this batch
             params["b_engine"] = rules_engine.checkpoint(state, held.after_id)
-            held.point_key, held.needs_checkpoint, held.fresh = delta["base_key"], False, False
+            held.point_key, held.needs_checkpoint, held.fresh = params["b_engine"]["base_key"], False, False
     for column in ROW_COLUMNS:
         params[f"b_{column}"] = row.get(column)
     params["b_engine_delta"] = held.delta
@@ -134,12 +134,12 @@ def _checkpoint_due(held: Held, ignored: int) -> bool:
         # Samples older than the horizon were stored but not judged: a replay must not judge them,
         # so the checkpoint moves past them.
         return True
-    key = rules_engine.base_key(held.engine)
-    if key is None:
-        return False  # the stored checkpoint still holds an empty base
+    point = rules_engine.point_key(held.engine)  # the base key of the checkpoint it would write
+    if point is None or point == held.point_key:
+        return False  # the stored checkpoint still holds an empty base, or this very base
     if held.point_key is None:
         return True
-    return key[0] - held.point_key[0] >= CHECKPOINT_S * _US
+    return rules_engine.base_key(held.engine)[0] - held.point_key[0] >= CHECKPOINT_S * _US
 
 
 def load(conn: Connection, row: Mapping, rules: Rules) -> Held:

@@ -28,13 +28,15 @@ station. Samples are judged by measurement time. The design (docs/rules.md):
 The rooms: ``model`` (constants, events, time keys), ``state`` (snapshots, loading, ``forget``),
 ``machine`` (threshold timers, sliding windows), ``water`` and ``rain`` (their steps), ``steps``
 (one entry applied: the quality check, battery, sensor), ``checkpoints`` (what a store keeps, and
-``resume``), ``judging`` (``judge`` and its phases). This module names what the rest of the house uses.
+``resume``), ``folding`` (samples leaving the horizon: folded, or the base jumping to a stop), ``judging``
+(``judge`` and its phases). This module names what the rest of the house uses.
 """
 
 from __future__ import annotations
 
 from alerts.engine.checkpoints import base_key, checkpoint, resume
-from alerts.engine.judging import judge
+from alerts.engine.folding import STOP_S, point_key
+from alerts.engine.judging import judge, settled
 from alerts.engine.model import (DEFAULT_EXPECTED_INTERVAL_S, ENGINE_KINDS, HORIZON_S, JUDGED_METRICS,
                                  PUBLIC_ENGINE_KINDS, RAIN_BUFFER_S, RELEASE, RISE_MIN_SPAN_S, RISE_WINDOW_S,
                                  STATE_VERSION, EngineEvent, Judgement, event_type, from_micros, iso, micros)
@@ -43,7 +45,8 @@ from alerts.engine.state import forget, is_full_state, levels_of, load_state, ne
 
 __all__ = [
     "DEFAULT_EXPECTED_INTERVAL_S", "ENGINE_KINDS", "HORIZON_S", "JUDGED_METRICS", "PUBLIC_ENGINE_KINDS",
-    "RAIN_BUFFER_S", "RELEASE", "RISE_MIN_SPAN_S", "RISE_WINDOW_S", "STATE_VERSION", "EngineEvent", "Judgement",
+    "RAIN_BUFFER_S", "RELEASE", "RISE_MIN_SPAN_S", "RISE_WINDOW_S", "STATE_VERSION", "STOP_S", "EngineEvent",
+    "Judgement",
     "base_key", "checkpoint", "current_rain_sums", "event_type", "forget", "from_micros", "is_full_state", "iso",
-    "judge", "levels_of", "load_state", "micros", "new_state", "resume",
+    "judge", "levels_of", "load_state", "micros", "new_state", "point_key", "resume", "settled",
 ]

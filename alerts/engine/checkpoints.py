@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from alerts import quality as qc
+from alerts.engine.folding import point_key
 from alerts.engine.model import DEFAULT_EXPECTED_INTERVAL_S, JUDGED_METRICS, STATE_VERSION, US
 from alerts.engine.state import clone_snapshot
 from alerts.engine.steps import Run, apply_entry
@@ -24,9 +25,9 @@ def checkpoint(state: Mapping, after_id: int | None = None) -> dict:
     ``after_id``: for a base that holds no sample yet, the store's own marker of where this
     station's samples begin (a station re-created under an old id must not replay old ones).
     """
-    doc = {"v": STATE_VERSION, "base": clone_snapshot(state["base"]),
-           "base_key": list(state["base_key"]) if state["base_key"] is not None else None}
-    if state["base_key"] is None and after_id is not None:
+    key = point_key(state)  # a deferred state's base lags its base key: resume folds the rest
+    doc = {"v": STATE_VERSION, "base": clone_snapshot(state["base"]), "base_key": key}
+    if key is None and after_id is not None:
         doc["after_id"] = after_id
     return doc
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from alerts import quality as qc
+from alerts.engine import folding
 from alerts.engine.model import (DEFAULT_EXPECTED_INTERVAL_S, ENGINE_KINDS, HORIZON_S, JUDGED_METRICS, RELEASE, US,
                                  EngineEvent, Judgement, event_type, from_micros, iso, micros, parse_iso_us)
 from alerts.engine.state import clone_snapshot, is_full_state, load_state, upgrade
@@ -21,14 +22,17 @@ from alerts.rules import Rules
 
 
 def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_state: bool = False,
-          expected_interval_s: float | None = None, now: datetime | None = None) -> Judgement:
+          expected_interval_s: float | None = None, now: datetime | None = None,
+          defer_fold: bool = False) -> Judgement:
     """Judge newly stored samples of one station; return the new state, events and levels.
 
     ``take_state=True`` lets the engine reuse ``state`` instead of copying it (the caller
     gives up the dict, e.g. one freshly decoded from the database): it saves copying the
     whole horizon on every batch. A doubtful water level with no next sample within two
     ``expected_interval_s`` is judged as it is; with ``now`` (the scheduled check) that
-    happens even without a new sample.
+    happens even without a new sample. ``defer_fold=True`` (a caller holding its states in
+    memory): the returned state may be a deferred one (``alerts.engine.folding``): the same
+    judgements, without judging each sample again as it leaves the horizon.
     """
     if take_state and is_full_state(state):
         st = state
@@ -38,15 +42,21 @@ def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_s
     overdue_us = int(2 * (expected_interval_s or DEFAULT_EXPECTED_INTERVAL_S) * US)
     release_at = micros(now) if now is not None and rules.quality is not None else None
     in_order, late, ignored = _sort_incoming(st, samples, overdue_us, release_at)
+    if "base_at" in st and (late or not defer_fold):
+        _settle(st, rules, overdue_us)  # a replay starts from the exact base
     events: list[EngineEvent] = []
     old_marks = {int(ts): mark for ts, mark in st["quality_marks"].items()}
     marks = dict(old_marks)
     if late:
+        folding.forget_stops_from(st, late[0])
         events.extend(_replay_with_late(st, rules, late, Run(overdue_us, marks)))
     cur = st["current"]
     run = Run(overdue_us, marks)
-    for entry in in_order:
-        apply_entry(cur, rules, entry, events, run)
+    if defer_fold:
+        folding.apply_in_order(st, rules, in_order, events, run)
+    else:
+        for entry in in_order:
+            apply_entry(cur, rules, entry, events, run)
     due = qc.overdue_at(cur["quality"], overdue_us)
     if release_at is not None and due is not None and due <= release_at and (due, RELEASE) > tuple(cur["last"]):
         in_order.append([due, RELEASE, 0.0])  # held by this very batch, and already overdue
@@ -55,12 +65,31 @@ def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_s
     changed = {from_micros(ts): marks.get(ts, qc.GOOD) for ts in set(old_marks) | set(marks)
                if old_marks.get(ts, qc.GOOD) != marks.get(ts, qc.GOOD)}
     st["horizon"].extend(in_order)
-    _advance_base(st, rules, overdue_us, marks)
+    if not defer_fold:
+        folding.fold(st, rules, overdue_us, marks)
+    else:
+        folding.jump(st, marks)
+        if ignored:  # the caller writes a checkpoint past the samples not judged: it must be exact
+            folding.settle(st, rules, overdue_us, marks)
     st["quality_marks"] = {str(ts): mark for ts, mark in marks.items()}
     levels = {kind: Level(cur["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
     due = qc.overdue_at(cur["quality"], overdue_us) if rules.quality is not None else None
     return Judgement(state=st, events=events, levels=levels, ignored=ignored, quality=changed,
                      overdue_at=from_micros(due) if due is not None else None)
+
+
+def settled(rules: Rules, state: dict, *, expected_interval_s: float | None = None) -> dict:
+    """A copy of ``state`` made exact: what ``judge`` without ``defer_fold`` would have returned."""
+    st = load_state(state)
+    _settle(st, rules, int(2 * (expected_interval_s or DEFAULT_EXPECTED_INTERVAL_S) * US))
+    return st
+
+
+def _settle(st: dict, rules: Rules, overdue_us: int) -> None:
+    """Make a deferred state exact before it is judged the exact way (its marks are kept by text keys)."""
+    marks = {int(ts): mark for ts, mark in st["quality_marks"].items()}
+    folding.settle(st, rules, overdue_us, marks)
+    st["quality_marks"] = {str(ts): mark for ts, mark in marks.items()}
 
 
 def _sort_incoming(st: dict, samples: Iterable[Sample], overdue_us: int,
@@ -127,26 +156,6 @@ def _replay_with_late(st: dict, rules: Rules, late: list[list], run: Run) -> lis
     st["current"] = replay
     st["horizon"] = merged
     return events
-
-
-def _advance_base(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> None:
-    """Fold samples older than the horizon into the base snapshot (each exactly once)."""
-    horizon = st["horizon"]
-    if not horizon:
-        return
-    cutoff = horizon[-1][0] - HORIZON_S * US
-    count = 0
-    run = Run(overdue_us)
-    while count < len(horizon) and horizon[count][0] < cutoff:
-        apply_entry(st["base"], rules, horizon[count], None, run)
-        count += 1
-    if count:
-        st["base_key"] = [horizon[count - 1][0], horizon[count - 1][1]]
-        del horizon[:count]
-        # A folded sample's mark can no longer change, unless the base still holds it back.
-        held = st["base"]["quality"]["pend"][0] if st["base"]["quality"]["pend"] is not None else None
-        for ts in [ts for ts in marks if ts <= st["base_key"][0] and ts != held]:
-            del marks[ts]
 
 
 def _latest_reading(entries: list[list], kind: str) -> dict | None:

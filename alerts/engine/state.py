@@ -72,7 +72,7 @@ def load_state(state: Mapping | None) -> dict:
         state = from_v1(state)
     if not is_full_state(state):
         return new_state()
-    return {
+    copy = {
         "v": STATE_VERSION,
         "base": clone_snapshot(state["base"]),
         "base_key": list(state["base_key"]) if state.get("base_key") is not None else None,
@@ -80,6 +80,10 @@ def load_state(state: Mapping | None) -> dict:
         "horizon": [list(e) for e in state["horizon"]],
         "quality_marks": dict(state.get("quality_marks") or {}),
     }
+    if "base_at" in state:  # a deferred state (alerts.engine.folding): its base lags; judge settles it
+        copy["base_at"] = list(state["base_at"]) if state["base_at"] is not None else None
+        copy["stops"] = []
+    return copy
 
 
 def is_full_state(state: Mapping | None) -> bool:
@@ -128,6 +132,8 @@ def forget(state: Mapping | None, kind: str) -> dict:
     sample time judged) stays in both snapshots, so a replay of stored samples (a late sample,
     or ``resume`` after a restart) does not bring the old level back.
     """
+    if state and "base_at" in state:
+        raise ValueError("a deferred state is judged by its holder only: settle it first")
     st = load_state(state)
     last = st["current"]["last"]
     until = last[0] if last is not None else None

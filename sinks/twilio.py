@@ -17,7 +17,9 @@
   message's ``StatusCallback`` after each create; ``fire_status()`` fires one by hand.
 
 Every request is recorded in ``requests`` with its arrival time (``time.monotonic()``, and the
-wall clock in UTC for comparing with the times the service records).
+wall clock in UTC for comparing with the times the service records): when its first bytes reached
+this host, as the kernel stamped them (Linux; elsewhere when its handler started), so a busy test
+process does not record requests that arrived apart as bunched together.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import email.utils
 import json
 import random
 import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -92,7 +95,7 @@ class FakeTwilio:
             pass
 
         Handler.fake = fake
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]  # the same port after a stop() and start()
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-twilio", daemon=True)
@@ -134,7 +137,7 @@ class FakeTwilio:
     def creates(self) -> list[Recorded]:
         """The POSTs to Messages.json, in arrival order."""
         with self._lock:
-            return [r for r in self.requests if r.method == "POST"]
+            return sorted((r for r in self.requests if r.method == "POST"), key=lambda r: r.at)
 
     def accepted(self) -> list[dict]:
         """The messages it created (and so would deliver), in creation order."""
@@ -218,6 +221,38 @@ class FakeTwilio:
         return message
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; Python names it on some builds only
+
+
+class _Server(ThreadingHTTPServer):
+    """Asks the kernel to stamp each received segment with its arrival time (Linux), read by ``arrival``."""
+
+    def server_bind(self) -> None:
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # inherited by accepted sockets
+        except OSError:
+            pass
+        super().server_bind()
+
+
+def arrival(connection) -> tuple[float, datetime]:
+    """When the request's first bytes reached this host (the kernel's stamp), as (monotonic, UTC); else now.
+
+    Read before the request is: a busy test process that reaches a request late does not record
+    it late, so requests that arrived apart are not recorded bunched together."""
+    now, wall = time.monotonic(), time.time()
+    try:
+        _, ancillary, _, _ = connection.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+    except (OSError, AttributeError):
+        ancillary = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            stamp = seconds + nanoseconds / 1e9
+            return now - (wall - stamp), datetime.fromtimestamp(stamp, timezone.utc)
+    return now, datetime.fromtimestamp(wall, timezone.utc)
+
+
 def public(message: dict) -> dict:
     """The message as Twilio shows it (without the fake's private fields)."""
     return {k: v for k, v in message.items() if not k.startswith("_")}
@@ -263,10 +298,14 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def setup(self) -> None:
+        self.arrived = arrival(self.request)
+        super().setup()
+
     def _record(self, form: dict) -> None:
+        at, wall = self.arrived
         with self.fake._lock:
-            self.fake.requests.append(Recorded(time.monotonic(), self.command, self.path, form,
-                                               datetime.now(timezone.utc)))
+            self.fake.requests.append(Recorded(at, self.command, self.path, form, wall))
 
     def _html(self, status: int, text: str) -> None:
         data = f"<html><body>{text}</body></html>".encode()

@@ -213,10 +213,11 @@ def more_urgent(engine, row, instance: str, now: datetime, held_within: timedelt
         return row
     urgent = sa.select(n.c.id).where(_due(now), n.c.priority < row.priority)
     held = sa.select(n.c.id).where(n.c.status == "sending", n.c.priority < row.priority,
-                                   n.c.claimed_at > now - held_within).limit(1)
-    with reads_only(), engine.connect() as conn:  # reads first: most slots find nothing more urgent
-        if conn.execute(urgent.limit(1)).first() is None:
-            return None if conn.execute(held).first() is not None else row
+                                   n.c.claimed_at > now - held_within)
+    with reads_only(), engine.connect() as conn:  # one read first: most slots find nothing more urgent
+        found, holding = conn.execute(sa.select(sa.exists(urgent), sa.exists(held))).one()
+        if not found:
+            return None if holding else row
     with engine.begin() as conn:
         taken = conn.execute(_take(dialect.claimable(urgent.order_by(*CLAIM_ORDER).limit(1), conn), instance, now)).first()
         if taken is None:  # another sender took it first, and holds it now

@@ -16,7 +16,7 @@ sliding window of ``1 + margin`` seconds. See docs/sms.md ("One rate for the dep
 
 from __future__ import annotations
 
-import collections
+import bisect
 import dataclasses
 import threading
 import time
@@ -33,7 +33,12 @@ MARGIN = 0.04
 # Several instances (a shared budget) add jitter one process does not see: another process's wake-up
 # next to ours, a clock offset to the database. There slots are 1.06 / rate apart (60 ms).
 SHARED_MARGIN = 0.06
-AT_SLOT_LEAD = 0.03  # s: ``acquire``'s ``at_slot`` runs this long before the slot
+EDGE = 0.001  # s: a start this close to a window's edge counts outside it
+
+# s: ``acquire``'s ``at_slot`` (the more-urgent check, a database round trip) runs this long before the slot.
+# Measured on a machine at load 10: the check took 17 ms at the median, 45 ms at p90, 90 ms at p99; 30 ms
+# before the slot, it made a third of the senders late for their slots (given up: 20 % slower).
+AT_SLOT_LEAD = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +70,8 @@ class Pace:
     @property
     def late_after(self) -> float:
         """How late (seconds) a sender may wake for its slot: a quarter of the margin (the rest is for the
-        way to the provider, where a busy machine delays a request most)."""
+        way to the provider, where a busy machine delays a request most). Measured: allowed half, on a
+        machine at load 10 the provider saw 21-24 in a second; a quarter keeps it at the limit."""
         return max(0.005, self.margin / 4)
 
 
@@ -126,7 +132,7 @@ class RateLimiter:
         self.late_after = self.pace.late_after
         self.late = 0  # slots given up because the sender woke too late for them (a busy machine)
         self._on_missed = on_missed  # told of each (``ews_sms_rate_slots_missed``)
-        self._starts: collections.deque[float] = collections.deque()
+        self._starts: list[float] = []  # this process's recent starts (their slots), in time order
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
@@ -168,7 +174,7 @@ class RateLimiter:
                 return 0.0
             if self._too_late(slot):
                 continue  # sent now, it would go out together with the next slot's request
-            if not self.paused() and self._admit():
+            if not self.paused() and self._admit(slot):
                 return None
 
     def _sleep_until(self, when: float, stop: threading.Event | None) -> bool:
@@ -195,17 +201,22 @@ class RateLimiter:
         if self._on_missed is not None:
             self._on_missed()
 
-    def _admit(self) -> bool:
-        """Record a start now, unless this process's last ``window`` already holds ``cap`` of them."""
+    def _admit(self, slot: float) -> bool:
+        """Record a start at ``slot``, unless this process's ``window`` before it already holds ``cap`` starts.
+
+        A start counts at its slot's time, not when its thread woke: a sender that woke a few ms late
+        (``late_after`` at most) is not closer to the next slot's request than its slot says, and stamped
+        at waking it would make the window refuse the next slot for nothing."""
         with self._lock:
-            now = self.clock()
-            while self._starts and self._starts[0] <= now - self.pace.window:
-                self._starts.popleft()
-            if len(self._starts) < self.pace.cap:
-                self._starts.append(now)
+            del self._starts[:bisect.bisect_right(self._starts, slot - 2 * self.pace.window)]
+            # Slots exactly one window apart are the budget's own spacing (rate x interval = window): not one
+            # window, whatever the rounding of the clock offset (``EDGE``).
+            held = [start for start in self._starts if slot - self.pace.window + EDGE < start <= slot]
+            if len(held) < self.pace.cap:
+                bisect.insort(self._starts, slot)
                 return True
-            oldest = self._starts[0]
-        self.budget.hold(oldest + self.pace.window - now)  # the next slot: when the oldest leaves the window
+            wait = min(held) + self.pace.window - self.clock()
+        self.budget.hold(wait)  # the next slot: when the oldest of them leaves the window
         return False
 
     def paused(self) -> bool:

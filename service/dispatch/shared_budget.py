@@ -9,6 +9,7 @@ own clocks never matter. An instance that dies holds nothing: its reserved slots
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -105,14 +106,19 @@ class _Offset:
 
     def __init__(self, keep: float = 10.0) -> None:
         self.keep = keep
-        self._best: tuple[float, float, float] | None = None  # (offset, half round trip, when)
+        # (offset, half round trip, when), the quickest first: each sample drops the slower ones before it,
+        # which can never be the quickest again; the head leaves once older than ``keep``.
+        self._samples: collections.deque[tuple[float, float, float]] = collections.deque()
         self._lock = threading.Lock()
 
     def update(self, db_now: float, asked: float, answered: float) -> tuple[float, float]:
         """Add a sample; return the offset to use and how far it may be off."""
         sample = (db_now - (asked + answered) / 2, (answered - asked) / 2, answered)
         with self._lock:
-            best = self._best
-            if best is None or sample[1] <= best[1] or answered - best[2] > self.keep:
-                self._best = best = sample
-            return best[0], best[1]
+            samples = self._samples
+            while samples and samples[-1][1] >= sample[1]:
+                samples.pop()
+            samples.append(sample)
+            while answered - samples[0][2] > self.keep:
+                samples.popleft()
+            return samples[0][0], samples[0][1]

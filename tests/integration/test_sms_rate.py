@@ -128,16 +128,24 @@ def test_on_sqlite_the_budget_is_the_one_instances_own(sqlite_url):
         engine.dispose()
 
 
-def test_late_wakers_never_put_more_than_the_rate_into_one_window():
-    # Threads that woke late (a busy machine) and start together: the process's sliding window
-    # admits `rate` of them and holds the budget back until the oldest start leaves it.
+def test_starts_count_at_their_slots_so_threads_that_woke_late_are_not_refused():
+    # Slots one interval apart, every third thread woke 9 ms late: counted when they woke, the window
+    # would hold one start too many and refuse the slot (a slot lost); counted at their slots, none is.
     clock = [100.0]
-    limiter = RateLimiter(5, clock=lambda: clock[0], margin=0.05)
-    admitted = [limiter._admit() for _ in range(8)]
-    assert admitted == [True] * 5 + [False] * 3
+    limiter = RateLimiter(10, clock=lambda: clock[0], margin=0.04)
+    for i in range(60):
+        slot = 100.0 + i * limiter.interval
+        clock[0] = slot + (0.009 if i % 3 == 0 else 0.0)
+        assert limiter._admit(slot), i
+
+
+def test_slots_too_dense_for_the_window_are_refused_until_the_oldest_leaves_it():
+    clock = [100.0]
+    limiter = RateLimiter(5, clock=lambda: clock[0], margin=0.05)  # at most 5 starts in any 1.05 s
+    assert all(limiter._admit(100.0 + i * 0.1) for i in range(5))  # a budget handing out slots too close
+    assert not limiter._admit(100.5)
     assert limiter.delay() == pytest.approx(1.05)  # the next slot: when the first start is 1.05 s old
-    clock[0] += 1.05
-    assert limiter._admit()
+    assert limiter._admit(101.06)
 
 
 def test_a_slot_woken_for_too_late_is_given_up_for_the_next_one():

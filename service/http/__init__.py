@@ -54,6 +54,7 @@ from flask_smorest import Blueprint as ApiBlueprint
 from werkzeug.routing import IntegerConverter
 
 from service.db.engine import begin_reads_only, end_reads_only
+from service.http.auth import KnownTokens
 from service.http.errors import ProblemErrorSchema, register_error_handlers
 from service.http.openapi import DocumentConventions
 
@@ -129,6 +130,7 @@ def create_app(services_) -> Flask:
     # huge number is a 404, not a driver overflow.
     app.url_map.converters["int"] = BoundedIntConverter
     app.extensions["ews"] = services_
+    app.extensions["ews_known_tokens"] = KnownTokens()
     app.json.sort_keys = False
     _read_only_for_safe_methods(app)
     app.config.update(

@@ -3,50 +3,132 @@
 A screen polls the station list every few seconds, and a control room has many screens. Building
 the answer (the rows, their status, serialising them) costs tens of milliseconds; asking whether
 it may have changed (a *mark*: one cheap query over versions, counts and timestamps) costs a
-fraction of one. So the answer is kept with the mark it was built from; for ``check_every``
-seconds it is served as it is, then the mark is asked again, and only a different mark rebuilds
-it. While one request checks or rebuilds, the others get the answer in hand (at most one check
-old). ``clear()`` drops every answer at once (this process changed the data).
+fraction of one. So the answer is kept, encoded and with its ETag, with the mark it was built
+from; for ``check_every`` seconds it is served as it is, then the mark is asked again, and only a
+different mark rebuilds it. ``commits`` (this process's commit count, see ``Commits``) has the mark
+asked at once after this process committed anything: a change made here shows from the next
+request on, one made by another process within ``check_every``. ``max_age`` rebuilds an answer
+that old even when the mark held (times in it age). While one request checks or rebuilds, the
+others get the answer in hand (at most one check old). ``clear()`` drops every answer at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable
+
+from sqlalchemy import event
 
 MAX_ANSWERS = 256  # distinct query strings kept; more (a crawler's) start the collection afresh
 
 
-class SharedAnswers:
-    """Bodies by key (a query string), each kept while the mark it was built from still holds."""
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """An encoded body and its strong ETag."""
 
-    def __init__(self, check_every: float) -> None:
-        self.check_every = check_every
-        self._held: dict[Hashable, tuple[float, object, bytes]] = {}  # key: (checked until, mark, body)
+    body: bytes
+    etag: str  # quoted, as sent
+
+    @classmethod
+    def of(cls, body: bytes) -> "Answer":
+        """The answer for ``body`` (its ETag: a digest of it)."""
+        return cls(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+
+
+@dataclasses.dataclass(frozen=True)
+class _Held:
+    answer: Answer
+    mark: object
+    checked_until: float  # monotonic
+    commits: int  # this process's commit count when the mark was asked
+    built_at: float  # monotonic
+
+
+class Commits:
+    """How many transactions this process committed on an engine (its ``commit`` event), read without a query.
+
+    The event comes just before the database's commit: a request in between may ask the mark too
+    early and keep the old answer, until the next check (within ``check_every``).
+    """
+
+    _of_engine: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    _made = threading.Lock()
+
+    def __init__(self, engine) -> None:
+        self.count = 0
+        event.listen(engine, "commit", self._committed)
+
+    @classmethod
+    def of(cls, engine) -> "Commits":
+        """The one counter of ``engine`` (made at its first use)."""
+        with cls._made:
+            counter = cls._of_engine.get(engine)
+            if counter is None:
+                counter = cls._of_engine[engine] = cls(engine)
+            return counter
+
+    def _committed(self, _conn) -> None:
+        self.count += 1  # two at once may count one: the count still moved
+
+    def __call__(self) -> int:
+        return self.count
+
+
+def _no_commits() -> int:
+    return 0
+
+
+class SharedAnswers:
+    """Answers by key (a query string), each kept while the mark it was built from still holds."""
+
+    def __init__(self, check_every: float, *, max_age: float | None = None,
+                 commits: Callable[[], int] = _no_commits) -> None:
+        self.check_every, self.max_age, self.commits = check_every, max_age, commits
+        self._held: dict[Hashable, _Held] = {}
         self._lock = threading.Lock()  # one check or rebuild at a time
 
-    def answer(self, key: Hashable, mark: Callable[[], object], build: Callable[[], bytes]) -> bytes:
-        """The body for ``key``: the one held, or (when ``mark()`` moved) a new one from ``build()``."""
+    def answer(self, key: Hashable, mark: Callable[[], object], build: Callable[[], bytes]) -> Answer:
+        """The answer for ``key``: the one held, or (when ``mark()`` moved or it aged) a new one from ``build()``."""
         held = self._held.get(key)
-        if held is not None and held[0] > time.monotonic():
-            return held[2]
+        if held is not None and held.checked_until > time.monotonic() and held.commits == self.commits():
+            return held.answer
         if held is not None and not self._lock.acquire(blocking=False):
-            return held[2]  # another request is checking or rebuilding: serve the answer in hand meanwhile
+            return held.answer  # another request is checking or rebuilding: serve the answer in hand meanwhile
         if held is None:
             self._lock.acquire()
         try:
-            current = mark()
-            held = self._held.get(key)  # perhaps built while this request waited for the lock
-            if held is None or held[1] != current:
-                held = (0.0, current, build())
-            if len(self._held) >= MAX_ANSWERS and key not in self._held:
-                self._held.clear()
-            self._held[key] = (time.monotonic() + self.check_every, current, held[2])
-            return held[2]
+            return self._check(key, mark, build)
         finally:
             self._lock.release()
+
+    def _check(self, key: Hashable, mark: Callable[[], object], build: Callable[[], bytes]) -> Answer:
+        """Ask the mark (holding the lock); rebuild when it moved or the answer aged."""
+        commits, asked_at = self.commits(), time.monotonic()  # before the mark: a commit after it is seen next time
+        current = mark()
+        held = self._held.get(key)  # perhaps built while this request waited for the lock
+        aged = held is not None and self.max_age is not None and asked_at - held.built_at >= self.max_age
+        if held is None or held.mark != current or aged:
+            held = _Held(Answer.of(build()), current, 0.0, commits, asked_at)
+        if len(self._held) >= MAX_ANSWERS and key not in self._held:
+            self._held.clear()
+        self._held[key] = dataclasses.replace(held, checked_until=time.monotonic() + self.check_every,
+                                              commits=commits)
+        return held.answer
 
     def clear(self) -> None:
         """Forget every answer (this process changed what they show)."""
         self._held = {}
+
+
+def respond(answer: Answer, headers: dict[str, str] | None = None):
+    """``answer`` as the response: 304 without a body when the caller holds it already (``If-None-Match``)."""
+    from flask import current_app, request
+
+    headers = {"ETag": answer.etag, **(headers or {})}
+    if "If-None-Match" in request.headers and request.if_none_match.contains_weak(answer.etag.strip('"')):
+        return current_app.response_class(status=304, headers=headers)
+    return current_app.response_class(answer.body, mimetype="application/json", headers=headers)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
+import time
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,6 +21,11 @@ from service.http.errors import Problem
 from service.tokens import ROLES, SATISFIED_BY, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# A checked token is trusted this long before its row is read again: a token revoked by another
+# instance or by `ews token revoke` stops working within it (one revoked through this process's
+# API, at once: see forget_tokens). A row per request was a third of a station-list request.
+TOKEN_RECHECK_SECONDS = 1.0
+MAX_KNOWN_TOKENS = 1024  # distinct tokens held; more start the collection afresh
 _CHALLENGE = 'Bearer realm="ews"'
 
 
@@ -38,6 +45,48 @@ class Caller:
         return f"{self.name}#{self.token_id}"[:120]
 
 
+class KnownTokens:
+    """Callers of the valid tokens checked in the last ``TOKEN_RECHECK_SECONDS``, by token hash (never the token)."""
+
+    def __init__(self, recheck_s: float = TOKEN_RECHECK_SECONDS) -> None:
+        self.recheck_s = recheck_s
+        self._held: dict[str, tuple[float, Caller]] = {}  # token hash: (trusted until, caller)
+        self._generation = 0  # moved by forget(): a row read before it is not kept
+        self._lock = threading.Lock()
+
+    def caller(self, token_hash: str) -> Caller | None:
+        """The caller of a token checked recently enough, or None (read its row)."""
+        held = self._held.get(token_hash)
+        if held is None or held[0] <= time.monotonic():
+            return None
+        return held[1]
+
+    def reading(self) -> tuple[float, int]:
+        """Taken before a token's row is read: when, and which generation (see ``keep``)."""
+        return time.monotonic(), self._generation
+
+    def keep(self, token_hash: str, caller: Caller, reading: tuple[float, int]) -> None:
+        """Trust ``caller`` for ``recheck_s`` from ``reading``, unless tokens were forgotten meanwhile."""
+        read_at, generation = reading
+        with self._lock:
+            if generation != self._generation:
+                return  # a revocation committed while this row was read: it may be the old row
+            if len(self._held) >= MAX_KNOWN_TOKENS and token_hash not in self._held:
+                self._held = {}
+            self._held[token_hash] = (read_at + self.recheck_s, caller)
+
+    def forget(self) -> None:
+        """Drop every held caller (a token was revoked): the next request of each reads its row."""
+        with self._lock:
+            self._generation += 1
+            self._held = {}
+
+
+def forget_tokens() -> None:
+    """Call after committing a token's revocation: this process then refuses it from the next request on."""
+    current_app.extensions["ews_known_tokens"].forget()
+
+
 def _unauthorized(detail: str, error: str = "invalid_token") -> Problem:
     challenge = _CHALLENGE if error == "" else f'{_CHALLENGE}, error="{error}"'
     return Problem(401, detail, headers={"WWW-Authenticate": challenge})
@@ -54,11 +103,23 @@ def authenticate() -> Caller:
         raise _unauthorized("This endpoint needs an 'Authorization: Bearer <token>' header.", "")
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("The Authorization header must be 'Bearer <token>'.", "invalid_request")
-    services = current_app.extensions["ews"]
+    token_hash = hash_token(token)
+    known = current_app.extensions["ews_known_tokens"]
+    caller = known.caller(token_hash)
+    if caller is None:
+        reading = known.reading()
+        caller = _read_token(current_app.extensions["ews"], token_hash)
+        known.keep(token_hash, caller, reading)
+    g.ews_caller = caller
+    return caller
+
+
+def _read_token(services, token_hash: str) -> Caller:
+    """The caller of a token from its row (keeping ``last_used_at`` to the minute); a 401 problem if unknown or revoked."""
     now = services.clock()
     t = schema.api_tokens
     with services.engine.connect() as conn:
-        row = conn.execute(_token_query(), {"token_hash": hash_token(token)}).first()
+        row = conn.execute(_token_query(), {"token_hash": token_hash}).first()
     if row is None:
         raise _unauthorized("The token is not known.")
     if row.revoked_at is not None:
@@ -67,10 +128,9 @@ def authenticate() -> Caller:
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         with services.engine.begin() as conn:
             conn.execute(sa.update(t).where(t.c.id == row.id).values(last_used_at=now))
-    g.ews_caller = Caller(token_id=row.id, name=row.name, role=row.role,
-                          stations=None if row.stations is None else tuple(row.stations),
-                          stations_learn_until=row.stations_learn_until)
-    return g.ews_caller
+    return Caller(token_id=row.id, name=row.name, role=row.role,
+                  stations=None if row.stations is None else tuple(row.stations),
+                  stations_learn_until=row.stations_learn_until)
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,9 +143,14 @@ def _token_query():
 
 def check_role(caller: Caller, roles: tuple[str, ...]) -> None:
     """Raise a 403 problem unless ``caller`` holds one of ``roles`` (or a role above it)."""
-    allowed = set().union(*(SATISFIED_BY[r] for r in roles))
-    if caller.role not in allowed:
+    if caller.role not in _allowed(roles):
         raise Problem(403, f"This needs the {' or '.join(roles)} role; the token has {caller.role}.")
+
+
+@functools.lru_cache(maxsize=None)
+def _allowed(roles: tuple[str, ...]) -> frozenset[str]:
+    """The token roles that satisfy any of ``roles``."""
+    return frozenset().union(*(SATISFIED_BY[r] for r in roles))
 
 
 def require(*roles: str):

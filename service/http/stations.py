@@ -23,7 +23,7 @@ from service.sirens.state import siren_owners
 from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import changing, services
-from service.http.answers import SharedAnswers
+from service.http.answers import SharedAnswers, respond
 from service.http.auth import current_actor, require
 from service.http.errors import VALIDATION_TYPE, Problem
 from service.http.pagination import keyset_page, page_schema
@@ -161,7 +161,10 @@ LIST_CHECK_SECONDS = 1.0
 
 def _list_answers() -> SharedAnswers:
     """This app's station-list answers, shared by every caller (see service/http/answers.py)."""
-    return current_app.extensions.setdefault("ews_station_list_answers", SharedAnswers(LIST_CHECK_SECONDS))
+    answers = current_app.extensions.get("ews_station_list_answers")
+    if answers is None:
+        answers = current_app.extensions.setdefault("ews_station_list_answers", SharedAnswers(LIST_CHECK_SECONDS))
+    return answers
 
 
 def _list_mark():
@@ -199,9 +202,8 @@ class Stations(MethodView):
         """List stations (by id), each with its current status."""
         # Every dashboard and COC screen polls this list; it holds no personal data, so one
         # answer serves every caller until what it shows changed.
-        body = _list_answers().answer(request.query_string, _list_mark, lambda: current_app.json.dumps(
-            page_schema(StationSchema)().dump(self._page(args))).encode())
-        return current_app.response_class(body, mimetype="application/json")
+        return respond(_list_answers().answer(request.query_string, _list_mark, lambda: current_app.json.dumps(
+            page_schema(StationSchema)().dump(self._page(args))).encode()))
 
     @staticmethod
     def _page(args) -> dict:

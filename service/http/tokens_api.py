@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from service import audit
 from service.db import schema
 from service.http import changing, services
-from service.http.auth import current_actor, require
+from service.http.auth import current_actor, forget_tokens, require
 from service.http.errors import Problem, field_error
 from service.http.pagination import PageArgs, page_of, page_schema
 from service.http.schemas import Strict, Text, UTCDateTime
@@ -112,4 +112,5 @@ class TokenView(MethodView):
                 conn.execute(sa.update(t).where(t.c.id == token_id).values(revoked_at=now))
                 after = {**token_json(row), "revoked_at": now}
                 audit.record(conn, current_actor(), "revoke", "token", token_id, token_json(row), after, now)
+        forget_tokens()  # committed: refused from the next request on
         return None

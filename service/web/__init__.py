@@ -20,12 +20,11 @@ and audits); see docs/dashboard.md.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 
+from service.http.answers import Commits, SharedAnswers, respond
 from service.http.auth import authenticate, check_role
 from service.http.errors import Problem, field_error
 from service.http.report_links import report_paths
@@ -37,39 +36,12 @@ CAN_ACK = ("operator", "admin")
 ACTIONS = {"ack": CAN_ACK, "close": CAN_ACK, "maintenance": CAN_ACK}
 
 
+# The public document is one answer shared by every caller (service/http/answers.py): everyone
+# may poll it without a token, and building it takes several queries per station. Its mark
+# (data.public_fingerprint: readings, alerts, exercises, registry, sirens, maintenance) is asked
+# once a second, or at the next request after this process committed anything; the document is
+# rebuilt when the mark moved or it is a second old (times in it age: rain windows, sirens, windows running out).
 SNAPSHOT_SECONDS = 1.0
-
-
-class PublicSnapshot:
-    """The public dashboard document, built once and shared by every caller while nothing changed.
-
-    Everyone may poll it without a token, and building it takes several queries per station;
-    one cheap query (``data.public_fingerprint``) says whether readings, alerts, exercises or the
-    registry moved. The answer is rebuilt when they did, or after ``SNAPSHOT_SECONDS`` (times in
-    it age); while one request rebuilds it, the others get the previous answer.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._answer: tuple[float, object, bytes] | None = None  # (expires, fingerprint, body)
-
-    def answer(self, engine, build) -> bytes:
-        """The current body: the shared one if still right, else a fresh one from ``build()``."""
-        with engine.connect() as conn:
-            mark = data.public_fingerprint(conn)
-        held = self._answer
-        if held is not None and held[1] == mark and held[0] > time.monotonic():
-            return held[2]
-        if held is not None and held[1] == mark and not self._lock.acquire(blocking=False):
-            return held[2]  # someone is rebuilding the aged copy: serve it meanwhile
-        elif held is None or held[1] != mark:
-            self._lock.acquire()
-        try:
-            body = build()
-            self._answer = (time.monotonic() + SNAPSHOT_SECONDS, mark, body)
-            return body
-        finally:
-            self._lock.release()
 
 
 def _no_store(response):
@@ -102,7 +74,7 @@ class _Views:
 
     def __init__(self, services):
         self.services = services
-        self.public = PublicSnapshot()
+        self.public = SharedAnswers(SNAPSHOT_SECONDS, max_age=SNAPSHOT_SECONDS, commits=Commits.of(services.engine))
 
     def now(self):
         """The service clock's now."""
@@ -113,10 +85,15 @@ class _Views:
         return self.services.settings.timezone
 
     def public_json(self):
-        """Stations and active public alerts, for everyone (one shared snapshot, see PublicSnapshot)."""
-        body = self.public.answer(self.services.engine, lambda: current_app.json.dumps(
+        """Stations and active public alerts, for everyone (one shared answer, see SNAPSHOT_SECONDS)."""
+        answer = self.public.answer(None, self._public_mark, lambda: current_app.json.dumps(
             data.public_view(self.services.engine, self.now(), self.tz_name())).encode())
-        return _no_store(current_app.response_class(body, mimetype="application/json"))
+        return respond(answer, {"Cache-Control": "no-store"})
+
+    def _public_mark(self) -> tuple:
+        """What the public document shows may have changed when this does."""
+        with self.services.engine.connect() as conn:
+            return data.public_fingerprint(conn)
 
     def series_json(self, station_id: str):
         """The last hours of one station's watched metric, its thresholds and alert events."""

@@ -165,3 +165,22 @@ def test_maintenance_shows_to_everyone_and_what_it_held_back_to_staff(dash):
     assert "maintenance" not in stations["PKR-LASKAP"]["status"]  # the snapshot saw the window end
     held = client.get("/dashboard/session.json", headers=bearer(services, "viewer")).get_json()["suppressed"]
     assert held == {"count": 0, "by_station": {}, "items": []}  # the last 24 hours only
+
+
+def test_public_json_answers_304_until_this_process_commits_a_change(dash):
+    """One shared answer with its ETag; a change committed here shows (and changes the ETag) at the next request."""
+    import sqlalchemy as sa
+
+    from service.db import schema
+
+    services, client, _ = dash
+    first = client.get("/dashboard/public.json")
+    etag = first.headers["ETag"]
+    held = client.get("/dashboard/public.json", headers={"If-None-Match": etag})
+    assert held.status_code == 304 and held.headers["ETag"] == etag and held.headers["Cache-Control"] == "no-store"
+    with services.engine.begin() as conn:
+        conn.execute(sa.update(schema.stations).where(schema.stations.c.id == "MLL-MALILI").values(
+            name="Pos Malili Baru", updated_at=datetime.now(timezone.utc)))
+    changed = client.get("/dashboard/public.json", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert {s["id"]: s["name"] for s in changed.get_json()["stations"]}["MLL-MALILI"] == "Pos Malili Baru"

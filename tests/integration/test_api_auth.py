@@ -135,3 +135,47 @@ def test_cli_token_create_prints_a_working_token(api, capsys, monkeypatch):
     assert tokens.command(args) == 0
     printed = capsys.readouterr().out.strip()
     assert api.client.get("/api/v1/stations", headers={"Authorization": f"Bearer {printed}"}).status_code == 200
+
+
+def test_a_token_revoked_elsewhere_stops_working_within_the_recheck_bound(api):
+    """Checked tokens are held for TOKEN_RECHECK_SECONDS; a revocation by another instance (or the CLI) is seen after it."""
+    import time
+
+    from service.http.auth import TOKEN_RECHECK_SECONDS
+    from service.tokens import create_token
+
+    token_id, token = create_token(api.services.engine, "viewer", "revoked by another instance")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.client.get("/api/v1/stations", headers=headers).status_code == 200
+    with api.services.engine.begin() as conn:  # as `ews token revoke` in another process does it
+        conn.execute(sa.update(schema.api_tokens).where(schema.api_tokens.c.id == token_id)
+                     .values(revoked_at=api.services.clock()))
+    time.sleep(TOKEN_RECHECK_SECONDS)
+    refused = api.client.get("/api/v1/stations", headers=headers)
+    assert refused.status_code == 401 and refused.get_json()["detail"] == "The token has been revoked."
+
+
+def test_a_token_row_read_while_tokens_were_forgotten_is_not_kept():
+    """A row read before a revocation committed here may be the old one: it must not be trusted afterwards."""
+    from service.http.auth import Caller, KnownTokens
+
+    known = KnownTokens(recheck_s=60)
+    caller = Caller(token_id=7, name="piket", role="viewer")
+    reading = known.reading()
+    known.forget()  # this process revoked a token meanwhile
+    known.keep("hash-7", caller, reading)
+    assert known.caller("hash-7") is None
+    known.keep("hash-7", caller, known.reading())
+    assert known.caller("hash-7") == caller
+
+
+def test_the_station_list_answers_304_to_a_caller_holding_it(api):
+    first = api.call("GET", "/api/v1/stations?limit=5", "viewer")
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and etag.startswith('"')
+    again = api.call("GET", "/api/v1/stations?limit=5", "viewer", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.headers["ETag"] == etag and again.get_data() == b""
+    other = api.call("GET", "/api/v1/stations?limit=5", "viewer", headers={"If-None-Match": '"another"'})
+    assert other.status_code == 200 and other.get_json() == first.get_json()
+    # The token is checked before the answer: no token, no 304.
+    assert api.client.get("/api/v1/stations?limit=5", headers={"If-None-Match": etag}).status_code == 401

@@ -1,4 +1,4 @@
-"""The house holds: layers import only downwards, our modules are imported by name nowhere, rooms stay small.
+"""The house holds: imports go only downwards, at the top and never by name; rooms stay small.
 
 Layers, lowest first: ``alerts`` (the pure core) < ``sensors``, ``config`` < ``service`` <
 ``service.http`` and ``service.web`` (the HTTP side). ``service/bootstrap.py`` is the composition

@@ -58,6 +58,23 @@ def within_step(rule: QualityRule, earlier: list, ts: int, value: float) -> bool
     return abs(value - earlier[1]) <= rule.max_step_per_min * minutes + 1e-9
 
 
+def admits_at_once(q: dict, rule: QualityRule, ts: int, value: float) -> bool:
+    """The common case of ``admit``: nothing held and within the step, so judged now, marking nothing.
+
+    True: ``q`` is updated as ``admit`` would; False: ``q`` is untouched, ``admit`` decides.
+    """
+    if q["pend"] is not None:
+        return False
+    acc = q["acc"]
+    if rule.max_step_per_min is None or acc is None or within_step(rule, acc, ts, value):
+        q["acc"] = [ts, value]
+        return True
+    return False
+
+
+PLAIN = Admission()  # what ``admits_at_once`` decided, for a reader that asks (never changed)
+
+
 def admit(q: dict, rule: QualityRule, ts: int, value: float, overdue_us: int) -> Admission:
     """Decide one in-order water level; update ``q``."""
     out = Admission()

@@ -165,8 +165,16 @@ def _not_configured(station: StationInfo, metric: str) -> str:
     return f"{station.id} does not measure {metric} (its metrics: {', '.join(station.metrics) or 'none'})"
 
 
+_TIMES: dict[str, datetime] = {}  # RFC 3339 text -> its UTC time: a network's stations report at the same minutes
+_TIMES_KEPT = 4096
+
+
 def parse_timestamp(raw) -> datetime | Rejection:
     """Parse RFC 3339 with an offset, or epoch seconds, into an aware UTC datetime."""
+    if type(raw) is str:
+        known = _TIMES.get(raw)
+        if known is not None:
+            return known
     if isinstance(raw, bool) or raw is None:
         return Rejection("bad_timestamp", "'ts' is required: RFC 3339 with an offset, or epoch seconds")
     if isinstance(raw, (int, float)):
@@ -187,7 +195,10 @@ def parse_timestamp(raw) -> datetime | Rejection:
         return Rejection("bad_timestamp", f"{_short(raw, 64)!r} is not RFC 3339 (e.g. 2026-11-30T06:05:00Z)")
     if parsed.tzinfo is None:
         return Rejection("bad_timestamp", f"{_short(raw, 64)!r} has no UTC offset (add Z or +08:00)")
-    return parsed.astimezone(timezone.utc)
+    if len(_TIMES) >= _TIMES_KEPT:
+        _TIMES.clear()
+    utc = _TIMES[raw] = parsed.astimezone(timezone.utc)
+    return utc
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -12,6 +12,7 @@ database stops the batch (``database_unavailable``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -171,7 +172,6 @@ class Ingestor:
     def _parse(self, conn: Connection, message: Message, known: dict | None = None) -> IngestResult:
         """Parse one message into accepted samples (not yet stored) and rejections."""
         station_id = message.station_id or _station_from_topic(message.topic, self.topic_prefix)
-        result = IngestResult(station_id=station_id)
         if known is not None and station_id in known:
             station = known[station_id]
         else:
@@ -179,7 +179,7 @@ class Ingestor:
             if known is not None:
                 known[station_id] = station
         parsed = parse_payload(message.payload, station.info if station else None, message.received_at)
-        result.accepted, result.indexes, result.rejected = parsed.samples, parsed.indexes, parsed.rejections
+        result = IngestResult(station_id, parsed.samples, 0, parsed.rejections, [], parsed.indexes)  # the parser's lists
         if parsed.seqs and log.isEnabledFor(logging.DEBUG):  # min and max only when someone reads them
             log.debug("%s seq %s..%s", station_id, min(parsed.seqs), max(parsed.seqs))
         return result
@@ -311,6 +311,7 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {text}"[:500]
 
 
+@functools.lru_cache(maxsize=4096)  # a network's topics are few: each is cut once, not once per message
 def _station_from_topic(topic: str, prefix: str) -> str | None:
     """The station of a readings topic, or of a backlog topic (spec section 16: same payload, same path)."""
     head = f"{prefix}/stations/"

@@ -14,18 +14,24 @@ def machine_step(machine: dict, ts: int, conds: list, hold_s: float, clear_hold_
     ``hold_s``; a level is kept until its clear condition has held for ``clear_hold_s``.
     """
     up, down = machine["above_since"], machine["below_since"]
-    for i, cond in enumerate(conds):
+    hold, clear = hold_s * US, clear_hold_s * US
+    entered = 0
+    for i, cond in enumerate(conds):  # one pass: the timers, and the highest level entered
         if cond is None:
             up[i] = down[i] = None
             continue
-        is_up, is_down = cond
-        up[i] = (up[i] if up[i] is not None else ts) if is_up else None
-        down[i] = (down[i] if down[i] is not None else ts) if is_down else None
-    hold, clear = hold_s * US, clear_hold_s * US
-    entered = 0
-    for i, cond in enumerate(conds):
-        if cond is not None and up[i] is not None and ts - up[i] >= hold:
-            entered = i + 1
+        if cond[0]:
+            if up[i] is None:
+                up[i] = ts
+            if ts - up[i] >= hold:
+                entered = i + 1
+        else:
+            up[i] = None
+        if cond[1]:
+            if down[i] is None:
+                down[i] = ts
+        else:
+            down[i] = None
     kept = 0
     for i in range(machine["threshold_level"]):
         if conds[i] is None:
@@ -33,8 +39,8 @@ def machine_step(machine: dict, ts: int, conds: list, hold_s: float, clear_hold_
         if down[i] is not None and ts - down[i] >= clear:
             continue
         kept = i + 1
-    machine["threshold_level"] = max(entered, kept)
-    return machine["threshold_level"]
+    level = machine["threshold_level"] = entered if entered > kept else kept
+    return level
 
 
 _THRESHOLDS: dict[int, tuple] = {}  # id(rule) -> (rule, its thresholds by WARNING_LEVELS)

@@ -49,6 +49,12 @@ def apply_entry(snap: dict, rules: Rules, entry: list, events: list[EngineEvent]
             _after_check(snap, rules, qc.release(snap["quality"], ts, run.overdue_us), ts, None, events, run)
         return
     if metric == "water_level" and rules.quality is not None:
+        if qc.admits_at_once(snap["quality"], rules.quality, ts, value):
+            # Most water levels: judged now, no mark, nothing held (what ``_after_check`` does for them).
+            _judge_sample(snap, rules, entry, events)
+            qc.track_flatline(snap["quality"], rules.quality, ts, value)
+            _sensor_step(snap, ts, value, qc.PLAIN, events)
+            return
         admission = qc.admit(snap["quality"], rules.quality, ts, value, run.overdue_us)
         _after_check(snap, rules, admission, ts, value, events, run)
         return

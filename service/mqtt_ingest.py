@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 
 from config.settings import MqttUrl
 from sensors import mqttlink, topics
+from service.heap import collector_waits
 from service.ingest import Message
 from service.mqtt_acks import ack_all
 from service.topic_messages import TopicMessage
@@ -171,10 +172,16 @@ class MqttIngest:
             batch = self._next_batch()
             if batch is None:
                 return
-            if batch and self.backlog:
-                self._commit_by_station_then_ack(batch)
-            elif batch:
-                self._commit_then_ack(batch)
+            if not batch:
+                continue
+            # The collector waits until the batch is acknowledged and let go: a pass right after the
+            # commit walked every message, result and sample of the batch, all about to die by count.
+            with collector_waits():
+                if self.backlog:
+                    self._commit_by_station_then_ack(batch)
+                else:
+                    self._commit_then_ack(batch)
+                batch = None
 
     def queued(self) -> int:
         """Messages received and not yet taken by the worker."""

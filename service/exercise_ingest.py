@@ -62,7 +62,7 @@ class ExerciseIngest:
             if database_unavailable(exc):
                 raise
             results = [self._alone(message) for message in messages]
-        self.ingestor._count(results, messages)
+        self.ingestor.count_results(results, messages)
         if any(result.events for result in results):
             self.ingestor.wake.events_recorded()
         return results
@@ -79,7 +79,7 @@ class ExerciseIngest:
         except Exception as exc:
             if database_unavailable(exc):
                 raise
-            return self.ingestor._dead_letter_failed(message, exc)
+            return self.ingestor.dead_letter_failed(message, exc)
 
     def _batch(self, conn: Connection, messages: list[Message]) -> tuple[list[IngestResult], int]:
         covered = exercises.open_by_station(conn)
@@ -93,7 +93,7 @@ class ExerciseIngest:
                 results.append(IngestResult(station_id=station_id, rejected=[Rejection(
                     "no_active_exercise", "no running exercise covers this station; start one with POST /exercises")]))
                 continue
-            result = self.ingestor._parse(conn, dataclasses.replace(message, station_id=station_id))
+            result = self.ingestor.parse_message(conn, dataclasses.replace(message, station_id=station_id))
             results.append(result)
             if result.accepted:
                 by_drill[(exercise.id, station_id)].append(result)
@@ -107,7 +107,7 @@ class ExerciseIngest:
     def _store(self, conn: Connection, exercise_id: int, station_id: str, results: list[IngestResult],
                received_at: datetime) -> None:
         """Insert one station's drill samples, settle duplicates, judge them with the exercise's own state."""
-        station = self.ingestor._station(conn, station_id)
+        station = self.ingestor.known_station(conn, station_id)
         ledger = {"table": exercise_readings, "scope": {"exercise_id": exercise_id}}
         state = _lock_state(conn, exercise_id, station_id, received_at)
         offers = [Offered(result.accepted, result.indexes) for result in results]

@@ -96,11 +96,11 @@ class Ingestor:
             if database_unavailable(exc):
                 raise
             if len(messages) == 1:
-                results = [self._dead_letter_failed(messages[0], exc)]
+                results = [self.dead_letter_failed(messages[0], exc)]
             else:
                 log.warning("batch of %d messages failed (%s); retrying one by one", len(messages), _short_error(exc))
                 results = [self._ingest_alone(message) for message in messages]
-        self._count(results, messages)
+        self.count_results(results, messages)
         self.shared.metrics.ingest_batch_seconds.observe(time.perf_counter() - started)
         if any(result.events for result in results):
             self.wake.events_recorded()
@@ -125,9 +125,9 @@ class Ingestor:
         except Exception as exc:
             if database_unavailable(exc):
                 raise
-            return self._dead_letter_failed(message, exc)
+            return self.dead_letter_failed(message, exc)
 
-    def _dead_letter_failed(self, message: Message, exc: Exception) -> IngestResult:
+    def dead_letter_failed(self, message: Message, exc: Exception) -> IngestResult:
         """Keep a message that could not be stored (refused by the database, or a bug) whole, for replay.
 
         If even the dead letter cannot be written, the database is the problem: that error
@@ -151,7 +151,7 @@ class Ingestor:
         Returns the results and the bytes of dead letters written (for the cap).
         """
         known: dict[str, _Station | None] = {}  # this batch's stations: one registry look-up each
-        results = [self._parse(conn, message, known) for message in messages]
+        results = [self.parse_message(conn, message, known) for message in messages]
         offers_by_station: dict[str, list[tuple[IngestResult, Offered]]] = defaultdict(list)
         received_by_station: dict[str, datetime] = {}
         for message, result in zip(messages, results):
@@ -169,13 +169,13 @@ class Ingestor:
                 for message, result in zip(messages, results) if result.rejected and not message.replay]
         return results, dead_letters.insert(conn, rows)
 
-    def _parse(self, conn: Connection, message: Message, known: dict | None = None) -> IngestResult:
+    def parse_message(self, conn: Connection, message: Message, known: dict | None = None) -> IngestResult:
         """Parse one message into accepted samples (not yet stored) and rejections."""
         station_id = message.station_id or _station_from_topic(message.topic, self.topic_prefix)
         if known is not None and station_id in known:
             station = known[station_id]
         else:
-            station = self._station(conn, station_id) if station_id else None
+            station = self.known_station(conn, station_id) if station_id else None
             if known is not None:
                 known[station_id] = station
         parsed = parse_payload(message.payload, station.info if station else None, message.received_at)
@@ -250,7 +250,7 @@ class Ingestor:
 
     # -- station registry cache ---------------------------------------------------------------
 
-    def _station(self, conn: Connection, station_id: str) -> _Station | None:
+    def known_station(self, conn: Connection, station_id: str) -> _Station | None:
         """Return the station (from a short-lived cache; a miss re-reads the registry)."""
         if not STATION_ID_RE.match(station_id):
             return None
@@ -272,7 +272,8 @@ class Ingestor:
 
     # -- metrics ------------------------------------------------------------------------------
 
-    def _count(self, results: list[IngestResult], messages: list[Message]) -> None:
+    def count_results(self, results: list[IngestResult], messages: list[Message]) -> None:
+        """Count the batch's accepted, duplicate and rejected samples and each reading's lag."""
         metrics = self.shared.metrics
         accepted: dict[str, int] = defaultdict(int)
         duplicates: dict[str, int] = defaultdict(int)

@@ -148,8 +148,9 @@ def _insert_sqlite(conn: Connection, rows: list[ReadingRow]):
                 text = as_text[ts] = _sqlite_time(ts)
                 as_time[text] = ts
             received = as_text.get(received_at)
-            if received is None:
+            if received is None:  # a later row's ts may be this very time (its text then comes from here)
                 received = as_text[received_at] = _sqlite_time(received_at)
+                as_time[received] = received_at
             params += (station_id, metric, text, float(value), received)
         sql = ("INSERT INTO readings (station_id, metric, ts, value, received_at) VALUES "
                + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))

@@ -34,6 +34,7 @@ from alerts.cap import (
 from alerts.cap_chain import CAP_EVENT_TYPES, Issued, due_message, next_renewal, renewal_time
 from alerts.model import PUBLIC_ALERT_KINDS
 from service.db import dialect
+from service.db.engine import reads_only
 from service.db.schema import alert_events, alerts, cap_messages, stations
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def public_feed_filter():
 
 def issue_due(engine: Engine, profile: CapProfile, now: datetime) -> IssueResult:
     """Issue every message due at ``now``; return how many, and when the next renewal is due."""
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:  # SQLite: the look-up runs at every event, not behind the ingest
         candidates = _candidates(conn, profile, now)
     issued, next_at = 0, None
     for alert_id, state, last, newest_event in candidates:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from alerts.errors import PhoneTaken, SubscriberError
 from service import phones
+from service.audience import Audiences, name_key as _key
 from service.db import schema
 
 ROLES = ("resident", "staff")
@@ -27,10 +28,6 @@ MAX_AREAS = 50
 MAX_IMPORT_ROWS = 50_000
 
 t = schema.subscribers
-
-
-def _key(name) -> str:
-    return " ".join(str(name or "").split()).casefold()
 
 
 def area_matches(a: Mapping, b: Mapping) -> bool:
@@ -243,22 +240,11 @@ def import_csv(conn, text: str, now: datetime) -> dict:
 
 def audience(conn, station_areas: list[Mapping] | None, *, residents: bool, staff: bool,
              staff_match_areas: bool = False) -> list:
-    """Subscribers (not opted out) to tell about a station with ``station_areas``.
+    """Subscribers (not opted out) to tell about a station with ``station_areas``, ordered by id.
 
     Residents must match an area; staff get everything unless ``staff_match_areas``.
-    ``station_areas`` None means every area (operator broadcast to all).
+    ``station_areas`` None means every area (operator broadcast to all). Read afresh: the
+    dispatcher keeps a ``service.audience.Audiences`` between expansions instead.
     """
-    roles = [r for r, wanted in (("resident", residents), ("staff", staff)) if wanted]
-    if not roles:
-        return []
-    rows = conn.execute(
-        sa.select(t.c.id, t.c.phone, t.c.language, t.c.role, t.c.areas)
-        .where(t.c.opted_out == sa.false(), t.c.role.in_(roles)).order_by(t.c.id)
-    ).fetchall()
-    out = []
-    for row in rows:
-        if station_areas is None or (row.role == "staff" and not staff_match_areas):
-            out.append(row)
-        elif areas_overlap(station_areas, row.areas or []):
-            out.append(row)
-    return out
+    return Audiences().audience(conn, station_areas, residents=residents, staff=staff,
+                                staff_match_areas=staff_match_areas)

@@ -19,12 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
 from alerts import policy
 from alerts.messages import Templates
-from service.db.engine import reads_only
-from service.dispatch import outbox
+from service.audience import Audiences
+from service.dispatch import expansion, outbox
 from service.dispatch.failover import Router
 from service.dispatch.providers import OPT_OUT_CODES, Permanent, ProviderError, Transient, Unknown
 from service.dispatch.rate import RateLimiter
@@ -89,6 +87,7 @@ class Dispatcher:
         self.staff_match_areas = sending.staff_match_areas
         self.validity_s = sending.validity_s
         self.instance = shared.instance_id[:64]
+        self.audiences = Audiences()  # who can be told, by area: read again only when the subscribers changed
         self._wake = threading.Event()  # the pump has something to do: work queued, or a sender freed
         self._queued = threading.Event()  # events or a broadcast were queued (``wake``)
         self._stop = threading.Event()
@@ -171,20 +170,13 @@ class Dispatcher:
         engine, now = self.engine, self._now()
         total = 0
         while True:
-            created = outbox.expand_events(engine, self.templates, self.tz, now,
-                                           staff_match_areas=self.staff_match_areas,
-                                           validity_s=self.validity_s)
-            created += outbox.expand_broadcasts(engine, self.templates, now)
+            created = expansion.expand_events(engine, self.templates, self.tz, now,
+                                              staff_match_areas=self.staff_match_areas,
+                                              validity_s=self.validity_s, audiences=self.audiences)
+            created += expansion.expand_broadcasts(engine, self.templates, now, audiences=self.audiences)
             total += created
-            if not self._more_to_expand():
+            if not expansion.waiting(engine):
                 return total
-
-    def _more_to_expand(self) -> bool:
-        with reads_only(), self.engine.connect() as conn:
-            return bool(
-                conn.execute(sa.select(outbox.ev.c.id).where(outbox.ev.c.dispatch == "pending").limit(1)).first()
-                or conn.execute(sa.select(outbox.bc.c.id).where(outbox.bc.c.dispatch == "pending").limit(1)).first()
-            )
 
     def recover(self, on_start: bool = False) -> int:
         """Rows stuck in ``sending`` (claimed long ago, or by a dead process on this host) become unknown."""

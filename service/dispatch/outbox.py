@@ -1,4 +1,4 @@
-"""The notifications outbox: expansion of events and broadcasts, atomic claims, state changes.
+"""The notifications outbox: atomic claims and state changes (service/dispatch/expansion.py fills it).
 
 States of a notification (column ``status``)::
 
@@ -21,24 +21,18 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from alerts import gsm7, messages, policy, priority
-from alerts.levels import Level
-from service import subscribers, upstream
-from service.alert_records import in_maintenance, insert_event
+from alerts import policy
+from service import subscribers
 from service.db import dialect, schema
 from service.db.engine import reads_only
 from service.dispatch.providers import OPT_OUT_CODES, STATUS_MAP
 from service.phones import mask_numbers
-from service.station_rules import station_rules
 
 log = logging.getLogger(__name__)
 
 n = schema.notifications
 ev = schema.alert_events
 al = schema.alerts
-st = schema.stations
-bc = schema.broadcasts
-ex = schema.exercises
 
 RANK = {"pending": 0, "sending": 1, "unknown": 1, "spooled": 2, "sent": 3, "delivered": 4, "undelivered": 4, "failed": 4,
         "superseded": 4, "expired": 4}
@@ -52,126 +46,6 @@ def error_text(message: str | None) -> str:
     return (mask_numbers(message) or "")[:500]
 
 
-def _station(conn, station_id: str) -> dict:
-    row = conn.execute(sa.select(st).where(st.c.id == station_id)).first()
-    if row is None:
-        return {"id": station_id, "name": station_id, "areas": []}
-    return dict(row._mapping)
-
-
-# --- expansion ---------------------------------------------------------------------------------
-
-
-def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, staff_match_areas: bool = False,
-                  validity_s: float = 3600) -> int:
-    """Turn pending alert events into notifications (one per subscriber), in one transaction; return how many."""
-    created = 0
-    with engine.begin() as conn:
-        query = dialect.claimable(
-            sa.select(ev.c.id, ev.c.alert_id, ev.c.type, ev.c.level, ev.c.at, ev.c.reading)
-            .where(ev.c.dispatch == "pending").order_by(ev.c.id).limit(limit), conn)
-        events = conn.execute(query).fetchall()
-        for event in events:
-            created += _expand_event(conn, templates, zone, now, event, staff_match_areas, validity_s)
-        if events:
-            conn.execute(sa.update(ev).where(ev.c.id.in_([e.id for e in events])).values(dispatch="done"))
-    return created
-
-
-def _expand_event(conn, templates, zone, now, event, staff_match_areas: bool, validity_s: float) -> int:
-    """Create the notifications ``alerts.policy.decide`` asks for one event (none twice)."""
-    alert_row = conn.execute(
-        sa.select(al.c.id, al.c.station_id, al.c.kind, al.c.peak_level, al.c.exercise, al.c.ack_at, al.c.exercise_id,
-                  ex.c.residents.label("drill_residents"))
-        .outerjoin(ex, ex.c.id == al.c.exercise_id).where(al.c.id == event.alert_id)).first()
-    if alert_row is None:
-        return 0
-    station_row = _station(conn, alert_row.station_id)
-    alert, facts, station = _facts(alert_row, event, station_row)
-    if alert_row.kind == upstream.KIND:  # what the station's own alerts say now (they may silence the wave)
-        alert = dataclasses.replace(alert, **upstream.own_facts(conn, alert_row.station_id))
-    if policy.heeds_maintenance(drill=alert_row.exercise_id is not None) and in_maintenance(conn, alert_row.station_id, now):
-        station = dataclasses.replace(station, maintenance=True)
-    rules = station_rules(station_row)
-    notice = policy.decide(alert, facts, station, rules)
-    if notice is None:
-        return 0
-    if notice.suppressed:  # what residents would have been told, on the record (spec section 10)
-        record = {"event_id": event.id, "type": event.type, "notification": notice.kind}
-        insert_event(conn, alert_row.id, "suppressed", event.level, now, now, record, "none")
-    audience = subscribers.audience(conn, station_row.get("areas") or [], residents=notice.residents,
-                                    staff=notice.staff, staff_match_areas=staff_match_areas)
-    if not audience:
-        return 0
-    bodies: dict[str, str] = {}
-    rows = []
-    until = policy.valid_until(notice.kind, now, validity_s)
-    for person in audience:
-        language = person.language if person.language in templates.languages() else messages.DEFAULT_LANGUAGE
-        if language not in bodies:
-            bodies[language] = _render(templates, language, notice, alert, facts, station, rules, zone, event.id)
-        rows.append({
-            "event_id": event.id, "alert_id": alert_row.id, "subscriber_id": person.id, "phone": person.phone,
-            "language": language, "kind": notice.kind, "body": bodies[language], "status": "pending",
-            "priority": notice.priority, "attempts": 0, "created_at": now, "updated_at": now, "valid_until": until,
-        })
-    return len(conn.execute(dialect.insert_new(conn, n).returning(n.c.id), rows).all())
-
-
-def _facts(alert_row, event, station_row: dict):
-    """The policy's facts of one stored alert, event and station."""
-    alert = policy.AlertFacts(kind=alert_row.kind, peak=Level.parse(alert_row.peak_level),
-                              exercise=bool(alert_row.exercise), drill_residents=bool(alert_row.drill_residents),
-                              acknowledged=alert_row.ack_at is not None)
-    facts = policy.EventFacts(type=event.type, level=event.level, at=event.at, reading=event.reading)
-    return alert, facts, policy.StationFacts(station_row)
-
-
-def _render(templates, language, notice, alert, facts, station, rules, zone, event_id) -> str:
-    try:
-        return policy.notice_text(templates, language, notice, alert, facts, station, rules, zone)
-    except policy.RENDER_ERRORS:
-        log.exception("cannot render %s for event %s; sending a plain text", notice.template, event_id)
-        return policy.fallback_text(alert, facts, station)
-
-
-def broadcast_body(templates, language: str, message: str) -> str:
-    """An operator's message wrapped with the sender name (unless it already starts with it), GSM-7."""
-    text = " ".join(gsm7.sanitise(message).split())
-    if text.upper().startswith("BPBD LUTIM"):
-        return text
-    return messages.render(templates, "broadcast.wrapper", language, {"message": text})
-
-
-def expand_broadcasts(engine, templates, now: datetime, *, limit: int = 5) -> int:
-    """Turn pending broadcasts into notifications, in one transaction; return how many."""
-    created = 0
-    with engine.begin() as conn:
-        query = dialect.claimable(sa.select(bc).where(bc.c.dispatch == "pending").order_by(bc.c.id).limit(limit), conn)
-        pending = conn.execute(query).fetchall()
-        for broadcast in pending:
-            roles = broadcast.roles or ["resident", "staff"]
-            areas = broadcast.areas or None
-            audience = subscribers.audience(conn, areas, residents="resident" in roles, staff="staff" in roles,
-                                            staff_match_areas=True)
-            bodies: dict[str, str] = {}
-            rows = []
-            for person in audience:
-                language = person.language if person.language in templates.languages() else messages.DEFAULT_LANGUAGE
-                if language not in bodies:
-                    bodies[language] = broadcast_body(templates, language, broadcast.body)
-                rows.append({
-                    "broadcast_id": broadcast.id, "subscriber_id": person.id, "phone": person.phone,
-                    "language": language, "kind": "broadcast", "body": bodies[language], "status": "pending",
-                    "priority": priority.priority("broadcast"), "attempts": 0, "created_at": now, "updated_at": now,
-                })
-            if rows:
-                created += len(conn.execute(dialect.insert_new(conn, n).returning(n.c.id), rows).all())
-        if pending:
-            conn.execute(sa.update(bc).where(bc.c.id.in_([b.id for b in pending])).values(dispatch="done"))
-    return created
-
-
 # --- claims and outcomes -----------------------------------------------------------------------
 
 CLAIM_COLUMNS = (n.c.id, n.c.phone, n.c.body, n.c.attempts, n.c.created_at, n.c.subscriber_id, n.c.kind,
@@ -181,12 +55,19 @@ CLAIM_COLUMNS = (n.c.id, n.c.phone, n.c.body, n.c.attempts, n.c.created_at, n.c.
 def claim(engine, instance: str, count: int, now: datetime, provider: str | None = None) -> list:
     """Atomically move up to ``count`` due pending notifications to ``sending`` for ``instance`` (committed),
     recording ``provider`` as the one they will be tried at (the failover's first choice)."""
-    if count <= 0:
+    if count <= 0 or not _found(engine, sa.select(n.c.id).where(_due(now))):
         return []
     with engine.begin() as conn:
         due = dialect.claimable(sa.select(n.c.id).where(_due(now)).order_by(*CLAIM_ORDER).limit(count), conn)
         rows = conn.execute(_take(due, instance, now, provider)).fetchall()
     return sorted(rows, key=lambda r: (r.priority, r.created_at, r.id))
+
+
+def _found(engine, query) -> bool:
+    """True when ``query`` finds a row. A read first: on SQLite the write transaction that acts on it queues for the
+    lock behind the ingest's batches, and the pump looks many times a second (a freed sender, a wake-up)."""
+    with reads_only(), engine.connect() as conn:
+        return conn.execute(query.limit(1)).first() is not None
 
 
 def _due(now: datetime):
@@ -315,9 +196,11 @@ def recover_stale(engine, now: datetime, older_than: timedelta, dead_instances: 
     cond = n.c.claimed_at < now - older_than
     if dead_instances:
         cond = sa.or_(cond, n.c.claimed_by.in_(dead_instances))
+    cond = sa.and_(n.c.status == "sending", cond)
+    if not _found(engine, sa.select(n.c.id).where(cond)):
+        return 0
     with engine.begin() as conn:
-        return conn.execute(sa.update(n).where(n.c.status == "sending", cond)
-                            .values(status="unknown", next_attempt_at=now, updated_at=now)).rowcount
+        return conn.execute(sa.update(n).where(cond).values(status="unknown", next_attempt_at=now, updated_at=now)).rowcount
 
 
 def sending_instances(engine) -> list[str]:
@@ -328,12 +211,11 @@ def sending_instances(engine) -> list[str]:
 
 def claim_unknown(engine, count: int, now: datetime, lease: timedelta) -> list:
     """Take up to ``count`` unknown rows due for reconciliation; lease them for ``lease``."""
-    if count <= 0:
+    due_now = sa.and_(n.c.status == "unknown", sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
+    if count <= 0 or not _found(engine, sa.select(n.c.id).where(due_now)):
         return []
     with engine.begin() as conn:
-        due = dialect.claimable(
-            sa.select(n.c.id).where(n.c.status == "unknown", sa.or_(n.c.next_attempt_at.is_(None), n.c.next_attempt_at <= now))
-            .order_by(n.c.id).limit(count), conn)
+        due = dialect.claimable(sa.select(n.c.id).where(due_now).order_by(n.c.id).limit(count), conn)
         return conn.execute(
             sa.update(n).where(n.c.id.in_(due)).values(next_attempt_at=now + lease, updated_at=now)
             .returning(*CLAIM_COLUMNS)

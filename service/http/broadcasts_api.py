@@ -11,7 +11,7 @@ from alerts import gsm7
 from config.templates import default_templates
 from service import audit, subscribers
 from service.db import schema
-from service.dispatch.outbox import broadcast_body
+from service.dispatch.expansion import broadcast_body
 from service.http import services
 from service.http.auth import current_actor, require
 from service.http.errors import VALIDATION_TYPE, Problem, field_error

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from alerts import sirens as rules
 from sensors import topics
-from service.db.engine import begin_reads_only, end_reads_only
+from service.db.engine import reads_only
 from service.db.schema import siren_commands
 from service.sirens.plan import next_renewal, plan
 from service.sirens.state import siren_owners
@@ -68,22 +68,19 @@ class SirenController:
 
     def run_once(self, now: datetime) -> datetime | None:
         """One pass: new commands, publications and re-sends due, give-ups; return when the next is due."""
-        reading = begin_reads_only()  # SQLite: the look-ups of each pass never wait for the write lock
-        try:
-            with self.services.engine.connect() as conn:
-                needed = plan(conn, now, self.timeout_s, apply=False)
-        finally:
-            end_reads_only(reading)
+        # SQLite: the look-ups of each pass (at every alert event) never queue for the write lock.
+        with reads_only(), self.services.engine.connect() as conn:
+            needed = plan(conn, now, self.timeout_s, apply=False)
         if needed:
             with self.services.engine.begin() as conn:
                 plan(conn, now, self.timeout_s, apply=True)
         due = self._publish_due(now)
-        with self.services.engine.connect() as conn:
+        with reads_only(), self.services.engine.connect() as conn:
             renewal = next_renewal(conn, self.timeout_s)
         return min((t for t in (due, renewal) if t is not None), default=None)
 
     def _publish_due(self, now: datetime) -> datetime | None:
-        with self.services.engine.connect() as conn:
+        with reads_only(), self.services.engine.connect() as conn:  # a write turn only for what is due
             pending = conn.execute(sa.select(siren_commands).where(siren_commands.c.status == "pending")
                                    .order_by(siren_commands.c.created_at)).all()
             listed = set(siren_owners(conn)) if pending else set()

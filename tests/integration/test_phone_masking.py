@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from service import subscribers
 from service.db import schema
 from service.bootstrap import sms_dispatcher
-from service.dispatch import make_provider, outbox
+from service.dispatch import expansion, make_provider, outbox
 from service.http import create_app
 from service.tokens import create_token
 from sinks.twilio import FakeTwilio
@@ -71,7 +71,7 @@ def test_a_status_callback_quoting_the_number_is_stored_masked(database_url):
     services = make_services(database_url)
     warn_one_resident(services)
     now = datetime.now(timezone.utc)
-    assert outbox.expand_events(services.engine, _templates(), services.settings.tz, now) == 1
+    assert expansion.expand_events(services.engine, _templates(), services.settings.tz, now) == 1
     with services.engine.connect() as conn:
         notification_id = conn.execute(sa.select(n.c.id)).scalar_one()
     outbox.apply_status(services.engine, now, notification_id=notification_id, sid="SM" + "a" * 32,

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from alerts import priority
 from service.db import schema
-from service.dispatch import outbox
+from service.dispatch import expansion, outbox
 from tests.integration.test_dispatch import Alerts, _no_twilio_edge, _stop_dispatchers, add, dispatcher, fake, rows  # noqa: F401
 from tests.integration.test_dispatch import twilio_services
 
@@ -124,7 +124,7 @@ def test_a_warning_not_handed_over_within_its_validity_is_expired(database_url, 
     add(services, "0812-1111-0001")
     Alerts(services).event("raised", "awas", 3.3, 0.5)
     long_ago = datetime.now(timezone.utc) - timedelta(hours=2)  # expanded, then the provider refused for 2 h
-    outbox.expand_events(services.engine, dispatcher(services).templates, services.settings.tz, long_ago,
+    expansion.expand_events(services.engine, dispatcher(services).templates, services.settings.tz, long_ago,
                          validity_s=services.settings.sms_validity_s)
     assert dispatcher(services).run_until_idle() == {}
     ((status, valid_until),) = [(r.status, r.valid_until) for r in rows(services)]

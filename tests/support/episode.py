@@ -1,7 +1,7 @@
 """A flood episode with warned residents, built through the real ingest, alerting and outbox code.
 
 Readings go through ``Ingestor.ingest`` (with the arrival time the test chooses), the rules
-engine opens and closes the alert, the outbox expands its events into notifications, and the
+engine opens and closes the alert, the expansion turns its events into notifications, and the
 provider's answers are applied with ``outbox.mark_sent`` and ``outbox.apply_status`` at chosen
 times: so every figure of the report is known to the second.
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from config.templates import default_templates
 from service.db import schema
-from service.dispatch import outbox
+from service.dispatch import expansion, outbox
 from service.ingest import Message
 
 STATION = "PKR-LASKAP"  # warns Malili/Laskap and Malili/Pongkeru; thresholds 1.8 / 2.4 / 3.0 m
@@ -80,7 +80,7 @@ def ingest(services, t0: datetime, arrival_s: float = ARRIVAL_S) -> None:
 def deliver(services, arrival_s: float, failed_phone: str | None) -> dict[int, list[datetime]]:
     """Expand every event into SMS and play the provider: handed over, then delivered (one failure)."""
     engine = services.engine
-    outbox.expand_events(engine, default_templates(), services.settings.tz, services.clock(), limit=100)
+    expansion.expand_events(engine, default_templates(), services.settings.tz, services.clock(), limit=100)
     n, e = schema.notifications, schema.alert_events
     with engine.connect() as conn:
         rows = conn.execute(sa.select(n.c.id, n.c.event_id, n.c.phone, e.c.at).join(e, e.c.id == n.c.event_id)

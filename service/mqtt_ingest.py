@@ -166,6 +166,8 @@ class MqttIngest:
 
     # -- worker ------------------------------------------------------------------------------
 
+    _storing = False  # the worker has a batch in hand (the backlog session waits for that too)
+
     def _work(self) -> None:
         """Take messages in arrival order, commit them in batches, acknowledge after commit."""
         while True:
@@ -176,21 +178,26 @@ class MqttIngest:
                 continue
             # The collector waits until the batch is acknowledged and let go: a pass right after the
             # commit walked every message, result and sample of the batch, all about to die by count.
-            with collector_waits():
-                if self.backlog:
-                    self._commit_by_station_then_ack(batch)
-                else:
-                    self._commit_then_ack(batch)
-                batch = None
+            self._storing = True
+            try:
+                with collector_waits():
+                    if self.backlog:
+                        self._commit_by_station_then_ack(batch)
+                    else:
+                        self._commit_then_ack(batch)
+                    batch = None
+            finally:
+                self._storing = False
 
     def queued(self) -> int:
         """Messages received and not yet taken by the worker."""
         return self._queue.qsize()
 
     def wait_idle(self, timeout: float) -> None:
-        """Wait until no message is waiting for the worker (at most ``timeout``): the backlog session's courtesy."""
+        """Wait until the worker has nothing in hand or queued (at most ``timeout``): the backlog session's courtesy.
+        Not only the queue: a backlog transaction beside a live batch takes its write turns and half its CPU."""
         deadline = time.monotonic() + timeout
-        while self._queue.qsize() and time.monotonic() < deadline and not self._stopping.is_set():
+        while (self._storing or self._queue.qsize()) and time.monotonic() < deadline and not self._stopping.is_set():
             time.sleep(0.002)
 
     def _next_batch(self) -> list[tuple[mqtt.MQTTMessage, datetime]] | None:

@@ -165,14 +165,20 @@ class Dispatcher:
                 return left
             time.sleep(pause)
 
-    def expand(self) -> int:
+    def expand(self, claimed: list | None = None) -> int:
         """Turn pending events and broadcasts into notifications; return how many were created."""
-        engine, now = self.engine, self._now()
-        total = 0
+        # With ``claimed``, the rows free senders can take now are claimed in the events' transaction, into it: on
+        # SQLite each write transaction waits for the ingest's batch in hand; expansion and claim were two waits.
+        engine, now, total = self.engine, self._now(), 0
+        room = 0 if claimed is None or self.limiter.delay() > self.max_wait else self._free_slots()
+
+        def claim_here(conn) -> None:
+            claimed.extend(outbox.claim_on(conn, self.instance, room - len(claimed), self._now(),
+                                           self.provider.preferred()))
         while True:
             created = expansion.expand_events(engine, self.templates, self.tz, now,
-                                              staff_match_areas=self.staff_match_areas,
-                                              validity_s=self.validity_s, audiences=self.audiences)
+                                              staff_match_areas=self.staff_match_areas, validity_s=self.validity_s,
+                                              audiences=self.audiences, then=claim_here if room else None)
             created += expansion.expand_broadcasts(engine, self.templates, now, audiences=self.audiences)
             total += created
             if not expansion.waiting(engine):
@@ -199,7 +205,10 @@ class Dispatcher:
                 if looking:
                     self._queued.clear()
                     last_look = time.monotonic()
-                    self.expand()
+                    claimed: list = []
+                    self.expand(claimed)
+                    for row in claimed:
+                        self._submit(self._send_one, row)
                 if time.monotonic() - last_recover > max(5.0, self.poll_interval):
                     self.recover()
                     last_recover = time.monotonic()

@@ -53,9 +53,10 @@ def _station(conn, station_id: str) -> dict:
 
 
 def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, staff_match_areas: bool = False,
-                  validity_s: float = 3600, audiences: Audiences | None = None) -> int:
+                  validity_s: float = 3600, audiences: Audiences | None = None, then=None) -> int:
     """Turn pending alert events into notifications (one per subscriber), in one transaction; return how many.
-    ``audiences``: the caller's index of who can be told, kept between calls (else one is read for this call)."""
+    ``audiences``: the caller's index of who can be told, kept between calls (else one is read for this call);
+    ``then(conn)`` runs in the same transaction after the events were expanded (the dispatcher claims there)."""
     created, audiences = 0, audiences or Audiences()
     if not waiting(engine, PENDING_EVENTS):
         return 0
@@ -68,6 +69,8 @@ def expand_events(engine, templates, zone, now: datetime, *, limit: int = 20, st
             created += _expand_event(conn, templates, zone, now, event, staff_match_areas, validity_s, audiences)
         if events:
             conn.execute(sa.update(ev).where(ev.c.id.in_([e.id for e in events])).values(dispatch="done"))
+            if then is not None:
+                then(conn)
     return created
 
 

@@ -58,8 +58,15 @@ def claim(engine, instance: str, count: int, now: datetime, provider: str | None
     if count <= 0 or not _found(engine, sa.select(n.c.id).where(_due(now))):
         return []
     with engine.begin() as conn:
-        due = dialect.claimable(sa.select(n.c.id).where(_due(now)).order_by(*CLAIM_ORDER).limit(count), conn)
-        rows = conn.execute(_take(due, instance, now, provider)).fetchall()
+        return claim_on(conn, instance, count, now, provider)
+
+
+def claim_on(conn, instance: str, count: int, now: datetime, provider: str | None = None) -> list:
+    """``claim`` inside the caller's transaction (the expansion's: one write turn for a new warning's rows and their claim)."""
+    if count <= 0:
+        return []
+    due = dialect.claimable(sa.select(n.c.id).where(_due(now)).order_by(*CLAIM_ORDER).limit(count), conn)
+    rows = conn.execute(_take(due, instance, now, provider)).fetchall()
     return sorted(rows, key=lambda r: (r.priority, r.created_at, r.id))
 
 

@@ -44,9 +44,6 @@ class AcknowledgedSchema(ma.Schema):
 class AlertEventSchema(ma.Schema):
     """One change of an alert: raised, escalated, deescalated, acknowledged, cleared or reminded."""
 
-    class Meta:
-        ordered = True
-
     id = ma.fields.Integer()
     type = ma.fields.String()
     level = ma.fields.String()
@@ -60,9 +57,6 @@ class AlertEventSchema(ma.Schema):
 
 class AlertSchema(ma.Schema):
     """An alert (spec section 2)."""
-
-    class Meta:
-        ordered = True
 
     id = ma.fields.Integer()
     station_id = ma.fields.String()

@@ -25,9 +25,6 @@ class AuditArgs(PageArgs):
 class AuditSchema(ma.Schema):
     """One change: who, when, what, before and after."""
 
-    class Meta:
-        ordered = True
-
     id = ma.fields.Integer()
     at = UTCDateTime()
     actor = ma.fields.String()

@@ -33,9 +33,6 @@ class BroadcastIn(Strict):
 class BroadcastSchema(ma.Schema):
     """A recorded broadcast."""
 
-    class Meta:
-        ordered = True
-
     id = ma.fields.Integer()
     created_at = UTCDateTime()
     created_by = ma.fields.String()

@@ -31,9 +31,6 @@ class DeadLetterArgs(PageArgs):
 class RejectionSchema(ma.Schema):
     """One rejected sample (or the payload as a whole: index and metric null)."""
 
-    class Meta:
-        ordered = True
-
     index = ma.fields.Integer(allow_none=True, metadata={"description": "the sample's position in the payload"})
     metric = ma.fields.String(allow_none=True)
     reason = ma.fields.String()
@@ -44,9 +41,6 @@ class RejectionSchema(ma.Schema):
 class ReplaySchema(ma.Schema):
     """What ``ews dead-letters replay`` made of it."""
 
-    class Meta:
-        ordered = True
-
     stored = ma.fields.Integer()
     duplicates = ma.fields.Integer()
     rejected = ma.fields.Integer()
@@ -55,9 +49,6 @@ class ReplaySchema(ma.Schema):
 
 class DeadLetterSchema(ma.Schema):
     """One rejected payload."""
-
-    class Meta:
-        ordered = True
 
     id = ma.fields.Integer()
     received_at = UTCDateTime()

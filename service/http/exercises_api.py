@@ -44,9 +44,6 @@ class ExerciseCreateSchema(Strict):
 class ExerciseSchema(ma.Schema):
     """An exercise (spec section 10)."""
 
-    class Meta:
-        ordered = True
-
     id = ma.fields.Integer()
     stations = ma.fields.List(ma.fields.String())
     residents = ma.fields.Boolean()
@@ -59,9 +56,6 @@ class ExerciseSchema(ma.Schema):
 
 
 class ExerciseStationStatusSchema(ma.Schema):
-    class Meta:
-        ordered = True
-
     level = ma.fields.String()
     last_seen = UTCDateTime(allow_none=True)
     latest = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Dict())
@@ -83,9 +77,6 @@ class ExerciseReadingArgs(PageArgs):
 
 
 class ExerciseReadingSchema(ma.Schema):
-    class Meta:
-        ordered = True
-
     station_id = ma.fields.String()
     metric = ma.fields.String()
     ts = UTCDateTime()

@@ -29,9 +29,6 @@ class MaintenanceCreateSchema(Strict):
 class MaintenanceSchema(ma.Schema):
     """A maintenance window."""
 
-    class Meta:
-        ordered = True
-
     id = ma.fields.Integer()
     station_id = ma.fields.String()
     from_ = UTCDateTime(data_key="from", attribute="from")

@@ -24,9 +24,6 @@ blp = Blueprint("notifications", __name__, url_prefix="/api/v1/notifications",
 class NotificationSchema(ma.Schema):
     """One outgoing SMS and its delivery state (``phone`` only for operators and admins)."""
 
-    class Meta:
-        ordered = True
-
     id = ma.fields.Integer()
     alert_id = ma.fields.Integer(allow_none=True)
     event_id = ma.fields.Integer(allow_none=True)
@@ -67,9 +64,6 @@ class NotificationArgs(PageArgs):
 class QueueRankSchema(ma.Schema):
     """The messages of one priority not yet handed to the provider."""
 
-    class Meta:
-        ordered = True
-
     priority = ma.fields.Integer(metadata={"description": "0 (AWAS warning) goes first ... 7 (exercise) last"})
     name = ma.fields.String(metadata={"description": "warning_awas, warning_siaga, warning_waspada, reminder "
                                                      "(and all-clears), reply, broadcast, operational, exercise"})
@@ -81,9 +75,6 @@ class QueueRankSchema(ma.Schema):
 
 class QueueSchema(ma.Schema):
     """The outgoing queue by priority, most urgent first (spec section 10, "Urgent first")."""
-
-    class Meta:
-        ordered = True
 
     total = ma.fields.Integer()
     priorities = ma.fields.List(ma.fields.Nested(QueueRankSchema), metadata={

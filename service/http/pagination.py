@@ -61,7 +61,6 @@ def page_schema(item_schema: type[ma.Schema] | ma.Schema, name: str | None = Non
             {
                 "items": ma.fields.List(ma.fields.Nested(item_cls), required=True),
                 "next_cursor": ma.fields.String(allow_none=True, required=True),
-                "Meta": type("Meta", (), {"ordered": True}),
             },
         )
     return _page_schemas[name]

@@ -39,9 +39,6 @@ class ReadingArgs(PageArgs):
 
 
 class ReadingSchema(ma.Schema):
-    class Meta:
-        ordered = True
-
     ts = UTCDateTime()
     value = ma.fields.Float()
     metric = ma.fields.String(metadata={"description": "present when the list is not filtered by metric"})
@@ -53,27 +50,18 @@ class ReadingSchema(ma.Schema):
 
 
 class ReadingPageSchema(ma.Schema):
-    class Meta:
-        ordered = True
-
     items = ma.fields.List(ma.fields.Nested(ReadingSchema), required=True)
     next_cursor = ma.fields.String(allow_none=True, required=True)
     window = ma.fields.String(metadata={"description": "the window of `sum`, when asked for"})
 
 
 class AcceptedSchema(ma.Schema):
-    class Meta:
-        ordered = True
-
     metric = ma.fields.String()
     ts = UTCDateTime()
     value = ma.fields.Float()
 
 
 class RejectedSchema(ma.Schema):
-    class Meta:
-        ordered = True
-
     reason = ma.fields.String()
     detail = ma.fields.String()
     metric = ma.fields.String(allow_none=True)
@@ -81,9 +69,6 @@ class RejectedSchema(ma.Schema):
 
 
 class IngestResultSchema(ma.Schema):
-    class Meta:
-        ordered = True
-
     station_id = ma.fields.String()
     accepted = ma.fields.List(ma.fields.Nested(AcceptedSchema))
     duplicates = ma.fields.Integer()

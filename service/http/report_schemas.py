@@ -12,12 +12,7 @@ COUNTS = {"description": "SMS counted by delivery state (delivered, sent, undeli
                          "sending, unknown, then any other)"}
 
 
-class Ordered(ma.Schema):
-    class Meta:
-        ordered = True
-
-
-class WarningDelaySchema(Ordered):
+class WarningDelaySchema(ma.Schema):
     first = Seconds(allow_none=True, metadata={"description": "reading measured -> first SMS handed to the provider"})
     last = Seconds(allow_none=True, metadata={"description": "reading measured -> last SMS handed to the provider"})
 
@@ -32,14 +27,14 @@ class ReportEventSchema(AlertEventSchema):
     sms = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), metadata=COUNTS)
 
 
-class SmsPlaceSchema(Ordered):
+class SmsPlaceSchema(ma.Schema):
     kecamatan = ma.fields.String(allow_none=True)
     desa = ma.fields.String(allow_none=True, metadata={"description": "null: residents of the whole kecamatan"})
     messages = ma.fields.Integer()
     by_state = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), metadata=COUNTS)
 
 
-class SmsFailureSchema(Ordered):
+class SmsFailureSchema(ma.Schema):
     id = ma.fields.Integer()
     event_id = ma.fields.Integer(allow_none=True)
     phone = ma.fields.String(metadata={"description": "masked for every role, e.g. +62812****7890"})
@@ -49,7 +44,7 @@ class SmsFailureSchema(Ordered):
     desa = ma.fields.String(allow_none=True)
 
 
-class ReportSmsSchema(Ordered):
+class ReportSmsSchema(ma.Schema):
     total = ma.fields.Integer()
     by_state = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), metadata=COUNTS)
     by_kind = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(),
@@ -63,7 +58,7 @@ class ReportSmsSchema(Ordered):
                               metadata={"description": "failed and undelivered SMS (the first 100)"})
 
 
-class LeadTimeSchema(Ordered):
+class LeadTimeSchema(ma.Schema):
     """How long before the water came people knew: ``seconds = head_start_s - reading_delay_s - dispatch_delay_s``."""
 
     seconds = Seconds(allow_none=True, metadata={"description": "same as lead_time_s"})
@@ -82,7 +77,7 @@ class LeadTimeSchema(Ordered):
                                                                "(gateway backlog or replayed history)"})
 
 
-class ReportStationSchema(Ordered):
+class ReportStationSchema(ma.Schema):
     id = ma.fields.String()
     name = ma.fields.String(allow_none=True)
     river = ma.fields.String(allow_none=True)
@@ -96,7 +91,7 @@ class ReportStationSchema(Ordered):
     notify_from = ma.fields.String()
 
 
-class SeriesSchema(Ordered):
+class SeriesSchema(ma.Schema):
     metric = ma.fields.String(allow_none=True)
     unit = ma.fields.String()
     window = ma.fields.String(allow_none=True, metadata={"description": "rainfall: the rolling window charted"})
@@ -107,13 +102,13 @@ class SeriesSchema(Ordered):
     peak = ma.fields.Dict(allow_none=True, metadata={"description": "{value, ts}: the highest value of the episode"})
 
 
-class QualityMarkSchema(Ordered):
+class QualityMarkSchema(ma.Schema):
     ts = UTCDateTime()
     value = ma.fields.Float()
     quality = ma.fields.String(validate=ma.validate.OneOf(["doubtful", "spike"]))
 
 
-class AlertReportSchema(Ordered):
+class AlertReportSchema(ma.Schema):
     """The event report of one alert (spec section 14)."""
 
     alert = ma.fields.Nested(AlertSchema)
@@ -151,7 +146,7 @@ class SummaryArgs(ma.Schema):
                               metadata={"description": "csv: the episodes as CSV (also `Accept: text/csv`)"})
 
 
-class SummaryTotalsSchema(Ordered):
+class SummaryTotalsSchema(ma.Schema):
     episodes = ma.fields.Integer()
     by_peak_level = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
     stations = ma.fields.Integer()
@@ -166,7 +161,7 @@ class SummaryTotalsSchema(Ordered):
     late_readings = ma.fields.Integer(metadata={"description": "episodes whose warning came from late data"})
 
 
-class SummaryStationSchema(Ordered):
+class SummaryStationSchema(ma.Schema):
     station_id = ma.fields.String()
     station = ma.fields.String(allow_none=True)
     river = ma.fields.String(allow_none=True)
@@ -177,7 +172,7 @@ class SummaryStationSchema(Ordered):
     peak_at = UTCDateTime(allow_none=True)
 
 
-class SummaryEpisodeSchema(Ordered):
+class SummaryEpisodeSchema(ma.Schema):
     alert_id = ma.fields.Integer()
     station_id = ma.fields.String()
     station = ma.fields.String(allow_none=True)
@@ -201,7 +196,7 @@ class SummaryEpisodeSchema(Ordered):
     report = ma.fields.String(metadata={"description": "path of the episode's event report"})
 
 
-class PeriodSummarySchema(Ordered):
+class PeriodSummarySchema(ma.Schema):
     """The regency's episodes over a period (what BPBD's monthly report needs)."""
 
     from_ = UTCDateTime(data_key="from", attribute="from")

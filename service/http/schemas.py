@@ -40,7 +40,6 @@ class Strict(ma.Schema):
 
     class Meta:
         unknown = ma.RAISE
-        ordered = True
 
 
 _CONTROL = {chr(c) for c in range(0x20)} | {"\x7f"}

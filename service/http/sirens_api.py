@@ -40,9 +40,6 @@ class SirenCommandCreateSchema(Strict):
 class SirenCommandSchema(ma.Schema):
     """A command as stored: what was published, how often, and the siren's answer."""
 
-    class Meta:
-        ordered = True
-
     command_id = ma.fields.String()
     action = ma.fields.String()
     level = ma.fields.String(allow_none=True)
@@ -61,9 +58,6 @@ class SirenCommandSchema(ma.Schema):
 
 class SirenSchema(ma.Schema):
     """A siren (spec section 12)."""
-
-    class Meta:
-        ordered = True
 
     id = ma.fields.String()
     station_id = ma.fields.String()

@@ -121,18 +121,12 @@ class StationLatestSchema(ma.Schema):
 class StationMaintenanceSchema(ma.Schema):
     """The maintenance window in force (spec section 10): residents are told nothing of the station."""
 
-    class Meta:
-        ordered = True
-
     until = UTCDateTime()
     reason = ma.fields.String()
 
 
 class StationStatusSchema(ma.Schema):
     """What the station is doing now (from station_state)."""
-
-    class Meta:
-        ordered = True
 
     level = ma.fields.String()
     online = ma.fields.Boolean()
@@ -154,9 +148,6 @@ class DownstreamOutSchema(ma.Schema):
 
 
 class StationSirenOutSchema(ma.Schema):
-    class Meta:
-        ordered = True
-
     id = ma.fields.String()
     at = ma.fields.String()
     upstream = ma.fields.Boolean()
@@ -165,9 +156,6 @@ class StationSirenOutSchema(ma.Schema):
 
 class StationSchema(ma.Schema):
     """A station as the API returns it."""
-
-    class Meta:
-        ordered = True
 
     id = ma.fields.String()
     name = ma.fields.String()

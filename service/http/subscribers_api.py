@@ -36,9 +36,6 @@ class SubscriberAreaSchema(Strict):
 class SubscriberSchema(ma.Schema):
     """A subscriber as the API shows it."""
 
-    class Meta:
-        ordered = True
-
     id = ma.fields.Integer()
     phone = ma.fields.String(metadata={"description": "E.164"})
     name = ma.fields.String(allow_none=True)

@@ -22,9 +22,6 @@ blp = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens", description="AP
 class TokenSchema(ma.Schema):
     """A token as listed: never the token itself."""
 
-    class Meta:
-        ordered = True
-
     id = ma.fields.Integer()
     name = ma.fields.String()
     role = ma.fields.String()

@@ -19,9 +19,10 @@ from alerts.station_rules import patch_rules, replace_rules
 from service import alert_control, alert_views, alerting, audit, station_rules
 from service.db import schema
 from service.http import changing, services
-from service.http.auth import current_actor, require
+from service.http.auth import current_actor
 from service.http.errors import VALIDATION_TYPE, Problem, not_found_as_404
-from service.http.pagination import PageArgs, page_of, page_schema
+from service.http.pagination import PageArgs
+from service.http.routes import operation, paged_list, where_equal
 from service.http.schemas import Strict, UTCDateTime
 
 rules_blp = Blueprint("rules", __name__, url_prefix="/api/v1/stations",
@@ -171,7 +172,7 @@ def _change_rules(station_id: str, body: dict, *, patch: bool) -> dict:
 
 @rules_blp.route("/<station_id>/rules")
 class StationRules(MethodView):
-    @require("viewer")
+    @operation(rules_blp, "viewer", status=None)
     @rules_blp.doc(responses={"200": RULES_RESPONSE})
     def get(self, station_id):
         """The rules of a station (every key; `null` where switched off)."""
@@ -179,7 +180,7 @@ class StationRules(MethodView):
             row = _station_row(conn, station_id)
         return rules_to_doc(station_rules.station_rules(row._mapping))
 
-    @require("admin")
+    @operation(rules_blp, "admin", status=None)
     @rules_blp.doc(requestBody=RULES_DOC, responses={"200": RULES_RESPONSE})
     @rules_blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def put(self, station_id):
@@ -188,7 +189,7 @@ class StationRules(MethodView):
         left out take their documented defaults. 422 names every bad field. Judged from the next sample on."""
         return _change_rules(station_id, _rules_body(("application/json",)), patch=False)
 
-    @require("admin")
+    @operation(rules_blp, "admin", status=None)
     @rules_blp.doc(requestBody=RULES_PATCH, responses={"200": RULES_RESPONSE})
     @rules_blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
     def patch(self, station_id):
@@ -202,22 +203,17 @@ class StationRules(MethodView):
 
 @alerts_blp.route("")
 class Alerts(MethodView):
-    @require("viewer")
-    @alerts_blp.arguments(AlertListArgs, location="query")
-    @alerts_blp.response(200, page_schema(AlertSchema))
+    @paged_list(alerts_blp, "viewer", AlertListArgs, AlertSchema, order=(schema.alerts.c.opened_at, schema.alerts.c.id),
+                to_json=alert_views.alert_to_dict)
     def get(self, args):
         """Alerts, newest first; filter by `state`, `station_id`, `kind`, `exercise_id`."""
-        a = schema.alerts
         query = alert_views.alerts_query(args.get("state"), args.get("station_id"), args.get("exercise_id"))
-        if args.get("kind"):
-            query = query.where(a.c.kind == args["kind"])
-        return page_of(query, (a.c.opened_at, a.c.id), args, alert_views.alert_to_dict)
+        return where_equal(query, args, ("kind",))
 
 
 @alerts_blp.route("/<int:alert_id>")
 class AlertView(MethodView):
-    @require("viewer")
-    @alerts_blp.response(200, AlertDetailSchema)
+    @operation(alerts_blp, "viewer", 200, AlertDetailSchema)
     def get(self, alert_id):
         """One alert with its full event history, oldest first."""
         with services().engine.connect() as conn, not_found_as_404(f"No alert {alert_id}."):
@@ -226,10 +222,7 @@ class AlertView(MethodView):
 
 @alerts_blp.route("/<int:alert_id>/ack")
 class AlertAck(MethodView):
-    @require("operator")
-    @alerts_blp.arguments(AckSchema, required=False)
-    @alerts_blp.response(200, AlertDetailSchema)
-    @alerts_blp.alt_response(409, response="CONFLICT")
+    @operation(alerts_blp, "operator", 200, AlertDetailSchema, body=AckSchema, body_required=False, conflict=True)
     def post(self, data, alert_id):
         """Acknowledge an alert (operator), with an optional `note`; 409 if it was acknowledged before."""
         actor = current_actor()
@@ -242,10 +235,7 @@ class AlertAck(MethodView):
 
 @alerts_blp.route("/<int:alert_id>/close")
 class AlertClose(MethodView):
-    @require("operator")
-    @alerts_blp.arguments(CloseSchema)
-    @alerts_blp.response(200, AlertDetailSchema)
-    @alerts_blp.alt_response(409, response="CONFLICT")
+    @operation(alerts_blp, "operator", 200, AlertDetailSchema, body=CloseSchema, conflict=True)
     def post(self, data, alert_id):
         """Close an active alert by hand (operator) with a `reason`; residents get the all-clear only with `all_clear: true`."""
         actor = current_actor()

@@ -8,8 +8,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from service.db import schema
-from service.http.auth import require
-from service.http.pagination import PageArgs, page_of, page_schema
+from service.http.pagination import PageArgs
+from service.http.routes import paged_list, where_equal
 from service.http.schemas import Text, UTCDateTime
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Audit trail (admin)")
@@ -37,14 +37,8 @@ class AuditSchema(ma.Schema):
 
 @blp.route("")
 class Audit(MethodView):
-    @require("admin")
-    @blp.arguments(AuditArgs, location="query")
-    @blp.response(200, page_schema(AuditSchema))
+    @paged_list(blp, "admin", AuditArgs, AuditSchema, order=(schema.audit_log.c.id,),
+                to_json=lambda row: dict(row._mapping))
     def get(self, args):
         """The audit trail, newest first."""
-        a = schema.audit_log
-        query = sa.select(a)
-        for key in ("entity", "entity_id", "actor", "action"):
-            if args.get(key):
-                query = query.where(a.c[key] == args[key])
-        return page_of(query, (a.c.id,), args, lambda row: dict(row._mapping))
+        return where_equal(sa.select(schema.audit_log), args, ("entity", "entity_id", "actor", "action"))

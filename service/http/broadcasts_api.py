@@ -13,7 +13,8 @@ from service import audit, subscribers
 from service.db import schema
 from service.dispatch.expansion import broadcast_body
 from service.http import services
-from service.http.auth import current_actor, require
+from service.http.auth import current_actor
+from service.http.routes import operation
 from service.http.errors import VALIDATION_TYPE, Problem, field_error
 from service.http.schemas import Strict, UTCDateTime
 from service.http.subscribers_api import SubscriberAreaSchema
@@ -45,9 +46,7 @@ class BroadcastSchema(ma.Schema):
 
 @blp.route("")
 class Broadcasts(MethodView):
-    @require("operator")
-    @blp.arguments(BroadcastIn)
-    @blp.response(202, BroadcastSchema)
+    @operation(blp, "operator", 202, BroadcastSchema, body=BroadcastIn)
     def post(self, data):
         """Queue a message to the subscribers of ``areas`` (and ``roles``); opt-outs respected."""
         svc = services()

@@ -13,8 +13,8 @@ from flask_smorest import Blueprint
 
 from service import dead_letters as store
 from service.db import schema
-from service.http.auth import require
-from service.http.pagination import PageArgs, page_of, page_schema
+from service.http.pagination import PageArgs
+from service.http.routes import paged_list, where_equal
 from service.http.schemas import Text, UTCDateTime
 
 blp = Blueprint("dead_letters", __name__, url_prefix="/api/v1/dead-letters", description="Rejected input")
@@ -78,18 +78,14 @@ def dead_letter_json(row) -> dict:
 
 @blp.route("")
 class DeadLetters(MethodView):
-    @require("viewer")
-    @blp.arguments(DeadLetterArgs, location="query")
-    @blp.response(200, page_schema(DeadLetterSchema))
+    @paged_list(blp, "viewer", DeadLetterArgs, DeadLetterSchema, order=(schema.dead_letters.c.id,),
+                to_json=lambda row: dead_letter_json(row._mapping))
     def get(self, args):
         """Rejected payloads, newest first."""
         d = schema.dead_letters
-        query = sa.select(d)
+        query = where_equal(sa.select(d), args, ("station_id", "source"))
         if args.get("reason"):
             query = query.where(store.reason_filter(args["reason"]))
-        for key in ("station_id", "source"):
-            if args.get(key):
-                query = query.where(d.c[key] == args[key])
         if "replayed" in args:
             query = query.where(d.c.replayed_at.is_not(None) if args["replayed"] else d.c.replayed_at.is_(None))
-        return page_of(query, (d.c.id,), args, lambda row: dead_letter_json(row._mapping))
+        return query

@@ -16,9 +16,10 @@ from alerts.model import STORED_METRICS
 from service import audit, exercises
 from service.db import schema
 from service.http import changing, services
-from service.http.auth import current_actor, current_caller, require
+from service.http.auth import current_actor, current_caller
 from service.http.errors import Problem, not_found_as_404
-from service.http.pagination import PageArgs, keyset_page, page_of, page_schema
+from service.http.pagination import PageArgs, keyset_page, page_schema
+from service.http.routes import operation, paged_list, where_equal
 from service.http.schemas import Strict, Text, UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
 
@@ -90,17 +91,13 @@ def _load(conn, exercise_id: int) -> dict:
 
 @blp.route("")
 class Exercises(MethodView):
-    @require("viewer")
-    @blp.arguments(ExerciseListArgs, location="query")
-    @blp.response(200, page_schema(ExerciseSchema))
+    @paged_list(blp, "viewer", ExerciseListArgs, ExerciseSchema, order=(schema.exercises.c.id,),
+                to_json=exercises.to_dict)
     def get(self, args):
         """Exercises, newest first; `state=active|ended`."""
-        return page_of(exercises.list_query(args.get("state")), (schema.exercises.c.id,), args, exercises.to_dict)
+        return exercises.list_query(args.get("state"))
 
-    @require("operator")
-    @blp.arguments(ExerciseCreateSchema)
-    @blp.response(201, ExerciseSchema)
-    @blp.alt_response(409, response="CONFLICT")
+    @operation(blp, "operator", 201, ExerciseSchema, body=ExerciseCreateSchema, conflict=True)
     def post(self, data):
         """Start an exercise now (operator; `residents: true` admin only); 409 when a station is in a running one."""
         if data["residents"] and current_caller().role != "admin":
@@ -114,16 +111,13 @@ class Exercises(MethodView):
 
 @blp.route("/<int:exercise_id>")
 class ExerciseView(MethodView):
-    @require("viewer")
-    @blp.response(200, ExerciseDetailSchema)
+    @operation(blp, "viewer", 200, ExerciseDetailSchema)
     def get(self, exercise_id):
         """One exercise, with the exercise level of each station that sent drill readings."""
         with services().engine.connect() as conn:
             return {**_load(conn, exercise_id), "status": exercises.station_status(conn, exercise_id)}
 
-    @require("operator")
-    @blp.response(200, ExerciseSchema)
-    @blp.alt_response(409, response="CONFLICT")
+    @operation(blp, "operator", 200, ExerciseSchema, conflict=True)
     def delete(self, exercise_id):
         """End an exercise now (operator): its open alerts close with their all-clear; 409 if it has ended."""
         with changing() as (conn, now):  # AlreadyEnded is a 409 (service/http/errors.py)
@@ -137,17 +131,11 @@ class ExerciseView(MethodView):
 
 @blp.route("/<int:exercise_id>/readings")
 class ExerciseReadings(MethodView):
-    @require("viewer")
-    @blp.arguments(ExerciseReadingArgs, location="query")
-    @blp.response(200, page_schema(ExerciseReadingSchema))
+    @operation(blp, "viewer", 200, page_schema(ExerciseReadingSchema), query=ExerciseReadingArgs)
     def get(self, args, exercise_id):
         """The drill's own readings, newest first (never in a station's real readings)."""
         r = schema.exercise_readings
-        query = sa.select(r).where(r.c.exercise_id == exercise_id)
-        if args.get("station_id"):
-            query = query.where(r.c.station_id == args["station_id"])
-        if args.get("metric"):
-            query = query.where(r.c.metric == args["metric"])
+        query = where_equal(sa.select(r).where(r.c.exercise_id == exercise_id), args, ("station_id", "metric"))
         with services().engine.connect() as conn:
             _load(conn, exercise_id)
             rows, next_cursor = keyset_page(conn, query, (r.c.ts, r.c.id), args)

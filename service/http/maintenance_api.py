@@ -8,7 +8,8 @@ from flask_smorest import Blueprint
 
 from service import audit, maintenance
 from service.http import changing, services
-from service.http.auth import current_actor, require
+from service.http.auth import current_actor
+from service.http.routes import operation
 from service.http.errors import not_found_as_404
 from service.http.schemas import Strict, UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
@@ -50,18 +51,14 @@ class MaintenanceListArgs(ma.Schema):
 
 @blp.route("")
 class MaintenanceWindows(MethodView):
-    @require("viewer")
-    @blp.arguments(MaintenanceListArgs, location="query")
-    @blp.response(200, MaintenanceListSchema)
+    @operation(blp, "viewer", 200, MaintenanceListSchema, query=MaintenanceListArgs)
     def get(self, args):
         """Maintenance windows, newest first; `state=active|ended`."""
         svc = services()
         with svc.engine.connect() as conn:
             return {"items": maintenance.listing(conn, args.get("state"), svc.clock())}
 
-    @require("operator")
-    @blp.arguments(MaintenanceCreateSchema)
-    @blp.response(201, MaintenanceSchema)
+    @operation(blp, "operator", 201, MaintenanceSchema, body=MaintenanceCreateSchema)
     def post(self, data):
         """Open a window (operator): the station's readings are kept and judged, residents are told nothing."""
         with changing() as (conn, now):  # a FieldError is a 422 naming its field (service/http/errors.py)
@@ -73,9 +70,7 @@ class MaintenanceWindows(MethodView):
 
 @blp.route("/<int:window_id>")
 class MaintenanceWindow(MethodView):
-    @require("operator")
-    @blp.response(200, MaintenanceSchema)
-    @blp.alt_response(409, response="CONFLICT")
+    @operation(blp, "operator", 200, MaintenanceSchema, conflict=True)
     def delete(self, window_id):
         """End a window now (operator); an alert still at or above `notify_from` is then announced to residents."""
         with changing() as (conn, now):  # AlreadyEnded is a 409 (service/http/errors.py)

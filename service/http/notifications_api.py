@@ -10,8 +10,9 @@ from flask_smorest import Blueprint
 from service import notification_queue
 from service.db import schema
 from service.http import services
-from service.http.auth import current_caller, require
-from service.http.pagination import PageArgs, page_of, page_schema
+from service.http.auth import current_caller
+from service.http.pagination import PageArgs
+from service.http.routes import operation, paged_list, where_equal
 from service.http.schemas import UTCDateTime
 
 STATUSES = ("pending", "sending", "spooled", "sent", "delivered", "undelivered", "failed", "unknown", "superseded",
@@ -86,36 +87,28 @@ def _with_phone() -> bool:
     return caller is not None and caller.role in ("operator", "admin")
 
 
-def _listed(row, with_phone: bool) -> dict:
-    """A notification as listed: never its claim; its phone only with ``with_phone``."""
+def _listed(row) -> dict:
+    """A notification as listed: never its claim; its phone only for operators and admins."""
     item = dict(row._mapping)
     for private in ("claimed_by", "claimed_at"):
         item.pop(private, None)
-    if not with_phone:
+    if not _with_phone():
         item.pop("phone")
     return item
 
 
 @blp.route("")
 class Notifications(MethodView):
-    @require("viewer")
-    @blp.arguments(NotificationArgs, location="query")
-    @blp.response(200, page_schema(NotificationSchema))
+    @paged_list(blp, "viewer", NotificationArgs, NotificationSchema, order=(schema.notifications.c.id,),
+                to_json=_listed)
     def get(self, args):
         """Outgoing SMS, newest first; ``phone`` only for operators and admins."""
-        n = schema.notifications
-        query = sa.select(n)
-        for name in ("alert_id", "status", "subscriber_id", "broadcast_id"):
-            if args.get(name) is not None:
-                query = query.where(n.c[name] == args[name])
-        with_phone = _with_phone()
-        return page_of(query, (n.c.id,), args, lambda row: _listed(row, with_phone))
+        return where_equal(sa.select(schema.notifications), args, ("alert_id", "status", "subscriber_id", "broadcast_id"))
 
 
 @blp.route("/queue")
 class NotificationQueue(MethodView):
-    @require("viewer")
-    @blp.response(200, QueueSchema)
+    @operation(blp, "viewer", 200, QueueSchema)
     def get(self):
         """The SMS not yet handed to the provider, counted by priority, most urgent first (no phones, no bodies)."""
         with services().engine.connect() as conn:

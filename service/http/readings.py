@@ -15,7 +15,8 @@ from alerts.model import STORED_METRICS
 from service import tokens
 from service.db import schema
 from service.http import services
-from service.http.auth import current_caller, require
+from service.http.auth import current_caller
+from service.http.routes import operation
 from service.http.errors import VALIDATION_TYPE, Problem, field_error
 from service.http.pagination import PageArgs, keyset_page
 from service.http.schemas import UTCDateTime
@@ -127,9 +128,7 @@ def with_window_sums(conn, station_id: str, rows, window: timedelta) -> list[flo
 
 @blp.route("/<station_id>/readings")
 class Readings(MethodView):
-    @require("viewer")
-    @blp.arguments(ReadingArgs, location="query")
-    @blp.response(200, ReadingPageSchema)
+    @operation(blp, "viewer", 200, ReadingPageSchema, query=ReadingArgs)
     def get(self, args, station_id):
         """Readings of a station, newest first; ``window`` adds rolling rainfall sums."""
         metric = args.get("metric")
@@ -163,7 +162,7 @@ class Readings(MethodView):
             out["window"] = window
         return out
 
-    @require("gateway")
+    @operation(blp, "gateway", 200, IngestResultSchema)
     @blp.doc(requestBody={
         "required": True,
         "description": "The MQTT payload (spec section 1): one sample or an array of up to 1000.",
@@ -173,7 +172,6 @@ class Readings(MethodView):
                                          "example": {"ts": "2026-11-30T06:05:00Z", "seq": 10452,
                                                      "values": {"water_level": 2.43, "battery": 12.6}}}},
     })
-    @blp.response(200, IngestResultSchema)
     @blp.alt_response(422, response=HTTPStatus(422).name)
     def post(self, station_id):
         """Post samples over HTTP (gateway or admin). 200 lists what was accepted and rejected;

@@ -23,7 +23,8 @@ from flask_smorest import Blueprint
 from alerts.messages import tz_word
 from service import report_summary, reports
 from service.http import services
-from service.http.auth import authenticate, check_role, require
+from service.http.auth import authenticate, check_role
+from service.http.routes import operation
 from service.http.errors import Problem, field_error, not_found_as_404
 from service.http.report_links import verify
 from service.http.report_schemas import (
@@ -84,9 +85,7 @@ def _wants(*types: str) -> str | None:
 
 @blp.route("/alerts/<int:alert_id>/report")
 class AlertReport(MethodView):
-    @require("viewer")
-    @blp.arguments(ReportArgs, location="query")
-    @blp.response(200, AlertReportSchema)
+    @operation(blp, "viewer", 200, AlertReportSchema, query=ReportArgs)
     @blp.doc(responses={"200": {"content": {"application/json": {"schema": AlertReportSchema}, **HTML_CONTENT}}})
     @blp.alt_response(404, response="NOT_FOUND")
     def get(self, args, alert_id):
@@ -145,9 +144,7 @@ def _period(args, now):
 
 @blp.route("/reports")
 class PeriodReport(MethodView):
-    @require("viewer")
-    @blp.arguments(SummaryArgs, location="query")
-    @blp.response(200, PeriodSummarySchema)
+    @operation(blp, "viewer", 200, PeriodSummarySchema, query=SummaryArgs)
     @blp.doc(responses={"200": {"content": {"application/json": {"schema": PeriodSummarySchema},
                                             "text/csv": {"schema": {"type": "string"}}}}})
     def get(self, args):

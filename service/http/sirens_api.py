@@ -15,7 +15,8 @@ from alerts import sirens as siren_rules
 from service import audit
 from service.sirens import operators as sirens
 from service.http import changing, services
-from service.http.auth import current_actor, require
+from service.http.auth import current_actor
+from service.http.routes import operation
 from service.http.errors import Problem, not_found_as_404
 from service.http.pagination import PageArgs, decode_cursor, encode_cursor, page_schema
 from service.http.schemas import Strict
@@ -80,9 +81,7 @@ def _siren_id(siren_id: str) -> str:
 
 @blp.route("")
 class Sirens(MethodView):
-    @require("viewer")
-    @blp.arguments(PageArgs, location="query")
-    @blp.response(200, page_schema(SirenSchema))
+    @operation(blp, "viewer", 200, page_schema(SirenSchema), query=PageArgs)
     def get(self, args):
         """Every siren of the registry, by id, with its last command and its last ack."""
         after = decode_cursor(args["cursor"], ("id",))[0] if args.get("cursor") else None
@@ -93,8 +92,7 @@ class Sirens(MethodView):
 
 @blp.route("/<siren_id>")
 class SirenView(MethodView):
-    @require("viewer")
-    @blp.response(200, SirenSchema)
+    @operation(blp, "viewer", 200, SirenSchema)
     def get(self, siren_id):
         """One siren."""
         with services().engine.connect() as conn, not_found_as_404(f"No siren {siren_id!r}: no station lists it."):
@@ -103,10 +101,7 @@ class SirenView(MethodView):
 
 @blp.route("/<siren_id>/commands")
 class SirenCommands(MethodView):
-    @require("operator")
-    @blp.arguments(SirenCommandCreateSchema)
-    @blp.response(202, SirenCommandSchema)
-    @blp.alt_response(409, response="CONFLICT")
+    @operation(blp, "operator", 202, SirenCommandSchema, body=SirenCommandCreateSchema, conflict=True)
     def post(self, data, siren_id):
         """An operator's command (operator): stored, published by the siren controller, re-sent until answered; audited."""
         svc = services()

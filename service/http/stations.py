@@ -24,7 +24,8 @@ from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import changing, services
 from service.http.answers import SharedAnswers, respond
-from service.http.auth import current_actor, require
+from service.http.auth import current_actor
+from service.http.routes import operation
 from service.http.errors import VALIDATION_TYPE, Problem
 from service.http.pagination import keyset_page, page_schema
 from service.http.station_schemas import (
@@ -195,9 +196,7 @@ def _list_mark_query():
 
 @blp.route("")
 class Stations(MethodView):
-    @require("viewer")
-    @blp.arguments(StationListArgs, location="query")
-    @blp.response(200, page_schema(StationSchema))
+    @operation(blp, "viewer", 200, page_schema(StationSchema), query=StationListArgs)
     def get(self, args):
         """List stations (by id), each with its current status."""
         # Every dashboard and COC screen polls this list; it holds no personal data, so one
@@ -219,10 +218,7 @@ class Stations(MethodView):
         return {"items": [station_json(r, states.get(r.id), windows.get(r.id)) for r in rows],
                 "next_cursor": next_cursor}
 
-    @require("admin")
-    @blp.arguments(StationCreateSchema)
-    @blp.response(201, StationSchema)
-    @blp.alt_response(409, response="CONFLICT")
+    @operation(blp, "admin", 201, StationSchema, body=StationCreateSchema, conflict=True)
     def post(self, data):
         """Register a station (admin) with ``rules`` (a whole rules document) or the default rules."""
         svc = services()
@@ -256,16 +252,13 @@ class Stations(MethodView):
 
 @blp.route("/<station_id>")
 class StationView(MethodView):
-    @require("viewer")
-    @blp.response(200, StationSchema)
+    @operation(blp, "viewer", 200, StationSchema)
     def get(self, station_id):
         """One station with its current status."""
         with services().engine.connect() as conn:
             return load_station(conn, station_id)
 
-    @require("admin")
-    @blp.arguments(StationPatchSchema)
-    @blp.response(200, StationSchema)
+    @operation(blp, "admin", 200, StationSchema, body=StationPatchSchema)
     def patch(self, data, station_id):
         """Change fields of a station (admin); rules are changed with PUT /stations/{id}/rules."""
         svc = services()
@@ -285,9 +278,7 @@ class StationView(MethodView):
         _stations_changed(svc)
         return after
 
-    @require("admin")
-    @blp.response(204)
-    @blp.alt_response(409, response="CONFLICT")
+    @operation(blp, "admin", 204, conflict=True)
     def delete(self, station_id):
         """Remove a station (admin): refused with 409 while it has an active alert; readings and
         closed alerts are kept for the record."""

@@ -14,9 +14,10 @@ from flask_smorest import Blueprint
 from service import audit, phones, subscribers
 from service.db import schema
 from service.http import changing, services
-from service.http.auth import current_actor, require
+from service.http.auth import current_actor
 from service.http.errors import Problem, field_error
-from service.http.pagination import PageArgs, page_of, page_schema
+from service.http.pagination import PageArgs
+from service.http.routes import operation, paged_list, where_equal
 from service.http.schemas import Strict, UTCDateTime
 
 MAX_CSV_BYTES = 4 * 1024 * 1024
@@ -103,26 +104,18 @@ def _problem(exc: subscribers.SubscriberError) -> Problem:
 
 @blp.route("")
 class Subscribers(MethodView):
-    @require("operator")
-    @blp.arguments(SubscriberArgs, location="query")
-    @blp.response(200, page_schema(SubscriberSchema))
+    @paged_list(blp, "operator", SubscriberArgs, SubscriberSchema, order=(_table.c.id,), to_json=subscribers.to_json)
     def get(self, args):
         """List subscribers, newest first."""
-        query = sa.select(_table)
-        if "role" in args:
-            query = query.where(_table.c.role == args["role"])
-        if "opted_out" in args:
-            query = query.where(_table.c.opted_out == args["opted_out"])
+        query = where_equal(sa.select(_table), args, ("role", "opted_out"))
         if args.get("phone"):
             try:
                 query = query.where(_table.c.phone == phones.normalise(args["phone"]))
             except phones.InvalidPhone as exc:
                 raise field_error("phone", str(exc)) from None
-        return page_of(query, (_table.c.id,), args, subscribers.to_json)
+        return query
 
-    @require("operator")
-    @blp.arguments(SubscriberIn)
-    @blp.response(201, SubscriberSchema)
+    @operation(blp, "operator", 201, SubscriberSchema, body=SubscriberIn)
     def post(self, data):
         """Register a subscriber; 409 when the phone is already registered."""
         with changing() as (conn, now):
@@ -135,8 +128,7 @@ class Subscribers(MethodView):
 
 @blp.route("/<int:subscriber_id>")
 class SubscriberView(MethodView):
-    @require("operator")
-    @blp.response(200, SubscriberSchema)
+    @operation(blp, "operator", 200, SubscriberSchema)
     def get(self, subscriber_id):
         """One subscriber."""
         with services().engine.connect() as conn:
@@ -145,9 +137,7 @@ class SubscriberView(MethodView):
             raise Problem(404, f"No subscriber #{subscriber_id}.")
         return subscribers.to_json(row)
 
-    @require("operator")
-    @blp.arguments(SubscriberPatch)
-    @blp.response(200, SubscriberSchema)
+    @operation(blp, "operator", 200, SubscriberSchema, body=SubscriberPatch)
     def patch(self, data, subscriber_id):
         """Change a subscriber's phone, name, language, areas or role."""
         with changing() as (conn, now):
@@ -162,8 +152,7 @@ class SubscriberView(MethodView):
                          subscribers.to_json(before), subscribers.to_json(row), now)
         return subscribers.to_json(row)
 
-    @require("operator")
-    @blp.response(204)
+    @operation(blp, "operator", 204)
     def delete(self, subscriber_id):
         """Remove a subscriber (their past notifications stay)."""
         with changing() as (conn, now):
@@ -177,8 +166,7 @@ class SubscriberView(MethodView):
 
 @blp.route("/import")
 class SubscriberImport(MethodView):
-    @require("operator")
-    @blp.response(200, ImportResult)
+    @operation(blp, "operator", 200, ImportResult)
     @blp.doc(requestBody={"content": {
         "text/csv": {"schema": {"type": "string"}},
         "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},

@@ -10,9 +10,10 @@ from flask_smorest import Blueprint
 from service import audit
 from service.db import schema
 from service.http import changing, services
-from service.http.auth import current_actor, forget_tokens, require
+from service.http.auth import current_actor, forget_tokens
 from service.http.errors import Problem, field_error
-from service.http.pagination import PageArgs, page_of, page_schema
+from service.http.pagination import PageArgs
+from service.http.routes import operation, paged_list
 from service.http.schemas import Strict, Text, UTCDateTime
 from service.tokens import ROLES, TokenError, create_token
 
@@ -64,17 +65,12 @@ def token_json(row) -> dict:
 
 @blp.route("")
 class Tokens(MethodView):
-    @require("admin")
-    @blp.arguments(PageArgs, location="query")
-    @blp.response(200, page_schema(TokenSchema))
+    @paged_list(blp, "admin", PageArgs, TokenSchema, order=(schema.api_tokens.c.id,), to_json=token_json)
     def get(self, args):
         """List tokens, newest first."""
-        t = schema.api_tokens
-        return page_of(sa.select(t), (t.c.id,), args, token_json)
+        return sa.select(schema.api_tokens)
 
-    @require("admin")
-    @blp.arguments(TokenIn)
-    @blp.response(201, NewTokenSchema)
+    @operation(blp, "admin", 201, NewTokenSchema, body=TokenIn)
     def post(self, data):
         """Create a token; the answer holds the token, which is not shown again."""
         svc = services()
@@ -96,8 +92,7 @@ class Tokens(MethodView):
 
 @blp.route("/<int(max=2147483647):token_id>")  # api_tokens.id is a 32-bit column
 class TokenView(MethodView):
-    @require("admin")
-    @blp.response(204)
+    @operation(blp, "admin", 204)
     def delete(self, token_id):
         """Revoke a token (it stays listed, with revoked_at)."""
         t = schema.api_tokens

@@ -11,16 +11,23 @@ How to add a route (for the other modules)
    should have in the OpenAPI document. A module that fails to import stops the app: no
    route is ever left out silently.
 3. In a view:
+   - its declaration: ``@operation(blp, role, status, Schema, query=Args, body=In, conflict=True)``
+     from ``service.http.routes`` (the role, ``"viewer"|"operator"|"admin"|"gateway"``, is applied
+     outermost, so a caller without a token gets 401/403 before the request is validated);
+     anything else it documents by hand (``@blp.doc``, another ``alt_response``) stands below it;
    - the wired services: ``services()`` from this package (``current_app.extensions["ews"]``);
-   - auth: ``@require("viewer"|"operator"|"admin"|"gateway")`` from ``service.http.auth``,
-     placed *outermost* (above ``@blp.arguments``); the caller for audit: ``current_actor()``;
+     the caller for audit: ``current_actor()`` from ``service.http.auth``;
    - errors: ``raise Problem(409, "why")`` or ``raise field_error("phone", "is not a number")``
      from ``service.http.errors``; webargs validation failures become 422 problems with
      ``errors: [{field, message}]`` by themselves, and so do a ``FieldError`` (422 naming its field)
      and a ``Conflict`` (409) from alerts/errors.py that a view lets through;
-   - lists: ``PageArgs``, ``page_schema`` and ``page_of`` (or ``keyset_page``) from ``service.http.pagination``;
-   - a change: ``with changing() as (conn, now):`` from this package (its transaction and time);
-     a ``LookupError`` as 404: ``with not_found_as_404("No thing 7."):`` from ``service.http.errors``;
+   - lists: ``@paged_list(blp, role, Args, ItemSchema, order=..., to_json=...)`` from
+     ``service.http.routes`` on a view that returns the query of what to list (``where_equal``
+     for its equality filters); ``PageArgs`` and ``keyset_page`` from ``service.http.pagination``
+     for a list that reads more in the same connection;
+   - a read: ``with reading() as conn:``; a change: ``with changing() as (conn, now):`` (its
+     transaction and time), both from this package; ``missing="No thing 7."`` makes a
+     ``LookupError`` in the block (what is asked for is not there) a 404 saying so;
    - audit: ``service.audit.record(conn, current_actor(), "update", "subscriber", id, before, after, now)``
      in the same transaction as the change.
    - times: ``service.http.schemas.UTCDateTime`` field (RFC 3339 with ``Z``).
@@ -29,17 +36,17 @@ Example::
 
     from flask.views import MethodView
     from flask_smorest import Blueprint
-    from service.http import services
-    from service.http.auth import require
+    from service.http import reading
+    from service.http.routes import operation
 
     blp = Blueprint("alerts", __name__, url_prefix="/api/v1/alerts", description="Alerts")
 
     @blp.route("/<int:alert_id>")
     class AlertView(MethodView):
-        @require("viewer")
-        @blp.response(200, AlertSchema)
+        @operation(blp, "viewer", 200, AlertSchema)
         def get(self, alert_id):
-            ...
+            with reading(missing=f"No alert {alert_id}.") as conn:
+                ...
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ from werkzeug.routing import IntegerConverter
 
 from service.db.engine import begin_reads_only, end_reads_only
 from service.http.auth import KnownTokens
-from service.http.errors import ProblemErrorSchema, register_error_handlers
+from service.http.errors import ProblemErrorSchema, not_found_as_404, register_error_handlers
 from service.http.openapi import DocumentConventions
 
 API_PREFIX = "/api/v1"
@@ -99,12 +106,26 @@ def services():
 
 
 @contextlib.contextmanager
-def changing() -> Iterator[tuple]:
-    """A change made through the API: its transaction and the one time it is made at, ``(conn, now)``."""
+def reading(missing: str | None = None) -> Iterator:
+    """A read through the API: its connection; with ``missing``, a ``LookupError`` in the block is a 404 saying so."""
+    with services().engine.connect() as conn, _missing_as_404(missing):
+        yield conn
+
+
+@contextlib.contextmanager
+def changing(missing: str | None = None) -> Iterator[tuple]:
+    """A change made through the API: its transaction and the one time it is made at, ``(conn, now)``.
+
+    With ``missing``, a ``LookupError`` in the block (what is changed is not there) is a 404 saying so.
+    """
     svc = services()
     now = svc.clock()
-    with svc.engine.begin() as conn:
+    with svc.engine.begin() as conn, _missing_as_404(missing):
         yield conn, now
+
+
+def _missing_as_404(missing: str | None):
+    return not_found_as_404(missing) if missing is not None else contextlib.nullcontext()
 
 
 def _read_only_for_safe_methods(app: Flask) -> None:

@@ -18,9 +18,9 @@ from alerts.rules import RulesError, rules_to_doc
 from alerts.station_rules import patch_rules, replace_rules
 from service import alert_control, alert_views, alerting, audit, station_rules
 from service.db import schema
-from service.http import changing, services
+from service.http import changing, reading, services
 from service.http.auth import current_actor
-from service.http.errors import VALIDATION_TYPE, Problem, not_found_as_404
+from service.http.errors import VALIDATION_TYPE, Problem
 from service.http.pagination import PageArgs
 from service.http.routes import operation, paged_list, where_equal
 from service.http.schemas import Strict, UTCDateTime
@@ -176,7 +176,7 @@ class StationRules(MethodView):
     @rules_blp.doc(responses={"200": RULES_RESPONSE})
     def get(self, station_id):
         """The rules of a station (every key; `null` where switched off)."""
-        with services().engine.connect() as conn:
+        with reading() as conn:
             row = _station_row(conn, station_id)
         return rules_to_doc(station_rules.station_rules(row._mapping))
 
@@ -216,7 +216,7 @@ class AlertView(MethodView):
     @operation(alerts_blp, "viewer", 200, AlertDetailSchema)
     def get(self, alert_id):
         """One alert with its full event history, oldest first."""
-        with services().engine.connect() as conn, not_found_as_404(f"No alert {alert_id}."):
+        with reading(missing=f"No alert {alert_id}.") as conn:
             return alert_views.get_alert(conn, alert_id)
 
 
@@ -226,9 +226,8 @@ class AlertAck(MethodView):
     def post(self, data, alert_id):
         """Acknowledge an alert (operator), with an optional `note`; 409 if it was acknowledged before."""
         actor = current_actor()
-        with changing() as (conn, now):  # AlreadyAcknowledged is a 409 (service/http/errors.py)
-            with not_found_as_404(f"No alert {alert_id}."):
-                doc = alerting.acknowledge(conn, alert_id, actor, (data or {}).get("note"), now)
+        with changing(missing=f"No alert {alert_id}.") as (conn, now):  # AlreadyAcknowledged: a 409 (http/errors.py)
+            doc = alerting.acknowledge(conn, alert_id, actor, (data or {}).get("note"), now)
             audit.record(conn, actor, "ack", "alert", alert_id, None, doc["acknowledged"], now)
         return doc
 
@@ -239,9 +238,8 @@ class AlertClose(MethodView):
     def post(self, data, alert_id):
         """Close an active alert by hand (operator) with a `reason`; residents get the all-clear only with `all_clear: true`."""
         actor = current_actor()
-        with changing() as (conn, now):  # AlreadyClosed is a 409 (service/http/errors.py)
-            with not_found_as_404(f"No alert {alert_id}."):
-                doc = alert_control.close(conn, alert_id, actor, data["reason"], now, all_clear=data["all_clear"])
+        with changing(missing=f"No alert {alert_id}.") as (conn, now):  # AlreadyClosed: a 409 (http/errors.py)
+            doc = alert_control.close(conn, alert_id, actor, data["reason"], now, all_clear=data["all_clear"])
             audit.record(conn, actor, "close", "alert", alert_id, {"state": "active"},
                          {"state": "closed", "reason": data["reason"], "all_clear": data["all_clear"]}, now)
         wake = services().wake

@@ -15,9 +15,9 @@ from flask_smorest import Blueprint
 from alerts.model import STORED_METRICS
 from service import audit, exercises
 from service.db import schema
-from service.http import changing, services
+from service.http import changing, reading, services
 from service.http.auth import current_actor, current_caller
-from service.http.errors import Problem, not_found_as_404
+from service.http.errors import Problem
 from service.http.pagination import PageArgs, keyset_page, page_schema
 from service.http.routes import operation, paged_list, where_equal
 from service.http.schemas import Strict, Text, UTCDateTime
@@ -84,9 +84,8 @@ class ExerciseReadingSchema(ma.Schema):
     value = ma.fields.Float()
 
 
-def _load(conn, exercise_id: int) -> dict:
-    with not_found_as_404(f"No exercise {exercise_id}."):
-        return exercises.get(conn, exercise_id)
+def _missing(exercise_id: int) -> str:
+    return f"No exercise {exercise_id}."
 
 
 @blp.route("")
@@ -114,14 +113,14 @@ class ExerciseView(MethodView):
     @operation(blp, "viewer", 200, ExerciseDetailSchema)
     def get(self, exercise_id):
         """One exercise, with the exercise level of each station that sent drill readings."""
-        with services().engine.connect() as conn:
-            return {**_load(conn, exercise_id), "status": exercises.station_status(conn, exercise_id)}
+        with reading(missing=_missing(exercise_id)) as conn:
+            return {**exercises.get(conn, exercise_id), "status": exercises.station_status(conn, exercise_id)}
 
     @operation(blp, "operator", 200, ExerciseSchema, conflict=True)
     def delete(self, exercise_id):
         """End an exercise now (operator): its open alerts close with their all-clear; 409 if it has ended."""
-        with changing() as (conn, now):  # AlreadyEnded is a 409 (service/http/errors.py)
-            before = _load(conn, exercise_id)
+        with changing(missing=_missing(exercise_id)) as (conn, now):  # AlreadyEnded is a 409 (http/errors.py)
+            before = exercises.get(conn, exercise_id)
             ended, events = exercises.end(conn, exercise_id, by=current_actor(), now=now)
             audit.record(conn, current_actor(), "end", "exercise", exercise_id, before, ended, now)
         if events:
@@ -136,8 +135,8 @@ class ExerciseReadings(MethodView):
         """The drill's own readings, newest first (never in a station's real readings)."""
         r = schema.exercise_readings
         query = where_equal(sa.select(r).where(r.c.exercise_id == exercise_id), args, ("station_id", "metric"))
-        with services().engine.connect() as conn:
-            _load(conn, exercise_id)
+        with reading(missing=_missing(exercise_id)) as conn:
+            exercises.get(conn, exercise_id)
             rows, next_cursor = keyset_page(conn, query, (r.c.ts, r.c.id), args)
         items = [{"station_id": row.station_id, "metric": row.metric, "ts": row.ts, "value": row.value} for row in rows]
         return {"items": items, "next_cursor": next_cursor}

@@ -7,10 +7,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from service import audit, maintenance
-from service.http import changing, services
+from service.http import changing, reading, services
 from service.http.auth import current_actor
 from service.http.routes import operation
-from service.http.errors import not_found_as_404
 from service.http.schemas import Strict, UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
 
@@ -54,9 +53,8 @@ class MaintenanceWindows(MethodView):
     @operation(blp, "viewer", 200, MaintenanceListSchema, query=MaintenanceListArgs)
     def get(self, args):
         """Maintenance windows, newest first; `state=active|ended`."""
-        svc = services()
-        with svc.engine.connect() as conn:
-            return {"items": maintenance.listing(conn, args.get("state"), svc.clock())}
+        with reading() as conn:
+            return {"items": maintenance.listing(conn, args.get("state"), services().clock())}
 
     @operation(blp, "operator", 201, MaintenanceSchema, body=MaintenanceCreateSchema)
     def post(self, data):
@@ -73,10 +71,9 @@ class MaintenanceWindow(MethodView):
     @operation(blp, "operator", 200, MaintenanceSchema, conflict=True)
     def delete(self, window_id):
         """End a window now (operator); an alert still at or above `notify_from` is then announced to residents."""
-        with changing() as (conn, now):  # AlreadyEnded is a 409 (service/http/errors.py)
-            with not_found_as_404(f"No maintenance window {window_id}."):
-                before = maintenance.get(conn, window_id, now)
-                ended = maintenance.end(conn, window_id, current_actor(), now)
+        with changing(missing=f"No maintenance window {window_id}.") as (conn, now):  # AlreadyEnded: a 409 (errors.py)
+            before = maintenance.get(conn, window_id, now)
+            ended = maintenance.end(conn, window_id, current_actor(), now)
             audit.record(conn, current_actor(), "end", "maintenance", window_id, before, ended, now)
             announced = maintenance.announce_ended_now(conn, window_id, now)
         if announced:

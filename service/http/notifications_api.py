@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from service import notification_queue
 from service.db import schema
-from service.http import services
+from service.http import reading
 from service.http.auth import current_caller
 from service.http.pagination import PageArgs
 from service.http.routes import operation, paged_list, where_equal
@@ -111,5 +111,5 @@ class NotificationQueue(MethodView):
     @operation(blp, "viewer", 200, QueueSchema)
     def get(self):
         """The SMS not yet handed to the provider, counted by priority, most urgent first (no phones, no bodies)."""
-        with services().engine.connect() as conn:
+        with reading() as conn:
             return notification_queue.summary(conn)

@@ -25,7 +25,7 @@ from datetime import datetime
 import marshmallow as ma
 import sqlalchemy as sa
 
-from service.http import services
+from service.http import reading
 from service.http.errors import field_error
 
 DEFAULT_LIMIT = 100
@@ -122,7 +122,7 @@ def keyset_page(conn, query, columns, args: dict, *, descending: bool = True):
 
 def page_of(query, columns, args: dict, to_json) -> dict:
     """One page of ``query`` (newest first) as a list answer: ``{"items": [to_json(row), ...], "next_cursor"}``."""
-    with services().engine.connect() as conn:
+    with reading() as conn:
         rows, next_cursor = keyset_page(conn, query, columns, args)
     return {"items": [to_json(row) for row in rows], "next_cursor": next_cursor}
 

@@ -14,7 +14,7 @@ from flask_smorest import Blueprint
 from alerts.model import STORED_METRICS
 from service import tokens
 from service.db import schema
-from service.http import services
+from service.http import reading, services
 from service.http.auth import current_caller
 from service.http.routes import operation
 from service.http.errors import VALIDATION_TYPE, Problem, field_error
@@ -145,7 +145,7 @@ class Readings(MethodView):
             query = query.where(r.c.ts >= args["from_"])
         if args.get("to"):
             query = query.where(r.c.ts < args["to"])
-        with services().engine.connect() as conn:
+        with reading() as conn:
             _station_exists(conn, station_id)
             rows, next_cursor = keyset_page(conn, query, (r.c.ts, r.c.id), args, descending=args["order"] == "desc")
             sums = with_window_sums(conn, station_id, rows, WINDOWS[window]) if window else None
@@ -178,7 +178,7 @@ class Readings(MethodView):
         422 when nothing in the payload could be used; 404 (and a dead letter) for an unknown station.
         A gateway token gets 403 for a station outside its list, and nothing is stored."""
         svc = services()
-        with svc.engine.connect() as conn:
+        with reading() as conn:
             known = _station_known(conn, station_id)
         _check_gateway_scope(svc, current_caller(), station_id, known)
         result = svc.ingestor.ingest_http(station_id, request.get_data(cache=False))

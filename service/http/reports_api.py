@@ -22,10 +22,10 @@ from flask_smorest import Blueprint
 
 from alerts.messages import tz_word
 from service import report_summary, reports
-from service.http import services
+from service.http import reading, services
 from service.http.auth import authenticate, check_role
 from service.http.routes import operation
-from service.http.errors import Problem, field_error, not_found_as_404
+from service.http.errors import Problem, field_error
 from service.http.report_links import verify
 from service.http.report_schemas import (
     AlertReportSchema,
@@ -60,9 +60,8 @@ def _with_headers(response: Response) -> Response:
 
 
 def _report(alert_id: int):
-    svc = services()
-    with svc.engine.connect() as conn, not_found_as_404(f"No alert {alert_id}."):
-        return reports.alert_report(conn, alert_id, svc.clock())
+    with reading(missing=f"No alert {alert_id}.") as conn:
+        return reports.alert_report(conn, alert_id, services().clock())
 
 
 def _other_language_url(lang: str) -> str:
@@ -156,7 +155,7 @@ class PeriodReport(MethodView):
         svc = services()
         now = svc.clock()
         start, end = _period(args, now)
-        with svc.engine.connect() as conn:
+        with reading() as conn:
             doc = report_summary.period_summary(conn, start, end, now, svc.settings.timezone)
         wanted = args.get("format") or ("csv" if _wants("application/json", "text/csv") == "text/csv" else "json")
         if wanted == "csv":

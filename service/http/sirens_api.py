@@ -14,10 +14,10 @@ from flask_smorest import Blueprint
 from alerts import sirens as siren_rules
 from service import audit
 from service.sirens import operators as sirens
-from service.http import changing, services
+from service.http import changing, reading, services
 from service.http.auth import current_actor
 from service.http.routes import operation
-from service.http.errors import Problem, not_found_as_404
+from service.http.errors import Problem
 from service.http.pagination import PageArgs, decode_cursor, encode_cursor, page_schema
 from service.http.schemas import Strict
 from service.http.station_schemas import STATION_ID_RE
@@ -73,6 +73,10 @@ class SirenSchema(ma.Schema):
     last_ack = ma.fields.Dict(allow_none=True, metadata={"description": "{command_id, state, detail, at, action}"})
 
 
+def _no_siren(siren_id: str) -> str:
+    return f"No siren {siren_id!r}: no station lists it."
+
+
 def _siren_id(siren_id: str) -> str:
     if not STATION_ID_RE.match(siren_id):
         raise Problem(404, f"No siren {siren_id[:64]!r}.")
@@ -85,7 +89,7 @@ class Sirens(MethodView):
     def get(self, args):
         """Every siren of the registry, by id, with its last command and its last ack."""
         after = decode_cursor(args["cursor"], ("id",))[0] if args.get("cursor") else None
-        with services().engine.connect() as conn:
+        with reading() as conn:
             items, last = sirens.list_sirens(conn, after, int(args["limit"]))
         return {"items": items, "next_cursor": None if last is None else encode_cursor((last,))}
 
@@ -95,7 +99,7 @@ class SirenView(MethodView):
     @operation(blp, "viewer", 200, SirenSchema)
     def get(self, siren_id):
         """One siren."""
-        with services().engine.connect() as conn, not_found_as_404(f"No siren {siren_id!r}: no station lists it."):
+        with reading(missing=_no_siren(siren_id)) as conn:
             return sirens.get_siren(conn, _siren_id(siren_id))
 
 
@@ -105,10 +109,9 @@ class SirenCommands(MethodView):
     def post(self, data, siren_id):
         """An operator's command (operator): stored, published by the siren controller, re-sent until answered; audited."""
         svc = services()
-        with changing() as (conn, now):  # SirenBusy is a 409 (service/http/errors.py)
-            with not_found_as_404(f"No siren {siren_id!r}: no station lists it."):
-                command = sirens.operator_command(conn, _siren_id(siren_id), data["action"], data.get("duration_s"),
-                                                  current_actor(), now, svc.settings.siren_ack_timeout_s)
+        with changing(missing=_no_siren(siren_id)) as (conn, now):  # SirenBusy is a 409 (service/http/errors.py)
+            command = sirens.operator_command(conn, _siren_id(siren_id), data["action"], data.get("duration_s"),
+                                              current_actor(), now, svc.settings.siren_ack_timeout_s)
             audit.record(conn, current_actor(), "command", "siren", siren_id, None, command, now)
         svc.wake.sirens()
         return command

@@ -6,7 +6,7 @@ import re
 
 import marshmallow as ma
 
-from alerts.areas import MAX_POLYGON_POINTS, polygon_problem
+from alerts.areas import MAX_POLYGON_POINTS
 from alerts.cap import DEFAULT_RADIUS_KM
 from alerts.model import METRICS
 from alerts.segment import SMS_NAME_MAX, sms_name_problem

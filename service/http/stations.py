@@ -22,7 +22,7 @@ from service import audit, maintenance
 from service.sirens.state import siren_owners
 from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
-from service.http import changing, services
+from service.http import changing, reading, services
 from service.http.answers import SharedAnswers, respond
 from service.http.auth import current_actor
 from service.http.routes import operation
@@ -170,7 +170,7 @@ def _list_answers() -> SharedAnswers:
 
 def _list_mark():
     """What the station list shows may have changed when this does: states, registry, maintenance in force."""
-    with services().engine.connect() as conn:
+    with reading() as conn:
         return tuple(conn.execute(_list_mark_query(), {"now": services().clock()}).one())
 
 
@@ -210,7 +210,7 @@ class Stations(MethodView):
         query = sa.select(s)
         if args.get("kecamatan"):
             query = query.where(s.c.kecamatan == args["kecamatan"])
-        with services().engine.connect() as conn:
+        with reading() as conn:
             rows, next_cursor = keyset_page(conn, query, (s.c.id,), args, descending=False)
             ids = [r.id for r in rows]
             states = {r.station_id: r for r in conn.execute(sa.select(st).where(st.c.station_id.in_(ids)))} if ids else {}
@@ -255,7 +255,7 @@ class StationView(MethodView):
     @operation(blp, "viewer", 200, StationSchema)
     def get(self, station_id):
         """One station with its current status."""
-        with services().engine.connect() as conn:
+        with reading() as conn:
             return load_station(conn, station_id)
 
     @operation(blp, "admin", 200, StationSchema, body=StationPatchSchema)

@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 
 from service import audit, phones, subscribers
 from service.db import schema
-from service.http import changing, services
+from service.http import changing, reading
 from service.http.auth import current_actor
 from service.http.errors import Problem, field_error
 from service.http.pagination import PageArgs
@@ -102,6 +102,14 @@ def _problem(exc: subscribers.SubscriberError) -> Problem:
     return field_error(exc.field, exc.message)
 
 
+def _subscriber(conn, subscriber_id: int):
+    """The subscriber's row; a 404 problem when there is none."""
+    row = subscribers.get(conn, subscriber_id)
+    if row is None:
+        raise Problem(404, f"No subscriber #{subscriber_id}.")
+    return row
+
+
 @blp.route("")
 class Subscribers(MethodView):
     @paged_list(blp, "operator", SubscriberArgs, SubscriberSchema, order=(_table.c.id,), to_json=subscribers.to_json)
@@ -126,24 +134,20 @@ class Subscribers(MethodView):
             audit.record(conn, current_actor(), "create", "subscriber", row.id, None, subscribers.to_json(row), now)
         return subscribers.to_json(row)
 
+
 @blp.route("/<int:subscriber_id>")
 class SubscriberView(MethodView):
     @operation(blp, "operator", 200, SubscriberSchema)
     def get(self, subscriber_id):
         """One subscriber."""
-        with services().engine.connect() as conn:
-            row = subscribers.get(conn, subscriber_id)
-        if row is None:
-            raise Problem(404, f"No subscriber #{subscriber_id}.")
-        return subscribers.to_json(row)
+        with reading() as conn:
+            return subscribers.to_json(_subscriber(conn, subscriber_id))
 
     @operation(blp, "operator", 200, SubscriberSchema, body=SubscriberPatch)
     def patch(self, data, subscriber_id):
         """Change a subscriber's phone, name, language, areas or role."""
         with changing() as (conn, now):
-            before = subscribers.get(conn, subscriber_id)
-            if before is None:
-                raise Problem(404, f"No subscriber #{subscriber_id}.")
+            before = _subscriber(conn, subscriber_id)
             try:
                 row = subscribers.update(conn, subscriber_id, data, now)
             except subscribers.SubscriberError as exc:
@@ -156,13 +160,12 @@ class SubscriberView(MethodView):
     def delete(self, subscriber_id):
         """Remove a subscriber (their past notifications stay)."""
         with changing() as (conn, now):
-            before = subscribers.get(conn, subscriber_id)
-            if before is None:
-                raise Problem(404, f"No subscriber #{subscriber_id}.")
+            before = _subscriber(conn, subscriber_id)
             subscribers.delete(conn, subscriber_id)
             audit.record(conn, current_actor(), "delete", "subscriber", subscriber_id,
                          subscribers.to_json(before), None, now)
         return None
+
 
 @blp.route("/import")
 class SubscriberImport(MethodView):

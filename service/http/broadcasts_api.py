@@ -14,8 +14,8 @@ from service.db import schema
 from service.dispatch.expansion import broadcast_body
 from service.http import services
 from service.http.auth import current_actor
-from service.http.routes import operation
 from service.http.errors import VALIDATION_TYPE, Problem, field_error
+from service.http.routes import operation
 from service.http.schemas import Strict, UTCDateTime
 from service.http.subscribers_api import SubscriberAreaSchema
 

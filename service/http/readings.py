@@ -16,9 +16,9 @@ from service import tokens
 from service.db import schema
 from service.http import reading, services
 from service.http.auth import current_caller
-from service.http.routes import operation
 from service.http.errors import VALIDATION_TYPE, Problem, field_error
 from service.http.pagination import PageArgs, keyset_page
+from service.http.routes import operation
 from service.http.schemas import UTCDateTime
 from service.http.station_schemas import STATION_ID_RE
 

@@ -24,9 +24,9 @@ from alerts.messages import tz_word
 from service import report_summary, reports
 from service.http import reading, services
 from service.http.auth import authenticate, check_role
-from service.http.routes import operation
 from service.http.errors import Problem, field_error
 from service.http.report_links import verify
+from service.http.routes import operation
 from service.http.report_schemas import (
     AlertReportSchema,
     HtmlReportArgs,

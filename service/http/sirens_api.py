@@ -16,9 +16,9 @@ from service import audit
 from service.sirens import operators as sirens
 from service.http import changing, reading, services
 from service.http.auth import current_actor
-from service.http.routes import operation
 from service.http.errors import Problem
 from service.http.pagination import PageArgs, decode_cursor, encode_cursor, page_schema
+from service.http.routes import operation
 from service.http.schemas import Strict
 from service.http.station_schemas import STATION_ID_RE
 

@@ -25,9 +25,9 @@ from service.db import schema
 from service.http import changing, reading, services
 from service.http.answers import SharedAnswers, respond
 from service.http.auth import current_actor
-from service.http.routes import operation
 from service.http.errors import VALIDATION_TYPE, Problem
 from service.http.pagination import keyset_page, page_schema
+from service.http.routes import operation
 from service.http.station_schemas import (
     EDITABLE,
     STATION_ID_RE,

@@ -63,7 +63,9 @@ def not_found_as_404(detail: str) -> Iterator[None]:
     """Answer a ``LookupError`` raised in the block (what is asked for is not there) as a 404 with ``detail``."""
     try:
         yield
-    except LookupError:
+    except LookupError as missing:
+        if isinstance(missing, (KeyError, IndexError)):
+            raise  # a slip in our code, not an absent record: a 500, never a misleading 404
         raise Problem(404, detail) from None
 
 

@@ -15,6 +15,7 @@ others get the answer in hand (at most one check old). ``clear()`` drops every a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import threading
 import time
@@ -93,9 +94,10 @@ class SharedAnswers:
 
     def answer(self, key: Hashable, mark: Callable[[], object], build: Callable[[], bytes]) -> Answer:
         """The answer for ``key``: the one held, or (when ``mark()`` moved or it aged) a new one from ``build()``."""
+        answer = self.held(key)
+        if answer is not None:
+            return answer
         held = self._held.get(key)
-        if held is not None and held.checked_until > time.monotonic() and held.commits == self.commits():
-            return held.answer
         if held is not None and not self._lock.acquire(blocking=False):
             return held.answer  # another request is checking or rebuilding: serve the answer in hand meanwhile
         if held is None:
@@ -104,6 +106,13 @@ class SharedAnswers:
             return self._check(key, mark, build)
         finally:
             self._lock.release()
+
+    def held(self, key: Hashable) -> Answer | None:
+        """The answer for ``key`` if one is held and needs no check yet, else None."""
+        held = self._held.get(key)
+        if held is not None and held.checked_until > time.monotonic() and held.commits == self.commits():
+            return held.answer
+        return None
 
     def _check(self, key: Hashable, mark: Callable[[], object], build: Callable[[], bytes]) -> Answer:
         """Ask the mark (holding the lock); rebuild when it moved or the answer aged."""
@@ -122,6 +131,23 @@ class SharedAnswers:
     def clear(self) -> None:
         """Forget every answer (this process changed what they show)."""
         self._held = {}
+
+
+def serve_held(answers_of: Callable[[], SharedAnswers]):
+    """Decorator, below ``require``: a held answer for the request's query string is returned before the
+    view's arguments are parsed again (an answer is only kept for a query string its view accepted)."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            from flask import request
+
+            answer = answers_of().held(request.query_string)
+            return view(*args, **kwargs) if answer is None else respond(answer)
+
+        return wrapper
+
+    return decorator
 
 
 def respond(answer: Answer, headers: dict[str, str] | None = None):

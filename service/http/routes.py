@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import functools
 
+from service.http.answers import serve_held
 from service.http.auth import require
 from service.http.pagination import page_of, page_schema
 
 
 def operation(blp, role: str, status: int | None = 200, answer=None, *, query=None, body=None,
-              body_required: bool = True, conflict: bool = False):
+              body_required: bool = True, conflict: bool = False, held=None):
     """A view of ``blp`` for ``role``: its ``query`` arguments, its ``body``, its ``status`` answer and a 409.
 
     ``answer`` is the schema of the ``status`` answer (none for a 204); ``status=None`` leaves the
-    answer to the route's own ``@blp.doc``. ``conflict``: the view may answer 409.
+    answer to the route's own ``@blp.doc``. ``conflict``: the view may answer 409. ``held``: the
+    view's ``SharedAnswers`` (a callable giving them); one held for the query string is returned
+    before the arguments are parsed again (``service.http.answers.serve_held``).
     """
     def decorate(view):
         if conflict:
@@ -40,6 +43,8 @@ def operation(blp, role: str, status: int | None = 200, answer=None, *, query=No
             view = blp.arguments(body, required=body_required)(view)
         if query is not None:
             view = blp.arguments(query, location="query")(view)
+        if held is not None:
+            view = serve_held(held)(view)
         return require(role)(view)
 
     return decorate

@@ -196,7 +196,7 @@ def _list_mark_query():
 
 @blp.route("")
 class Stations(MethodView):
-    @operation(blp, "viewer", 200, page_schema(StationSchema), query=StationListArgs)
+    @operation(blp, "viewer", 200, page_schema(StationSchema), query=StationListArgs, held=lambda: _list_answers())
     def get(self, args):
         """List stations (by id), each with its current status."""
         # Every dashboard and COC screen polls this list; it holds no personal data, so one

@@ -21,9 +21,8 @@ from alerts.times import rfc3339
 from service import maintenance
 from service.station_rules import station_rules
 from service.db import schema
+from service.web import trends
 
-# A water level moving less than this in an hour is "steady" (gauges read to the centimetre).
-STEADY_M_PER_H = 0.02
 SERIES_HOURS = (6, 12, 24, 48, 72, 168)
 DELIVERED = ("delivered",)
 FAILED = ("failed", "undelivered")
@@ -49,11 +48,15 @@ def primary_metric(metrics: list[str]) -> str | None:
     return None
 
 
-def thresholds(rules: dict | None, metric: str | None) -> dict:
-    """The warning thresholds of ``metric`` in the station's rules (levels not used are left out)."""
+def thresholds(rules: dict | str | None, metric: str | None) -> dict:
+    """The warning thresholds of ``metric`` in the station's rules (levels not used are left out).
+
+    ``rules``: the document, or its JSON text as stored (the public view reads it so: no decoding).
+    """
     # Completing and parsing a rules document costs more than everything else the public view does
     # for a station, and the view is rebuilt every second: each distinct document is done once.
-    return copy.deepcopy(_thresholds(json.dumps(rules, sort_keys=True), metric))
+    key = rules if isinstance(rules, str) else json.dumps(rules, sort_keys=True)
+    return copy.deepcopy(_thresholds(key, metric))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -80,77 +83,29 @@ def _readings(conn, station_id: str, metric: str, since: datetime, until: dateti
     return conn.execute(query.order_by(r.c.ts)).all()
 
 
-def _water_trend(conn, station_id: str, latest: dict | None) -> dict | None:
-    """Change of the water level over the last hour before its latest reading (m per hour)."""
-    if not latest or latest.get("value") is None or not latest.get("ts"):
-        return None
-    try:
-        latest_ts = datetime.fromisoformat(str(latest["ts"]).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    earlier = conn.execute(_earlier_level_query(), {"station_id": station_id, "newest": latest_ts - timedelta(minutes=30),
-                                                    "oldest": latest_ts - timedelta(hours=2)}).first()
-    if earlier is None:
-        return None
-    hours = (latest_ts - earlier.ts).total_seconds() / 3600
-    per_hour = (float(latest["value"]) - earlier.value) / hours
-    direction = "steady" if abs(per_hour) < STEADY_M_PER_H else ("rising" if per_hour > 0 else "falling")
-    return {"direction": direction, "per_hour": round(per_hour, 3)}
-
-
-@functools.lru_cache(maxsize=1)
-def _earlier_level_query():
-    """The trend's reading, 30 minutes to 2 hours before the latest; built once (the view asks it per station)."""
-    r = schema.readings
-    return (sa.select(r.c.ts, r.c.value)
-            .where(r.c.station_id == sa.bindparam("station_id"), r.c.metric == "water_level",
-                   r.c.ts <= sa.bindparam("newest"), r.c.ts >= sa.bindparam("oldest"))
-            .order_by(r.c.ts.desc())
-            .limit(1))
-
-
-def _rain_sums(conn, station_id: str, now: datetime) -> dict:
-    """Rolling rainfall sums (mm) over the last 1 h, 3 h and 24 h of measurement time."""
-    sums = {}
-    for window, hours in (("1h", 1), ("3h", 3), ("24h", 24)):
-        total = conn.execute(_rain_sum_query(), {"station_id": station_id, "since": now - timedelta(hours=hours)})
-        sums[window] = round(float(total.scalar_one()), 1)
-    return sums
-
-
-@functools.lru_cache(maxsize=1)
-def _rain_sum_query():
-    r = schema.readings
-    return sa.select(sa.func.coalesce(sa.func.sum(r.c.value), 0.0)).where(
-        r.c.station_id == sa.bindparam("station_id"), r.c.metric == "rainfall", r.c.ts > sa.bindparam("since"))
-
-
 def station_rows(conn, now: datetime) -> list[dict]:
     """Every station in the spec's shape (with ``status``), plus thresholds, trend and rain sums."""
-    s, st = schema.stations, schema.station_state
-    rows = conn.execute(
-        sa.select(s, st.c.level, st.c.online, st.c.last_seen, st.c.latest)
-        .select_from(s.outerjoin(st, st.c.station_id == s.c.id))
-        .order_by(s.c.id)
-    ).all()
+    rows = conn.execute(_station_rows_query()).all()
     sirens = {r.siren_id: r for r in conn.execute(sa.select(schema.siren_state))}
     # A station under maintenance tells residents nothing: everyone sees until when (the reason is for staff).
     windows = maintenance.in_force(conn, [row.id for row in rows], now)
+    metric_of = {row.id: primary_metric(list(row.metrics or [])) for row in rows}
+    trend = trends.water_trends(conn, {row.id: (row.latest or {}).get("water_level")
+                                       for row in rows if metric_of[row.id] == "water_level"})
+    rain = trends.rain_sums(conn, [row.id for row in rows if metric_of[row.id] == "rainfall"], now)
     stations = []
     for row in rows:
-        metrics = list(row.metrics or [])
-        metric = primary_metric(metrics)
-        latest = row.latest or {}
+        metric = metric_of[row.id]
         station = {
             "id": row.id, "name": row.name, "river": row.river, "kecamatan": row.kecamatan, "desa": row.desa,
-            "lat": row.lat, "lon": row.lon, "metrics": metrics, "areas": row.areas or [],
+            "lat": row.lat, "lon": row.lon, "metrics": list(row.metrics or []), "areas": row.areas or [],
             "mm_per_tip": row.mm_per_tip, "expected_interval_s": row.expected_interval_s,
             "status": {
                 "level": row.level or "normal",
                 # No state row yet: the station has never reported, so it is not known to be online.
                 "online": bool(row.online) if row.level is not None else False,
                 "last_seen": rfc3339(row.last_seen),
-                "latest": latest,
+                "latest": row.latest or {},
             },
             "primary_metric": metric,
             "thresholds": thresholds(row.rules, metric),
@@ -159,11 +114,23 @@ def station_rows(conn, now: datetime) -> list[dict]:
             station["status"]["maintenance"] = {"until": windows[row.id]["until"]}
         station["sirens"] = [siren_view(siren, sirens.get(siren["id"]), now) for siren in row.sirens or []]
         if metric == "water_level":
-            station["trend"] = _water_trend(conn, row.id, latest.get("water_level"))
+            station["trend"] = trend[row.id]
         elif metric == "rainfall":
-            station["rain"] = _rain_sums(conn, row.id, now)
+            station["rain"] = rain[row.id]
         stations.append(station)
     return stations
+
+
+@functools.lru_cache(maxsize=1)
+def _station_rows_query():
+    """The stations and their states, the columns the view shows; the rules as stored text (thresholds() is keyed by it)."""
+    s, st = schema.stations, schema.station_state
+    shown = [s.c[name] for name in ("id", "name", "river", "kecamatan", "desa", "lat", "lon", "metrics", "areas",
+                                    "mm_per_tip", "expected_interval_s", "sirens")]
+    return (sa.select(*shown, sa.type_coerce(s.c.rules, sa.Text).label("rules"), st.c.level, st.c.online,
+                      st.c.last_seen, st.c.latest)
+            .select_from(s.outerjoin(st, st.c.station_id == s.c.id))
+            .order_by(s.c.id))
 
 
 def siren_view(siren: dict, state, now: datetime) -> dict:

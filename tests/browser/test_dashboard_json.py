@@ -184,3 +184,16 @@ def test_public_json_answers_304_until_this_process_commits_a_change(dash):
     changed = client.get("/dashboard/public.json", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
     assert {s["id"]: s["name"] for s in changed.get_json()["stations"]}["MLL-MALILI"] == "Pos Malili Baru"
+
+
+def test_trends_and_rain_sums_are_the_same_however_the_stations_are_chunked(dash, monkeypatch):
+    """The public view asks every station's trend in statements of TREND_CHUNK stations: the chunking changes nothing."""
+    from service.web import data, trends
+
+    services, _, _ = dash
+    now = datetime.now(timezone.utc)
+    whole = data.public_view(services.engine, now, "Asia/Makassar")["stations"]
+    monkeypatch.setattr(trends, "TREND_CHUNK", 2)
+    chunked = data.public_view(services.engine, now, "Asia/Makassar")["stations"]
+    assert [(s.get("trend"), s.get("rain")) for s in chunked] == [(s.get("trend"), s.get("rain")) for s in whole]
+    assert any(s.get("trend") for s in whole) and any(s.get("rain", {}).get("24h") for s in whole)

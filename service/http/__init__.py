@@ -61,6 +61,7 @@ from flask_smorest import Blueprint as ApiBlueprint
 from werkzeug.routing import IntegerConverter
 
 from service.db.engine import begin_reads_only, end_reads_only
+from service.http.answers import HeldBeneath
 from service.http.auth import KnownTokens
 from service.http.errors import ProblemErrorSchema, not_found_as_404, register_error_handlers
 from service.http.openapi import DocumentConventions
@@ -152,6 +153,7 @@ def create_app(services_) -> Flask:
     app.url_map.converters["int"] = BoundedIntConverter
     app.extensions["ews"] = services_
     app.extensions["ews_known_tokens"] = KnownTokens()
+    app.wsgi_app = app.extensions["ews_held_beneath"] = HeldBeneath(app.wsgi_app, app.extensions["ews_known_tokens"])
     app.json.sort_keys = False
     _read_only_for_safe_methods(app)
     app.config.update(

@@ -24,6 +24,8 @@ from collections.abc import Callable, Hashable
 
 from sqlalchemy import event
 
+from service.http.auth import held_check_allows
+
 MAX_ANSWERS = 256  # distinct query strings kept; more (a crawler's) start the collection afresh
 
 
@@ -148,6 +150,45 @@ def serve_held(answers_of: Callable[[], SharedAnswers]):
         return wrapper
 
     return decorator
+
+
+class HeldBeneath:
+    """WSGI wrapper of the app: a GET whose shared answer is held gets its bytes without Flask.
+
+    Screens poll the public dashboard document and the station list; once an answer is held,
+    Flask's request context, routing, argument parsing and response objects were most of what a
+    request cost in the interpreter. A route with roles is answered here only for a token checked
+    within ``TOKEN_RECHECK_SECONDS`` that holds one (``held_check_allows``). Anything else (another
+    method, ``If-None-Match``, a token to read or refuse, an answer to check or build) goes to the app.
+    """
+
+    def __init__(self, wsgi_app, known_tokens) -> None:
+        self.wsgi_app, self.known_tokens = wsgi_app, known_tokens
+        self._routes: dict[str, tuple] = {}
+
+    def serve(self, path: str, answers: SharedAnswers, key_of: Callable[[dict], Hashable], headers: dict[str, str],
+              roles: tuple[str, ...] = ()) -> None:
+        """Answer GET ``path`` from ``answers[key_of(environ)]`` while it is held, with ``headers`` besides its own."""
+        self._routes[path] = (answers, key_of, list(headers.items()), roles)
+
+    def __call__(self, environ, start_response):
+        route = self._routes.get(environ.get("PATH_INFO", ""))
+        if route is None or environ.get("REQUEST_METHOD") != "GET" or "HTTP_IF_NONE_MATCH" in environ:
+            return self.wsgi_app(environ, start_response)
+        answers, key_of, headers, roles = route
+        if roles and not held_check_allows(self.known_tokens, environ.get("HTTP_AUTHORIZATION", ""), roles):
+            return self.wsgi_app(environ, start_response)
+        answer = answers.held(key_of(environ))
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer.body))),
+                                  ("ETag", answer.etag), *headers])
+        return [answer.body]
+
+
+def query_string(environ) -> bytes:
+    """The request's query string as Flask's ``request.query_string`` gives it (a station list's answer key)."""
+    return environ.get("QUERY_STRING", "").encode("latin-1")
 
 
 def respond(answer: Answer, headers: dict[str, str] | None = None):

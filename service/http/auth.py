@@ -97,11 +97,10 @@ def authenticate() -> Caller:
     if "ews_caller" in g:
         return g.ews_caller
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
     if not header:
         raise _unauthorized("This endpoint needs an 'Authorization: Bearer <token>' header.", "")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(header)
+    if token is None:
         raise _unauthorized("The Authorization header must be 'Bearer <token>'.", "invalid_request")
     token_hash = hash_token(token)
     known = current_app.extensions["ews_known_tokens"]
@@ -112,6 +111,25 @@ def authenticate() -> Caller:
         known.keep(token_hash, caller, reading)
     g.ews_caller = caller
     return caller
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None when it is not one."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def held_check_allows(known: KnownTokens, header: str, roles: tuple[str, ...]) -> bool:
+    """True when ``header`` carries a token checked within ``TOKEN_RECHECK_SECONDS`` holding one of ``roles``.
+
+    No query: False means only "ask authenticate()" (which answers 401 or 403, or reads the row).
+    """
+    token = bearer_token(header)
+    if token is None:
+        return False
+    caller = known.caller(hash_token(token))
+    return caller is not None and caller.role in _allowed(roles)
 
 
 def _read_token(services, token_hash: str) -> Caller:

@@ -23,7 +23,7 @@ from service.sirens.state import siren_owners
 from service.station_rules import default_rules_doc, new_station_rules_doc
 from service.db import schema
 from service.http import changing, reading, services
-from service.http.answers import SharedAnswers, respond
+from service.http.answers import SharedAnswers, query_string, respond
 from service.http.auth import current_actor
 from service.http.errors import VALIDATION_TYPE, Problem
 from service.http.pagination import keyset_page, page_schema
@@ -162,10 +162,16 @@ LIST_CHECK_SECONDS = 1.0
 
 def _list_answers() -> SharedAnswers:
     """This app's station-list answers, shared by every caller (see service/http/answers.py)."""
-    answers = current_app.extensions.get("ews_station_list_answers")
-    if answers is None:
-        answers = current_app.extensions.setdefault("ews_station_list_answers", SharedAnswers(LIST_CHECK_SECONDS))
-    return answers
+    return current_app.extensions["ews_station_list_answers"]
+
+
+def _share_list_answers(state) -> None:
+    """One set of list answers per app; held ones are served beneath Flask to viewers (answers.HeldBeneath)."""
+    answers = state.app.extensions["ews_station_list_answers"] = SharedAnswers(LIST_CHECK_SECONDS)
+    state.app.extensions["ews_held_beneath"].serve("/api/v1/stations", answers, query_string, {}, ("viewer",))
+
+
+blp.record_once(_share_list_answers)
 
 
 def _list_mark():

@@ -42,6 +42,7 @@ ACTIONS = {"ack": CAN_ACK, "close": CAN_ACK, "maintenance": CAN_ACK}
 # once a second, or at the next request after this process committed anything; the document is
 # rebuilt when the mark moved or it is a second old (times in it age: rain windows, sirens, windows running out).
 SNAPSHOT_SECONDS = 1.0
+PUBLIC_HEADERS = {"Cache-Control": "no-store"}
 
 
 def _no_store(response):
@@ -55,6 +56,8 @@ def create_blueprint(services) -> Blueprint:
     views = _Views(services)
     bp.add_url_rule("/", "index", _index, methods=["GET"])
     bp.add_url_rule("/dashboard/public.json", "public_json", views.public_json, methods=["GET"])
+    bp.record_once(lambda state: state.app.extensions["ews_held_beneath"].serve(
+        "/dashboard/public.json", views.public, lambda _environ: None, PUBLIC_HEADERS))
     bp.add_url_rule("/dashboard/stations/<station_id>/series.json", "series_json", views.series_json, methods=["GET"])
     bp.add_url_rule("/dashboard/session.json", "session_json", views.session_json, methods=["GET"])
     return bp
@@ -88,7 +91,7 @@ class _Views:
         """Stations and active public alerts, for everyone (one shared answer, see SNAPSHOT_SECONDS)."""
         answer = self.public.answer(None, self._public_mark, lambda: current_app.json.dumps(
             data.public_view(self.services.engine, self.now(), self.tz_name())).encode())
-        return respond(answer, {"Cache-Control": "no-store"})
+        return respond(answer, PUBLIC_HEADERS)
 
     def _public_mark(self) -> tuple:
         """What the public document shows may have changed when this does."""

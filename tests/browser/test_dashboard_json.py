@@ -197,3 +197,13 @@ def test_trends_and_rain_sums_are_the_same_however_the_stations_are_chunked(dash
     chunked = data.public_view(services.engine, now, "Asia/Makassar")["stations"]
     assert [(s.get("trend"), s.get("rain")) for s in chunked] == [(s.get("trend"), s.get("rain")) for s in whole]
     assert any(s.get("trend") for s in whole) and any(s.get("rain", {}).get("24h") for s in whole)
+
+
+def test_the_held_public_answer_is_served_beneath_flask_as_flask_serves_it(dash, monkeypatch):
+    """Once held, public.json is answered by service.http.answers.HeldBeneath: the same status, headers and bytes."""
+    services, client, _ = dash
+    built = client.get("/dashboard/public.json")  # builds it, through Flask
+    monkeypatch.setattr("flask.Flask.full_dispatch_request", lambda self: pytest.fail("not beneath Flask"))
+    held = client.get("/dashboard/public.json")
+    assert held.status_code == built.status_code == 200 and held.get_data() == built.get_data()
+    assert sorted(held.headers.items()) == sorted(built.headers.items())

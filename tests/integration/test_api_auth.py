@@ -179,3 +179,24 @@ def test_the_station_list_answers_304_to_a_caller_holding_it(api):
     assert other.status_code == 200 and other.get_json() == first.get_json()
     # The token is checked before the answer: no token, no 304.
     assert api.client.get("/api/v1/stations?limit=5", headers={"If-None-Match": etag}).status_code == 401
+
+
+def test_a_held_station_list_is_served_beneath_flask_only_to_a_checked_viewer(api, monkeypatch):
+    """service.http.answers.HeldBeneath: the same bytes and headers as Flask's answer; every refusal still Flask's."""
+    import flask
+
+    api.app.extensions["ews_station_list_answers"].check_every = 60  # held for the whole test
+    api.app.extensions["ews_known_tokens"].recheck_s = 60
+    path = "/api/v1/stations?limit=5"
+    built = api.call("GET", path, "viewer")
+    through_flask = []
+    dispatch = flask.Flask.full_dispatch_request
+    monkeypatch.setattr(flask.Flask, "full_dispatch_request", lambda self: through_flask.append(1) or dispatch(self))
+    held = api.call("GET", path, "viewer")
+    assert through_flask == [] and held.status_code == built.status_code == 200
+    assert held.get_data() == built.get_data() and sorted(held.headers.items()) == sorted(built.headers.items())
+    assert api.call("GET", path, "gateway").status_code == 403
+    assert api.client.get(path).status_code == 401
+    assert api.client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert api.call("GET", path, "revoked").status_code == 401
+    assert len(through_flask) == 4

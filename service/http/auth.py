@@ -21,10 +21,12 @@ from service.http.errors import Problem
 from service.tokens import ROLES, SATISFIED_BY, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-# A checked token is trusted this long before its row is read again: a token revoked by another
-# instance or by `ews token revoke` stops working within it (one revoked through this process's
-# API, at once: see forget_tokens). A row per request was a third of a station-list request.
+# A checked token is trusted this long, for reads only, before its row is read again: a token revoked by
+# another instance or by `ews token revoke` stops reading within it (one revoked through this process's
+# API, at once: see forget_tokens); a change always reads the row. A row per request was a third of a
+# station-list request.
 TOKEN_RECHECK_SECONDS = 1.0
+READ_METHODS = frozenset({"GET", "HEAD"})  # the requests a recent check may serve (see authenticate)
 MAX_KNOWN_TOKENS = 1024  # distinct tokens held; more start the collection afresh
 _CHALLENGE = 'Bearer realm="ews"'
 
@@ -104,7 +106,9 @@ def authenticate() -> Caller:
         raise _unauthorized("The Authorization header must be 'Bearer <token>'.", "invalid_request")
     token_hash = hash_token(token)
     known = current_app.extensions["ews_known_tokens"]
-    caller = known.caller(token_hash)
+    # Only a read may trust a recent check: a change (anything but GET/HEAD) always reads the token's row, so a
+    # token revoked or downgraded a moment ago never changes what residents are told or what the system holds.
+    caller = known.caller(token_hash) if request.method in READ_METHODS else None
     if caller is None:
         reading = known.reading()
         caller = _read_token(current_app.extensions["ews"], token_hash)

@@ -155,6 +155,25 @@ def test_a_token_revoked_elsewhere_stops_working_within_the_recheck_bound(api):
     assert refused.status_code == 401 and refused.get_json()["detail"] == "The token has been revoked."
 
 
+def test_a_change_always_reads_the_token_row_so_a_downgrade_elsewhere_counts_at_once(api):
+    """A recent check serves reads only: an admin token made a viewer's by another instance cannot change anything."""
+    from service.tokens import create_token
+
+    api.app.extensions["ews_known_tokens"].recheck_s = 60  # the check is held for the whole test
+    token_id, token = create_token(api.services.engine, "admin", "downgraded by another instance")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.client.get("/api/v1/stations", headers=headers).status_code == 200
+    with api.services.engine.begin() as conn:  # as an admin's change in another process does it
+        conn.execute(sa.update(schema.api_tokens).where(schema.api_tokens.c.id == token_id).values(role="viewer"))
+    assert api.client.post("/api/v1/stations", json=NEW_STATION, headers=headers).status_code == 403
+    with api.services.engine.begin() as conn:
+        conn.execute(sa.update(schema.api_tokens).where(schema.api_tokens.c.id == token_id)
+                     .values(revoked_at=api.services.clock()))
+    assert api.client.post("/api/v1/stations", json=NEW_STATION, headers=headers).status_code == 401
+    with api.services.engine.connect() as conn:
+        assert conn.execute(sa.select(schema.stations.c.id).where(schema.stations.c.id == "NEW-1")).first() is None
+
+
 def test_a_token_row_read_while_tokens_were_forgotten_is_not_kept():
     """A row read before a revocation committed here may be the old one: it must not be trusted afterwards."""
     from service.http.auth import Caller, KnownTokens

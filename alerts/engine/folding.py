@@ -46,13 +46,18 @@ def fold(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> None
     if count:
         st["base_key"] = [horizon[count - 1][0], horizon[count - 1][1]]
         del horizon[:count]
-        _forget_marks(st, marks, st["base_key"][0])
+        _forget_marks(st, marks, st["base_key"])
 
 
-def _forget_marks(st: dict, marks: dict[int, str], until_ts: int) -> None:
-    """A folded sample's mark can no longer change, unless the base still holds it back."""
+def _forget_marks(st: dict, marks: dict[int, str], until: list) -> None:
+    """A folded sample's mark can no longer change, unless the base still holds it back.
+
+    ``until`` is the last entry in the base, by (time, metric): a stop can fall between two samples of the
+    same time (a battery reading before a water level), and the water level after it is not in the base yet.
+    """
     held = st["base"]["quality"]["pend"][0] if st["base"]["quality"]["pend"] is not None else None
-    for ts in [ts for ts in marks if ts <= until_ts and ts != held]:
+    last = (until[0], until[1])
+    for ts in [ts for ts in marks if (ts, "water_level") <= last and ts != held]:  # marks are water levels'
         del marks[ts]
 
 
@@ -102,7 +107,7 @@ def jump(st: dict, marks: dict[int, str]) -> None:
     del stops[:passed]
     st["base"], st["base_at"] = snap, at
     del horizon[:bisect_right(horizon, tuple(at), key=_entry_key)]
-    _forget_marks(st, marks, at[0])
+    _forget_marks(st, marks, at)
 
 
 def forget_stops_from(st: dict, key: list) -> None:
@@ -123,7 +128,7 @@ def settle(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> No
         for entry in horizon[:count]:
             apply_entry(st["base"], rules, entry, None, run)
         del horizon[:count]
-        _forget_marks(st, marks, key[0])
+        _forget_marks(st, marks, key)
     del st["base_at"], st["stops"]
 
 

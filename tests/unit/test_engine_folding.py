@@ -105,3 +105,15 @@ def test_a_deferred_state_cannot_be_forgotten_before_it_is_settled():
     else:
         raise AssertionError("forget took a deferred state")
     assert engine.levels_of(engine.forget(engine.settled(rules, state), "water_level"))["water_level"].label == "normal"
+
+
+def test_a_stop_between_two_samples_of_one_time_keeps_the_mark_of_the_water_level_after_it():
+    """A stop taken at a battery reading does not forget the doubtful mark of the water level of the same minute."""
+    batch = [Sample("ST", "water_level", at(122), 3.2), Sample("ST", "battery", at(164), 11.0),
+             Sample("ST", "water_level", at(164), 1.0), Sample("ST", "water_level", at(528), 3.2)]
+    exact = judge(WITH_CHECK, None, batch)
+    deferred = judge(WITH_CHECK, None, batch, take_state=True, defer_fold=True)
+    assert deferred.events == exact.events
+    assert deferred.state["base_at"] == [engine.micros(at(164)), "battery"]  # the case: a stop inside the minute
+    assert plain(engine.settled(WITH_CHECK, deferred.state)) == plain(exact.state)
+    assert exact.state["quality_marks"] == {str(engine.micros(at(164))): "doubtful"}

@@ -211,11 +211,11 @@ class RateLimiter:
             del self._starts[:bisect.bisect_right(self._starts, slot - 2 * self.pace.window)]
             # Slots exactly one window apart are the budget's own spacing (rate x interval = window): not one
             # window, whatever the rounding of the clock offset (``EDGE``).
-            held = [start for start in self._starts if slot - self.pace.window + EDGE < start <= slot]
-            if len(held) < self.pace.cap:
+            first = bisect.bisect_right(self._starts, slot - self.pace.window + EDGE)  # the starts are in order
+            if bisect.bisect_right(self._starts, slot) - first < self.pace.cap:
                 bisect.insort(self._starts, slot)
                 return True
-            wait = min(held) + self.pace.window - self.clock()
+            wait = self._starts[first] + self.pace.window - self.clock()
         self.budget.hold(wait)  # the next slot: when the oldest of them leaves the window
         return False
 

@@ -105,6 +105,18 @@ def raises(kind: str, station: StationFacts) -> bool:
     return not (station.maintenance and kind in NOT_RAISED_IN_MAINTENANCE)
 
 
+def battery_owed(rules: Rules, newest: Mapping | None, age_s: float | None) -> bool:
+    """Whether a window's end owes staff the battery alert it held back: the newest voltage, still fresh, is below ``low``.
+
+    During the window the engine judged the low voltage as always but no alert was opened; the
+    engine stays at that level and raises nothing more, so without this a supply still failing
+    after the repair would go unreported until it recovered and failed again.
+    """
+    if rules.battery is None or newest is None or age_s is None or age_s > rules.stale_after_s:
+        return False  # no rule, never measured, or so old that the offline check speaks for the station
+    return float(newest["value"]) < rules.battery.low
+
+
 def decide(alert: AlertFacts, event: EventFacts, station: StationFacts, rules: Rules) -> Notice | None:
     """The notice for ``event`` of ``alert`` at ``station`` under ``rules``, or None when nobody is told."""
     plan = _plan(alert, event, rules)

@@ -5,7 +5,8 @@ it reaches residents: the notification policy (``alerts.policy.decide``, told by
 ``StationFacts.maintenance``) turns each message to them into an event ``suppressed``; staff
 still get SIAGA and AWAS warnings, marked as under maintenance, and no offline alert is raised.
 When a window ends, ``announce_ended`` tells residents of each alert of the station still
-active at or above ``notify_from``, at its current level (event ``announced``).
+active at or above ``notify_from``, at its current level (event ``announced``), and staff of a
+supply still low (the battery alert the window held back).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from alerts import policy
 from alerts.errors import AlreadyEnded, FieldError
 from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS
@@ -131,7 +133,8 @@ def announce_ended_now(conn: Connection, window_id: int, now: datetime) -> int:
     since = conn.execute(sa.select(sa.func.min(mw.c.starts_at)).where(
         mw.c.station_id == window.station_id, mw.c.starts_at <= window.starts_at,
         mw.c.ends_at >= window.starts_at)).scalar() or window.starts_at
-    return _announce(conn, window.station_id, now) + _held_back_all_clears(conn, window.station_id, since, now)
+    return (_announce(conn, window.station_id, now) + _held_back_all_clears(conn, window.station_id, since, now)
+            + _held_back_battery(conn, window.station_id, now))
 
 
 def _announce(conn: Connection, station_id: str, now: datetime) -> int:
@@ -176,3 +179,26 @@ def _held_back_all_clears(conn: Connection, station_id: str, since, now: datetim
         alert_records.insert_event(conn, alert_id, "announced", Level.NORMAL.label, now, now, reading, "pending")
         count += 1
     return count
+
+
+def _held_back_battery(conn: Connection, station_id: str, now: datetime) -> int:
+    """Open the battery alert the window held back (staff are told) if the station's supply is still low; 1 if opened."""
+    station = conn.execute(sa.select(stations.c.id, stations.c.rules).where(stations.c.id == station_id)).first()
+    state = conn.execute(sa.select(station_state.c.latest).where(station_state.c.station_id == station_id)).first()
+    if station is None or state is None:
+        return 0
+    rules = station_rules(dict(station._mapping))
+    newest = (state.latest or {}).get("battery")
+    measured = None if newest is None else datetime.fromisoformat(newest["ts"])
+    age_s = None if measured is None else (now - measured).total_seconds()
+    if not policy.battery_owed(rules, newest, age_s) or alert_records.open_alert(conn, station_id, "battery", lock=True):
+        return 0
+    # The engine holds the station at this level and clears the alert when the supply recovers.
+    alert_id = conn.execute(sa.insert(alerts).values(
+        station_id=station_id, kind="battery", level=Level.WASPADA.label, peak_level=Level.WASPADA.label,
+        state="active", opened_at=now, last_notified_at=now)).inserted_primary_key[0]
+    reading = {"metric": "battery", "value": newest["value"], "ts": rfc3339(measured)}
+    notified = alert_records.notifies("battery", "raised", Level.WASPADA, Level.WASPADA, rules)
+    alert_records.insert_event(conn, alert_id, "raised", Level.WASPADA.label, now, now, reading,
+                               "pending" if notified else "none")
+    return 1

@@ -159,3 +159,41 @@ def test_residents_warned_before_a_window_get_the_all_clear_it_held_back_when_it
     assert all(b.startswith("BPBD LUTIM: Banjir") and "NORMAL" in b and "PEMELIHARAAN" not in b for b in bodies), bodies
     assert maintenance.announce_ended(api.services.engine, at(api, 5 * 3600)) == 0  # once
     assert events(api, alert.id).count(("announced", "normal")) == 1
+
+
+def battery_alerts(api):
+    with api.services.engine.connect() as conn:
+        return conn.execute(sa.select(schema.alerts).where(schema.alerts.c.kind == "battery")
+                            .order_by(schema.alerts.c.id)).all()
+
+
+def test_a_supply_still_low_when_the_window_ends_raises_the_battery_alert_it_held_back_for_staff_only(api):
+    window = open_window(api).get_json()
+    gauge(api, 60, water_level=1.0, battery=10.9)  # low during the repair: nobody is told
+    gauge(api, 600, water_level=1.0, battery=10.8)
+    assert battery_alerts(api) == []
+    at(api, 900)
+    assert api.call("DELETE", f"/api/v1/maintenance/{window['id']}", role="operator").status_code == 200
+    (alert,) = battery_alerts(api)
+    assert (alert.state, alert.level) == ("active", "waspada")
+    told_now = told(api, "raised", kind="battery")
+    assert [role for role, _ in told_now] == ["staff"] and "10.8 V" in told_now[0][1]
+    assert maintenance.announce_ended(api.services.engine, at(api, 1000)) == 0  # once
+    gauge(api, 1200, water_level=1.0, battery=10.7)  # still low: the engine raises nothing more
+    assert [a.state for a in battery_alerts(api)] == ["active"]
+    gauge(api, 1800, water_level=1.0, battery=12.6)  # the supply recovers: the engine closes the alert
+    assert [a.state for a in battery_alerts(api)] == ["closed"]
+
+
+def test_a_supply_that_recovered_during_the_window_or_was_measured_long_ago_raises_nothing_when_it_ends(api):
+    window = open_window(api).get_json()
+    gauge(api, 60, water_level=1.0, battery=10.9)
+    gauge(api, 600, water_level=1.0, battery=12.6)  # recovered before the end
+    at(api, 900)
+    assert api.call("DELETE", f"/api/v1/maintenance/{window['id']}", role="operator").status_code == 200
+    assert battery_alerts(api) == []
+    window = open_window(api).get_json()
+    gauge(api, 1000, battery=10.9)  # low, then the station falls silent for longer than stale_after_s
+    at(api, 1000 + 3 * 3600)
+    assert api.call("DELETE", f"/api/v1/maintenance/{window['id']}", role="operator").status_code == 200
+    assert battery_alerts(api) == []  # a voltage that old says nothing now: the offline check speaks

@@ -315,3 +315,12 @@ def test_a_wave_from_upstream_warns_a_repaired_station_as_always_unmarked():
     for language in ("id", "en"):
         text = policy.notice_text(default_templates(), language, notice, wave, event, REPAIRED, RULES, WITA)
         assert text.startswith("BPBD LUTIM: ") and len(text) <= 160  # no maintenance mark: residents get it
+
+
+def test_a_window_end_owes_staff_the_battery_alert_only_for_a_fresh_voltage_still_below_low():
+    rules = parse_rules({"battery": {"low": 11.5, "clear_margin": 0.3}, "stale_after_s": 900})
+    assert policy.battery_owed(rules, {"value": 11.4, "ts": "x"}, age_s=60)
+    assert not policy.battery_owed(rules, {"value": 11.5, "ts": "x"}, age_s=60)  # at low: not below it
+    assert not policy.battery_owed(rules, {"value": 10.0, "ts": "x"}, age_s=901)  # stale: the offline check speaks
+    assert not policy.battery_owed(rules, None, age_s=None)  # never measured
+    assert not policy.battery_owed(parse_rules({"battery": None}), {"value": 10.0, "ts": "x"}, age_s=60)

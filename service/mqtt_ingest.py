@@ -80,7 +80,8 @@ class MqttIngest:
         # A SimpleQueue (C, no lock in Python): a Queue's put and get cost a few microseconds a message.
         self._queue: queue.SimpleQueue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
-        self._connected = threading.Event()
+        self._connected = threading.Event()  # connected and subscribed
+        self._subscription: int | None = None  # the mid of the newest SUBSCRIBE
         self._client = self._make_client()
         self._worker = threading.Thread(target=self._work, name="mqtt-ingest-worker", daemon=True)
         self._watchdog = threading.Thread(target=self._watch, name="mqtt-ingest-watchdog", daemon=True)
@@ -95,6 +96,7 @@ class MqttIngest:
         client = mqttlink.make_client(self.url, self.client_id, clean_session=False, manual_ack=True, username="ews")
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -125,7 +127,7 @@ class MqttIngest:
         return self.connected and self.db_healthy
 
     def wait_connected(self, timeout: float) -> bool:
-        """Wait until the first connection is up."""
+        """Wait until the first connection is up and its subscriptions are granted."""
         return self._connected.wait(timeout)
 
     # -- paho callbacks (network thread: fast, never raise) -----------------------------------
@@ -138,12 +140,25 @@ class MqttIngest:
             filters = [(self.readings_filter, 1)] + ([] if self.backlog else [(self.exercise_filter, 1)])
             filters += [(self.status_filter, 1)] if self.on_status else []
             filters += [(self.siren_ack_filter, 1)] if self.on_siren_ack else []
-            client.subscribe(filters)
-            self._connected.set()
-            self.on_connection_change(True)
+            # Connected means subscribed: ready (/readyz) only once the broker's SUBACK granted every filter.
+            self._subscription = client.subscribe(filters)[1]
             log.info("connected to MQTT %s:%s (session present: %s)", self.url.host, self.url.port, flags.session_present)
         except Exception:
             log.exception("error in MQTT on_connect")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        try:
+            if mid != self._subscription:
+                return
+            refused = [code for code in reason_codes if code.is_failure]
+            if refused:  # e.g. the broker's ACL denies this user a filter: nothing would ever arrive
+                log.error("MQTT broker refused %d of the service's subscriptions (%s): check the broker's ACL "
+                          "(ews broker acl) for user %r", len(refused), refused[0], self.url.username or "ews")
+                return
+            self._connected.set()
+            self.on_connection_change(True)
+        except Exception:
+            log.exception("error in MQTT on_subscribe")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         try:

@@ -30,6 +30,7 @@ from service import quality, station_states, upstream
 from service.alert_records import REAL, AlertScope, event_dict, in_maintenance, insert_event, notifies, open_alert
 from service.alert_views import get_alert
 from service.db import dialect
+from service.db.engine import reads_only
 from service.db.schema import alerts, station_state, stations
 from service.station_rules import station_rules
 
@@ -196,7 +197,7 @@ def check_offline(engine: Engine, now: datetime, *, exercise: bool = False) -> i
 
     Stations never heard from are skipped: they are registered but not yet installed.
     """
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:
         rows = conn.execute(
             sa.select(stations.c.id, stations.c.rules, station_state.c.last_seen)
             .join(station_state, station_state.c.station_id == stations.c.id)
@@ -266,7 +267,7 @@ def judge_overdue(engine: Engine, now: datetime, metrics=None) -> int:
     a judged state holds nothing any more. The whole state is written back (the ingest instance
     that holds the station sees the row's version move and reads it again).
     """
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:
         due = conn.execute(sa.select(station_state.c.station_id).where(
             station_state.c.quality_due_at.is_not(None), station_state.c.quality_due_at <= now)).scalars().all()
     judged = 0
@@ -295,7 +296,7 @@ def judge_overdue(engine: Engine, now: datetime, metrics=None) -> int:
 
 def remind_awas(engine: Engine, now: datetime) -> int:
     """Add a ``reminded`` event to each public AWAS alert not notified for ``repeat_awas_s``; return how many."""
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:
         rows = conn.execute(
             sa.select(alerts.c.id, alerts.c.station_id, alerts.c.kind, alerts.c.last_notified_at,
                       stations.c.rules, station_state.c.latest, station_state.c.engine,

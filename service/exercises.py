@@ -23,6 +23,7 @@ from alerts.times import rfc3339
 from service import alerting
 from service.alert_records import AlertScope
 from service.db import dialect
+from service.db.engine import reads_only
 from service.db.schema import exercise_state, exercises, stations
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def end(conn: Connection, exercise_id: int, *, by: str, now: datetime) -> tuple[
 
 def end_due(engine: Engine, now: datetime) -> int:
     """End every exercise whose ``until`` has come (scheduled); return how many."""
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:
         due = conn.execute(sa.select(exercises.c.id).where(exercises.c.ended_at.is_(None),
                                                            exercises.c.until <= now)).scalars().all()
     count = 0

@@ -45,6 +45,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.engine import Engine
 
 from service.db import dialect
+from service.db.engine import reads_only
 from service.db.schema import leases
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class Lease:
 
 def current_holder(engine: Engine, name: str = SCHEDULER_LEASE) -> tuple[str, datetime] | None:
     """Who holds ``name`` and until when (expired rows included), or None."""
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:
         row = conn.execute(select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)).first()
     return (row.holder, row.expires_at) if row else None
 

@@ -23,6 +23,7 @@ from alerts.model import PUBLIC_ALERT_KINDS
 from alerts.times import rfc3339
 from service import alert_records
 from service.station_rules import station_rules
+from service.db.engine import reads_only
 from service.db.schema import alert_events as ev, alerts, maintenance_windows as mw, station_state, stations
 
 MAX_WINDOW = timedelta(days=7)
@@ -110,7 +111,7 @@ def status_of(conn: Connection, station_id: str, now: datetime) -> dict | None:
 
 def announce_ended(engine: Engine, now: datetime) -> int:
     """Announce every window that has ended and is not announced yet (the rule jobs run it); return how many alerts."""
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:
         due = conn.execute(sa.select(mw.c.id).where(mw.c.ends_at <= now, mw.c.announced_at.is_(None))
                            .order_by(mw.c.id)).scalars().all()
     announced = 0

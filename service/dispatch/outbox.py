@@ -283,5 +283,5 @@ def _int(value) -> int | None:
 
 def counts(engine) -> dict[str, int]:
     """Notifications by status."""
-    with engine.connect() as conn:
+    with reads_only(), engine.connect() as conn:
         return {s: c for s, c in conn.execute(sa.select(n.c.status, sa.func.count()).group_by(n.c.status))}

@@ -58,7 +58,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                    help="threshold crossings spread over the run (default 100; each station up to 3: WASPADA, SIAGA, AWAS)")
     p.add_argument("--stations", type=int, default=50)
     p.add_argument("--backlog", type=int, default=0,
-                   help="first flush this many old readings on the backlog topic, so the crossings happen while it drains")
+                   help="first queue this many old readings on the backlog topic for the service's backlog session, "
+                        "so the crossings happen while it drains")
 
     p = sub.add_parser("fanout", parents=[common], help="SMS fan-out rate against the provider limit")
     p.add_argument("--subscribers", type=int, default=10_000)

@@ -26,15 +26,18 @@ PEER_CLIENT = "ews-bench-peer"
 PEER_THRESHOLD = 3.0  # the AWAS line of the bench stations
 
 
-def backlog(count: int, stations: int, seed: int = 1):
-    """``count`` single-sample messages spread over ``stations``, one per station-minute, ending now."""
+def backlog(count: int, stations: int, seed: int = 1, start_in: tuple[float, float] = (0.5, 1.5),
+            band: tuple[float, float] = (0.1, 1.9)):
+    """``count`` single-sample messages spread over ``stations``, one per station-minute, ending now; each
+    station's level starts within ``start_in`` and wanders within ``band`` (m), below waspada: steady judging."""
     rng = random.Random(seed)
     per_station = -(-count // stations)
     start = utc_now().replace(microsecond=0) - timedelta(minutes=per_station + 5)
-    levels = [rng.uniform(0.5, 1.5) for _ in range(stations)]
+    levels = [rng.uniform(*start_in) for _ in range(stations)]
+    low, high = band
     for i in range(count):
         s, minute = i % stations, i // stations
-        levels[s] = min(1.9, max(0.1, levels[s] + rng.uniform(-0.02, 0.02)))  # below waspada: steady judging
+        levels[s] = min(high, max(low, levels[s] + rng.uniform(-0.02, 0.02)))
         yield f"{PREFIX}/stations/{station_id(s)}/readings", reading_payload(start + timedelta(minutes=minute),
                                                                             round(levels[s], 3), i)
 

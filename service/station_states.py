@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from alerts import engine as rules_engine
 from alerts.rules import Rules
 from service.db import dialect
-from service.db.schema import readings, station_state
+from service.db.schema import readings, station_state, stations
 
 CHECKPOINT_S = 3600  # measurement time between checkpoints: a reload replays at most horizon + this
 _US = 1_000_000
@@ -172,7 +172,10 @@ def resume(conn: Connection, station_id: str, rules: Rules, doc: Mapping, delta:
     if doc.get("after_id") is not None:
         query = query.where(readings.c.id > doc["after_id"])
     entries = [(rules_engine.micros(r.ts), r.metric, r.value) for r in conn.execute(query)]
-    return rules_engine.resume(rules, doc, delta.get("base_key"), entries)
+    # The station's own interval: when a held doubtful sample is overdue decides whether the next one
+    # refutes it (a spike) or it was judged as it is; the default one rebuilt another state.
+    interval = conn.execute(_interval_statement(), {"id": station_id}).scalar()
+    return rules_engine.resume(rules, doc, delta.get("base_key"), entries, expected_interval_s=interval)
 
 
 def whole_state(conn: Connection, station_id: str, rules: Rules, doc: Mapping | None, delta: Mapping | None) -> dict | None:
@@ -197,6 +200,11 @@ def _lock_statement(for_update: bool):
              .order_by(station_state.c.station_id))
     # PostgreSQL takes the row locks in the sorted order (SQLite serialises every writer anyway).
     return query.with_for_update() if for_update else query
+
+
+@functools.cache
+def _interval_statement():
+    return sa.select(stations.c.expected_interval_s).where(stations.c.id == sa.bindparam("id"))
 
 
 @functools.cache

@@ -33,14 +33,14 @@ def event_levels(services) -> list[tuple[str, str]]:
     return [(row.type, row.level) for row in rows]
 
 
-def expected_levels(services, batches: list[list[dict]]) -> list[str]:
+def expected_levels(services, batches: list[list[dict]], expected_interval_s: int | None = None) -> list[str]:
     """The levels the pure engine moves through when judging the same batches."""
     with services.engine.connect() as conn:
         rules = alerting.station_rules(conn.execute(sa.select(stations).where(stations.c.id == STATION)).one()._mapping)
     state, levels = None, []
     for batch in batches:
         samples = [engine_sample(item) for item in batch]
-        judgement = engine.judge(rules, state, samples)
+        judgement = engine.judge(rules, state, samples, expected_interval_s=expected_interval_s)
         state = judgement.state
         levels.extend(e.level.label for e in judgement.events if e.kind == "water_level")
     return levels
@@ -136,3 +136,21 @@ def test_a_batch_that_does_not_commit_leaves_nothing_held(services, start, monke
         services.ingestor.ingest([message(STATION, items[i:i + 6])])
     assert [level for _, level in event_levels(services)] == expected_levels(
         services, [items[:3]] + [items[i:i + 6] for i in range(3, 108, 6)])
+
+
+def test_a_state_resumed_after_a_failed_batch_holds_doubtful_samples_by_the_station_s_interval(services, start):
+    # A station sampling every minute: a held doubtful sample is overdue after 2 minutes. The sample
+    # 5 minutes after a jump to SIAGA finds the jump judged as it is, and the river's fall ends the
+    # alert. A state rebuilt after a failed batch with the default 10 minutes called the jump a spike:
+    # its level was normal while the alert stayed open, and the fall told no one the all-clear.
+    with services.engine.begin() as conn:
+        conn.execute(sa.update(stations).where(stations.c.id == STATION).values(expected_interval_s=60))
+    services.ingestor.forget_stations()
+    batches = [[(10 * i, 1.0) for i in range(10)] + [(100, 3.6)], [(105, 1.0)], [(110, 1.0)], [(125, 1.0)]]
+    batches = [[{"ts": iso(start + timedelta(minutes=m)), "values": {"water_level": v}} for m, v in batch]
+               for batch in batches]
+    for batch in batches:
+        services.ingestor.states.forget()  # as after a batch that did not commit
+        services.ingestor.ingest([message(STATION, batch)])
+    assert event_levels(services) == [("raised", "siaga"), ("cleared", "normal")]
+    assert expected_levels(services, batches, expected_interval_s=60) == ["siaga", "normal"]

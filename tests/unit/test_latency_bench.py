@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from service.bench.ingest_bench import backlog
-from service.bench.latency_bench import ABOVE, BACKLOG_BAND, LEVELS, River, matched
+from service.bench.latency_bench import ABOVE, BACKLOG_BAND, LEVELS, River, matched, told
 from service.station_rules import default_rules_doc
 from sinks.twilio import FakeTwilio, Recorded
 
@@ -39,3 +39,17 @@ def test_a_warning_sent_before_its_crossing_is_not_timed_but_counted():
     first = matched(fake, index_of, crossings, before)
     assert first == {(0, 0): 10.2, (1, 0): 10.1, (1, 1): 20.3}
     assert before == {(0, 0)}
+
+
+ALL_CLEAR = "BPBD LUTIM: Banjir Sungai Bench kembali NORMAL, TMA 2.05 m 10:01 WITA. Tetap hati-hati. Darurat: 112"
+
+
+def test_an_all_clear_after_a_crossing_and_a_warning_told_again_are_counted():
+    fake = FakeTwilio()
+    _sms(fake, 10.2, "+62811", "Peringatan WASPADA banjir di Desa 001")
+    _sms(fake, 11.0, "+62811", ALL_CLEAR)  # its river is still above the line: a false all-clear
+    _sms(fake, 11.5, "+62811", "Peringatan WASPADA banjir di Desa 001")
+    _sms(fake, 12.0, "+62812", ALL_CLEAR)  # before the station's crossing: not this bench's defect
+    _sms(fake, 12.5, "+62812", "Peringatan WASPADA banjir di Desa 002")
+    counts = told(fake, {"+62811": 0, "+62812": 1}, {(0, 0): 10.0, (1, 0): 12.4})
+    assert counts == {"sms_to_residents": 5, "false_all_clears": 1, "repeated_warnings": 1}

@@ -2,7 +2,7 @@
 
 Two, then three ``ews run`` processes on one PostgreSQL database send a 2,000-recipient
 broadcast at ``EWS_SMS_MAX_PER_SECOND=20`` through the real ``twilio`` library to the local
-Twilio-compatible server, which notes each request's arrival when it accepts the connection.
+Twilio-compatible server, which notes each request's arrival from the kernel's receive stamp of its first bytes.
 The provider must never see more than 20 messages in any sliding second, the broadcast must be
 done within 10 % of 2,000 / 20 = 100 s, and every recipient must get exactly one SMS, also when
 one of the three instances is SIGKILLed half-way (its claimed rows are reconciled by the others).

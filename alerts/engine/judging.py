@@ -144,6 +144,8 @@ def _replay_with_late(st: dict, rules: Rules, late: list[list], run: Run) -> lis
     events: list[EngineEvent] = []
     for kind in ENGINE_KINDS:
         before, after = cur["kinds"][kind]["level"], replay["kinds"][kind]
+        if kind == "water_level" and after["level"] < before and _lowered_by_doubt(replay):
+            continue  # the level told stands until the next sample decides the doubt (no all-clear meanwhile)
         if after["level"] != before:
             # Kinds are independent, so only a kind with late samples can change here. Name
             # the reading that caused the new level, or the late one if the replay merely
@@ -156,6 +158,17 @@ def _replay_with_late(st: dict, rules: Rules, late: list[list], run: Run) -> lis
     st["current"] = replay
     st["horizon"] = merged
     return events
+
+
+def _lowered_by_doubt(replay: dict) -> bool:
+    """True when the replay holds back a doubtful water level that would give more than the replay's level.
+
+    A late sample can make a water level already judged (and told) doubtful: a step too far from the late
+    one. Its warning is not taken back by an event: if the next sample confirms it, the level comes back
+    as it was (no SMS: the alert is open at it); if it refutes it, the alert stays open for staff to close.
+    """
+    pend = replay["quality"]["pend"] if replay.get("quality") else None
+    return pend is not None and pend[2] is not None and pend[2] > replay["kinds"]["water_level"]["level"]
 
 
 def _latest_reading(entries: list[list], kind: str) -> dict | None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 
 from service.db.turns import WriteTurns
 
 BUSY_TIMEOUT_S = 30
+# A pooled PostgreSQL connection back in the pool for longer than this is pinged before it is lent
+# again; one given back a moment ago is lent as it is (SQLAlchemy's pool_pre_ping pinged at every
+# checkout: a round trip per ingest batch).
+PING_IDLE_S = 1.0
 
 # Set while serving a request that only reads (GET, HEAD): SQLite then begins its transactions
 # DEFERRED, so readers run side by side in WAL mode instead of queueing for the write lock.
@@ -46,10 +51,33 @@ def make_engine(url: str, *, connect_timeout_s: int | None = None, **kwargs) -> 
         return _sqlite_engine(url, **kwargs)
     if connect_timeout_s is not None:
         kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "connect_timeout": connect_timeout_s}
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        ping_when_idle(engine, PING_IDLE_S)
+    return engine
+
+
+def ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Ping a pooled connection at checkout only if it was back in the pool for more than ``idle_s``.
+
+    A dead one (the server restarted, or ended an idle session) is replaced as ``pool_pre_ping``
+    would: every connection pooled before it is dropped and a new one is lent.
+    """
+    @event.listens_for(engine, "checkin")
+    def _given_back(_dbapi_conn, record):
+        if record is not None:
+            record.info["ews_given_back"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _lent(dbapi_conn, record, _proxy):
+        given_back = record.info.get("ews_given_back")
+        if given_back is None or time.monotonic() - given_back <= idle_s:
+            return  # a fresh connection, or one in use a moment ago
+        # The dialect's own ping (what pool_pre_ping calls): False for a connection that is gone.
+        if not engine.dialect._do_ping_w_event(dbapi_conn):
+            raise exc.InvalidatePoolError()
 
 
 def _sqlite_engine(url: str, **kwargs) -> Engine:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
@@ -87,7 +88,11 @@ class StationStates:
         return {station_id: self._held[station_id] for station_id in station_ids}
 
     def write(self, conn: Connection, changes: list[dict]) -> None:
-        """Write the batch's rows: one executemany without the checkpoint, one with it (when due)."""
+        """Write the batch's rows: one executemany without the checkpoint, one with it (when due);
+        on PostgreSQL one UPDATE of them all."""
+        if changes and dialect.is_postgresql(conn):
+            conn.exec_driver_sql(_UPDATE_POSTGRESQL, _update_arrays(conn, changes))
+            return
         plain = [c for c in changes if "b_engine" not in c]
         points = [c for c in changes if "b_engine" in c]
         if plain:
@@ -227,3 +232,32 @@ def _update_statement(with_checkpoint: bool):
         values["engine"] = sa.bindparam("b_engine", type_=station_state.c.engine.type)
     return (sa.update(station_state).where(station_state.c.station_id == sa.bindparam("b_station_id"))
             .values(**values))
+
+
+# PostgreSQL: the rows of a batch in one statement, their values as arrays in psycopg's binary format
+# (an executemany sent, bound and executed one UPDATE per station). JSON columns travel as the text
+# SQLAlchemy's JSON type writes (json.dumps; None is JSON null), a checkpoint only where one is due.
+_UPDATE_POSTGRESQL = (
+    "UPDATE station_state AS s SET level = v.level, online = v.online, last_seen = v.last_seen, "
+    "latest = v.latest::json, rain_counter = v.rain_counter::json, updated_at = v.updated_at, "
+    "quality_due_at = v.quality_due_at, engine_delta = v.engine_delta::json, "
+    "engine = CASE WHEN v.checkpoint THEN v.engine::json ELSE s.engine END, version = s.version + 1 "
+    "FROM unnest(%b::varchar[], %b::varchar[], %b::bool[], %b::timestamptz[], %b::text[], %b::text[], "
+    "%b::timestamptz[], %b::timestamptz[], %b::text[], %b::bool[], %b::text[]) "
+    "AS v(station_id, level, online, last_seen, latest, rain_counter, updated_at, quality_due_at, engine_delta, "
+    "checkpoint, engine) WHERE s.station_id = v.station_id")
+
+
+def _update_arrays(conn: Connection, changes: list[dict]) -> tuple[list, ...]:
+    """The columns of ``_UPDATE_POSTGRESQL`` from ``StationStates.write``'s parameters."""
+    def when(column: str, value):
+        return station_state.c[column].type.process_bind_param(value, conn.dialect)  # aware, UTC
+
+    return (
+        [c["b_station_id"] for c in changes], [c["b_level"] for c in changes], [c["b_online"] for c in changes],
+        [when("last_seen", c["b_last_seen"]) for c in changes], [json.dumps(c["b_latest"]) for c in changes],
+        [json.dumps(c["b_rain_counter"]) for c in changes], [when("updated_at", c["b_updated_at"]) for c in changes],
+        [when("quality_due_at", c["b_quality_due_at"]) for c in changes],
+        [json.dumps(c["b_engine_delta"]) for c in changes], ["b_engine" in c for c in changes],
+        [json.dumps(c["b_engine"]) if "b_engine" in c else None for c in changes],
+    )

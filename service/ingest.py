@@ -26,7 +26,6 @@ from sqlalchemy.exc import DBAPIError
 from alerts.model import Rejection, Sample
 from sensors.payload import StationInfo, parse_payload
 from service import alerting, dead_letters, quality, samples, station_states
-from service.db import dialect
 from service.db.schema import stations
 from service.exercise_ingest import ExerciseIngest
 from service.heap import collector_waits
@@ -111,13 +110,8 @@ class Ingestor:
         """One batch in one transaction; the held states of a batch that did not commit are dropped."""
         with self._writing, collector_waits():
             try:
-                with self.shared.engine.connect() as conn:
-                    transaction = conn.begin()
-                    results, dead_bytes, changes = self._ingest_batch(conn, messages)
-                    with dialect.pipelined(conn):  # PostgreSQL: the stations' UPDATE travels with the COMMIT
-                        self.states.write(conn, changes)
-                        transaction.commit()
-                    return results, dead_bytes
+                with self.shared.engine.begin() as conn:
+                    return self._ingest_batch(conn, messages)
             except BaseException:
                 self.states.forget()  # what the batch changed in memory is not in the database
                 raise
@@ -151,11 +145,10 @@ class Ingestor:
 
     # -- one transaction ----------------------------------------------------------------------
 
-    def _ingest_batch(self, conn: Connection, messages: list[Message]) -> tuple[list[IngestResult], int, list[dict]]:
+    def _ingest_batch(self, conn: Connection, messages: list[Message]) -> tuple[list[IngestResult], int]:
         """Parse, store and judge ``messages`` on ``conn`` (inside a transaction).
 
-        Returns the results, the bytes of dead letters written (for the cap) and the station rows'
-        changes, written last (``StationStates.write``).
+        Returns the results and the bytes of dead letters written (for the cap).
         """
         known: dict[str, _Station | None] = {}  # this batch's stations: one registry look-up each
         results = [self.parse_message(conn, message, known) for message in messages]
@@ -165,8 +158,7 @@ class Ingestor:
             if result.accepted:
                 offers_by_station[result.station_id].append((result, Offered(result.accepted, result.indexes)))
                 received_by_station[result.station_id] = message.received_at
-        skipped, changes = (self._store_stations(conn, offers_by_station, received_by_station)
-                            if offers_by_station else ([], []))
+        skipped = self._store_stations(conn, offers_by_station, received_by_station) if offers_by_station else []
         if skipped:
             samples.settle_against_stored(conn, skipped)
         for offers in offers_by_station.values():
@@ -175,7 +167,7 @@ class Ingestor:
                 result.rejected.extend(offer.conflicts)
         rows = [dead_letter(message, result.station_id, result.rejected)
                 for message, result in zip(messages, results) if result.rejected and not message.replay]
-        return results, dead_letters.insert(conn, rows), changes
+        return results, dead_letters.insert(conn, rows)
 
     def parse_message(self, conn: Connection, message: Message, known: dict | None = None) -> IngestResult:
         """Parse one message into accepted samples (not yet stored) and rejections."""
@@ -193,12 +185,12 @@ class Ingestor:
         return result
 
     def _store_stations(self, conn: Connection, offers_by_station: dict[str, list[tuple[IngestResult, Offered]]],
-                        received_by_station: dict[str, datetime]) -> tuple[list[Skipped], list[dict]]:
-        """Insert every station's samples in one statement, judge each station from its held state.
+                        received_by_station: dict[str, datetime]) -> list[Skipped]:
+        """Insert every station's samples in one statement, judge each station from its held state, write the rows.
 
         ``offers_by_station``: each station's messages, in arrival order: the inserted samples, rain
         rejections and events are assigned back to them. Returns the samples the database already
-        held, to be compared with the stored values, and the station rows' changes.
+        held, to be compared with the stored values.
         """
         ids = sorted(offers_by_station)  # one global lock order: no deadlock between instances
         held = self.states.lock(conn, ids, min(received_by_station.values()), self._rules_of)
@@ -225,7 +217,8 @@ class Ingestor:
                                       {(s.metric, s.ts): s.value for s in offered})
             changes.append(self._judge_station(conn, station_id, held[station_id], inserted, counter,
                                                received_by_station[station_id], offers[-1][0], first_id))
-        return skipped, changes
+        self.states.write(conn, changes)
+        return skipped
 
     def _judge_station(self, conn: Connection, station_id: str, held, inserted: list[Sample], counter: dict | None,
                        received_at: datetime, last: IngestResult, first_id: int | None) -> dict:

@@ -8,9 +8,6 @@ writer (service/db/engine.py), so there the same calls change nothing.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -57,26 +54,3 @@ def serialise(conn, name: str) -> None:
     """On PostgreSQL, wait for the transaction-scoped advisory lock ``name`` (released at commit)."""
     if is_postgresql(conn):
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
-
-
-@contextlib.contextmanager
-def pipelined(conn):
-    """On PostgreSQL (psycopg's pipeline mode), statements that return nothing are sent with the next one
-    that waits for its answer: a batch's UPDATE of its stations and the COMMIT after it are one round trip.
-
-    An error of a queued statement is raised where the pipeline is next synchronised (the commit at
-    the latest), as the same exception. Elsewhere the block runs as it is.
-    """
-    dbapi_conn = conn.connection.dbapi_connection if is_postgresql(conn) else None
-    if dbapi_conn is None or not _pipeline_supported():
-        yield
-        return
-    with dbapi_conn.pipeline():
-        yield
-
-
-@functools.cache
-def _pipeline_supported() -> bool:
-    import psycopg  # only PostgreSQL connections get here
-
-    return psycopg.Pipeline.is_supported()

@@ -75,9 +75,10 @@ def ping_when_idle(engine: Engine, idle_s: float) -> None:
         given_back = record.info.get("ews_given_back")
         if given_back is None or time.monotonic() - given_back <= idle_s:
             return  # a fresh connection, or one in use a moment ago
-        # The dialect's own ping (what pool_pre_ping calls): False for a connection that is gone.
-        if not engine.dialect._do_ping_w_event(dbapi_conn):
-            raise exc.InvalidatePoolError()
+        try:
+            engine.dialect.do_ping(dbapi_conn)  # the dialect's own ping, as pool_pre_ping sends it
+        except engine.dialect.loaded_dbapi.Error as gone:
+            raise exc.InvalidatePoolError() from gone  # the pool drops its connections and lends a new one
 
 
 def _sqlite_engine(url: str, **kwargs) -> Engine:

@@ -49,7 +49,7 @@ def test_an_all_clear_after_a_crossing_and_a_warning_told_again_are_counted():
     _sms(fake, 10.2, "+62811", "Peringatan WASPADA banjir di Desa 001")
     _sms(fake, 11.0, "+62811", ALL_CLEAR)  # its river is still above the line: a false all-clear
     _sms(fake, 11.5, "+62811", "Peringatan WASPADA banjir di Desa 001")
-    _sms(fake, 12.0, "+62812", ALL_CLEAR)  # before the station's crossing: not this bench's defect
+    _sms(fake, 12.0, "+62812", ALL_CLEAR)  # before the station's crossing: still false (a warm-up's warning ended)
     _sms(fake, 12.5, "+62812", "Peringatan WASPADA banjir di Desa 002")
     counts = told(fake, {"+62811": 0, "+62812": 1}, {(0, 0): 10.0, (1, 0): 12.4})
-    assert counts == {"sms_to_residents": 5, "false_all_clears": 1, "repeated_warnings": 1}
+    assert counts == {"sms_to_residents": 5, "false_all_clears": 2, "repeated_warnings": 1}

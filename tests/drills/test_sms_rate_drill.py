@@ -47,8 +47,8 @@ INTERVAL = Pace(RATE, SHARED_MARGIN).interval  # s between two slots of the shar
 # second) and 5-10 % of the slots were woken for too late (115-117 s); that measures the machine, not the rate.
 TOO_BUSY = 2.0
 GOAL = 1.10  # the bound on the whole broadcast, as a multiple of the ideal 100 s
-# The goal is judged when at least this share of the machine's CPU time was idle during the run (the drill's own
-# processes leave most of two cores idle). The spacing takes 106 s and the start about 0.5 s, so the goal leaves
+# A run over the goal fails when at least this share of the machine's CPU time was idle during the run (the drill's
+# own processes leave most of two cores idle), else it is skipped, saying so. The spacing takes 106 s and the start about 0.5 s, so the goal leaves
 # 3.5 s (66 slots) for slots given up; with no CPU to spare (other work beside the drill) 95-98 were given up
 # (111.3-111.8 s), senders waiting for a core (docs/sms.md, "Where the time goes").
 SPARE_FOR_GOAL = 0.2
@@ -214,7 +214,7 @@ def judge(figure, count: int, kill_one: bool, arrivals: list[float], to: list[st
     assert took <= accounted + spare * INTERVAL, (
         f"the broadcast took {took:.1f} s: {took - accounted:.1f} s more than its requests and the slots given up "
         "account for (a sender lost, a pump stalled, the budget left idle)")
-    if load.busy_for_goal():
+    if took > GOAL * IDEAL_S and load.busy_for_goal():  # missed on a busy machine: not judged (met: passed)
         pytest.skip(f"the rate held (at most {busiest} in a second, each recipient once, {took:.1f} s = its slots); "
                     f"the {GOAL - 1:.0%} goal is not judged on a machine with CPU idle {idle} during the run "
                     f"(under {SPARE_FOR_GOAL:.0%}: {given_up} slots woken for too late measure the machine)")

@@ -34,6 +34,7 @@ class Admission:
     judge: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     marks: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     held: bool = False  # the sample was held back as doubtful
+    kept: bool = False  # the sample would have been held back, but an earlier decision accepted it (``keep``)
     ended: str | None = None  # what became of the sample held before: good, spike or doubtful (judged as it is)
 
 
@@ -75,8 +76,12 @@ def admits_at_once(q: dict, rule: QualityRule, ts: int, value: float) -> bool:
 PLAIN = Admission()  # what ``admits_at_once`` decided, for a reader that asks (never changed)
 
 
-def admit(q: dict, rule: QualityRule, ts: int, value: float, overdue_us: int) -> Admission:
-    """Decide one in-order water level; update ``q``."""
+def admit(q: dict, rule: QualityRule, ts: int, value: float, overdue_us: int, keep: str | None = None) -> Admission:
+    """Decide one water level in measurement order; update ``q``.
+
+    ``keep`` (a replay): the mark of a sample judged before (good, or doubtful judged as it is). It is
+    judged again whatever the step: what residents were told is not retracted by a later doubt.
+    """
     out = Admission()
     pend = q["pend"]
     if pend is not None and ts - pend[0] > overdue_us:
@@ -101,6 +106,13 @@ def admit(q: dict, rule: QualityRule, ts: int, value: float, overdue_us: int) ->
             return out
     if rule.max_step_per_min is None or q["acc"] is None or within_step(rule, q["acc"], ts, value):
         out.judge.append((ts, value))
+        q["acc"] = [ts, value]
+        return out
+    if keep is not None:
+        out.judge.append((ts, value))
+        out.kept = True
+        if keep != GOOD:
+            out.marks.append((ts, keep))
         q["acc"] = [ts, value]
         return out
     q["pend"] = [ts, value, None]

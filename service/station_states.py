@@ -117,6 +117,9 @@ def changes(held: Held, station_id: str, values: Mapping, judgement=None, *, rai
         held.engine = state
         row["level"] = judgement.level.label
         delta = {"base_key": rules_engine.base_key(state)}
+        kept = rules_engine.kept_of(state)
+        if kept:
+            delta["kept"] = kept  # resume decides these water levels as the replay that kept them did
         sums = rules_engine.current_rain_sums(state) if rain else held.delta.get("rain_sums")
         if sums is not None:
             delta["rain_sums"] = sums
@@ -180,7 +183,8 @@ def resume(conn: Connection, station_id: str, rules: Rules, doc: Mapping, delta:
     # The station's own interval: when a held doubtful sample is overdue decides whether the next one
     # refutes it (a spike) or it was judged as it is; the default one rebuilt another state.
     interval = conn.execute(_interval_statement(), {"id": station_id}).scalar()
-    return rules_engine.resume(rules, doc, delta.get("base_key"), entries, expected_interval_s=interval)
+    return rules_engine.resume(rules, doc, delta.get("base_key"), entries, expected_interval_s=interval,
+                               kept=delta.get("kept"))
 
 
 def whole_state(conn: Connection, station_id: str, rules: Rules, doc: Mapping | None, delta: Mapping | None) -> dict | None:

@@ -41,12 +41,12 @@ from alerts.engine.model import (DEFAULT_EXPECTED_INTERVAL_S, ENGINE_KINDS, HORI
                                  PUBLIC_ENGINE_KINDS, RAIN_BUFFER_S, RELEASE, RISE_MIN_SPAN_S, RISE_WINDOW_S,
                                  STATE_VERSION, EngineEvent, Judgement, event_type, from_micros, iso, micros)
 from alerts.engine.rain import current_rain_sums
-from alerts.engine.state import forget, is_full_state, levels_of, load_state, new_state
+from alerts.engine.state import forget, is_full_state, kept_of, levels_of, load_state, new_state
 
 __all__ = [
     "DEFAULT_EXPECTED_INTERVAL_S", "ENGINE_KINDS", "HORIZON_S", "JUDGED_METRICS", "PUBLIC_ENGINE_KINDS",
     "RAIN_BUFFER_S", "RELEASE", "RISE_MIN_SPAN_S", "RISE_WINDOW_S", "STATE_VERSION", "STOP_S", "EngineEvent",
     "Judgement",
     "base_key", "checkpoint", "current_rain_sums", "event_type", "forget", "from_micros", "is_full_state", "iso",
-    "judge", "levels_of", "load_state", "micros", "new_state", "point_key", "resume", "settled",
+    "judge", "kept_of", "levels_of", "load_state", "micros", "new_state", "point_key", "resume", "settled",
 ]

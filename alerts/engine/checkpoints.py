@@ -38,7 +38,7 @@ def base_key(state: Mapping) -> list | None:
 
 
 def resume(rules: Rules, point: Mapping, key: list | None, entries: Iterable[tuple[int, str, float]], *,
-           expected_interval_s: float | None = None) -> dict:
+           expected_interval_s: float | None = None, kept: Mapping | None = None) -> dict:
     """Rebuild the whole state from a checkpoint, the base key reached since, and the stored samples.
 
     ``entries`` are ``(ts_us, metric, value)`` of every sample judged after the checkpoint
@@ -47,13 +47,15 @@ def resume(rules: Rules, point: Mapping, key: list | None, entries: Iterable[tup
     returned last, for the same rules. (A held doubtful sample the scheduled check judged as it
     is was recorded by a ``RELEASE`` entry, which no stored sample carries: until the station's
     next water level, a resumed state holds it back again; that next sample, being overdue,
-    judges it as it is, so the outcome is the same.)
+    judges it as it is, so the outcome is the same.) ``kept``: the state's ``kept_of`` (water levels a
+    replay judged because they had been judged in order, which measurement order alone would hold back).
     """
     base = clone_snapshot(point["base"])
     start = tuple(point["base_key"]) if point.get("base_key") is not None else None
     until = tuple(key) if key is not None else None
     horizon: list[list] = []
-    run = Run(int(2 * (expected_interval_s or DEFAULT_EXPECTED_INTERVAL_S) * US))
+    keep = {int(ts): mark for ts, mark in (kept or {}).items()}
+    run = Run(int(2 * (expected_interval_s or DEFAULT_EXPECTED_INTERVAL_S) * US), keep=keep)
     for ts, metric, value in sorted(entries, key=lambda e: (e[0], e[1])):
         if metric not in JUDGED_METRICS or (start is not None and (ts, metric) <= start):
             continue
@@ -62,12 +64,15 @@ def resume(rules: Rules, point: Mapping, key: list | None, entries: Iterable[tup
         else:
             horizon.append([ts, metric, float(value)])
     current = clone_snapshot(base)
-    marked = Run(run.overdue_us, {})
+    marked = Run(run.overdue_us, {}, keep=keep)
     for entry in horizon:
         apply_entry(current, rules, entry, None, marked)
     held = base["quality"]["pend"]
     if held is not None:  # the base still holds a doubtful sample back: its mark is in the horizon's hands
         marked.marks.setdefault(held[0], qc.DOUBTFUL)
     marks = {str(ts): mark for ts, mark in marked.marks.items() if mark != qc.GOOD}
-    return {"v": STATE_VERSION, "base": base, "base_key": list(until) if until is not None else None,
-            "current": current, "horizon": horizon, "quality_marks": marks}
+    state = {"v": STATE_VERSION, "base": base, "base_key": list(until) if until is not None else None,
+             "current": current, "horizon": horizon, "quality_marks": marks}
+    if kept:
+        state["kept"] = dict(kept)
+    return state

@@ -19,7 +19,7 @@ from operator import itemgetter
 
 from alerts import quality as qc
 from alerts.engine.model import HORIZON_S, US
-from alerts.engine.state import clone_machine
+from alerts.engine.state import clone_machine, kept_decisions
 from alerts.engine.steps import Run, apply_entry
 from alerts.rules import Rules
 
@@ -39,7 +39,7 @@ def fold(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> None
         return
     cutoff = horizon[-1][0] - _HORIZON_US
     count = 0
-    run = Run(overdue_us)
+    run = Run(overdue_us, keep=kept_decisions(st))  # the base decides as the current snapshot did
     while count < len(horizon) and horizon[count][0] < cutoff:
         apply_entry(st["base"], rules, horizon[count], None, run)
         count += 1
@@ -124,7 +124,7 @@ def settle(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> No
     horizon, key = st["horizon"], st["base_key"]
     if key is not None:
         count = bisect_right(horizon, tuple(key), key=_entry_key)
-        run = Run(overdue_us)
+        run = Run(overdue_us, keep=kept_decisions(st))
         for entry in horizon[:count]:
             apply_entry(st["base"], rules, entry, None, run)
         del horizon[:count]

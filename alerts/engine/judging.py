@@ -14,7 +14,7 @@ from alerts import quality as qc
 from alerts.engine import folding
 from alerts.engine.model import (DEFAULT_EXPECTED_INTERVAL_S, ENGINE_KINDS, HORIZON_S, JUDGED_METRICS, RELEASE, US,
                                  EngineEvent, Judgement, event_type, from_micros, iso, micros, parse_iso_us)
-from alerts.engine.state import clone_snapshot, is_full_state, load_state, upgrade
+from alerts.engine.state import clone_snapshot, is_full_state, kept_decisions, load_state, upgrade
 from alerts.engine.steps import Run, apply_entry
 from alerts.levels import Level
 from alerts.model import Sample
@@ -72,6 +72,7 @@ def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_s
         if ignored:  # the caller writes a checkpoint past the samples not judged: it must be exact
             folding.settle(st, rules, overdue_us, marks)
     st["quality_marks"] = {str(ts): mark for ts, mark in marks.items()}
+    _forget_kept(st)
     levels = {kind: Level(cur["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
     due = qc.overdue_at(cur["quality"], overdue_us) if rules.quality is not None else None
     return Judgement(state=st, events=events, levels=levels, ignored=ignored, quality=changed,
@@ -130,22 +131,26 @@ def _replay_with_late(st: dict, rules: Rules, late: list[list], run: Run) -> lis
     """Replay the horizon with the late samples in place, as if they had come on time; one event per changed kind.
 
     The quality marks of the horizon are decided again (``run.marks``): marks of samples folded
-    into the base stay, unless the replay decides them (a sample the base still holds back).
+    into the base stay, unless the replay decides them (a sample the base still holds back). A
+    water level judged before is judged again, with its mark, even where the late ones make its step
+    too big (``_judged_before``): a doubt found after the fact does not retract what residents were told.
     """
     cur = st["current"]
     merged = sorted(st["horizon"] + late, key=lambda e: (e[0], e[1]))
     replay = clone_snapshot(st["base"])
     base_ts = st["base_key"][0] if st["base_key"] is not None else None
     kept = {ts: m for ts, m in run.marks.items() if base_ts is not None and ts <= base_ts}
+    run.keep, run.kept = _judged_before(st, rules, merged, run), {}
     run.marks.clear()
     run.marks.update(kept)
     for entry in merged:
         apply_entry(replay, rules, entry, None, run)
+    folded = tuple(st["base_key"]) if st["base_key"] is not None else None
+    run.kept.update({ts: m for ts, m in kept_decisions(st).items() if folded and (ts, "water_level") <= folded})
+    st["kept"] = {str(ts): mark for ts, mark in sorted(run.kept.items())}
     events: list[EngineEvent] = []
     for kind in ENGINE_KINDS:
         before, after = cur["kinds"][kind]["level"], replay["kinds"][kind]
-        if kind == "water_level" and after["level"] < before and _lowered_by_doubt(replay):
-            continue  # the level told stands until the next sample decides the doubt (no all-clear meanwhile)
         if after["level"] != before:
             # Kinds are independent, so only a kind with late samples can change here. Name
             # the reading that caused the new level, or the late one if the replay merely
@@ -160,15 +165,39 @@ def _replay_with_late(st: dict, rules: Rules, late: list[list], run: Run) -> lis
     return events
 
 
-def _lowered_by_doubt(replay: dict) -> bool:
-    """True when the replay holds back a doubtful water level that would give more than the replay's level.
+def _judged_before(st: dict, rules: Rules, merged: list[list], run: Run) -> dict[int, str]:
+    """The horizon's water levels the current snapshot judged (ts -> mark) that the replay must keep judged.
 
-    A late sample can make a water level already judged (and told) doubtful: a step too far from the late
-    one. Its warning is not taken back by an event: if the next sample confirms it, the level comes back
-    as it was (no SMS: the alert is open at it); if it refutes it, the alert stays open for staff to close.
+    All but spikes and the one held back; except those the next entry of the replay confirms if they
+    are held back (judged anyway, the way they were when they came in measurement order).
     """
-    pend = replay["quality"]["pend"] if replay.get("quality") else None
-    return pend is not None and pend[2] is not None and pend[2] > replay["kinds"]["water_level"]["level"]
+    if rules.quality is None:
+        return {}
+    held = st["current"]["quality"]["pend"]
+    held_ts = held[0] if held is not None else None
+    judged = {ts: run.marks.get(ts, qc.GOOD) for ts, metric, _value in st["horizon"]
+              if metric == "water_level" and ts != held_ts and run.marks.get(ts, qc.GOOD) != qc.SPIKE}
+    following = None  # the next water level or release after the entry, going backwards
+    for entry in reversed(merged):
+        ts, metric, value = entry
+        if metric == "water_level" and ts in judged and following is not None and following[1] == "water_level" \
+                and following[0] - ts <= run.overdue_us and qc.within_step(rules.quality, [ts, value], *following[::2]):
+            del judged[ts]
+        if metric in ("water_level", RELEASE):
+            following = entry
+    return judged
+
+
+def _forget_kept(st: dict) -> None:
+    """Drop the kept decisions a horizon behind the base (a store's checkpoint lags its base far less)."""
+    if not st.get("kept"):
+        st.pop("kept", None)
+        return
+    if st["base_key"] is not None:
+        since = st["base_key"][0] - HORIZON_S * US
+        st["kept"] = {ts: mark for ts, mark in st["kept"].items() if int(ts) >= since}
+    if not st["kept"]:
+        del st["kept"]
 
 
 def _latest_reading(entries: list[list], kind: str) -> dict | None:

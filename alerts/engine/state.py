@@ -80,10 +80,22 @@ def load_state(state: Mapping | None) -> dict:
         "horizon": [list(e) for e in state["horizon"]],
         "quality_marks": dict(state.get("quality_marks") or {}),
     }
+    if state.get("kept"):
+        copy["kept"] = dict(state["kept"])
     if "base_at" in state:  # a deferred state (alerts.engine.folding): its base lags; judge settles it
         copy["base_at"] = list(state["base_at"]) if state["base_at"] is not None else None
         copy["stops"] = []
     return copy
+
+
+def kept_decisions(state: Mapping) -> dict[int, str]:
+    """The water levels (ts in us -> mark) a replay judged because they had been judged before (see ``kept_of``)."""
+    return {int(ts): mark for ts, mark in (state.get("kept") or {}).items()}
+
+
+def kept_of(state: Mapping) -> dict | None:
+    """What a store keeps beside its checkpoint so that ``resume`` decides these water levels the same; None: none."""
+    return dict(state["kept"]) if state.get("kept") else None
 
 
 def is_full_state(state: Mapping | None) -> bool:

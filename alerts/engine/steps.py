@@ -38,6 +38,8 @@ class Run:
 
     overdue_us: int
     marks: dict[int, str] | None = None  # water-level ts -> quality mark decided in this pass
+    keep: dict[int, str] | None = None  # water-level ts -> mark of a decision this pass keeps (``qc.admit``)
+    kept: dict[int, str] | None = None  # where the decisions ``keep`` overruled go (a replay's new ``kept``)
 
 
 def apply_entry(snap: dict, rules: Rules, entry: list, events: list[EngineEvent] | None, run: Run) -> None:
@@ -55,7 +57,10 @@ def apply_entry(snap: dict, rules: Rules, entry: list, events: list[EngineEvent]
             qc.track_flatline(snap["quality"], rules.quality, ts, value)
             _sensor_step(snap, ts, value, qc.PLAIN, events)
             return
-        admission = qc.admit(snap["quality"], rules.quality, ts, value, run.overdue_us)
+        keep = run.keep.get(ts) if run.keep else None
+        admission = qc.admit(snap["quality"], rules.quality, ts, value, run.overdue_us, keep)
+        if admission.kept and run.kept is not None:
+            run.kept[ts] = keep
         _after_check(snap, rules, admission, ts, value, events, run)
         return
     _judge_sample(snap, rules, entry, events)

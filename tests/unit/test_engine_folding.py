@@ -77,7 +77,8 @@ def test_a_deferred_base_judges_as_the_exact_one_and_settles_to_it(samples, orde
         # sample is no stored reading: resume holds it back again, see alerts.engine.checkpoints).
         stored += [(engine.micros(s.ts), s.metric, s.value) for s in batch]
         if not any(scheduled):
-            rebuilt = engine.resume(rules, plain(engine.checkpoint(deferred)), engine.base_key(deferred), stored)
+            rebuilt = engine.resume(rules, plain(engine.checkpoint(deferred)), engine.base_key(deferred), stored,
+                                    kept=plain(engine.kept_of(deferred)))
             assert plain(rebuilt) == plain(exact)
 
 

@@ -80,3 +80,19 @@ def test_a_kept_decision_is_rebuilt_by_resume_and_by_the_deferred_fold():
         assert resumed == exact.state
         assert engine.settled(rules, deferred.state) == exact.state
         assert exact.levels["water_level"] is Level.WASPADA
+
+
+def test_a_doubtful_level_judged_as_it_is_is_not_made_a_spike_by_a_late_sample():
+    # A jump held back, then judged as it is when the station fell silent (a late warning beats none): a
+    # backlog sample after it that would have refuted it in time does not take the warning back either.
+    rules = defaults()
+    steady = [Sample("ST", "water_level", T0 + timedelta(minutes=m), 1.0) for m in range(-60, 0)]
+    jump, late = Sample("ST", "water_level", T0, 2.3), Sample("ST", "water_level", T0 + timedelta(seconds=30), 1.02)
+    j = judge(rules, None, steady, expected_interval_s=60)
+    j = judge(rules, j.state, [jump], expected_interval_s=60)
+    assert trace(j) == [("sensor", "raised", Level.WASPADA)] and j.quality == {jump.ts: "doubtful"}
+    j = judge(rules, j.state, [], expected_interval_s=60, now=T0 + timedelta(minutes=3))
+    assert ("water_level", "raised", Level.WASPADA) in trace(j)  # judged as it is: residents are warned
+    j = judge(rules, j.state, [late], expected_interval_s=60)
+    assert [e for e in trace(j) if e[0] == "water_level"] == []
+    assert j.levels["water_level"] is Level.WASPADA and j.quality.get(jump.ts) != "spike"

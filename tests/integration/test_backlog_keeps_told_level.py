@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
+from service import alerting
 from service.db.schema import alert_events, alerts, readings
 from service.ingest import Message
 from tests.integration.test_resume_property import add_station
@@ -88,3 +89,20 @@ def test_a_forgotten_state_resumes_with_the_kept_decision(services):
     at = live_at + timedelta(seconds=1.1)
     ingest(services, message(STATION, {"ts": iso(at), "values": {"water_level": 1.96}}, at))
     assert told(services) == [("water_level", "raised", "waspada", "pending")]
+
+
+def test_a_warning_judged_as_it_is_is_not_taken_back_by_a_late_backlog(services):
+    # A jump held back as doubtful, judged as it is by the scheduled check when the station fell silent
+    # (residents warned); the gateway's backlog then brings a sample 30 s after it, back where it was.
+    t0 = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=2)
+    ingest(services, backlog(body(t0, -60, [1.0] * 60), t0))
+    ingest(services, message(STATION, {"ts": iso(t0), "values": {"water_level": 2.3}}, t0))
+    assert [e[:3] for e in told(services)] == [("sensor", "raised", "waspada")]  # staff see the doubt, residents nothing
+    assert alerting.judge_overdue(services.engine, t0 + timedelta(minutes=10)) == 1
+    assert ("water_level", "raised", "waspada", "pending") in told(services)  # judged as it is: residents are warned
+    ingest(services, backlog(body(t0 + timedelta(seconds=30), 0, [1.02]), t0 + timedelta(minutes=11)))
+    assert [e for e in told(services) if e[0] == "water_level"] == [("water_level", "raised", "waspada", "pending")]
+    with services.engine.connect() as conn:
+        mark = conn.execute(sa.select(readings.c.quality).where(
+            readings.c.station_id == STATION, readings.c.ts == t0)).scalar_one()
+    assert mark == "doubtful"  # judged as it is, never confirmed: not a spike after the fact

@@ -23,7 +23,10 @@ station. Samples are judged by measurement time. The design (docs/rules.md):
   was judged as it is, so a replay decides the same). The ``sensor`` kind is the staff-only
   level of data quality: up while a held sample would raise the water level, or while the
   level is stuck. ``state["quality_marks"]`` holds the marks (doubtful, spike) of the
-  horizon's water levels, so a judgement reports only the marks that changed.
+  horizon's water levels, so a judgement reports only the marks that changed. A water level
+  judged before stays judged in a replay (a doubt found after the fact does not retract what
+  residents were told); ``state["kept"]`` notes where that overruled the check, so folding and
+  ``resume`` (given ``kept_of(state)`` by the store) decide the same.
 
 The rooms: ``model`` (constants, events, time keys), ``state`` (snapshots, loading, ``forget``),
 ``machine`` (threshold timers, sliding windows), ``water`` and ``rain`` (their steps), ``steps``

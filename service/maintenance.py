@@ -20,6 +20,7 @@ from alerts import policy
 from alerts.errors import AlreadyEnded, FieldError
 from alerts.levels import Level
 from alerts.model import PUBLIC_ALERT_KINDS
+from alerts.rules import Rules
 from alerts.times import rfc3339
 from service import alert_records
 from service.station_rules import station_rules
@@ -134,24 +135,31 @@ def announce_ended_now(conn: Connection, window_id: int, now: datetime) -> int:
     since = conn.execute(sa.select(sa.func.min(mw.c.starts_at)).where(
         mw.c.station_id == window.station_id, mw.c.starts_at <= window.starts_at,
         mw.c.ends_at >= window.starts_at)).scalar() or window.starts_at
-    return (_announce(conn, window.station_id, now) + _held_back_all_clears(conn, window.station_id, since, now)
-            + _held_back_battery(conn, window.station_id, now))
+    known = _rules_and_latest(conn, window.station_id)  # read once for the announcements and the battery
+    announced = 0 if known is None else _announce(conn, window.station_id, *known, now)
+    held_back = _held_back_all_clears(conn, window.station_id, since, now)
+    battery = 0 if known is None else _held_back_battery(conn, window.station_id, *known, now)
+    return announced + held_back + battery
 
 
-def _announce(conn: Connection, station_id: str, now: datetime) -> int:
-    """An ``announced`` event (dispatch pending) for each real public alert of the station at or above notify_from."""
+def _rules_and_latest(conn: Connection, station_id: str) -> tuple[Rules, dict] | None:
+    """The station's rules and newest stored values (metric -> {value, ts}); None for a station deleted since."""
     station = conn.execute(sa.select(stations.c.id, stations.c.rules).where(stations.c.id == station_id)).first()
     if station is None:
-        return 0
-    rules = station_rules(dict(station._mapping))
+        return None
     state = conn.execute(sa.select(station_state.c.latest).where(station_state.c.station_id == station_id)).first()
+    return station_rules(dict(station._mapping)), ((state.latest if state is not None else None) or {})
+
+
+def _announce(conn: Connection, station_id: str, rules: Rules, latest: dict, now: datetime) -> int:
+    """An ``announced`` event (dispatch pending) for each real public alert of the station at or above notify_from."""
     rows = conn.execute(sa.select(alerts).where(alerts.c.station_id == station_id, alerts.c.state == "active",
                                                 alerts.c.kind.in_(PUBLIC_ALERT_KINDS), alerts.c.exercise_id.is_(None))).all()
     count = 0
     for row in rows:
         if not alert_records.notifies(row.kind, "announced", Level.parse(row.level), Level.parse(row.peak_level), rules):
             continue  # the policy's answer: below notify_from, nobody is told
-        known = ((state.latest if state is not None else None) or {}).get(row.kind)
+        known = latest.get(row.kind)
         reading = None if known is None else {"metric": row.kind, "value": known["value"], "ts": known["ts"]}
         alert_records.insert_event(conn, row.id, "announced", row.level, now, now, reading, "pending")
         conn.execute(sa.update(alerts).where(alerts.c.id == row.id).values(last_notified_at=now))
@@ -182,14 +190,9 @@ def _held_back_all_clears(conn: Connection, station_id: str, since, now: datetim
     return count
 
 
-def _held_back_battery(conn: Connection, station_id: str, now: datetime) -> int:
+def _held_back_battery(conn: Connection, station_id: str, rules: Rules, latest: dict, now: datetime) -> int:
     """Open the battery alert the window held back (staff are told) if the station's supply is still low; 1 if opened."""
-    station = conn.execute(sa.select(stations.c.id, stations.c.rules).where(stations.c.id == station_id)).first()
-    state = conn.execute(sa.select(station_state.c.latest).where(station_state.c.station_id == station_id)).first()
-    if station is None or state is None:
-        return 0
-    rules = station_rules(dict(station._mapping))
-    newest = (state.latest or {}).get("battery")
+    newest = latest.get("battery")
     measured = None if newest is None else datetime.fromisoformat(newest["ts"])
     age_s = None if measured is None else (now - measured).total_seconds()
     if not policy.battery_owed(rules, newest, age_s) or alert_records.open_alert(conn, station_id, "battery", lock=True):

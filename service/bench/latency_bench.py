@@ -144,18 +144,22 @@ def _count_readings(database_url: str) -> int:
         engine.dispose()
 
 
+def _resident_sms(fake, index_of: dict):
+    """Each SMS request to a bench station's resident: (station, request, body, the levels its text names)."""
+    for request in fake.creates():
+        station = index_of.get(request.form.get("To"))
+        if station is not None:
+            body = request.form.get("Body", "")
+            yield station, request, body, [level for level, (name, _) in enumerate(LEVELS) if f" {name} banjir" in body]
+
+
 def matched(fake, index_of: dict, crossings: dict, before: set | None = None) -> dict[tuple[int, int], float]:
     """The first SMS request for each crossing after its publish: to the station's resident, naming the level.
     A crossing whose resident was told of that level before it was published goes into ``before``."""
     first: dict[tuple[int, int], float] = {}
-    for request in fake.creates():
-        station = index_of.get(request.form.get("To"))
-        if station is None:
-            continue
-        body = request.form.get("Body", "")
-        for level, (name, _) in enumerate(LEVELS):
-            key = (station, level)
-            if key not in crossings or key in first or f" {name} banjir" not in body:
+    for station, request, _body, levels in _resident_sms(fake, index_of):
+        for key in ((station, level) for level in levels):
+            if key not in crossings or key in first:
                 continue
             if request.at >= crossings[key]:
                 first[key] = request.at
@@ -172,17 +176,12 @@ def told(fake, index_of: dict, crossings: dict) -> dict[str, int]:
     all-clear is a false one (a warning told before the crossing too), and a level told twice was cleared between."""
     counts = {"sms_to_residents": 0, FALSE: 0, "repeated_warnings": 0}
     warned: set[tuple[int, int]] = set()
-    for request in fake.creates():
-        station = index_of.get(request.form.get("To"))
-        if station is None:
-            continue
+    for station, _request, body, levels in _resident_sms(fake, index_of):
         counts["sms_to_residents"] += 1
-        body = request.form.get("Body", "")
         counts[FALSE] += "NORMAL" in body
-        for level, (name, _) in enumerate(LEVELS):
-            if f" {name} banjir" in body:
-                counts["repeated_warnings"] += (station, level) in warned
-                warned.add((station, level))
+        for level in levels:
+            counts["repeated_warnings"] += (station, level) in warned
+            warned.add((station, level))
     return counts
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from alerts.model import Rejection, Sample
 from sensors.payload import StationInfo, parse_payload
-from service import alerting, dead_letters, quality, samples, station_states
+from service import alerting, batch_insert, dead_letters, quality, samples, station_states
 from service.db.schema import stations
 from service.exercise_ingest import ExerciseIngest
 from service.heap import collector_waits
@@ -206,17 +206,17 @@ class Ingestor:
             offers[-1][0].rejected.extend(rain_rejections)
             rows += [(s.station_id, s.metric, s.ts, s.value, received_at) for s in offered + rain]
             plans.append((station_id, offered, rain, counter))
-        stored = samples.insert_batch(conn, rows)
+        stored = batch_insert.insert_batch(conn, rows, frozenset(s for s in ids if held[s].fresh))
         skipped: list[Skipped] = []
         changes = []
         for station_id, offered, rain, counter in plans:
-            keys, first_id = stored.get(station_id, (set(), None))
-            inserted = [s for s in offered + rain if (s.metric, s.ts) in keys]
+            inserted = stored.inserted(station_id, offered + rain)
             offers = offers_by_station[station_id]
             skipped += samples.assign([offer for _, offer in offers], inserted,
                                       {(s.metric, s.ts): s.value for s in offered})
             changes.append(self._judge_station(conn, station_id, held[station_id], inserted, counter,
-                                               received_by_station[station_id], offers[-1][0], first_id))
+                                               received_by_station[station_id], offers[-1][0],
+                                               stored.first_ids.get(station_id)))
         self.states.write(conn, changes)
         return skipped
 

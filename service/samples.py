@@ -3,15 +3,16 @@
 A sample is identified by (station, metric, ts) (spec section 1). The first value stored
 wins: a sample received again with the same value is a duplicate and changes nothing; with a
 different value it is a ``conflicting_duplicate`` (spec section 9) and never overwrites the
-stored one. Both are found without a query per sample: the insert returns what it stored, and
-one query per batch reads the stored values of only the samples the insert skipped.
+stored one. Both are found without a query per sample: the insert tells what it stored
+(service/batch_insert.py), and one query per batch reads the stored values of only the samples
+the insert skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from types import MappingProxyType
 
 import sqlalchemy as sa
@@ -73,115 +74,6 @@ def insert_readings(conn: Connection, samples: list[Sample], received_at: dateti
         table.c.metric, table.c.ts)
     inserted = {(row.metric, row.ts) for row in conn.execute(statement, rows)}
     return [s for s in samples if (s.metric, s.ts) in inserted]
-
-
-ReadingRow = tuple  # (station_id, metric, ts, value, received_at): one readings row of a batch
-
-
-def insert_batch(conn: Connection, rows: list[ReadingRow]) -> dict[str, tuple[set, int]]:
-    """Insert the samples of every station of a batch, skipping stored ones; one statement per 1,000 rows.
-
-    ``rows``: ``(station_id, metric, ts, value, received_at)``. Returns, per station, the
-    (metric, ts) inserted now and the lowest readings id among them.
-    """
-    if not rows:
-        return {}
-    if dialect.is_sqlite(conn):
-        return _inserted(_insert_sqlite(conn, rows))
-    if dialect.is_postgresql(conn):
-        return _inserted(_insert_postgresql(conn, rows))
-    keys = ("station_id", "metric", "ts", "value", "received_at")
-    return _inserted((row.id, row.station_id, row.metric, row.ts)
-                     for row in conn.execute(_insert_batch_statement(conn), [dict(zip(keys, r)) for r in rows]))
-
-
-def _inserted(returned) -> dict[str, tuple[set, int]]:
-    """Per station, the (metric, ts) of the returned ``(id, station_id, metric, ts)`` rows and their lowest id."""
-    out: dict[str, tuple[set, int]] = {}
-    for row_id, station_id, metric, ts in returned:
-        known = out.get(station_id)
-        if known is None:
-            out[station_id] = ({(metric, ts)}, row_id)
-        else:
-            known[0].add((metric, ts))
-            if row_id < known[1]:
-                out[station_id] = (known[0], row_id)
-    return out
-
-
-_INSERT_BATCH: dict[str, object] = {}  # per dialect: the statement is built once per process
-
-
-def _insert_batch_statement(conn: Connection):
-    statement = _INSERT_BATCH.get(conn.dialect.name)
-    if statement is None:
-        statement = _INSERT_BATCH[conn.dialect.name] = dialect.insert_new(
-            conn, readings, ["station_id", "metric", "ts"]).returning(
-            readings.c.id, readings.c.station_id, readings.c.metric, readings.c.ts)
-    return statement
-
-
-ROWS_PER_STATEMENT = 1000  # 5 parameters each: far under SQLite's 32,766 and PostgreSQL's 65,535
-
-
-def _sqlite_time(ts: datetime) -> str:
-    # The text SQLAlchemy's SQLite DateTime stores (UTC, naive, always with microseconds): see schema.UTCDateTime.
-    return ts.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _insert_sqlite(conn: Connection, rows: list[ReadingRow]):
-    """One multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per 1,000 rows, built as text.
-
-    The compiled statement's per-row parameter processing cost more than the insert itself (the
-    profile in docs/performance.md). The times are bound as the text ``UTCDateTime`` stores, each
-    distinct one converted once (a network's stations mostly report at the same minutes); the
-    returned rows carry the caller's own datetimes.
-    """
-    as_text: dict[datetime, str] = {}
-    as_time: dict[str, datetime] = {}
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start:start + ROWS_PER_STATEMENT]
-        params: list = []
-        for station_id, metric, ts, value, received_at in chunk:
-            text = as_text.get(ts)
-            if text is None:
-                text = as_text[ts] = _sqlite_time(ts)
-                as_time[text] = ts
-            received = as_text.get(received_at)
-            if received is None:  # a later row's ts may be this very time (its text then comes from here)
-                received = as_text[received_at] = _sqlite_time(received_at)
-                as_time[received] = received_at
-            params += (station_id, metric, text, float(value), received)
-        sql = ("INSERT INTO readings (station_id, metric, ts, value, received_at) VALUES "
-               + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-               + " ON CONFLICT (station_id, metric, ts) DO NOTHING RETURNING id, station_id, metric, ts")
-        for row_id, station_id, metric, text in conn.exec_driver_sql(sql, tuple(params)):
-            yield row_id, station_id, metric, as_time[text]
-
-
-# One statement whatever the batch's size: the rows travel as five arrays. (A multi-row VALUES
-# text of 1,000 rows was parsed again by psycopg on every batch: too long for its query cache.)
-_INSERT_POSTGRESQL = (
-    "INSERT INTO readings (station_id, metric, ts, value, received_at) "
-    "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::timestamptz[], %b::float8[], %b::timestamptz[]) "
-    "ON CONFLICT (station_id, metric, ts) DO NOTHING RETURNING id, station_id, metric, ts")
-
-
-def _insert_postgresql(conn: Connection, rows: list[ReadingRow]):
-    """The rows as arrays through ``unnest``, 1,000 at a time; the returned times are aware, as bound.
-
-    The arrays go in psycopg's binary format (``%b``): as text, each element was quoted in
-    Python, which cost more than the insert. The returned rows are taken from the driver's cursor in one
-    fetch, as tuples (a row object and a fetch per row cost more than the rest of their handling).
-    """
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        columns = [list(column) for column in zip(*rows[start:start + ROWS_PER_STATEMENT])]
-        columns[3] = [float(value) for value in columns[3]]
-        result = conn.exec_driver_sql(_INSERT_POSTGRESQL, tuple(columns))
-        try:
-            yield from result.cursor.fetchall()
-        finally:
-            result.close()
 
 
 def assign(offers: list[Offered], inserted: list[Sample], winners: dict[tuple[str, datetime], float]) -> list[Skipped]:

@@ -88,17 +88,18 @@ class StationStates:
         return {station_id: self._held[station_id] for station_id in station_ids}
 
     def write(self, conn: Connection, changes: list[dict]) -> None:
-        """Write the batch's rows: one executemany without the checkpoint, one with it (when due);
-        on PostgreSQL one UPDATE of them all."""
-        if changes and dialect.is_postgresql(conn):
-            conn.exec_driver_sql(_UPDATE_POSTGRESQL, _update_arrays(conn, changes))
+        """Write the batch's rows: on PostgreSQL one UPDATE of them all, on SQLite one executemany."""
+        if not changes:
             return
-        plain = [c for c in changes if "b_engine" not in c]
-        points = [c for c in changes if "b_engine" in c]
-        if plain:
-            conn.execute(_update_statement(False), plain)
-        if points:
-            conn.execute(_update_statement(True), points)
+        if dialect.is_postgresql(conn):
+            conn.exec_driver_sql(_UPDATE_POSTGRESQL, _update_arrays(conn, changes))
+        elif dialect.is_sqlite(conn):
+            conn.exec_driver_sql(_UPDATE_SQLITE, _update_rows_sqlite(changes))
+        else:
+            for with_checkpoint in (False, True):
+                rows = [c for c in changes if ("b_engine" in c) == with_checkpoint]
+                if rows:
+                    conn.execute(_update_statement(with_checkpoint), rows)
 
 
 def changes(held: Held, station_id: str, values: Mapping, judgement=None, *, rain: bool = False,
@@ -198,8 +199,26 @@ def whole_state(conn: Connection, station_id: str, rules: Rules, doc: Mapping | 
 
 
 def _lock_versions(conn: Connection, station_ids: list[str]) -> dict[str, int]:
-    statement = _lock_statement(dialect.is_postgresql(conn))
-    return {row.station_id: row.version for row in conn.execute(statement, {"ids": list(station_ids)})}
+    if dialect.is_postgresql(conn):
+        result = conn.exec_driver_sql(_LOCK_POSTGRESQL, (list(station_ids),))
+    elif dialect.is_sqlite(conn):
+        result = conn.exec_driver_sql(_lock_sqlite(len(station_ids)), tuple(station_ids))
+    else:
+        result = conn.execute(_lock_statement(False), {"ids": list(station_ids)})
+    return dict(result.all())
+
+
+# The versions of a batch's stations, as text: the compiled statement's expanding IN was rendered and
+# bound again for every batch. PostgreSQL takes the row locks in the sorted order (no deadlock);
+# SQLite serialises every writer anyway (BEGIN IMMEDIATE).
+_LOCK_POSTGRESQL = ("SELECT station_id, version FROM station_state WHERE station_id = ANY(%b::varchar[]) "
+                    "ORDER BY station_id FOR UPDATE")
+
+
+@functools.lru_cache(maxsize=64)
+def _lock_sqlite(count: int) -> str:
+    marks = ", ".join(["?"] * count)
+    return f"SELECT station_id, version FROM station_state WHERE station_id IN ({marks}) ORDER BY station_id"
 
 
 @functools.cache
@@ -207,7 +226,6 @@ def _lock_statement(for_update: bool):
     query = (sa.select(station_state.c.station_id, station_state.c.version)
              .where(station_state.c.station_id.in_(sa.bindparam("ids", expanding=True)))
              .order_by(station_state.c.station_id))
-    # PostgreSQL takes the row locks in the sorted order (SQLite serialises every writer anyway).
     return query.with_for_update() if for_update else query
 
 
@@ -265,3 +283,27 @@ def _update_arrays(conn: Connection, changes: list[dict]) -> tuple[list, ...]:
         [json.dumps(c["b_engine_delta"]) for c in changes], ["b_engine" in c for c in changes],
         [json.dumps(c["b_engine"]) if "b_engine" in c else None for c in changes],
     )
+
+
+# SQLite: the rows of a batch in one executemany of a text UPDATE, bound as SQLAlchemy binds them (the
+# compiled statement ran every JSON and time bind processor per row through its own machinery):
+# JSON as json.dumps text (None is JSON null), times as schema.UTCDateTime's text, a checkpoint
+# only where one is due. tests/integration/test_station_state_write.py holds both to the same text.
+_UPDATE_SQLITE = (
+    "UPDATE station_state SET level = ?, online = ?, last_seen = ?, latest = ?, rain_counter = ?, updated_at = ?, "
+    "quality_due_at = ?, engine_delta = ?, engine = CASE WHEN ? THEN ? ELSE engine END, version = version + 1 "
+    "WHERE station_id = ?")
+
+
+def _update_rows_sqlite(changes: list[dict]) -> list[tuple]:
+    """The parameters of ``_UPDATE_SQLITE``, one tuple per station, from ``StationStates.write``'s."""
+    def when(value: datetime | None) -> str | None:
+        return None if value is None else dialect.sqlite_time(value)
+
+    return [
+        (c["b_level"], None if c["b_online"] is None else int(c["b_online"]), when(c["b_last_seen"]),
+         json.dumps(c["b_latest"]), json.dumps(c["b_rain_counter"]), when(c["b_updated_at"]),
+         when(c["b_quality_due_at"]), json.dumps(c["b_engine_delta"]), int("b_engine" in c),
+         json.dumps(c["b_engine"]) if "b_engine" in c else None, c["b_station_id"])
+        for c in changes
+    ]

@@ -8,6 +8,8 @@ writer (service/db/engine.py), so there the same calls change nothing.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -20,6 +22,14 @@ def is_postgresql(bind) -> bool:
 def is_sqlite(bind) -> bool:
     """True when ``bind`` (an engine or connection) is SQLite."""
     return bind.dialect.name == "sqlite"
+
+
+def sqlite_time(ts: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores for an aware time (UTC, naive, always with microseconds).
+
+    For statements written as text on the hot path; see schema.UTCDateTime for the bound way.
+    """
+    return ts.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def insert(bind, table):

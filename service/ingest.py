@@ -212,8 +212,8 @@ class Ingestor:
         for station_id, offered, rain, counter in plans:
             inserted = stored.inserted(station_id, offered + rain)
             offers = offers_by_station[station_id]
-            skipped += samples.assign([offer for _, offer in offers], inserted,
-                                      {(s.metric, s.ts): s.value for s in offered})
+            skipped += samples.assign_inserted([offer for _, offer in offers], offered, inserted,
+                                               all_inserted=stored.all_new)
             changes.append(self._judge_station(conn, station_id, held[station_id], inserted, counter,
                                                received_by_station[station_id], offers[-1][0],
                                                stored.first_ids.get(station_id)))
@@ -257,7 +257,7 @@ class Ingestor:
         with self._lock:
             stale = time.monotonic() - self._stations_loaded > STATION_CACHE_SECONDS
             if stale or station_id not in self._stations:
-                fresh = {row["id"]: _to_station(row) for row in _all_stations(conn)}
+                fresh = {row["id"]: _to_station(row, self._stations.get(row["id"])) for row in _all_stations(conn)}
                 # A station deleted and created again under its id starts afresh: drop its held state.
                 self.states.forget(s for s, old in self._stations.items()
                                    if s not in fresh or fresh[s].row.get("created_at") != old.row.get("created_at"))
@@ -328,7 +328,11 @@ def _all_stations(conn: Connection) -> list[dict]:
     return [dict(row._mapping) for row in conn.execute(select(stations))]
 
 
-def _to_station(row: dict) -> _Station:
+def _to_station(row: dict, cached: _Station | None = None) -> _Station:
+    """The registry row as ingest uses it; an unchanged row keeps the rules parsed from it (a refresh every
+    few seconds re-parsed every station's rules)."""
+    if cached is not None and cached.row == row:
+        return cached
     plausible = {metric: (float(b[0]), float(b[1])) for metric, b in (row.get("plausible") or {}).items()}
     info = StationInfo(id=row["id"], metrics=tuple(row.get("metrics") or ()), plausible=plausible)
     return _Station(info=info, row=row)

@@ -76,6 +76,17 @@ def insert_readings(conn: Connection, samples: list[Sample], received_at: dateti
     return [s for s in samples if (s.metric, s.ts) in inserted]
 
 
+def assign_inserted(offers: list[Offered], offered: list[Sample], inserted: list[Sample], *,
+                    all_inserted: bool) -> list[Skipped]:
+    """``assign`` for one station's batch: ``offered`` its unique samples, ``all_inserted`` when each went in now."""
+    if all_inserted and len(offered) == sum(len(offer.samples) for offer in offers):
+        # Nothing was stored before and no message repeats another: each message keeps its own samples.
+        for offer in offers:
+            offer.kept.extend(offer.samples)
+        return []
+    return assign(offers, inserted, {(s.metric, s.ts): s.value for s in offered})
+
+
 def assign(offers: list[Offered], inserted: list[Sample], winners: dict[tuple[str, datetime], float]) -> list[Skipped]:
     """Give each inserted sample to the first message that offered it; settle the rest.
 

@@ -8,7 +8,6 @@ the reasons of spec section 1, so the ingest loop never stops on a bad payload.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ MAX_SAMPLES = 1000
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_AGE = timedelta(days=7)
 RAIN_METRICS = ("rainfall", "rain_tips")
+_JUDGED = frozenset(METRICS) - {"rain_tips"}  # the metrics whose sample is the value as sent, in its range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Parsed:
 
 def parse_payload(payload: bytes, station: StationInfo | None, now: datetime) -> Parsed:
     """Turn one payload into samples of ``station`` and the rejections of what could not be kept."""
-    result = Parsed()
+    result = Parsed([], [], [], [])
     whole = _check_whole(payload, station)
     if isinstance(whole, Rejection):
         result.rejections.append(whole)
@@ -59,17 +59,23 @@ def _check_whole(payload: bytes, station: StationInfo | None) -> list | Rejectio
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Rejection("too_large", f"{len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
-        document = _decoder().decode(payload.decode("utf-8"))
+        text = payload.decode("utf-8")
+        try:  # JSONDecoder.decode in one pass when the document fills the whole text
+            document, end = _DECODER.raw_decode(text)
+        except ValueError:  # leading whitespace, or not JSON: decode() skips the one and words the error of the other
+            end = -1
+        if end != len(text):  # and trailing whitespace, or extra data
+            document = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return Rejection("malformed_json", _short(str(exc)))
-    if isinstance(document, list):
+    if type(document) is dict:  # the usual payload: one sample object
+        items = [document]
+    elif isinstance(document, list):
         if len(document) > MAX_SAMPLES:
             return Rejection("too_many_samples", f"{len(document)} samples; the limit is {MAX_SAMPLES}")
         if not document:
             return Rejection("not_an_object", "an empty array holds no sample")
         items = document
-    elif isinstance(document, dict):
-        items = [document]
     else:
         return Rejection("not_an_object", f"expected an object or an array, got {type(document).__name__}")
     if station is None:
@@ -77,16 +83,14 @@ def _check_whole(payload: bytes, station: StationInfo | None) -> list | Rejectio
     return items
 
 
-@functools.cache
-def _decoder() -> json.JSONDecoder:
-    # One decoder for every payload: building one per call (json.loads with parse_constant) cost
-    # more than decoding a small payload.
-    return json.JSONDecoder(parse_constant=_reject_constant)
-
-
 def _reject_constant(name: str) -> float:
     # NaN and Infinity are not JSON; keep parsing so the sample is rejected as not_a_number.
     return math.nan
+
+
+# One decoder for every payload: building one per call (json.loads with parse_constant) cost
+# more than decoding a small payload.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _parse_item(item, station: StationInfo, now: datetime, result: Parsed, index: int) -> None:
@@ -113,13 +117,46 @@ def _parse_item(item, station: StationInfo, now: datetime, result: Parsed, index
     if not isinstance(values, dict) or not values:
         _reject(result, index, "no_values", "'values' must be an object with at least one metric", ts=_raw_ts(item))
         return
-    for metric, value in values.items():
-        outcome = _parse_value(station, str(metric), value, ts, item)
+    configured, plausible, station_id = station.metrics, station.plausible, station.id
+    for metric, value in values.items():  # a JSON object's keys are always str
+        if type(value) is float and metric in configured and metric in _JUDGED and math.isfinite(value):
+            # The common case inline: a configured metric (not a tip counter) with a finite float.
+            bounds = plausible.get(metric)
+            if bounds is None or bounds[0] <= value <= bounds[1]:
+                result.samples.append(_sample(station_id, metric, ts, value))
+                result.indexes.append(index)
+                continue
+        outcome = _parse_value(station, metric, value, ts, item)
         if isinstance(outcome, Sample):
             result.samples.append(outcome)
             result.indexes.append(index)
         else:
             result.rejections.append(dataclasses.replace(outcome, index=index))
+
+
+def _sample_maker():
+    """``Sample`` without its generated ``__init__``: the same object, its slots set through their descriptors.
+
+    A frozen dataclass sets each field through ``object.__setattr__``: that was a sixth of the parse
+    of a one-value payload. Should ``Sample`` ever check its fields (``__post_init__``), this is ``Sample``.
+    """
+    names = tuple(field.name for field in dataclasses.fields(Sample))
+    if names != ("station_id", "metric", "ts", "value") or "__post_init__" in dir(Sample):
+        return Sample
+    new, (set_station, set_metric, set_ts, set_value) = object.__new__, (Sample.__dict__[n].__set__ for n in names)
+
+    def sample(station_id: str, metric: str, ts: datetime, value: float) -> Sample:
+        made = new(Sample)
+        set_station(made, station_id)
+        set_metric(made, metric)
+        set_ts(made, ts)
+        set_value(made, value)
+        return made
+
+    return sample
+
+
+_sample = _sample_maker()
 
 
 def _reject(result: Parsed, index: int, reason: str, detail: str, **where) -> None:
@@ -132,12 +169,8 @@ def _raw_ts(item: dict) -> str:
 
 
 def _parse_value(station: StationInfo, metric: str, value, ts: datetime, item: dict) -> Sample | Rejection:
-    """Check one metric value against the station's configuration and plausible range."""
-    if metric in station.metrics and metric in METRICS and type(value) is float and math.isfinite(value):
-        # The common case first: a configured metric with a finite float (bool and int take the long way).
-        bounds = station.plausible.get("rainfall" if metric == "rain_tips" else metric)
-        if metric != "rain_tips" and (bounds is None or bounds[0] <= value <= bounds[1]):
-            return Sample(station.id, metric, ts, value)
+    """Check one metric value against the station's configuration and plausible range (the common case
+    of a configured metric with a finite float in range is taken in ``_parse_item``)."""
     raw_ts = _raw_ts(item)
     name = _short(metric, 64)
     if metric not in METRICS:

@@ -31,6 +31,24 @@ class Message:
     replay: bool = False  # from ``ews dead-letters replay``: its rejections are no new dead letters
 
 
+# Every field's default, in field order, for ``mqtt_reading``.
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Message)}
+
+
+def mqtt_reading(topic: str, payload: bytes, received_at: datetime) -> Message:
+    """``Message(topic, payload, received_at)``: what the MQTT worker builds for each reading it takes.
+
+    A frozen dataclass's ``__init__`` sets each of the six fields through ``object.__setattr__``
+    (a third of the worker's own time per message); the same fields go into the instance's
+    dictionary at once instead: an equal object, every field in order.
+    """
+    message = object.__new__(Message)
+    fields = message.__dict__
+    fields.update(_DEFAULTS)
+    fields["topic"], fields["payload"], fields["received_at"] = topic, payload, received_at
+    return message
+
+
 @dataclasses.dataclass
 class IngestResult:
     """What became of one message."""

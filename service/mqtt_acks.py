@@ -12,26 +12,30 @@ the ordinary way.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import paho.mqtt.client as mqtt
 
-_PUBACK = struct.Struct("!BBH")  # fixed header (PUBACK, remaining length 2) and the packet id
-
-
-def puback_packet(mids: Iterable[int]) -> bytes:
+def puback_packet(mids: Sequence[int]) -> bytes:
     """The PUBACK packets (MQTT 3.1.1 section 3.4) of ``mids``, in order, as one byte string."""
-    return b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids])
+    count = len(mids)
+    ids = struct.pack(f"!{count}H", *mids)  # every packet id, big-endian, in one call
+    # Each packet is the fixed header (PUBACK, remaining length 2) and its id: filled in by slices, not
+    # packed one by one (that was half of acknowledging a batch).
+    packets = bytearray(4 * count)
+    packets[0::4] = bytes([mqtt.PUBACK]) * count
+    packets[1::4] = b"\x02" * count
+    packets[2::4], packets[3::4] = ids[0::2], ids[1::2]
+    return bytes(packets)
 
 
-def ack_all(client: mqtt.Client, messages: Iterable[mqtt.MQTTMessage]) -> None:
+def ack_all(client: mqtt.Client, messages: Sequence[mqtt.MQTTMessage]) -> None:
     """Acknowledge ``messages`` (received with ``manual_ack=True``) in their order."""
-    mids = []
-    for message in messages:
-        if message.qos == 1:
-            mids.append(message.mid)
-        elif message.qos == 2:
-            client.ack(message.mid, message.qos)
+    mids = [message.mid for message in messages if message.qos == 1]
+    if len(mids) < len(messages):  # QoS 0 needs nothing; QoS 2 is acknowledged the ordinary way
+        for message in messages:
+            if message.qos == 2:
+                client.ack(message.mid, message.qos)
     if not mids:
         return
     queue = getattr(client, "_packet_queue", None)  # paho 2.x's own queue of outgoing packets

@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from config.settings import MqttUrl
 from sensors import mqttlink, topics
 from service.heap import collector_waits
-from service.ingest import Message
+from service.ingest_messages import Message, mqtt_reading
 from service.mqtt_acks import ack_all
 from service.topic_messages import TopicMessage
 
@@ -244,14 +244,14 @@ class MqttIngest:
             elif topic.endswith("/status") and self._is_status(topic):
                 statuses.append(_to_topic_message(m, at))
             else:
-                readings.append(Message(topic=topic, payload=m.payload, received_at=at, source="mqtt"))
+                readings.append(mqtt_reading(topic, m.payload, at))
         if not self._until_stored(self.ingest, readings):
             return
         if statuses and not self._until_stored(self.on_status, statuses):
             return
         if acks and not self._until_stored(self.on_siren_ack, acks):
             return
-        ack_all(self._client, (message for message, _ in batch))
+        ack_all(self._client, [message for message, _ in batch])
 
     def _commit_by_station_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
         """The backlog session's way: one transaction per station (the live session's readings go
@@ -259,14 +259,13 @@ class MqttIngest:
         by_station: dict[str, list[Message]] = {}
         for m, at in batch:
             topic = m.topic  # paho decodes it at every access
-            by_station.setdefault(topic, []).append(Message(topic=topic, payload=m.payload, received_at=at,
-                                                            source="mqtt"))
+            by_station.setdefault(topic, []).append(mqtt_reading(topic, m.payload, at))
         for readings in by_station.values():
             if self.live is not None:
                 self.live.wait_idle(LIVE_FIRST_WAIT_S)
             if not self._until_stored(self.ingest, readings):
                 return
-        ack_all(self._client, (message for message, _ in batch))
+        ack_all(self._client, [message for message, _ in batch])
 
     def _is_siren_ack(self, topic: str) -> bool:
         return self.on_siren_ack is not None and topics.parse_siren_topic(self.prefix, topic, "ack") is not None

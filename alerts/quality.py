@@ -54,7 +54,9 @@ def clone(q: dict | None) -> dict:
 
 def within_step(rule: QualityRule, earlier: list, ts: int, value: float) -> bool:
     """True when ``value`` at ``ts`` is within the allowed step of ``earlier`` (``[ts, value]``)."""
-    minutes = max(1.0, abs(ts - earlier[0]) / _MIN_US)
+    minutes = abs(ts - earlier[0]) / _MIN_US
+    if minutes < 1.0:
+        minutes = 1.0
     # A hair of slack so that a step of exactly the limit (0.1 m in a minute) is not doubtful.
     return abs(value - earlier[1]) <= rule.max_step_per_min * minutes + 1e-9
 
@@ -150,10 +152,12 @@ def track_flatline(q: dict, rule: QualityRule, ts: int, value: float) -> bool:
         q["flat"], q["stuck"] = None, False
         return False
     flat = q["flat"]
-    if flat is None or max(flat[2], value) - min(flat[1], value) > rule.flatline_tolerance + 1e-9:
+    if flat is not None:
+        low, high = (value if value < flat[1] else flat[1]), (value if value > flat[2] else flat[2])
+    if flat is None or high - low > rule.flatline_tolerance + 1e-9:
         q["flat"] = flat = [ts, value, value]  # the value moved: a new band starts here
     else:
-        flat[1], flat[2] = min(flat[1], value), max(flat[2], value)
+        flat[1], flat[2] = low, high
     q["stuck"] = ts - flat[0] >= rule.flatline_s * _US
     return q["stuck"]
 

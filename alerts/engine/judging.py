@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from operator import lt
 
 from alerts import quality as qc
 from alerts.engine import folding
@@ -102,20 +103,15 @@ def _sort_incoming(st: dict, samples: Iterable[Sample], overdue_us: int,
     """
     last = tuple(st["current"]["last"]) if st["current"]["last"] is not None else None
     base_key = tuple(st["base_key"]) if st["base_key"] is not None else None
-    incoming: dict[tuple[int, str], float] = {}
-    for sample in samples:
-        if sample.metric in JUDGED_METRICS:
-            incoming[(micros(sample.ts), sample.metric)] = float(sample.value)
     due = qc.overdue_at(st["current"].get("quality"), overdue_us)
-    if release_at is not None and due is not None and due <= release_at:
-        incoming[(due, RELEASE)] = 0.0  # the station fell silent after a doubtful sample
+    silent = release_at is not None and due is not None and due <= release_at  # silent after a doubtful sample
     ignored = 0
     in_order: list[list] = []
     late: list[list] = []
     seen = None
-    for key in sorted(incoming):
+    for key, value in _time_ordered(samples, due if silent else None):
         if last is None or key > last:
-            in_order.append([key[0], key[1], incoming[key]])
+            in_order.append([key[0], key[1], value])
             continue
         if base_key is not None and key <= base_key:
             ignored += 1  # older than the horizon (or already folded into the base)
@@ -123,8 +119,23 @@ def _sort_incoming(st: dict, samples: Iterable[Sample], overdue_us: int,
         if seen is None:
             seen = {(e[0], e[1]) for e in st["horizon"]}
         if key not in seen:
-            late.append([key[0], key[1], incoming[key]])
+            late.append([key[0], key[1], value])
     return in_order, late, ignored
+
+
+def _time_ordered(samples: Iterable[Sample], release: int | None) -> list[tuple[tuple[int, str], float]]:
+    """The judged samples (and a ``RELEASE`` at ``release``) as ``((us, metric), value)`` in time order.
+
+    Of two samples with one key, the one given later counts.
+    """
+    keyed = [((micros(sample.ts), sample.metric), float(sample.value)) for sample in samples
+             if sample.metric in JUDGED_METRICS]
+    if release is not None:
+        keyed.append(((release, RELEASE), 0.0))
+    keys = [key for key, _value in keyed]
+    if all(map(lt, keys, keys[1:])):
+        return keyed  # the common case: a gateway sends its samples in time order, each once
+    return sorted(dict(keyed).items())
 
 
 def _replay_with_late(st: dict, rules: Rules, late: list[list], run: Run) -> list[EngineEvent]:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from alerts.engine.model import US
+from collections.abc import Callable
+
 from alerts.levels import WARNING_LEVELS
 
 
-def machine_step(machine: dict, ts: int, conds: list, hold_s: float, clear_hold_s: float) -> int:
+def machine_step(machine: dict, ts: int, conds: list, hold: float, clear: float) -> int:
     """Advance one kind's threshold timers to ``ts`` and return its threshold level.
 
     ``conds[i]`` is None when WARNING_LEVELS[i] is not used, else ``(at_or_above_entry,
     below_clear_line)``. A level is entered once its entry condition has held for
-    ``hold_s``; a level is kept until its clear condition has held for ``clear_hold_s``.
+    ``hold`` (us); a level is kept until its clear condition has held for ``clear`` (us).
     """
     up, down = machine["above_since"], machine["below_since"]
-    hold, clear = hold_s * US, clear_hold_s * US
     entered = 0
     for i, cond in enumerate(conds):  # one pass: the timers, and the highest level entered
         if cond is None:
@@ -43,19 +43,28 @@ def machine_step(machine: dict, ts: int, conds: list, hold_s: float, clear_hold_
     return level
 
 
-_THRESHOLDS: dict[int, tuple] = {}  # id(rule) -> (rule, its thresholds by WARNING_LEVELS)
+def once_per_rule(derive: Callable) -> Callable:
+    """``derive(rule)``, worked out once per rule object (rules are frozen; a station's are parsed once per refresh)."""
+    known: dict[int, tuple] = {}  # id(rule) -> (rule, what was derived from it)
+
+    def derived(rule):
+        hit = known.get(id(rule))
+        if hit is None or hit[0] is not rule:  # an id can be reused once a rule object is gone
+            if len(known) > 1024:
+                known.clear()
+            hit = known[id(rule)] = (rule, derive(rule))
+        return hit[1]
+
+    derived.__doc__ = derive.__doc__
+    return derived
 
 
+@once_per_rule
 def thresholds(rule) -> tuple:
-    """A rule's entry values for WARNING_LEVELS (None: level not used), looked up once per rule object."""
+    """A rule's entry values for WARNING_LEVELS (None: level not used)."""
     if rule is None:
         return (None,) * len(WARNING_LEVELS)
-    known = _THRESHOLDS.get(id(rule))
-    if known is None or known[0] is not rule:  # an id can be reused once a rule object is gone
-        if len(_THRESHOLDS) > 1024:
-            _THRESHOLDS.clear()
-        known = _THRESHOLDS[id(rule)] = (rule, tuple(rule.threshold(level) for level in WARNING_LEVELS))
-    return known[1]
+    return tuple(rule.threshold(level) for level in WARNING_LEVELS)
 
 
 def slide(buf: list, ts: int, value: float, span_us: int, keep_edge: bool) -> None:

@@ -27,8 +27,8 @@ def rain_sums(buf: list, ts: int) -> dict[str, float]:
     return sums
 
 
-def rainfall_step(snap: dict, rules: Rules, ts: int, value: float) -> dict:
-    """Judge one rain increment by the rolling sums it completes."""
+def rainfall_step(snap: dict, rules: Rules, ts: int, value: float) -> dict[str, float]:
+    """Judge one rain increment by the rolling sums it completes; return the sums."""
     machine = snap["kinds"]["rainfall"]
     buf = snap["rain"]
     slide(buf, ts, value, RAIN_BUFFER_S * US, False)
@@ -43,8 +43,8 @@ def rainfall_step(snap: dict, rules: Rules, ts: int, value: float) -> dict:
             continue
         reached = any(total >= threshold for total, threshold in pairs)
         conds.append((reached, not reached))
-    machine["level"] = machine_step(machine, ts, conds, 0, rule.clear_hold_s if rule else 0)
-    return {"sums": sums}  # rounded only for a reading that is kept (see alerts.engine.steps)
+    machine["level"] = machine_step(machine, ts, conds, 0, (rule.clear_hold_s if rule else 0) * US)
+    return sums  # rounded only for a reading that is kept (see alerts.engine.steps)
 
 
 def current_rain_sums(state: dict | None) -> dict[str, float] | None:

@@ -29,7 +29,21 @@ def battery_step(snap: dict, rules: Rules, ts: int, value: float) -> None:
     return None
 
 
-_STEPS = {"water_level": water_level_step, "rainfall": rainfall_step, "battery": battery_step}
+def _rate_detail(rate: float | None) -> dict | None:
+    return None if rate is None else {"rate_per_hour": round(rate, 4)}
+
+
+def _sums_detail(sums: dict[str, float]) -> dict:
+    return {"sums": {name: round(total, 3) for name, total in sums.items()}}
+
+
+def _no_detail(_nothing: None) -> None:
+    return None
+
+
+# Per metric: its step, and what the step's outcome adds to a reading that is kept (the cause of a level).
+_STEPS = {"water_level": (water_level_step, _rate_detail), "rainfall": (rainfall_step, _sums_detail),
+          "battery": (battery_step, _no_detail)}
 
 
 @dataclasses.dataclass
@@ -55,7 +69,8 @@ def apply_entry(snap: dict, rules: Rules, entry: list, events: list[EngineEvent]
             # Most water levels: judged now, no mark, nothing held (what ``_after_check`` does for them).
             _judge_sample(snap, rules, entry, events)
             qc.track_flatline(snap["quality"], rules.quality, ts, value)
-            _sensor_step(snap, ts, value, qc.PLAIN, events)
+            if snap["kinds"]["sensor"]["level"] != (1 if snap["quality"]["stuck"] else 0):
+                _sensor_step(snap, ts, value, qc.PLAIN, events)  # nothing is held: only a stuck sensor moves it
             return
         keep = run.keep.get(ts) if run.keep else None
         admission = qc.admit(snap["quality"], rules.quality, ts, value, run.overdue_us, keep)
@@ -73,13 +88,14 @@ def _judge_sample(snap: dict, rules: Rules, entry: list, events: list[EngineEven
     if machine.get("forgotten_until") is not None and ts <= machine["forgotten_until"]:
         return  # judged before its alert was closed by hand (``forget``)
     before = machine["level"]
-    extra = _STEPS[metric](snap, rules, ts, value)
+    step, detail = _STEPS[metric]
+    outcome = step(snap, rules, ts, value)
     if machine["level"] != before:
         # The reading is built only when it is kept (the cause of a level): most samples change nothing.
         reading = {"metric": metric, "value": value, "ts": iso(ts)}
+        extra = detail(outcome)
         if extra is not None:
-            reading.update(extra if "sums" not in extra
-                           else {"sums": {name: round(total, 3) for name, total in extra["sums"].items()}})
+            reading.update(extra)
         machine["cause"] = reading
         if events is not None:
             events.append(EngineEvent(metric, event_type(before, machine["level"]), Level(machine["level"]),

@@ -2,36 +2,61 @@
 
 from __future__ import annotations
 
-from alerts.engine.machine import machine_step, slide, thresholds
+from typing import NamedTuple
+
+from alerts.engine.machine import machine_step, once_per_rule, slide, thresholds
 from alerts.engine.model import RISE_MIN_SPAN_S, RISE_WINDOW_S, US
-from alerts.rules import Rules
+from alerts.rules import Rules, WaterLevelRule
 
 _WINDOW_US, _MIN_SPAN_US, _HOUR_US = RISE_WINDOW_S * US, RISE_MIN_SPAN_S * US, 3600 * US
 
 
-def water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> dict | None:
-    """Judge one water level; return what its reading adds (the rise rate, when known)."""
+class WaterPlan(NamedTuple):
+    """What judging a water level needs of its rule, in the engine's units."""
+
+    lines: tuple  # per WARNING_LEVELS: None (level not used) or (entry value, clear line)
+    hold_us: float
+    clear_hold_us: float
+    rise_per_hour: float | None  # None: no rise-rate rule
+    rise_level: int
+
+
+@once_per_rule
+def water_plan(rule: WaterLevelRule | None) -> WaterPlan:
+    """A water-level rule as the step uses it, worked out once per rule."""
+    if rule is None:
+        return WaterPlan(thresholds(None), 0, 0, None, 0)
+    lines = tuple(None if entry is None else (entry, entry - rule.clear_margin) for entry in thresholds(rule))
+    rise = rule.rise_rate
+    return WaterPlan(lines, rule.hold_s * US, rule.clear_hold_s * US, rise.per_hour if rise is not None else None,
+                     int(rise.level) if rise is not None else 0)
+
+
+def water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> float | None:
+    """Judge one water level; return its rise rate (m/h) when known."""
+    plan = water_plan(rules.water_level)
     machine = snap["kinds"]["water_level"]
     buf = snap["water_levels"]
     slide(buf, ts, value, _WINDOW_US, True)
-    rate = None
     ref_ts, ref_value = buf[0]
-    if ts - ref_ts >= _MIN_SPAN_US:
-        rate = (value - ref_value) / ((ts - ref_ts) / _HOUR_US)
-    rule = rules.water_level
-    conds = [None if threshold is None else (value >= threshold, value < threshold - rule.clear_margin)
-             for threshold in thresholds(rule)]
-    tl = machine_step(machine, ts, conds, rule.hold_s if rule else 0, rule.clear_hold_s if rule else 0)
-    rise = machine["rise"]
-    if rule is None or rule.rise_rate is None:
+    rate = (value - ref_value) / ((ts - ref_ts) / _HOUR_US) if ts - ref_ts >= _MIN_SPAN_US else None
+    conds = [None if line is None else (value >= line[0], value < line[1]) for line in plan.lines]
+    level = machine_step(machine, ts, conds, plan.hold_us, plan.clear_hold_us)
+    if _rising(machine["rise"], plan, ts, rate) and level < plan.rise_level:
+        level = plan.rise_level
+    machine["level"] = level
+    return rate
+
+
+def _rising(rise: dict, plan: WaterPlan, ts: int, rate: float | None) -> bool:
+    """Advance the rise-rate timer to ``ts``; True while the river rises too fast (or has not slowed long enough)."""
+    if plan.rise_per_hour is None:
         rise["on"], rise["below_since"] = False, None
     elif rate is not None:
-        if rate >= rule.rise_rate.per_hour:
+        if rate >= plan.rise_per_hour:
             rise["on"], rise["below_since"] = True, None
         elif rise["on"]:
             rise["below_since"] = rise["below_since"] if rise["below_since"] is not None else ts
-            if ts - rise["below_since"] >= rule.clear_hold_s * US:
+            if ts - rise["below_since"] >= plan.clear_hold_us:
                 rise["on"], rise["below_since"] = False, None
-    floor = int(rule.rise_rate.level) if rise["on"] and rule and rule.rise_rate else 0
-    machine["level"] = max(tl, floor)
-    return None if rate is None else {"rate_per_hour": round(rate, 4)}
+    return rise["on"]

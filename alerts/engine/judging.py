@@ -15,7 +15,7 @@ from alerts import quality as qc
 from alerts.engine import folding
 from alerts.engine.model import (DEFAULT_EXPECTED_INTERVAL_S, ENGINE_KINDS, HORIZON_S, JUDGED_METRICS, RELEASE, US,
                                  EngineEvent, Judgement, event_type, from_micros, iso, micros, parse_iso_us)
-from alerts.engine.state import clone_snapshot, is_full_state, kept_decisions, load_state, upgrade
+from alerts.engine.state import clone_snapshot, is_full_state, kept_decisions, levels_of, load_state, upgrade
 from alerts.engine.steps import Run, apply_entry
 from alerts.levels import Level
 from alerts.model import Sample
@@ -74,7 +74,7 @@ def judge(rules: Rules, state: dict | None, samples: Iterable[Sample], *, take_s
             folding.settle(st, rules, overdue_us, marks)
     st["quality_marks"] = {str(ts): mark for ts, mark in marks.items()}
     _forget_kept(st)
-    levels = {kind: Level(cur["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
+    levels = levels_of(st)
     due = qc.overdue_at(cur["quality"], overdue_us) if rules.quality is not None else None
     return Judgement(state=st, events=events, levels=levels, ignored=ignored, quality=changed,
                      overdue_at=from_micros(due) if due is not None else None)
@@ -105,37 +105,40 @@ def _sort_incoming(st: dict, samples: Iterable[Sample], overdue_us: int,
     base_key = tuple(st["base_key"]) if st["base_key"] is not None else None
     due = qc.overdue_at(st["current"].get("quality"), overdue_us)
     silent = release_at is not None and due is not None and due <= release_at  # silent after a doubtful sample
+    entries = _time_ordered(samples, due if silent else None)
+    start = 0  # the entries up to ``last`` are late or too old; the rest are in order
+    if last is not None:
+        while start < len(entries) and (entries[start][0], entries[start][1]) <= last:
+            start += 1
     ignored = 0
-    in_order: list[list] = []
     late: list[list] = []
     seen = None
-    for key, value in _time_ordered(samples, due if silent else None):
-        if last is None or key > last:
-            in_order.append([key[0], key[1], value])
-            continue
+    for entry in entries[:start]:
+        key = (entry[0], entry[1])
         if base_key is not None and key <= base_key:
             ignored += 1  # older than the horizon (or already folded into the base)
             continue
         if seen is None:
             seen = {(e[0], e[1]) for e in st["horizon"]}
         if key not in seen:
-            late.append([key[0], key[1], value])
-    return in_order, late, ignored
+            late.append(entry)
+    return entries[start:], late, ignored
 
 
-def _time_ordered(samples: Iterable[Sample], release: int | None) -> list[tuple[tuple[int, str], float]]:
-    """The judged samples (and a ``RELEASE`` at ``release``) as ``((us, metric), value)`` in time order.
+def _time_ordered(samples: Iterable[Sample], release: int | None) -> list[list]:
+    """The judged samples (and a ``RELEASE`` at ``release``) as entries ``[us, metric, value]`` in time order.
 
     Of two samples with one key, the one given later counts.
     """
-    keyed = [((micros(sample.ts), sample.metric), float(sample.value)) for sample in samples
-             if sample.metric in JUDGED_METRICS]
+    entries = [[micros(sample.ts), sample.metric, float(sample.value)] for sample in samples
+               if sample.metric in JUDGED_METRICS]
     if release is not None:
-        keyed.append(((release, RELEASE), 0.0))
-    keys = [key for key, _value in keyed]
-    if all(map(lt, keys, keys[1:])):
-        return keyed  # the common case: a gateway sends its samples in time order, each once
-    return sorted(dict(keyed).items())
+        entries.append([release, RELEASE, 0.0])
+    times = [entry[0] for entry in entries]
+    if all(map(lt, times, times[1:])):
+        return entries  # the common case: each later than the one before (a gateway sends in time order)
+    incoming = {(ts, metric): value for ts, metric, value in entries}
+    return [[ts, metric, value] for (ts, metric), value in sorted(incoming.items())]
 
 
 def _replay_with_late(st: dict, rules: Rules, late: list[list], run: Run) -> list[EngineEvent]:

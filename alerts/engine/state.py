@@ -103,11 +103,17 @@ def is_full_state(state: Mapping | None) -> bool:
     return bool(state) and state.get("v") == STATE_VERSION and "current" in state
 
 
+_ALL_KINDS = frozenset(ENGINE_KINDS)
+
+
 def upgrade(st: dict) -> None:
     """Give a state made before the quality check what it lacks (in place): its levels carry on."""
     st.setdefault("quality_marks", {})
     for snap in (st["base"], st["current"]):
-        snap.setdefault("quality", qc.new_quality())
+        if "quality" not in snap:
+            snap["quality"] = qc.new_quality()
+        if snap["kinds"].keys() >= _ALL_KINDS:
+            continue  # the common case: nothing to add
         for kind in ENGINE_KINDS:
             if kind not in snap["kinds"]:
                 snap["kinds"][kind] = new_machine()
@@ -132,9 +138,18 @@ def from_v1(state: Mapping) -> dict:
             "current": snapshot(state["cur"]), "horizon": state["hz"]}
 
 
+_LEVEL_OF = {int(level): level for level in Level}
+
+
 def levels_of(state: Mapping) -> dict[str, Level]:
     """The level of each kind in a whole state."""
-    return {kind: Level(state["current"]["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
+    return {kind: _level(state["current"]["kinds"][kind]["level"]) for kind in ENGINE_KINDS}
+
+
+def _level(value: int) -> Level:
+    """The Level of a stored level: a dict look-up, cheaper than calling the enum (which says what is wrong)."""
+    level = _LEVEL_OF.get(value)
+    return Level(value) if level is None else level
 
 
 def forget(state: Mapping | None, kind: str) -> dict:

@@ -64,16 +64,17 @@ def apply_entry(snap: dict, rules: Rules, entry: list, events: list[EngineEvent]
         if rules.quality is not None:
             _after_check(snap, rules, qc.release(snap["quality"], ts, run.overdue_us), ts, None, events, run)
         return
-    if metric == "water_level" and rules.quality is not None:
-        if qc.admits_at_once(snap["quality"], rules.quality, ts, value):
+    check = rules.quality
+    if metric == "water_level" and check is not None:
+        q = snap["quality"]
+        if qc.admits_at_once(q, check, ts, value):
             # Most water levels: judged now, no mark, nothing held (what ``_after_check`` does for them).
             _judge_sample(snap, rules, entry, events)
-            qc.track_flatline(snap["quality"], rules.quality, ts, value)
-            if snap["kinds"]["sensor"]["level"] != (1 if snap["quality"]["stuck"] else 0):
+            if qc.track_flatline(q, check, ts, value) != snap["kinds"]["sensor"]["level"]:
                 _sensor_step(snap, ts, value, qc.PLAIN, events)  # nothing is held: only a stuck sensor moves it
             return
         keep = run.keep.get(ts) if run.keep else None
-        admission = qc.admit(snap["quality"], rules.quality, ts, value, run.overdue_us, keep)
+        admission = qc.admit(q, check, ts, value, run.overdue_us, keep)
         if admission.kept and run.kept is not None:
             run.kept[ts] = keep
         _after_check(snap, rules, admission, ts, value, events, run)

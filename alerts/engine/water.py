@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
-from alerts.engine.machine import machine_step, once_per_rule, slide, thresholds
+from alerts.engine.machine import calm_step, machine_step, once_per_rule, slide, thresholds
 from alerts.engine.model import RISE_MIN_SPAN_S, RISE_WINDOW_S, US
 from alerts.rules import Rules, WaterLevelRule
 
@@ -15,6 +16,8 @@ class WaterPlan(NamedTuple):
     """What judging a water level needs of its rule, in the engine's units."""
 
     lines: tuple  # per WARNING_LEVELS: None (level not used) or (entry value, clear line)
+    calm_below: float  # a value below this is under every entry and clear line: ``calm`` are its conditions
+    calm: tuple
     hold_us: float
     clear_hold_us: float
     rise_per_hour: float | None  # None: no rise-rate rule
@@ -25,11 +28,13 @@ class WaterPlan(NamedTuple):
 def water_plan(rule: WaterLevelRule | None) -> WaterPlan:
     """A water-level rule as the step uses it, worked out once per rule."""
     if rule is None:
-        return WaterPlan(thresholds(None), 0, 0, None, 0)
+        return WaterPlan(thresholds(None), math.inf, thresholds(None), 0, 0, None, 0)
     lines = tuple(None if entry is None else (entry, entry - rule.clear_margin) for entry in thresholds(rule))
+    calm_below = min((min(line) for line in lines if line is not None), default=math.inf)
+    calm = tuple(None if line is None else (False, True) for line in lines)
     rise = rule.rise_rate
-    return WaterPlan(lines, rule.hold_s * US, rule.clear_hold_s * US, rise.per_hour if rise is not None else None,
-                     int(rise.level) if rise is not None else 0)
+    return WaterPlan(lines, calm_below, calm, rule.hold_s * US, rule.clear_hold_s * US,
+                     rise.per_hour if rise is not None else None, int(rise.level) if rise is not None else 0)
 
 
 def water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> float | None:
@@ -40,8 +45,13 @@ def water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> float |
     slide(buf, ts, value, _WINDOW_US, True)
     ref_ts, ref_value = buf[0]
     rate = (value - ref_value) / ((ts - ref_ts) / _HOUR_US) if ts - ref_ts >= _MIN_SPAN_US else None
-    conds = [None if line is None else (value >= line[0], value < line[1]) for line in plan.lines]
-    level = machine_step(machine, ts, conds, plan.hold_us, plan.clear_hold_us)
+    if value >= plan.calm_below:
+        conds = [None if line is None else (value >= line[0], value < line[1]) for line in plan.lines]
+        level = machine_step(machine, ts, conds, plan.hold_us, plan.clear_hold_us)
+    elif machine["threshold_level"]:
+        level = machine_step(machine, ts, plan.calm, plan.hold_us, plan.clear_hold_us)  # clear timers running
+    else:
+        level = calm_step(machine, ts, plan.calm)  # most water levels: under every line, at normal
     if _rising(machine["rise"], plan, ts, rate) and level < plan.rise_level:
         level = plan.rise_level
     machine["level"] = level

@@ -153,7 +153,11 @@ def track_flatline(q: dict, rule: QualityRule, ts: int, value: float) -> bool:
         return False
     flat = q["flat"]
     if flat is not None:
-        low, high = (value if value < flat[1] else flat[1]), (value if value > flat[2] else flat[2])
+        low, high = flat[1], flat[2]
+        if value < low:
+            low = value
+        elif value > high:  # (a band's low is never above its high)
+            high = value
     if flat is None or high - low > rule.flatline_tolerance + 1e-9:
         q["flat"] = flat = [ts, value, value]  # the value moved: a new band starts here
     else:

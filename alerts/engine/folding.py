@@ -25,11 +25,7 @@ from alerts.rules import Rules
 
 STOP_S = 1800  # measurement time between stops: the deferred base lags the exact one by about this
 _STOP_US, _HORIZON_US = STOP_S * US, HORIZON_S * US
-_TS = itemgetter(0)
-
-
-def _entry_key(entry: list) -> tuple:
-    return entry[0], entry[1]
+_TS, _ENTRY_KEY = itemgetter(0), itemgetter(0, 1)  # an entry's time; its key (time, metric)
 
 
 def fold(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> None:
@@ -106,7 +102,7 @@ def jump(st: dict, marks: dict[int, str]) -> None:
     at, snap = stops[passed - 1]
     del stops[:passed]
     st["base"], st["base_at"] = snap, at
-    del horizon[:bisect_right(horizon, tuple(at), key=_entry_key)]
+    del horizon[:bisect_right(horizon, tuple(at), key=_ENTRY_KEY)]
     _forget_marks(st, marks, at)
 
 
@@ -123,7 +119,7 @@ def settle(st: dict, rules: Rules, overdue_us: int, marks: dict[int, str]) -> No
         return
     horizon, key = st["horizon"], st["base_key"]
     if key is not None:
-        count = bisect_right(horizon, tuple(key), key=_entry_key)
+        count = bisect_right(horizon, tuple(key), key=_ENTRY_KEY)
         run = Run(overdue_us, keep=kept_decisions(st))
         for entry in horizon[:count]:
             apply_entry(st["base"], rules, entry, None, run)

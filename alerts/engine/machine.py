@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from operator import itemgetter
 
 from alerts.levels import WARNING_LEVELS
-
-_TS = itemgetter(0)
 
 
 def machine_step(machine: dict, ts: int, conds: list, hold: float, clear: float) -> int:
@@ -70,13 +66,20 @@ def calm_step(machine: dict, ts: int, conds: tuple) -> int:
 def once_per_rule(derive: Callable) -> Callable:
     """``derive(rule)``, worked out once per rule object (rules are frozen; a station's are parsed once per refresh)."""
     known: dict[int, tuple] = {}  # id(rule) -> (rule, what was derived from it)
+    # The rule asked for last time, and what was derived (one tuple: threads may share it): a batch
+    # asks for one station's rule again and again.
+    last = [(None, derive(None))]
 
     def derived(rule):
+        recent = last[0]
+        if recent[0] is rule:
+            return recent[1]
         hit = known.get(id(rule))
         if hit is None or hit[0] is not rule:  # an id can be reused once a rule object is gone
             if len(known) > 1024:
                 known.clear()
             hit = known[id(rule)] = (rule, derive(rule))
+        last[0] = hit
         return hit[1]
 
     derived.__doc__ = derive.__doc__
@@ -99,6 +102,12 @@ def slide(buf: list, ts: int, value: float, span_us: int, keep_edge: bool) -> No
     """
     buf.append([ts, value])
     oldest = ts - span_us
-    drop = (bisect_left if keep_edge else bisect_right)(buf, oldest, key=_TS)
+    drop = 0  # a walk from the oldest: a sample or two leave at a time
+    if keep_edge:
+        while buf[drop][0] < oldest:
+            drop += 1
+    else:
+        while buf[drop][0] <= oldest:
+            drop += 1
     if drop:
         del buf[:drop]

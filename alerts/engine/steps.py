@@ -30,14 +30,17 @@ def battery_step(snap: dict, rules: Rules, ts: int, value: float) -> None:
 
 
 def _rate_detail(rate: float | None) -> dict | None:
+    """A water level's reading: its rise rate, when known."""
     return None if rate is None else {"rate_per_hour": round(rate, 4)}
 
 
 def _sums_detail(sums: dict[str, float]) -> dict:
+    """A rain increment's reading: the rolling sums."""
     return {"sums": {name: round(total, 3) for name, total in sums.items()}}
 
 
 def _no_detail(_nothing: None) -> None:
+    """A battery reading adds nothing."""
     return None
 
 
@@ -70,8 +73,9 @@ def apply_entry(snap: dict, rules: Rules, entry: list, events: list[EngineEvent]
         if qc.admits_at_once(q, check, ts, value):
             # Most water levels: judged now, no mark, nothing held (what ``_after_check`` does for them).
             _judge_sample(snap, rules, entry, events)
-            if qc.track_flatline(q, check, ts, value) != snap["kinds"]["sensor"]["level"]:
-                _sensor_step(snap, ts, value, qc.PLAIN, events)  # nothing is held: only a stuck sensor moves it
+            stuck = qc.track_flatline(q, check, ts, value)
+            if stuck != snap["kinds"]["sensor"]["level"]:  # nothing is held: the sensor level is 1 while stuck
+                _sensor_step(snap, ts, value, qc.PLAIN, events)
             return
         keep = run.keep.get(ts) if run.keep else None
         admission = qc.admit(q, check, ts, value, run.overdue_us, keep)

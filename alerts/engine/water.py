@@ -45,13 +45,13 @@ def water_level_step(snap: dict, rules: Rules, ts: int, value: float) -> float |
     slide(buf, ts, value, _WINDOW_US, True)
     ref_ts, ref_value = buf[0]
     rate = (value - ref_value) / ((ts - ref_ts) / _HOUR_US) if ts - ref_ts >= _MIN_SPAN_US else None
-    if value >= plan.calm_below:
-        conds = [None if line is None else (value >= line[0], value < line[1]) for line in plan.lines]
-        level = machine_step(machine, ts, conds, plan.hold_us, plan.clear_hold_us)
-    elif machine["threshold_level"]:
-        level = machine_step(machine, ts, plan.calm, plan.hold_us, plan.clear_hold_us)  # clear timers running
-    else:
+    calm = value < plan.calm_below
+    if calm and not machine["threshold_level"]:
         level = calm_step(machine, ts, plan.calm)  # most water levels: under every line, at normal
+    else:
+        conds = plan.calm if calm else [None if line is None else (value >= line[0], value < line[1])
+                                        for line in plan.lines]
+        level = machine_step(machine, ts, conds, plan.hold_us, plan.clear_hold_us)
     if _rising(machine["rise"], plan, ts, rate) and level < plan.rise_level:
         level = plan.rise_level
     machine["level"] = level

@@ -69,11 +69,12 @@ def apply_in_order(st: dict, rules: Rules, entries: list[list], events: list, ru
     """Apply in-order ``entries`` to the current snapshot of a deferred state, keeping a stop every ``STOP_S``."""
     cur, stops = st["current"], defer(st)
     last_stop = stops[-1][0][0] if stops else (st["base_at"][0] if st["base_at"] is not None else None)
+    next_stop = last_stop + _STOP_US if last_stop is not None else None  # an entry at or after it makes a stop
     for entry in entries:
         apply_entry(cur, rules, entry, events, run)
-        if last_stop is None or entry[0] - last_stop >= _STOP_US:
+        if next_stop is None or entry[0] >= next_stop:
             stops.append(([entry[0], entry[1]], _stop_copy(cur)))
-            last_stop = entry[0]
+            next_stop = entry[0] + _STOP_US
 
 
 def _stop_copy(snap: dict) -> dict:

@@ -29,8 +29,8 @@ def puback_packet(mids: Sequence[int]) -> bytes:
     return bytes(packets)
 
 
-def ack_all(client: mqtt.Client, messages: Sequence[mqtt.MQTTMessage]) -> None:
-    """Acknowledge ``messages`` (received with ``manual_ack=True``) in their order."""
+def ack_all(client: mqtt.Client, messages: Sequence) -> None:
+    """Acknowledge ``messages`` (received with ``manual_ack=True``; anything with their ``mid`` and ``qos``) in order."""
     mids = [message.mid for message in messages if message.qos == 1]
     if len(mids) < len(messages):  # QoS 0 needs nothing; QoS 2 is acknowledged the ordinary way
         for message in messages:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 
@@ -34,6 +35,17 @@ MAX_BATCH = 1000  # the broker's in-flight window (config/mosquitto.conf): one c
 LIVE_FIRST_WAIT_S = 0.5  # the most a backlog transaction waits for the live session's queue to empty
 QUEUE_SIZE = 5000
 BACK_PRESSURE_POLL_S = 0.005  # how often a full queue is looked at again (only when the broker has no window)
+
+
+class Received(NamedTuple):
+    """What the worker needs of a message paho delivered (see ``MqttIngest._on_message``)."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+    received_at: datetime
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -78,7 +90,7 @@ class MqttIngest:
         self.on_siren_ack = None if self.backlog else self.on_siren_ack
         self.siren_ack_filter = topics.siren_ack_subscription(prefix)
         # A SimpleQueue (C, no lock in Python): a Queue's put and get cost a few microseconds a message.
-        self._queue: queue.SimpleQueue[tuple[mqtt.MQTTMessage, datetime] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Received | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._connected = threading.Event()  # connected and subscribed
         self._subscription: int | None = None  # the mid of the newest SUBSCRIBE
@@ -175,7 +187,11 @@ class MqttIngest:
             # never fills in practice; if it does, waiting here is the right back-pressure.
             while self._queue.qsize() >= QUEUE_SIZE and not self._stopping.is_set():
                 time.sleep(BACK_PRESSURE_POLL_S)
-            self._queue.put((message, datetime.now(timezone.utc)))
+            # Only what the worker needs is queued: paho's message (its info object, a Condition and
+            # its lock, a dozen objects) then dies at once by reference count, and the collector's pass
+            # after each batch no longer walks the next batch's paho objects (docs/performance.md).
+            self._queue.put(Received(_topic_of(message), message.payload, message.mid, message.qos,
+                                     bool(message.retain), datetime.now(timezone.utc)))
         except Exception:
             log.exception("error in MQTT on_message")
 
@@ -215,7 +231,7 @@ class MqttIngest:
         while (self._storing or self._queue.qsize()) and time.monotonic() < deadline and not self._stopping.is_set():
             time.sleep(0.002)
 
-    def _next_batch(self) -> list[tuple[mqtt.MQTTMessage, datetime]] | None:
+    def _next_batch(self) -> list[Received] | None:
         try:
             first = self._queue.get(timeout=0.5)
         except queue.Empty:
@@ -234,10 +250,10 @@ class MqttIngest:
             batch.append(item)
         return batch
 
-    def _commit_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
+    def _commit_then_ack(self, batch: list[Received]) -> None:
         acks, statuses, readings = [], [], []
-        for m, at in batch:
-            topic = m.topic  # paho decodes it at every access
+        for m in batch:
+            topic, at = m.topic, m.received_at
             # The suffix first: almost every message is a reading, and the full parse costs more.
             if topic.endswith("/ack") and self._is_siren_ack(topic):
                 acks.append(_to_topic_message(m, at))
@@ -251,21 +267,20 @@ class MqttIngest:
             return
         if acks and not self._until_stored(self.on_siren_ack, acks):
             return
-        ack_all(self._client, [message for message, _ in batch])
+        ack_all(self._client, batch)
 
-    def _commit_by_station_then_ack(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
+    def _commit_by_station_then_ack(self, batch: list[Received]) -> None:
         """The backlog session's way: one transaction per station (the live session's readings go
         first between two), then every message acknowledged in arrival order."""
         by_station: dict[str, list[Message]] = {}
-        for m, at in batch:
-            topic = m.topic  # paho decodes it at every access
-            by_station.setdefault(topic, []).append(mqtt_reading(topic, m.payload, at))
+        for m in batch:
+            by_station.setdefault(m.topic, []).append(mqtt_reading(m.topic, m.payload, m.received_at))
         for readings in by_station.values():
             if self.live is not None:
                 self.live.wait_idle(LIVE_FIRST_WAIT_S)
             if not self._until_stored(self.ingest, readings):
                 return
-        ack_all(self._client, [message for message, _ in batch])
+        ack_all(self._client, batch)
 
     def _is_siren_ack(self, topic: str) -> bool:
         return self.on_siren_ack is not None and topics.parse_siren_topic(self.prefix, topic, "ack") is not None
@@ -325,6 +340,15 @@ def backlog_session(url: MqttUrl, client_id: str) -> tuple[MqttUrl, str]:
     return dataclasses.replace(url, username=user), f"{base}{BACKLOG_SUFFIX}"[:64]
 
 
-def _to_topic_message(message: mqtt.MQTTMessage, received_at: datetime) -> TopicMessage:
+def _to_topic_message(message: Received, received_at: datetime) -> TopicMessage:
     return TopicMessage(topic=message.topic, payload=message.payload, received_at=received_at,
-                        retained=bool(message.retain))
+                        retained=message.retain)
+
+
+def _topic_of(message: mqtt.MQTTMessage) -> str:
+    """The topic as text (paho decodes it at every access); a name that is no UTF-8 (a broker should have
+    refused it) becomes one no station has, so the message is dead-lettered, not the worker stopped."""
+    try:
+        return message.topic
+    except UnicodeDecodeError:
+        return "(topic not UTF-8)"

@@ -53,7 +53,10 @@ def clone(q: dict | None) -> dict:
 
 
 def within_step(rule: QualityRule, earlier: list, ts: int, value: float) -> bool:
-    """True when ``value`` at ``ts`` is within the allowed step of ``earlier`` (``[ts, value]``)."""
+    """True when ``value`` at ``ts`` is within the allowed step of ``earlier`` (``[ts, value]``); any step is,
+    with the check off (``max_step_per_min: null``)."""
+    if rule.max_step_per_min is None:
+        return True
     minutes = abs(ts - earlier[0]) / _MIN_US
     if minutes < 1.0:
         minutes = 1.0

@@ -5,9 +5,9 @@ caller learns which samples went in now, and, for the stations it names, the low
 inserted (where a new station's readings begin, service/station_states.py).
 
 Almost every batch stores every sample it offers. That case is known from the statement's own row
-count, without a returned row per sample: on SQLite each returned row was a step of its own, and
-each step let go of the interpreter lock, so the worker queued behind the MQTT network thread a
-thousand times a batch (docs/performance.md).
+count, without a returned row per sample: on SQLite the returned rows were fetched one at a time
+through SQLAlchemy and turned into per-station sets, a fifth of the worker's time in the insert
+(docs/performance.md, the profiles of 2026-12-02).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ inserted (where a new station's readings begin, service/station_states.py).
 
 Almost every batch stores every sample it offers. That case is known from the statement's own row
 count, without a returned row per sample: on SQLite the returned rows were fetched one at a time
-through SQLAlchemy and turned into per-station sets, a fifth of the worker's time in the insert
+through SQLAlchemy and turned into per-station sets, about half of the insert's time in the worker
 (docs/performance.md, the profiles of 2026-12-02).
 """
 

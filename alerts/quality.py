@@ -72,7 +72,7 @@ def admits_at_once(q: dict, rule: QualityRule, ts: int, value: float) -> bool:
     if q["pend"] is not None:
         return False
     acc = q["acc"]
-    if rule.max_step_per_min is None or acc is None or within_step(rule, acc, ts, value):
+    if acc is None or within_step(rule, acc, ts, value):
         q["acc"] = [ts, value]
         return True
     return False
@@ -109,7 +109,7 @@ def admit(q: dict, rule: QualityRule, ts: int, value: float, overdue_us: int, ke
             out.judge.append((ts, value))
             q["acc"] = [ts, value]
             return out
-    if rule.max_step_per_min is None or q["acc"] is None or within_step(rule, q["acc"], ts, value):
+    if q["acc"] is None or within_step(rule, q["acc"], ts, value):
         out.judge.append((ts, value))
         q["acc"] = [ts, value]
         return out

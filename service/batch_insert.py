@@ -20,7 +20,6 @@ from sqlalchemy.engine import Connection
 
 from alerts.model import Sample
 from service.db import dialect
-from service.db.schema import readings
 
 ReadingRow = tuple  # (station_id, metric, ts, value, received_at): one readings row of a batch
 ROWS_PER_STATEMENT = 1000  # 5 parameters each: far under SQLite's 32,766 and PostgreSQL's 65,535
@@ -49,14 +48,9 @@ def insert_batch(conn: Connection, rows: list[ReadingRow], first_ids_of: frozens
     """
     if not rows:
         return StoredBatch(all_new=True)
-    if dialect.is_sqlite(conn):
-        return _insert_sqlite(conn, rows, first_ids_of)
     if dialect.is_postgresql(conn):
         return _from_returned(_insert_postgresql(conn, rows), len(rows), first_ids_of)
-    keys = ("station_id", "metric", "ts", "value", "received_at")
-    returned = [(row.id, row.station_id, row.metric, row.ts)
-                for row in conn.execute(_insert_statement(conn), [dict(zip(keys, r)) for r in rows])]
-    return _from_returned(returned, len(rows), first_ids_of)
+    return _insert_sqlite(conn, rows, first_ids_of)  # the service runs on these two (service/db/engine.py)
 
 
 def _from_returned(returned: list[tuple], offered: int, first_ids_of: frozenset[str]) -> StoredBatch:
@@ -68,18 +62,6 @@ def _from_returned(returned: list[tuple], offered: int, first_ids_of: frozenset[
         if station_id in first_ids_of and row_id < stored.first_ids.get(station_id, row_id + 1):
             stored.first_ids[station_id] = row_id
     return stored
-
-
-_INSERT_STATEMENTS: dict[str, object] = {}  # per dialect: built once per process
-
-
-def _insert_statement(conn: Connection):
-    statement = _INSERT_STATEMENTS.get(conn.dialect.name)
-    if statement is None:
-        statement = _INSERT_STATEMENTS[conn.dialect.name] = dialect.insert_new(
-            conn, readings, ["station_id", "metric", "ts"]).returning(
-            readings.c.id, readings.c.station_id, readings.c.metric, readings.c.ts)
-    return statement
 
 
 # -- SQLite ---------------------------------------------------------------------------------------

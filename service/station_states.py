@@ -93,13 +93,8 @@ class StationStates:
             return
         if dialect.is_postgresql(conn):
             conn.exec_driver_sql(_UPDATE_POSTGRESQL, _update_arrays(conn, changes))
-        elif dialect.is_sqlite(conn):
-            conn.exec_driver_sql(_UPDATE_SQLITE, _update_rows_sqlite(changes))
         else:
-            for with_checkpoint in (False, True):
-                rows = [c for c in changes if ("b_engine" in c) == with_checkpoint]
-                if rows:
-                    conn.execute(_update_statement(with_checkpoint), rows)
+            conn.exec_driver_sql(_UPDATE_SQLITE, _update_rows_sqlite(changes))
 
 
 def changes(held: Held, station_id: str, values: Mapping, judgement=None, *, rain: bool = False,
@@ -201,10 +196,8 @@ def whole_state(conn: Connection, station_id: str, rules: Rules, doc: Mapping | 
 def _lock_versions(conn: Connection, station_ids: list[str]) -> dict[str, int]:
     if dialect.is_postgresql(conn):
         result = conn.exec_driver_sql(_LOCK_POSTGRESQL, (list(station_ids),))
-    elif dialect.is_sqlite(conn):
-        result = conn.exec_driver_sql(_lock_sqlite(len(station_ids)), tuple(station_ids))
     else:
-        result = conn.execute(_lock_statement(False), {"ids": list(station_ids)})
+        result = conn.exec_driver_sql(_lock_sqlite(len(station_ids)), tuple(station_ids))
     return dict(result.all())
 
 
@@ -222,14 +215,6 @@ def _lock_sqlite(count: int) -> str:
 
 
 @functools.cache
-def _lock_statement(for_update: bool):
-    query = (sa.select(station_state.c.station_id, station_state.c.version)
-             .where(station_state.c.station_id.in_(sa.bindparam("ids", expanding=True)))
-             .order_by(station_state.c.station_id))
-    return query.with_for_update() if for_update else query
-
-
-@functools.cache
 def _interval_statement():
     return sa.select(stations.c.expected_interval_s).where(stations.c.id == sa.bindparam("id"))
 
@@ -243,17 +228,6 @@ def _create_rows(conn: Connection, station_ids: list[str], now: datetime) -> Non
     conn.execute(dialect.insert_new(conn, station_state, ["station_id"]),
                  [{"station_id": s, "level": "normal", "online": True, "latest": {}, "updated_at": now}
                   for s in station_ids])
-
-
-@functools.cache
-def _update_statement(with_checkpoint: bool):
-    values = {column: sa.bindparam(f"b_{column}", type_=station_state.c[column].type) for column in ROW_COLUMNS}
-    values["engine_delta"] = sa.bindparam("b_engine_delta", type_=station_state.c.engine_delta.type)
-    values["version"] = station_state.c.version + 1
-    if with_checkpoint:
-        values["engine"] = sa.bindparam("b_engine", type_=station_state.c.engine.type)
-    return (sa.update(station_state).where(station_state.c.station_id == sa.bindparam("b_station_id"))
-            .values(**values))
 
 
 # PostgreSQL: the rows of a batch in one statement, their values as arrays in psycopg's binary format

@@ -26,6 +26,18 @@ def _changes(station_id: str, *, checkpoint: bool) -> dict:
     return params
 
 
+def _update_statement(with_checkpoint: bool):
+    """The reference: one UPDATE per station, as SQLAlchemy binds it (every dialect's way before)."""
+    values = {column: sa.bindparam(f"b_{column}", type_=station_state.c[column].type)
+              for column in station_states.ROW_COLUMNS}
+    values["engine_delta"] = sa.bindparam("b_engine_delta", type_=station_state.c.engine_delta.type)
+    values["version"] = station_state.c.version + 1
+    if with_checkpoint:
+        values["engine"] = sa.bindparam("b_engine", type_=station_state.c.engine.type)
+    return (sa.update(station_state).where(station_state.c.station_id == sa.bindparam("b_station_id"))
+            .values(**values))
+
+
 def _row_text(conn, station_id: str) -> dict:
     columns = [sa.cast(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c
                for c in station_state.c if c.name != "station_id"]
@@ -39,8 +51,8 @@ def test_the_batch_write_stores_what_the_per_station_update_stored(services):
         conn.execute(sa.update(station_state).where(station_state.c.station_id == ids[0]).values(engine={"old": 1}))
         conn.execute(sa.update(station_state).where(station_state.c.station_id == ids[2]).values(engine={"old": 1}))
         # The reference: one UPDATE per station, as SQLAlchemy binds it (every dialect's way before).
-        conn.execute(station_states._update_statement(False), [_changes(ids[0], checkpoint=False)])
-        conn.execute(station_states._update_statement(True), [_changes(ids[1], checkpoint=True)])
+        conn.execute(_update_statement(False), [_changes(ids[0], checkpoint=False)])
+        conn.execute(_update_statement(True), [_changes(ids[1], checkpoint=True)])
         station_states.StationStates().write(conn, [_changes(ids[2], checkpoint=False),
                                                     _changes(ids[3], checkpoint=True)])
     with services.engine.connect() as conn:
